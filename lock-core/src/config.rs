@@ -1,0 +1,212 @@
+//! Election timings and options, validated the way client-go validates them.
+
+use std::time::Duration;
+
+/// client-go's jitter factor: a standby that polls waits between one and 2.2 retry periods.
+pub const JITTER_FACTOR: f64 = 1.2;
+/// Default lease duration (client-go's): how long standbys wait after the last observed change.
+pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
+/// Default renew deadline (client-go's): how long a leader stays leader without a renew.
+pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
+/// Default retry period (client-go's): how often the leader renews and standbys poll.
+pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+
+/// How one candidate takes part in an election.
+///
+/// ```
+/// use std::time::Duration;
+/// use lock_core::ElectionConfig;
+///
+/// let config = ElectionConfig::new("pod-a").with_lease_duration(Duration::from_secs(30));
+/// assert!(config.validate().is_ok());
+///
+/// let bad = ElectionConfig::new("pod-a").with_renew_deadline(Duration::from_secs(20));
+/// assert_eq!(
+///     bad.validate().unwrap_err().to_string(),
+///     "leaseDuration must be greater than renewDeadline"
+/// );
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct ElectionConfig {
+    /// This candidate's identity, written as the record's holder. Must be unique per process.
+    pub identity: String,
+    /// How long standbys wait after observing a change of the record before they may take it.
+    /// Written into the record, rounded up to whole seconds.
+    pub lease_duration: Duration,
+    /// How long the leader stays leader after the send time of its last successful renew.
+    pub renew_deadline: Duration,
+    /// How often the leader renews, and how often standbys poll when the lock gives no hints.
+    pub retry_period: Duration,
+    /// Standbys that poll wait a random time between `retry_period` and
+    /// `retry_period * (1 + jitter_factor)`.
+    pub jitter_factor: f64,
+    /// On cancellation, hand the lock over at once (holder "" and a 1 s lease) instead of
+    /// letting it expire. Off by default, as in client-go.
+    pub release_on_cancel: bool,
+    /// After losing leadership, go back to standing by (`true`) or end
+    /// [`run`](crate::LeaderElector::run) (`false`, client-go's one-shot behaviour).
+    pub rejoin: bool,
+    /// Use the lock's change hints when it offers them (on by default). Off means polling every
+    /// retry period, as client-go does.
+    pub use_hints: bool,
+}
+
+impl ElectionConfig {
+    /// A configuration with client-go's default timings for the given identity.
+    pub fn new(identity: impl Into<String>) -> Self {
+        Self {
+            identity: identity.into(),
+            lease_duration: DEFAULT_LEASE_DURATION,
+            renew_deadline: DEFAULT_RENEW_DEADLINE,
+            retry_period: DEFAULT_RETRY_PERIOD,
+            jitter_factor: JITTER_FACTOR,
+            release_on_cancel: false,
+            rejoin: false,
+            use_hints: true,
+        }
+    }
+
+    /// Sets the lease duration.
+    pub fn with_lease_duration(mut self, lease_duration: Duration) -> Self {
+        self.lease_duration = lease_duration;
+        self
+    }
+
+    /// Sets the renew deadline.
+    pub fn with_renew_deadline(mut self, renew_deadline: Duration) -> Self {
+        self.renew_deadline = renew_deadline;
+        self
+    }
+
+    /// Sets the retry period.
+    pub fn with_retry_period(mut self, retry_period: Duration) -> Self {
+        self.retry_period = retry_period;
+        self
+    }
+
+    /// Sets whether cancellation releases the lock.
+    pub fn with_release_on_cancel(mut self, release: bool) -> Self {
+        self.release_on_cancel = release;
+        self
+    }
+
+    /// Sets whether the elector stands by again after losing leadership.
+    pub fn with_rejoin(mut self, rejoin: bool) -> Self {
+        self.rejoin = rejoin;
+        self
+    }
+
+    /// Sets whether the lock's change hints are used.
+    pub fn with_hints(mut self, use_hints: bool) -> Self {
+        self.use_hints = use_hints;
+        self
+    }
+
+    /// Checks the rules client-go checks, with client-go's messages.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |message: &'static str| Err(ConfigError(message));
+        if self.lease_duration <= self.renew_deadline {
+            return err("leaseDuration must be greater than renewDeadline");
+        }
+        if !self.jitter_factor.is_finite() || self.jitter_factor < 0.0 {
+            return err("jitterFactor must be a finite number that is not negative");
+        }
+        if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
+            return err("renewDeadline must be greater than retryPeriod*JitterFactor");
+        }
+        if self.lease_duration.is_zero() {
+            return err("leaseDuration must be greater than zero");
+        }
+        if self.renew_deadline.is_zero() {
+            return err("renewDeadline must be greater than zero");
+        }
+        if self.retry_period.is_zero() {
+            return err("retryPeriod must be greater than zero");
+        }
+        if self.identity.is_empty() {
+            return err("Lock identity is empty");
+        }
+        Ok(())
+    }
+
+    /// The lease written into the record: whole seconds, rounded up so that standbys never wait
+    /// less than configured.
+    pub fn lease_duration_seconds(&self) -> i32 {
+        let nanos = self.lease_duration.as_nanos();
+        let seconds = nanos.div_ceil(1_000_000_000);
+        i32::try_from(seconds).unwrap_or(i32::MAX)
+    }
+}
+
+/// An election configuration that breaks one of client-go's rules; the message is client-go's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn message(config: ElectionConfig) -> String {
+        config.validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_client_gos() {
+        let config = ElectionConfig::new("a");
+        assert_eq!(config.lease_duration, secs(15));
+        assert_eq!(config.renew_deadline, secs(10));
+        assert_eq!(config.retry_period, secs(2));
+        assert_eq!(config.jitter_factor, 1.2);
+        assert!(config.validate().is_ok());
+        assert_eq!(config.lease_duration_seconds(), 15);
+    }
+
+    #[test]
+    fn rejections_use_client_go_messages() {
+        let base = ElectionConfig::new("a");
+        assert_eq!(
+            message(base.clone().with_lease_duration(secs(10))),
+            "leaseDuration must be greater than renewDeadline"
+        );
+        assert_eq!(
+            message(base.clone().with_retry_period(Duration::from_millis(8400))),
+            "renewDeadline must be greater than retryPeriod*JitterFactor"
+        );
+        assert!(base
+            .clone()
+            .with_retry_period(Duration::from_millis(8333))
+            .validate()
+            .is_ok());
+        assert_eq!(
+            message(
+                base.clone()
+                    .with_lease_duration(Duration::ZERO)
+                    .with_renew_deadline(Duration::ZERO)
+            ),
+            "leaseDuration must be greater than renewDeadline"
+        );
+        assert_eq!(
+            message(
+                base.clone()
+                    .with_renew_deadline(Duration::ZERO)
+                    .with_retry_period(Duration::ZERO)
+            ),
+            "renewDeadline must be greater than retryPeriod*JitterFactor"
+        );
+        assert_eq!(
+            message(ElectionConfig::new("")),
+            "Lock identity is empty"
+        );
+    }
+
+    #[test]
+    fn lease_seconds_round_up() {
+        let config = ElectionConfig::new("a").with_lease_duration(Duration::from_millis(10_001));
+        assert_eq!(config.lease_duration_seconds(), 11);
+    }
+}

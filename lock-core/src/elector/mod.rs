@@ -1,0 +1,173 @@
+//! The one elector: stands by, takes the lock, renews it, hands it over.
+
+mod hints;
+mod leading;
+pub(crate) mod shared;
+mod standby;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    ConfigError, ElectionConfig, ElectionEvent, ElectorHandle, LeaderElectionRecord, Leadership,
+    Lock, LockError, LockResult, StopReason, Versioned,
+};
+use hints::Hints;
+use shared::Shared;
+
+/// Runs one candidate's side of an election over any [`Lock`].
+///
+/// The algorithm is client-go's, with its guarantees made explicit:
+/// - a standby judges expiry on its own monotonic clock: a lease ends `leaseDurationSeconds`
+///   (the holder's, from the record) after this candidate *observed* the record change; the
+///   record's `renewTime` is never trusted;
+/// - a leader is leader until the send time of its last successful renew plus the renew
+///   deadline, which is shorter than the lease, so it always steps down before anyone else may
+///   take over;
+/// - the leader renews with the version it wrote last and reads only after a conflict;
+/// - every new term bumps `leaderTransitions`, the term's fencing token;
+/// - with a lock that offers change hints, a standby takes a released lock at once and otherwise
+///   sleeps until the observed expiry; without hints it polls every retry period (jittered).
+///
+/// See the crate documentation for an example.
+#[derive(Debug)]
+pub struct LeaderElector {
+    lock: Arc<dyn Lock>,
+    config: ElectionConfig,
+    shared: Arc<Shared>,
+}
+
+/// How [`LeaderElector::run`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    /// The cancellation token was cancelled. `released` tells whether the lock was handed over.
+    Cancelled {
+        /// True when the lock was released (holder "" and a 1 s lease).
+        released: bool,
+    },
+    /// Leadership was lost and [`ElectionConfig::rejoin`] is off.
+    LostLeadership(StopReason),
+}
+
+impl LeaderElector {
+    /// An elector for `lock` with a validated `config`.
+    pub fn new(lock: impl Lock + 'static, config: ElectionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let lock: Arc<dyn Lock> = Arc::new(lock);
+        let shared = Arc::new(Shared::new(config.identity.clone(), lock.describe()));
+        Ok(Self {
+            lock,
+            config,
+            shared,
+        })
+    }
+
+    /// A handle for querying this elector while it runs (state, leadership, health).
+    pub fn handle(&self) -> ElectorHandle {
+        ElectorHandle::new(self.shared.clone(), self.config.lease_duration)
+    }
+
+    /// A stream of this elector's events, in order, from now on.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
+        self.shared.subscribe()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ElectionConfig {
+        &self.config
+    }
+
+    /// Takes part in the election until `cancel` is cancelled (or, with `rejoin` off, until
+    /// leadership is lost).
+    ///
+    /// On cancellation a leader first ends its term (its token is cancelled and
+    /// [`ElectionEvent::StoppedLeading`] is sent), and then, with
+    /// [`release_on_cancel`](ElectionConfig::release_on_cancel), hands the lock over.
+    pub async fn run(self, cancel: CancellationToken) -> RunOutcome {
+        let span = tracing::info_span!(
+            "election",
+            identity = %self.config.identity,
+            lock = %self.shared.lock_name
+        );
+        self.run_until_done(cancel).instrument(span).await
+    }
+
+    async fn run_until_done(&self, cancel: CancellationToken) -> RunOutcome {
+        let mut hints = Hints::new(
+            self.lock.clone(),
+            self.config.use_hints,
+            self.config.retry_period,
+        );
+        loop {
+            let Some((term, written)) = self.stand_by(&mut hints, &cancel).await else {
+                return RunOutcome::Cancelled { released: false };
+            };
+            match self.lead(term, written, &mut hints, &cancel).await {
+                leading::Ended::Cancelled { released } => {
+                    return RunOutcome::Cancelled { released }
+                }
+                leading::Ended::Lost(reason) if !self.config.rejoin => {
+                    return RunOutcome::LostLeadership(reason)
+                }
+                leading::Ended::Lost(_) => {}
+            }
+        }
+    }
+
+    /// The record this candidate writes to start a term, keeping what the previous
+    /// record says about coordination.
+    fn record_for_term(
+        &self,
+        previous: Option<&LeaderElectionRecord>,
+        leader_transitions: i32,
+    ) -> LeaderElectionRecord {
+        let now = chrono::Utc::now();
+        LeaderElectionRecord {
+            holder_identity: self.config.identity.clone(),
+            lease_duration_seconds: self.config.lease_duration_seconds(),
+            acquire_time: Some(now),
+            renew_time: Some(now),
+            leader_transitions,
+            strategy: previous.and_then(|r| r.strategy.clone()),
+            preferred_holder: previous.and_then(|r| r.preferred_holder.clone()),
+        }
+    }
+
+    /// True when `current` still belongs to `term`.
+    fn is_term_record(&self, current: &Versioned, term: &Leadership) -> bool {
+        current.record.holder_identity == self.config.identity
+            && u64::try_from(current.record.leader_transitions).ok() == Some(term.fencing_token())
+    }
+
+    /// Runs a lock call, failing it as unavailable if it does not answer by `deadline`.
+    async fn bounded<T>(
+        &self,
+        deadline: Instant,
+        call: impl Future<Output = LockResult<T>>,
+    ) -> LockResult<T> {
+        let limit = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(deadline, call).await {
+            Ok(result) => result,
+            Err(_) => Err(LockError::timed_out(self.shared.lock_name.clone(), limit)),
+        }
+    }
+
+    /// When a poll after now should happen: one retry period plus jitter, as client-go does.
+    fn next_poll(&self) -> Instant {
+        let jitter = self.config.jitter_factor * rand::random::<f64>();
+        Instant::now() + self.config.retry_period + self.config.retry_period.mul_f64(jitter)
+    }
+
+    fn call_deadline(&self) -> Instant {
+        Instant::now() + self.config.renew_deadline
+    }
+
+    fn token_of(record: &LeaderElectionRecord) -> u64 {
+        u64::try_from(record.leader_transitions).unwrap_or(0)
+    }
+}

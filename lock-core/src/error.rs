@@ -1,0 +1,99 @@
+//! The one error type every lock returns.
+
+use std::time::Duration;
+
+/// What went wrong with a lock operation.
+///
+/// The variants tell apart what the elector must treat differently: a lost race
+/// ([`Conflict`](Self::Conflict), [`AlreadyExists`](Self::AlreadyExists)), a passing fault worth a
+/// retry ([`Unavailable`](Self::Unavailable)), and the faults a human has to fix
+/// ([`Corrupt`](Self::Corrupt), [`Forbidden`](Self::Forbidden),
+/// [`InvalidConfig`](Self::InvalidConfig)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// `update` was given a version that is no longer current (another writer got there first,
+    /// or the record was deleted).
+    #[error("conflict on {lock}: the record changed since version {expected} was read")]
+    Conflict {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+        /// The version the caller expected.
+        expected: String,
+    },
+    /// `create` found a record already there.
+    #[error("{lock} already holds a record; read it and update it instead of creating it")]
+    AlreadyExists {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+    },
+    /// The record does not exist where it was required.
+    #[error("{lock} holds no record")]
+    NotFound {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+    },
+    /// The backend could not be reached or did not answer in time; retrying may succeed.
+    #[error("{lock} is unavailable: {reason}")]
+    Unavailable {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+        /// What failed (a network error, a timeout, a server error).
+        reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The stored value is not an election record. It is left as it is: fix or delete it by hand.
+    #[error("{lock} holds a value that is not a leader election record ({reason}); it was left untouched: inspect it, then fix or delete it")]
+    Corrupt {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+        /// Why the value could not be read as a record.
+        reason: String,
+    },
+    /// The backend refused the credentials or the permissions are missing.
+    #[error("{lock}: permission denied: {reason}")]
+    Forbidden {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+        /// What is missing (the message names the verb, the resource and the scope where the
+        /// backend tells them).
+        reason: String,
+    },
+    /// The lock or the election was configured wrongly.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl LockError {
+    /// True for faults that may pass by themselves ([`Unavailable`](Self::Unavailable)).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// Builds an [`Unavailable`](Self::Unavailable) error from an underlying error.
+    pub fn unavailable(
+        lock: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            lock: lock.into(),
+            reason: source.to_string(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Builds an [`Unavailable`](Self::Unavailable) error for a call that took longer than
+    /// `limit`.
+    pub fn timed_out(lock: impl Into<String>, limit: Duration) -> Self {
+        Self::Unavailable {
+            lock: lock.into(),
+            reason: format!("no answer within {limit:?}"),
+            source: None,
+        }
+    }
+}
+
+/// Shorthand for results of lock operations.
+pub type LockResult<T> = Result<T, LockError>;

@@ -1,0 +1,228 @@
+//! A wrapper that implements [`Lock`] around any lock and injects faults.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use crate::{HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned};
+
+/// Wraps a lock and, as told through its [`FaultControl`], delays calls, fails them as
+/// unavailable, answers updates with conflicts, loses replies to writes that did land, and drops
+/// change hints. It also counts the calls that reach the inner lock.
+///
+/// ```
+/// use lock_core::{FaultyLock, Lock, MemoryLock};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let lock = FaultyLock::new(MemoryLock::new("test"));
+/// lock.faults().set_unavailable(true);
+/// assert!(lock.get().await.unwrap_err().is_retryable());
+/// lock.faults().set_unavailable(false);
+/// assert!(lock.get().await.unwrap().is_none());
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct FaultyLock<L> {
+    inner: L,
+    control: FaultControl,
+}
+
+/// The switches and counters of a [`FaultyLock`]; clones control the same lock.
+#[derive(Clone, Debug, Default)]
+pub struct FaultControl {
+    state: Arc<Mutex<Faults>>,
+    counts: Arc<CallCounts>,
+}
+
+#[derive(Debug, Default)]
+struct Faults {
+    latency: Duration,
+    unavailable: bool,
+    fail_next: u32,
+    conflict_next: u32,
+    lose_replies_next: u32,
+    drop_hints: bool,
+}
+
+/// How many calls of each kind reached the inner lock.
+#[derive(Debug, Default)]
+pub struct CallCounts {
+    gets: AtomicU64,
+    creates: AtomicU64,
+    updates: AtomicU64,
+}
+
+impl CallCounts {
+    /// Calls of `get`.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
+    }
+    /// Calls of `create`.
+    pub fn creates(&self) -> u64 {
+        self.creates.load(Ordering::Relaxed)
+    }
+    /// Calls of `update`.
+    pub fn updates(&self) -> u64 {
+        self.updates.load(Ordering::Relaxed)
+    }
+}
+
+impl FaultControl {
+    fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Delays every call by `latency` before it reaches the inner lock.
+    pub fn set_latency(&self, latency: Duration) {
+        self.faults().latency = latency;
+    }
+
+    /// While `true`, every call fails with `Unavailable` without reaching the inner lock.
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.faults().unavailable = unavailable;
+    }
+
+    /// The next `n` calls fail with `Unavailable` without reaching the inner lock.
+    pub fn fail_next(&self, n: u32) {
+        self.faults().fail_next = n;
+    }
+
+    /// The next `n` updates fail with `Conflict` without reaching the inner lock.
+    pub fn conflict_next(&self, n: u32) {
+        self.faults().conflict_next = n;
+    }
+
+    /// The next `n` writes reach the inner lock and land, but their caller gets `Unavailable`
+    /// (a reply lost on the way back).
+    pub fn lose_replies_next(&self, n: u32) {
+        self.faults().lose_replies_next = n;
+    }
+
+    /// While `true`, change hints are swallowed.
+    pub fn set_drop_hints(&self, drop: bool) {
+        self.faults().drop_hints = drop;
+    }
+
+    /// Counts of the calls that reached the inner lock.
+    pub fn counts(&self) -> &CallCounts {
+        &self.counts
+    }
+
+    /// Applies latency and availability faults; `Err` means the call must not go through.
+    async fn before_call(&self, lock: &str) -> LockResult<()> {
+        let latency = self.faults().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let mut faults = self.faults();
+        if faults.unavailable || faults.fail_next > 0 {
+            faults.fail_next = faults.fail_next.saturating_sub(1);
+            return Err(injected(lock, "injected fault: backend unavailable"));
+        }
+        Ok(())
+    }
+
+    fn take_conflict(&self) -> bool {
+        let mut faults = self.faults();
+        let hit = faults.conflict_next > 0;
+        faults.conflict_next = faults.conflict_next.saturating_sub(1);
+        hit
+    }
+
+    fn take_lost_reply(&self) -> bool {
+        let mut faults = self.faults();
+        let hit = faults.lose_replies_next > 0;
+        faults.lose_replies_next = faults.lose_replies_next.saturating_sub(1);
+        hit
+    }
+}
+
+fn injected(lock: &str, reason: &str) -> LockError {
+    LockError::Unavailable {
+        lock: lock.to_owned(),
+        reason: reason.to_owned(),
+        source: None,
+    }
+}
+
+impl<L: Lock> FaultyLock<L> {
+    /// Wraps `inner` with no faults switched on.
+    pub fn new(inner: L) -> Self {
+        Self {
+            inner,
+            control: FaultControl::default(),
+        }
+    }
+
+    /// The switches of this wrapper (a clone controls the same wrapper).
+    pub fn faults(&self) -> FaultControl {
+        self.control.clone()
+    }
+
+    /// The wrapped lock.
+    pub fn inner(&self) -> &L {
+        &self.inner
+    }
+
+    fn after_write(&self, result: LockResult<Version>) -> LockResult<Version> {
+        match result {
+            Ok(_) if self.control.take_lost_reply() => Err(injected(
+                &self.describe(),
+                "injected fault: the write landed but its reply was lost",
+            )),
+            other => other,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<L: Lock> Lock for FaultyLock<L> {
+    async fn get(&self) -> LockResult<Option<Versioned>> {
+        self.control.before_call(&self.describe()).await?;
+        self.control.counts.gets.fetch_add(1, Ordering::Relaxed);
+        self.inner.get().await
+    }
+
+    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
+        self.control.before_call(&self.describe()).await?;
+        self.control.counts.creates.fetch_add(1, Ordering::Relaxed);
+        let result = self.inner.create(record).await;
+        self.after_write(result)
+    }
+
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> LockResult<Version> {
+        self.control.before_call(&self.describe()).await?;
+        if self.control.take_conflict() {
+            return Err(LockError::Conflict {
+                lock: self.describe(),
+                expected: expected.to_string(),
+            });
+        }
+        self.control.counts.updates.fetch_add(1, Ordering::Relaxed);
+        let result = self.inner.update(record, expected).await;
+        self.after_write(result)
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn watch(&self) -> Option<HintStream> {
+        let control = self.control.clone();
+        let stream = self.inner.watch()?;
+        Some(
+            stream
+                .filter(move |_| {
+                    let keep = !control.faults().drop_hints;
+                    std::future::ready(keep)
+                })
+                .boxed(),
+        )
+    }
+}

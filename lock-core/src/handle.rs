@@ -1,0 +1,98 @@
+//! A cheap, cloneable view of a running elector: state, leadership and health.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::elector::shared::Shared;
+use crate::{ElectionEvent, ElectionState, Leadership};
+
+/// Queries a [`LeaderElector`](crate::LeaderElector) while it runs. Clones are cheap.
+#[derive(Clone, Debug)]
+pub struct ElectorHandle {
+    shared: Arc<Shared>,
+    lease_duration: Duration,
+}
+
+/// The health check failed: this instance believes it leads but has stopped renewing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{identity} believes it leads {lock} but last renewed {since:?} ago, longer than the lease duration {lease:?} plus the tolerance {tolerance:?}")]
+pub struct Unhealthy {
+    /// This instance's identity.
+    pub identity: String,
+    /// The lock, as its `describe` names it.
+    pub lock: String,
+    /// Time since the last successful renew was sent.
+    pub since: Duration,
+    /// The configured lease duration.
+    pub lease: Duration,
+    /// The tolerance the check was given.
+    pub tolerance: Duration,
+}
+
+impl ElectorHandle {
+    pub(crate) fn new(shared: Arc<Shared>, lease_duration: Duration) -> Self {
+        Self {
+            shared,
+            lease_duration,
+        }
+    }
+
+    /// This candidate's identity.
+    pub fn identity(&self) -> &str {
+        &self.shared.identity
+    }
+
+    /// The lock's name, as its `describe` gives it.
+    pub fn lock_name(&self) -> &str {
+        &self.shared.lock_name
+    }
+
+    /// A receiver of the current state, updated on every change.
+    pub fn state(&self) -> watch::Receiver<ElectionState> {
+        self.shared.state.subscribe()
+    }
+
+    /// The current term, if this candidate leads (as far as the elector last knew; check
+    /// [`Leadership::is_leader`] for a decision that must not be stale).
+    pub fn leadership(&self) -> Option<Leadership> {
+        self.shared.state.borrow().leadership.clone()
+    }
+
+    /// The holder last observed on the lock.
+    pub fn leader(&self) -> Option<String> {
+        self.shared.state.borrow().leader.clone()
+    }
+
+    /// True while this candidate holds a valid term; never stale (checks the monotonic clock).
+    pub fn is_leader(&self) -> bool {
+        self.leadership().is_some_and(|term| term.is_leader())
+    }
+
+    /// A stream of this elector's events, in order, from now on.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
+        self.shared.subscribe()
+    }
+
+    /// Fails when this instance believes it leads but its last successful renew was sent longer
+    /// ago than the lease duration plus `tolerance`: the elector is wedged and the process should
+    /// be restarted (client-go's health adaptor semantics). Passes for standbys.
+    pub fn check_health(&self, tolerance: Duration) -> Result<(), Unhealthy> {
+        let Some(term) = self.leadership() else {
+            return Ok(());
+        };
+        let since = Instant::now().saturating_duration_since(term.renewed_at());
+        if since > self.lease_duration + tolerance {
+            return Err(Unhealthy {
+                identity: self.shared.identity.clone(),
+                lock: self.shared.lock_name.clone(),
+                since,
+                lease: self.lease_duration,
+                tolerance,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,124 @@
+//! Leadership as a value: one term of one leader.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// One term of leadership held by this process.
+///
+/// A term carries a fencing token that strictly increases with every new term on the lock (it is
+/// the record's `leaderTransitions`), so a resource guarded by the election can refuse writes
+/// that carry an older token. The term is valid until the send time of the last successful renew
+/// plus the renew deadline; [`is_leader`](Self::is_leader) compares that deadline with the
+/// monotonic clock, so it turns `false` on time even when no task of the elector has run since
+/// (after a long pause of the process, for example). [`lost`](Self::lost) is cancelled the moment
+/// the elector sees the term end.
+///
+/// Clones refer to the same term.
+#[derive(Clone)]
+pub struct Leadership {
+    inner: Arc<Term>,
+}
+
+struct Term {
+    identity: String,
+    token: u64,
+    renew_deadline: Duration,
+    lost: CancellationToken,
+    renewed_at: Mutex<Instant>,
+}
+
+impl Leadership {
+    pub(crate) fn new(
+        identity: String,
+        token: u64,
+        sent_at: Instant,
+        renew_deadline: Duration,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Term {
+                identity,
+                token,
+                renew_deadline,
+                lost: CancellationToken::new(),
+                renewed_at: Mutex::new(sent_at),
+            }),
+        }
+    }
+
+    /// The fencing token of this term: strictly greater than that of every earlier term on the
+    /// same lock (as long as the record is not deleted).
+    pub fn fencing_token(&self) -> u64 {
+        self.inner.token
+    }
+
+    /// The identity that holds this term.
+    pub fn identity(&self) -> &str {
+        &self.inner.identity
+    }
+
+    /// `true` while this term is still valid: not ended by the elector, and the monotonic clock
+    /// is before [`valid_until`](Self::valid_until).
+    pub fn is_leader(&self) -> bool {
+        !self.inner.lost.is_cancelled() && Instant::now() < self.valid_until()
+    }
+
+    /// The send time of the last successful write (acquire or renew) of this term.
+    pub fn renewed_at(&self) -> Instant {
+        *self
+            .inner
+            .renewed_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// When this term ends unless it is renewed: [`renewed_at`](Self::renewed_at) plus the
+    /// renew deadline.
+    pub fn valid_until(&self) -> Instant {
+        self.renewed_at() + self.inner.renew_deadline
+    }
+
+    /// A token cancelled the moment this term ends; hand it to the work that must stop then.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.lost.clone()
+    }
+
+    /// Completes when this term ends.
+    pub fn lost(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.lost.cancelled()
+    }
+
+    pub(crate) fn renewed(&self, sent_at: Instant) {
+        let mut renewed_at = self
+            .inner
+            .renewed_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sent_at > *renewed_at {
+            *renewed_at = sent_at;
+        }
+    }
+
+    pub(crate) fn end(&self) {
+        self.inner.lost.cancel();
+    }
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("identity", &self.inner.identity)
+            .field("fencing_token", &self.inner.token)
+            .field("is_leader", &self.is_leader())
+            .finish()
+    }
+}
+
+impl PartialEq for Leadership {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
