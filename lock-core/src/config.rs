@@ -198,10 +198,7 @@ mod tests {
             ),
             "renewDeadline must be greater than retryPeriod*JitterFactor"
         );
-        assert_eq!(
-            message(ElectionConfig::new("")),
-            "Lock identity is empty"
-        );
+        assert_eq!(message(ElectionConfig::new("")), "Lock identity is empty");
     }
 
     #[test]

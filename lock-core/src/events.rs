@@ -43,8 +43,12 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::RenewDeadlineExceeded => f.write_str("could not renew within the renew deadline"),
-            Self::Superseded { holder: Some(holder) } => write!(f, "the lock was taken by {holder}"),
-            Self::Superseded { holder: None } => f.write_str("the lock was freed by another writer"),
+            Self::Superseded {
+                holder: Some(holder),
+            } => write!(f, "the lock was taken by {holder}"),
+            Self::Superseded { holder: None } => {
+                f.write_str("the lock was freed by another writer")
+            }
             Self::Cancelled => f.write_str("the election was cancelled"),
         }
     }

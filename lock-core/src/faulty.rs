@@ -71,7 +71,9 @@ impl CallCounts {
 
 impl FaultControl {
     fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Delays every call by `latency` before it reaches the inner lock.

@@ -122,3 +122,35 @@ impl PartialEq for Leadership {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `is_leader` turns false at the deadline by the clock alone: no elector runs here at all,
+    /// as in a process that was paused and resumed before any of its tasks ran.
+    #[tokio::test(start_paused = true)]
+    async fn is_leader_turns_false_at_the_deadline_without_any_loop() {
+        let sent = Instant::now();
+        let term = Leadership::new("a".into(), 3, sent, Duration::from_secs(10));
+        assert!(term.is_leader());
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(term.is_leader());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!term.is_leader());
+        assert_eq!(term.valid_until(), sent + Duration::from_secs(10));
+        // Not cancelled: nothing ran to cancel it, yet the answer is already right.
+        assert!(!term.cancellation_token().is_cancelled());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_extends_and_never_moves_back() {
+        let sent = Instant::now();
+        let term = Leadership::new("a".into(), 1, sent, Duration::from_secs(10));
+        term.renewed(sent + Duration::from_secs(4));
+        term.renewed(sent + Duration::from_secs(2));
+        assert_eq!(term.renewed_at(), sent + Duration::from_secs(4));
+        term.end();
+        assert!(!term.is_leader());
+    }
+}

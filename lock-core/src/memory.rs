@@ -55,7 +55,9 @@ impl MemoryLock {
 
     fn stored(&self) -> MutexGuard<'_, Stored> {
         // No code path panics while holding the guard, so poisoning cannot carry a torn state.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn parse(&self, bytes: &[u8], version: u64) -> LockResult<Versioned> {

@@ -134,7 +134,9 @@ mod rfc3339_seconds {
         }
         DateTime::parse_from_rfc3339(&text)
             .map(|time| Some(time.with_timezone(&Utc)))
-            .map_err(|err| serde::de::Error::custom(format!("invalid RFC 3339 time {text:?}: {err}")))
+            .map_err(|err| {
+                serde::de::Error::custom(format!("invalid RFC 3339 time {text:?}: {err}"))
+            })
     }
 }
 
@@ -149,7 +151,10 @@ mod tests {
     #[test]
     fn client_go_annotation_round_trips_to_equal_json() {
         let record = LeaderElectionRecord::from_json(CLIENT_GO_ANNOTATION.as_bytes()).unwrap();
-        assert_eq!(record.holder_identity, "elasticsearch-operator-cb4bbc85f-wnjx4");
+        assert_eq!(
+            record.holder_identity,
+            "elasticsearch-operator-cb4bbc85f-wnjx4"
+        );
         assert_eq!(record.lease_duration_seconds, 15);
         assert_eq!(
             record.acquire_time,
@@ -183,7 +188,10 @@ mod tests {
             json,
             r#"{"holderIdentity":"b","leaseDurationSeconds":7,"acquireTime":"2024-02-29T23:59:59Z","renewTime":"2024-03-01T00:00:01Z","leaderTransitions":42,"strategy":"OldestEmulationVersion","preferredHolder":"c"}"#
         );
-        assert_eq!(LeaderElectionRecord::from_json(json.as_bytes()).unwrap(), record);
+        assert_eq!(
+            LeaderElectionRecord::from_json(json.as_bytes()).unwrap(),
+            record
+        );
     }
 
     #[test]

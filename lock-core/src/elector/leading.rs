@@ -56,7 +56,12 @@ impl LeaderElector {
                     next_renew = term.renewed_at() + self.config.retry_period;
                 }
                 Renewal::Superseded(holder) => {
-                    let end = self.lose(&term, StopReason::Superseded { holder: holder.clone() });
+                    let end = self.lose(
+                        &term,
+                        StopReason::Superseded {
+                            holder: holder.clone(),
+                        },
+                    );
                     self.shared.observed_leader(holder.as_deref());
                     return end;
                 }
@@ -122,7 +127,10 @@ impl LeaderElector {
     /// Ends the term on cancellation, then releases the lock if so configured. The term ends
     /// before the release is written, so nobody can see two leaders at once.
     async fn step_down(&self, term: &Leadership) -> Ended {
-        tracing::info!(fencing_token = term.fencing_token(), "stopped leading: cancelled");
+        tracing::info!(
+            fencing_token = term.fencing_token(),
+            "stopped leading: cancelled"
+        );
         self.shared.stopped(term, StopReason::Cancelled);
         let released = self.config.release_on_cancel && self.release(term).await;
         Ended::Cancelled { released }

@@ -72,10 +72,12 @@ impl LeaderElector {
         lost_races: &mut u32,
         hints_active: bool,
     ) -> Step {
-        if !observed
+        // With hints, a fresh observation (from a read or from a hint's record) is enough to
+        // wait on; without them, every wake-up that cannot act on the observation polls.
+        let must_read = observed
             .as_ref()
-            .is_some_and(|seen| seen.takeable(Instant::now()))
-        {
+            .is_none_or(|seen| seen.stale || (!hints_active && !seen.takeable(Instant::now())));
+        if must_read {
             match self.bounded(self.call_deadline(), self.lock.get()).await {
                 Ok(current) => self.observe(observed, current),
                 Err(err) => {
@@ -119,7 +121,10 @@ impl LeaderElector {
     }
 
     /// Writes a record that starts a new term over `current` (creating it if there is none).
-    async fn take(&self, current: Option<&Versioned>) -> Result<(Leadership, Versioned), LockError> {
+    async fn take(
+        &self,
+        current: Option<&Versioned>,
+    ) -> Result<(Leadership, Versioned), LockError> {
         let previous = current.map(|seen| &seen.record);
         let transitions = match previous {
             None => 0,

@@ -1,0 +1,414 @@
+//! The elector's logic on tokio's paused clock, against the in-memory lock and the fault
+//! wrapper: deterministic and fast, with exact timing assertions.
+
+mod support;
+
+use std::time::Duration;
+
+use lock_core::{
+    ElectionEvent, FaultyLock, LeaderElectionRecord, Lock, MemoryLock, RunOutcome, StopReason,
+};
+use support::{config, start, Candidate, LEASE, RENEW_DEADLINE, RETRY};
+use tokio::time::{advance, sleep, Instant};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+async fn stored(lock: &MemoryLock) -> LeaderElectionRecord {
+    lock.get().await.unwrap().expect("a record").record
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lone_candidate_creates_the_record_and_leads_with_token_zero() {
+    let lock = MemoryLock::new("lone");
+    let mut a = start(lock.clone(), config("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    assert_eq!(term.fencing_token(), 0);
+    assert!(term.is_leader());
+    assert!(a.handle.is_leader());
+    let record = stored(&lock).await;
+    assert_eq!(record.holder_identity, "a");
+    assert_eq!(record.lease_duration_seconds, 15);
+    assert_eq!(record.leader_transitions, 0);
+    assert!(record.acquire_time.is_some());
+    assert_eq!(a.stop().await, RunOutcome::Cancelled { released: false });
+    // Not released by default (client-go's default): the record still names a.
+    assert_eq!(stored(&lock).await.holder_identity, "a");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_renews_with_its_cached_version_and_never_reads() {
+    let lock = FaultyLock::new(MemoryLock::new("renew"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    let mut a = start(lock, config("a"));
+    a.next_term(Duration::from_secs(1)).await;
+    let acquired = stored(&inner).await;
+    sleep(MINUTE).await;
+    // One read while standing by, then only writes: one per retry period.
+    assert_eq!(faults.counts().gets(), 1);
+    let renews = faults.counts().updates();
+    assert!((29..=31).contains(&renews), "{renews} renews in a minute");
+    let record = stored(&inner).await;
+    assert_eq!(
+        record.acquire_time, acquired.acquire_time,
+        "acquireTime kept on renew"
+    );
+    assert_eq!(record.leader_transitions, 0, "renewing is not a new term");
+    assert!(a.handle.is_leader());
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_conflict_makes_the_leader_read_once_and_keep_its_term() {
+    let lock = FaultyLock::new(MemoryLock::new("conflict"));
+    let faults = lock.faults();
+    let mut a = start(lock, config("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    faults.conflict_next(1);
+    sleep(RETRY * 3).await;
+    assert_eq!(faults.counts().gets(), 2, "one read after the conflict");
+    assert!(term.is_leader());
+    assert!(!term.cancellation_token().is_cancelled());
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_whose_record_was_taken_steps_down_at_its_next_renew() {
+    let lock = MemoryLock::new("taken");
+    let mut a = start(lock.clone(), config("a").with_rejoin(false));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let current = lock.get().await.unwrap().unwrap();
+    let usurper = LeaderElectionRecord {
+        holder_identity: "z".into(),
+        leader_transitions: 1,
+        ..current.record
+    };
+    lock.update(&usurper, &current.version).await.unwrap();
+    let outcome = tokio::time::timeout(RETRY * 2, a.task)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        outcome,
+        RunOutcome::LostLeadership(StopReason::Superseded {
+            holder: Some("z".into())
+        })
+    );
+    assert!(term.cancellation_token().is_cancelled());
+    assert!(!term.is_leader());
+    assert_eq!(
+        stored(&lock).await.holder_identity,
+        "z",
+        "never overwritten"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_backend_ends_the_term_exactly_at_the_renew_deadline() {
+    let lock = FaultyLock::new(MemoryLock::new("down"));
+    let faults = lock.faults();
+    let mut a = start(lock, config("a").with_rejoin(false));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    sleep(Duration::from_millis(4_500)).await;
+    let last_renew = term.renewed_at();
+    faults.set_unavailable(true);
+    term.lost().await;
+    let lost_at = Instant::now();
+    assert_eq!(lost_at, last_renew + RENEW_DEADLINE);
+    assert!(
+        lost_at < last_renew + LEASE,
+        "before anyone else may take over"
+    );
+    assert!(!term.is_leader());
+    assert!(!a.handle.is_leader());
+    let outcome = a.task.await.unwrap();
+    assert_eq!(
+        outcome,
+        RunOutcome::LostLeadership(StopReason::RenewDeadlineExceeded)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_backend_cannot_stretch_the_term() {
+    let lock = FaultyLock::new(MemoryLock::new("hung"));
+    let faults = lock.faults();
+    let mut a = start(lock, config("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let last_renew = term.renewed_at();
+    faults.set_latency(Duration::from_secs(3600));
+    term.lost().await;
+    assert_eq!(Instant::now(), last_renew + RENEW_DEADLINE);
+    a.cancel.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_crashed_leader_is_replaced_one_lease_after_the_standby_observed_its_last_renew() {
+    let lock = MemoryLock::new("crash");
+    let mut a = start(lock.clone(), config("a"));
+    let first = a.next_term(Duration::from_secs(1)).await;
+    let mut b = start(lock.clone(), config("b"));
+    sleep(Duration::from_millis(5_100)).await;
+    let last_renew = first.renewed_at();
+    a.task.abort();
+    let second = b.next_term(LEASE * 2).await;
+    // Hints deliver each renew at once, so the standby's observation is the send time here.
+    assert_eq!(Instant::now(), last_renew + LEASE);
+    assert_eq!(second.fencing_token(), first.fencing_token() + 1);
+    assert_eq!(stored(&lock).await.leader_transitions, 1);
+    b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_hints_a_standby_polls_and_is_never_early() {
+    let lock = MemoryLock::new("poll");
+    let mut a = start(lock.clone(), config("a"));
+    let first = a.next_term(Duration::from_secs(1)).await;
+    let polled = FaultyLock::new(lock.clone());
+    let faults = polled.faults();
+    let mut b = start(polled, config("b").with_hints(false));
+    sleep(MINUTE).await;
+    let gets = faults.counts().gets();
+    // client-go's cadence: one read every 2 to 4.4 s.
+    assert!((13..=31).contains(&gets), "{gets} polls in a minute");
+    let last_renew = first.renewed_at();
+    a.task.abort();
+    b.next_term(LEASE * 2).await;
+    let waited = Instant::now() - last_renew;
+    assert!(waited >= LEASE, "took over after {waited:?}");
+    assert!(
+        waited <= LEASE + RETRY.mul_f64(2.2) * 2,
+        "took over after {waited:?}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_hints_an_idle_standby_sends_no_requests() {
+    let lock = MemoryLock::new("idle");
+    let mut a = start(lock.clone(), config("a"));
+    a.next_term(Duration::from_secs(1)).await;
+    let watched = FaultyLock::new(lock.clone());
+    let faults = watched.faults();
+    let b = start(watched, config("b"));
+    sleep(MINUTE * 5).await;
+    assert_eq!(faults.counts().gets(), 1, "only the first read");
+    assert_eq!(faults.counts().updates() + faults.counts().creates(), 0);
+    assert_eq!(b.handle.leader().as_deref(), Some("a"));
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_released_lock_is_taken_at_once_with_hints_and_within_a_poll_without() {
+    for use_hints in [true, false] {
+        let lock = MemoryLock::new("release");
+        let mut a = start(lock.clone(), config("a").with_release_on_cancel(true));
+        let first = a.next_term(Duration::from_secs(1)).await;
+        let mut b = start(lock.clone(), config("b").with_hints(use_hints));
+        sleep(Duration::from_secs(7)).await;
+        let released_at = Instant::now();
+        assert_eq!(a.stop().await, RunOutcome::Cancelled { released: true });
+        assert!(first.cancellation_token().is_cancelled());
+        let second = b.next_term(Duration::from_secs(5)).await;
+        let waited = Instant::now() - released_at;
+        if use_hints {
+            assert_eq!(waited, Duration::ZERO);
+        } else {
+            assert!(waited <= RETRY.mul_f64(2.2), "waited {waited:?}");
+        }
+        assert_eq!(second.fencing_token(), first.fencing_token() + 1);
+        b.stop().await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn release_writes_nothing_when_the_record_no_longer_names_this_term() {
+    let lock = FaultyLock::new(MemoryLock::new("no-release"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    let mut a = start(lock, config("a").with_release_on_cancel(true));
+    a.next_term(Duration::from_secs(1)).await;
+    // Another writer takes the lock between two renews; then a is cancelled.
+    let current = inner.get().await.unwrap().unwrap();
+    let other = LeaderElectionRecord {
+        holder_identity: "z".into(),
+        leader_transitions: 7,
+        ..current.record
+    };
+    inner.update(&other, &current.version).await.unwrap();
+    let writes_before = faults.counts().updates();
+    assert_eq!(a.stop().await, RunOutcome::Cancelled { released: false });
+    assert_eq!(
+        faults.counts().updates(),
+        writes_before,
+        "no write on release"
+    );
+    assert_eq!(stored(&inner).await, other);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fencing_tokens_grow_with_every_term_even_for_the_same_identity() {
+    let lock = FaultyLock::new(MemoryLock::new("rejoin"));
+    let faults = lock.faults();
+    let mut a = start(lock, config("a").with_rejoin(true));
+    let first = a.next_term(Duration::from_secs(1)).await;
+    faults.set_unavailable(true);
+    first.lost().await;
+    faults.set_unavailable(false);
+    // The record still names a, but a stopped leading: it waits a full lease like anyone.
+    let lost_at = Instant::now();
+    let second = a.next_term(LEASE * 2).await;
+    assert!(Instant::now() - lost_at >= LEASE - RENEW_DEADLINE);
+    assert!(second.fencing_token() > first.fencing_token());
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_reply_on_acquire_is_safe_and_the_next_term_has_a_new_token() {
+    let lock = FaultyLock::new(MemoryLock::new("ambiguous"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    faults.lose_replies_next(1);
+    let started = Instant::now();
+    let mut a = start(lock, config("a"));
+    let term = a.next_term(LEASE * 3).await;
+    // The create landed, but a could not know: it waited out its own lease, then took a new
+    // term over the record it had written.
+    assert!(Instant::now() - started >= LEASE);
+    assert_eq!(term.fencing_token(), 1);
+    assert_eq!(stored(&inner).await.leader_transitions, 1);
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupt_record_is_reported_and_never_overwritten() {
+    let lock = MemoryLock::new("corrupt");
+    lock.set_raw("not a record");
+    let a = start(lock.clone(), config("a"));
+    sleep(MINUTE).await;
+    assert_eq!(lock.raw().as_deref(), Some(&b"not a record"[..]));
+    assert!(!a.handle.is_leader());
+    assert!(a.handle.leadership().is_none());
+    let err = lock.get().await.unwrap_err();
+    assert!(err.to_string().contains("memory://corrupt"), "{err}");
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_hints_cost_time_never_safety() {
+    let lock = MemoryLock::new("dropped");
+    let mut a = start(lock.clone(), config("a").with_release_on_cancel(true));
+    let first = a.next_term(Duration::from_secs(1)).await;
+    let deaf = FaultyLock::new(lock.clone());
+    deaf.faults().set_drop_hints(true);
+    let mut b = start(deaf, config("b"));
+    sleep(Duration::from_secs(30)).await;
+    assert!(
+        !b.handle.is_leader(),
+        "b missed every renew hint, yet never took over early"
+    );
+    assert!(first.is_leader());
+    let released_at = Instant::now();
+    a.stop().await;
+    b.next_term(LEASE * 2).await;
+    // Without the release hint, b takes over when its observed lease runs out.
+    assert!(Instant::now() - released_at <= LEASE);
+    b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_arrive_in_order_and_the_state_channel_agrees() {
+    let lock = MemoryLock::new("events");
+    let mut a = start(lock.clone(), config("a").with_release_on_cancel(true));
+    let mut state = a.handle.state();
+    a.next_term(Duration::from_secs(1)).await;
+    assert!(state.borrow_and_update().leadership.is_some());
+    assert_eq!(state.borrow().leader.as_deref(), Some("a"));
+    let b = start(lock.clone(), config("b"));
+    let mut b_events = b.handle.subscribe();
+    sleep(Duration::from_secs(3)).await;
+    let a_handle = a.handle.clone();
+    a.stop().await;
+    assert!(state.borrow_and_update().leadership.is_none());
+    assert!(!a_handle.is_leader());
+    sleep(Duration::from_secs(1)).await;
+    let mut seen = Vec::new();
+    while let Ok(event) = b_events.try_recv() {
+        seen.push(label(event));
+    }
+    assert!(b.handle.is_leader());
+    assert_eq!(
+        seen,
+        ["new_leader:a", "new_leader:-", "new_leader:b", "started"],
+        "b saw the release, then its own term"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_sees_new_leader_started_stopped_released_in_that_order() {
+    let lock = MemoryLock::new("order");
+    let a = start(lock.clone(), config("a").with_release_on_cancel(true));
+    let mut events = a.handle.subscribe();
+    sleep(Duration::from_secs(5)).await;
+    let handle = a.handle.clone();
+    let Candidate { cancel, task, .. } = a;
+    cancel.cancel();
+    task.await.unwrap();
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(label(event));
+    }
+    assert_eq!(
+        seen,
+        [
+            "new_leader:a",
+            "started",
+            "stopped:Cancelled",
+            "released",
+            "new_leader:-"
+        ]
+    );
+    assert!(handle.leadership().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn health_fails_only_for_a_wedged_leader() {
+    let lock = MemoryLock::new("health");
+    let mut a = start(lock.clone(), config("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let tolerance = Duration::from_secs(20);
+    assert!(a.handle.check_health(tolerance).is_ok());
+    let b = start(lock.clone(), config("b"));
+    // Wedge a: its loop stops running while it believes it leads.
+    a.task.abort();
+    advance(LEASE + tolerance).await;
+    assert!(
+        b.handle.check_health(tolerance).is_ok(),
+        "standbys are healthy"
+    );
+    assert!(
+        a.handle.check_health(tolerance).is_ok(),
+        "not yet past lease + tolerance"
+    );
+    advance(Duration::from_secs(3)).await;
+    let err = a.handle.check_health(tolerance).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("believes it leads memory://health"),
+        "{err}"
+    );
+    assert!(!term.is_leader(), "is_leader was already false long before");
+    b.stop().await;
+}
+
+fn label(event: ElectionEvent) -> String {
+    match event {
+        ElectionEvent::NewLeader(leader) => {
+            format!("new_leader:{}", leader.as_deref().unwrap_or("-"))
+        }
+        ElectionEvent::StartedLeading(_) => "started".into(),
+        ElectionEvent::StoppedLeading { reason, .. } => format!("stopped:{reason:?}"),
+        ElectionEvent::Released { .. } => "released".into(),
+    }
+}

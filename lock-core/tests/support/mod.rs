@@ -1,0 +1,62 @@
+//! Helpers for the elector tests: start candidates, collect their events.
+
+use std::time::Duration;
+
+use lock_core::{
+    ElectionConfig, ElectionEvent, ElectorHandle, LeaderElector, Leadership, Lock, RunOutcome,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const LEASE: Duration = Duration::from_secs(15);
+pub const RENEW_DEADLINE: Duration = Duration::from_secs(10);
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// A running candidate.
+pub struct Candidate {
+    pub handle: ElectorHandle,
+    pub events: mpsc::UnboundedReceiver<ElectionEvent>,
+    pub cancel: CancellationToken,
+    pub task: JoinHandle<RunOutcome>,
+}
+
+pub fn config(identity: &str) -> ElectionConfig {
+    ElectionConfig::new(identity)
+}
+
+pub fn start(lock: impl Lock + 'static, config: ElectionConfig) -> Candidate {
+    let elector = LeaderElector::new(lock, config).expect("valid config");
+    let handle = elector.handle();
+    let events = elector.subscribe();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(elector.run(cancel.clone()));
+    Candidate {
+        handle,
+        events,
+        cancel,
+        task,
+    }
+}
+
+impl Candidate {
+    /// Waits (on the paused clock, bounded) for this candidate's next term.
+    pub async fn next_term(&mut self, within: Duration) -> Leadership {
+        tokio::time::timeout(within, async {
+            loop {
+                match self.events.recv().await {
+                    Some(ElectionEvent::StartedLeading(term)) => return term,
+                    Some(_) => {}
+                    None => panic!("{} stopped before leading", self.handle.identity()),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{} did not lead within {within:?}", self.handle.identity()))
+    }
+
+    pub async fn stop(self) -> RunOutcome {
+        self.cancel.cancel();
+        self.task.await.expect("elector task panicked")
+    }
+}

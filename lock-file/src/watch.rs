@@ -1,0 +1,91 @@
+//! Change hints from the file system: inotify (through `notify`) on the lock file's directory,
+//! or polling where inotify is not available.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::Stream;
+use lock_core::{Hint, HintStream};
+use notify::{Event, EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::stored;
+
+/// How often the polling fallback looks at the directory.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A hint stream that owns the watcher feeding it.
+struct FileHints {
+    _watcher: Box<dyn Watcher + Send>,
+    hints: mpsc::UnboundedReceiver<Hint>,
+}
+
+impl Stream for FileHints {
+    type Item = Hint;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Hint>> {
+        self.hints.poll_recv(cx)
+    }
+}
+
+/// Watches the directory of `path` (the file itself is replaced by rename on every write) and
+/// sends the new record on every change of `path`. `None` when neither inotify nor polling can
+/// watch the directory.
+pub(crate) fn watch(path: &Path, lock: String) -> Option<HintStream> {
+    let (tx, hints) = mpsc::unbounded_channel();
+    let target = path.to_path_buf();
+    let handler = move |event: notify::Result<Event>| {
+        let hint = match event {
+            Ok(event) if !concerns(&event, &target) => return,
+            Ok(_) => read_hint(&target, &lock),
+            // The watcher hit a problem and may have missed events: read to find out.
+            Err(_) => Hint::Changed,
+        };
+        let _ = tx.send(hint);
+    };
+    let dir = crate::write::parent(path).to_path_buf();
+    let watcher = start(handler, &dir)?;
+    Some(Box::pin(FileHints {
+        _watcher: watcher,
+        hints,
+    }))
+}
+
+fn start<H>(handler: H, dir: &Path) -> Option<Box<dyn Watcher + Send>>
+where
+    H: notify::EventHandler + Clone,
+{
+    match RecommendedWatcher::new(handler.clone(), notify::Config::default()) {
+        Ok(mut watcher) => match watcher.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => return Some(Box::new(watcher)),
+            Err(err) => {
+                tracing::warn!(error = %err, dir = %dir.display(), "inotify watch failed; polling instead")
+            }
+        },
+        Err(err) => tracing::warn!(error = %err, "inotify unavailable; polling instead"),
+    }
+    let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
+    let mut watcher = PollWatcher::new(handler, config).ok()?;
+    match watcher.watch(dir, RecursiveMode::NonRecursive) {
+        Ok(()) => Some(Box::new(watcher)),
+        Err(err) => {
+            tracing::warn!(error = %err, dir = %dir.display(), "cannot watch the lock file's directory; the elector will poll");
+            None
+        }
+    }
+}
+
+/// True when `event` may have changed the file at `target`.
+fn concerns(event: &Event, target: &PathBuf) -> bool {
+    !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|path| path == target)
+}
+
+fn read_hint(path: &Path, lock: &str) -> Hint {
+    match stored::read(path, lock) {
+        Ok(Some(stored)) => Hint::Record(stored.versioned()),
+        // Deleted, unreadable or corrupt: the elector reads and reports it itself.
+        _ => Hint::Changed,
+    }
+}
