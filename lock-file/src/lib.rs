@@ -26,6 +26,11 @@
 //! # }
 //! ```
 
+/// The README's library example, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExample;
+
 mod guard;
 mod stored;
 mod watch;
