@@ -10,7 +10,7 @@ use crate::{HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Versi
 
 /// Wraps a lock and, as told through its [`FaultControl`], delays calls, fails them as
 /// unavailable, answers updates with conflicts, loses replies to writes that did land, and drops
-/// change hints. It also counts the calls that reach the inner lock.
+/// or repeats change hints. It also counts the calls that reach the inner lock.
 ///
 /// ```
 /// use lock_core::{FaultyLock, Lock, MemoryLock};
@@ -44,6 +44,7 @@ struct Faults {
     conflict_next: u32,
     lose_replies_next: u32,
     drop_hints: bool,
+    repeat_hints: bool,
 }
 
 /// How many calls of each kind reached the inner lock.
@@ -105,6 +106,11 @@ impl FaultControl {
     /// While `true`, change hints are swallowed.
     pub fn set_drop_hints(&self, drop: bool) {
         self.faults().drop_hints = drop;
+    }
+
+    /// While `true`, every change hint is delivered twice (as inotify does for one rename).
+    pub fn set_repeat_hints(&self, repeat: bool) {
+        self.faults().repeat_hints = repeat;
     }
 
     /// Counts of the calls that reached the inner lock.
@@ -220,9 +226,14 @@ impl<L: Lock> Lock for FaultyLock<L> {
         let stream = self.inner.watch()?;
         Some(
             stream
-                .filter(move |_| {
-                    let keep = !control.faults().drop_hints;
-                    std::future::ready(keep)
+                .flat_map(move |hint| {
+                    let faults = control.faults();
+                    let copies = match (faults.drop_hints, faults.repeat_hints) {
+                        (true, _) => vec![],
+                        (false, false) => vec![hint],
+                        (false, true) => vec![hint.clone(), hint],
+                    };
+                    futures::stream::iter(copies)
                 })
                 .boxed(),
         )

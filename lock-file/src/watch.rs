@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,10 +37,24 @@ impl Stream for FileHints {
 pub(crate) fn watch(path: &Path, lock: String) -> Option<HintStream> {
     let (tx, hints) = mpsc::unbounded_channel();
     let target = path.to_path_buf();
+    // inotify reports one rename more than once; versions in the file only grow, so a record
+    // at or below the last version sent is a repeat (or older) and is not sent again.
+    let last_sent = Arc::new(Mutex::new(0u64));
     let handler = move |event: notify::Result<Event>| {
         let hint = match event {
             Ok(event) if !concerns(&event, &target) => return,
-            Ok(_) => read_hint(&target, &lock),
+            Ok(_) => match stored::read(&target, &lock) {
+                Ok(Some(stored)) => {
+                    let mut last = last_sent.lock().unwrap_or_else(|p| p.into_inner());
+                    if stored.version <= *last {
+                        return;
+                    }
+                    *last = stored.version;
+                    Hint::Record(stored.versioned())
+                }
+                // Deleted, unreadable or corrupt: the elector reads and reports it itself.
+                _ => Hint::Changed,
+            },
             // The watcher hit a problem and may have missed events: read to find out.
             Err(_) => Hint::Changed,
         };
@@ -80,12 +95,4 @@ where
 /// True when `event` may have changed the file at `target`.
 fn concerns(event: &Event, target: &PathBuf) -> bool {
     !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|path| path == target)
-}
-
-fn read_hint(path: &Path, lock: &str) -> Hint {
-    match stored::read(path, lock) {
-        Ok(Some(stored)) => Hint::Record(stored.versioned()),
-        // Deleted, unreadable or corrupt: the elector reads and reports it itself.
-        _ => Hint::Changed,
-    }
 }

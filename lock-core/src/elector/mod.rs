@@ -77,6 +77,16 @@ impl LeaderElector {
         self.shared.subscribe()
     }
 
+    /// Calls `callback` with every event, in order, on the elector's own task, before the elector
+    /// makes its next lock call. That makes callbacks the place for what must happen before
+    /// anything else does: `StoppedLeading` reaches them before the release is written, so
+    /// whatever they record about the end of a term precedes any other candidate's start.
+    /// Keep them short and non-blocking (a log line, a flag, a metric); hand longer work to a
+    /// task through [`subscribe`](Self::subscribe) instead.
+    pub fn on_event(&self, callback: impl Fn(&ElectionEvent) + Send + Sync + 'static) {
+        self.shared.add_callback(Box::new(callback));
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &ElectionConfig {
         &self.config

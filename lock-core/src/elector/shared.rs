@@ -6,12 +6,24 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{ElectionEvent, ElectionState, Leadership, StopReason};
 
-#[derive(Debug)]
+/// A function the elector calls inline with every event.
+pub(crate) type Callback = Box<dyn Fn(&ElectionEvent) + Send + Sync>;
+
 pub(crate) struct Shared {
     pub(crate) identity: String,
     pub(crate) lock_name: String,
     pub(crate) state: watch::Sender<ElectionState>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<ElectionEvent>>>,
+    callbacks: Mutex<Vec<Callback>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("identity", &self.identity)
+            .field("lock_name", &self.lock_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -21,6 +33,7 @@ impl Shared {
             lock_name,
             state: watch::Sender::new(ElectionState::default()),
             subscribers: Mutex::new(Vec::new()),
+            callbacks: Mutex::new(Vec::new()),
         }
     }
 
@@ -30,13 +43,30 @@ impl Shared {
         rx
     }
 
+    pub(crate) fn add_callback(&self, callback: Callback) {
+        self.callbacks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(callback);
+    }
+
     fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<ElectionEvent>>> {
         self.subscribers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Calls the callbacks inline (so they finish before the elector's next lock call), then
+    /// queues the event for the subscribers.
     fn emit(&self, event: ElectionEvent) {
+        for callback in self
+            .callbacks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            callback(&event);
+        }
         self.subscribers()
             .retain(|subscriber| subscriber.send(event.clone()).is_ok());
     }
@@ -71,10 +101,12 @@ impl Shared {
         });
     }
 
+    /// Announces a release; the lock is free now, which `Released` says already, so the state
+    /// changes without a separate `NewLeader(None)`.
     pub(crate) fn released(&self, term: &Leadership) {
+        self.state.send_modify(|state| state.leader = None);
         self.emit(ElectionEvent::Released {
             fencing_token: term.fencing_token(),
         });
-        self.observed_leader(None);
     }
 }

@@ -1,10 +1,12 @@
 //! Standing by: watch the lock, judge expiry on the local clock, take the lock when it is free.
 
+use std::collections::VecDeque;
+
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{Hints, LeaderElector};
-use crate::{Hint, Leadership, LockError, Versioned};
+use crate::{Hint, Leadership, LockError, Version, Versioned};
 
 /// What this candidate knows about the lock: the record (or its absence) and when this
 /// candidate first saw that version.
@@ -13,7 +15,12 @@ struct Observation {
     since: Instant,
     /// A hint or a failed write said the lock may have changed: read before acting.
     stale: bool,
+    /// Versions seen before `current`: a hint that carries one of them is late or repeated.
+    superseded: VecDeque<Version>,
 }
+
+/// How many superseded versions a standby remembers to recognise late hints.
+const REMEMBERED_VERSIONS: usize = 16;
 
 impl Observation {
     /// When the observed lease ends; `None` when there is no lease to wait for (no record, or a
@@ -163,11 +170,23 @@ impl LeaderElector {
             {
                 seen.stale = false;
             }
-            _ => {
+            Some(seen) => {
+                if let Some(old) = seen.current.take() {
+                    if seen.superseded.len() == REMEMBERED_VERSIONS {
+                        seen.superseded.pop_front();
+                    }
+                    seen.superseded.push_back(old.version);
+                }
+                seen.current = current;
+                seen.since = Instant::now();
+                seen.stale = false;
+            }
+            None => {
                 *observed = Some(Observation {
                     current,
                     since: Instant::now(),
                     stale: false,
+                    superseded: VecDeque::new(),
                 });
             }
         }
@@ -176,7 +195,14 @@ impl LeaderElector {
 
     fn apply_hint(&self, observed: &mut Option<Observation>, hint: Hint) {
         match hint {
-            Hint::Record(current) => self.observe(observed, Some(current)),
+            Hint::Record(current) => {
+                let late = observed
+                    .as_ref()
+                    .is_some_and(|seen| seen.superseded.contains(&current.version));
+                if !late {
+                    self.observe(observed, Some(current));
+                }
+            }
             Hint::Changed => {
                 if let Some(seen) = observed {
                     seen.stale = true;

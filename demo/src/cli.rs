@@ -1,0 +1,184 @@
+//! The command line: flags (each also settable from a `DEMO_*` environment variable), their
+//! defaults, and the election configuration they describe.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::Parser;
+use lock_core::ElectionConfig;
+
+use crate::backend::Backend;
+
+const ABOUT: &str = "Leader election from the command line: elect one leader among instances, \
+                     print every change, hand over on CTRL+C";
+
+const LONG_ABOUT: &str = "\
+Leader election from the command line.
+
+Every instance that shares one lock takes part in the same election: exactly one of them leads,
+the others follow and stand by. Each instance prints one line per change it sees: when it starts
+leading (with its term, a fencing token that grows with every new term), whom it follows, when
+it stops leading and why, and when it hands the lock over.
+
+CTRL+C (or SIGTERM) makes a leader end its term first and then release the lock, so a standby
+takes over at once instead of waiting for the lease to run out; a second CTRL+C exits at once
+(status 130). A leader that is killed outright is replaced when its lease expires.";
+
+const EXAMPLES: &str = "\
+Example: try failover with three terminals on one machine (they share the default lock file):
+
+  terminal 1:  demo --instance a        a: leading (term 0)
+  terminal 2:  demo --instance b        b: following a
+  terminal 3:  demo --instance c        c: following a
+
+Press CTRL+C in terminal 1: a prints `stopped leading`, `released leadership` and `exiting`,
+and b or c prints `leading (term 1)` within a moment; the other one follows the new leader.
+Kill the leader with `kill -9` instead to see a standby wait for the lease to expire. (Terms
+go on from where earlier runs on the same lock file left them.)
+
+Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON with --json.";
+
+/// The flags of `demo`.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "demo", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    /// This instance's name, written into the lock as the leader's identity. Must be unique
+    /// among the instances that share a lock. Defaults to this machine's hostname.
+    #[arg(long, env = "DEMO_INSTANCE", value_name = "NAME", default_value_t = hostname())]
+    pub instance: String,
+
+    /// Where the election record is kept.
+    #[arg(long, env = "DEMO_BACKEND", value_enum, default_value_t = Backend::File)]
+    pub backend: Backend,
+
+    /// The file that holds the election record (--backend file). Instances that name the same
+    /// file take part in the same election; the default is a fixed name in the system's
+    /// temporary directory, so instances started with only --instance share one lock.
+    #[arg(long, env = "DEMO_LOCK_FILE", value_name = "PATH", default_value_os_t = default_lock_file())]
+    pub lock_file: PathBuf,
+
+    /// How long standbys wait after they last saw the leader renew before they may take over
+    /// (a leader that was killed is replaced after this long).
+    #[arg(long, env = "DEMO_LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+
+    /// How long the leader stays leader without a successful renew; must be shorter than the
+    /// lease duration, so a leader always steps down before anyone else may take over.
+    #[arg(long, env = "DEMO_RENEW_DEADLINE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+
+    /// How often the leader renews and standbys check the lock (standbys are woken at once by
+    /// changes when the backend reports them); the renew deadline must exceed 1.2 times this.
+    #[arg(long, env = "DEMO_RETRY_PERIOD", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+
+    /// On CTRL+C, do not release the lock: standbys then wait for the lease to expire, as with
+    /// a crashed leader.
+    #[arg(long, env = "DEMO_NO_RELEASE", value_parser = BoolishValueParser::new())]
+    pub no_release: bool,
+
+    /// Print one JSON object per line instead of text: {"ts", "instance", "event", "leader",
+    /// "term"}, with event one of leading, following, stopped_leading, released, exiting.
+    #[arg(long, env = "DEMO_JSON", value_parser = BoolishValueParser::new())]
+    pub json: bool,
+}
+
+impl Cli {
+    /// The election these flags describe: rejoin after losing, release on CTRL+C unless
+    /// `--no-release`. Not validated yet.
+    pub fn election_config(&self) -> ElectionConfig {
+        ElectionConfig::new(self.instance.clone())
+            .with_lease_duration(self.lease_duration)
+            .with_renew_deadline(self.renew_deadline)
+            .with_retry_period(self.retry_period)
+            .with_rejoin(true)
+            .with_release_on_cancel(!self.no_release)
+    }
+}
+
+/// This machine's hostname, the default instance name.
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// The lock file shared by every instance that does not name one.
+fn default_lock_file() -> PathBuf {
+    std::env::temp_dir().join("leader-election-demo.json")
+}
+
+/// Parses a human duration such as `15s`, `500ms` or `1m30s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|err| format!("{err}; write a duration such as 15s, 500ms or 1m30s"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_client_gos_timings_and_a_shared_lock_file() {
+        let cli = parse(&["--instance", "a"]).unwrap();
+        let config = cli.election_config();
+        assert_eq!(config.lease_duration, lock_core::DEFAULT_LEASE_DURATION);
+        assert_eq!(config.renew_deadline, lock_core::DEFAULT_RENEW_DEADLINE);
+        assert_eq!(config.retry_period, lock_core::DEFAULT_RETRY_PERIOD);
+        assert!(config.rejoin);
+        assert!(config.release_on_cancel);
+        assert_eq!(config.identity, "a");
+        assert_eq!(cli.backend, Backend::File);
+        assert_eq!(
+            cli.lock_file,
+            std::env::temp_dir().join("leader-election-demo.json")
+        );
+        assert!(!cli.json);
+    }
+
+    #[test]
+    fn human_durations_and_no_release() {
+        let cli = parse(&[
+            "--lease-duration",
+            "1m30s",
+            "--renew-deadline",
+            "500ms",
+            "--retry-period",
+            "100ms",
+            "--no-release",
+        ])
+        .unwrap();
+        let config = cli.election_config();
+        assert_eq!(config.lease_duration, Duration::from_secs(90));
+        assert_eq!(config.renew_deadline, Duration::from_millis(500));
+        assert_eq!(config.retry_period, Duration::from_millis(100));
+        assert!(!config.release_on_cancel);
+    }
+
+    #[test]
+    fn unparsable_durations_are_rejected_with_an_example() {
+        let err = parse(&["--retry-period", "soon"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let message = err.to_string();
+        assert!(message.contains("--retry-period"), "{message}");
+        assert!(message.contains("such as 15s"), "{message}");
+    }
+
+    #[test]
+    fn invalid_combinations_fail_validation_with_client_gos_message() {
+        let cli = parse(&["--lease-duration", "5s", "--renew-deadline", "10s"]).unwrap();
+        assert_eq!(
+            cli.election_config().validate().unwrap_err().to_string(),
+            "leaseDuration must be greater than renewDeadline"
+        );
+    }
+}

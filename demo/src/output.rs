@@ -1,0 +1,267 @@
+//! Event lines on stdout: one line per election event, as text (`b: following a`) or as one
+//! JSON object per line (`--json`), each written whole and flushed at once.
+
+use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use lock_core::{ElectionEvent, StopReason};
+use serde::Serialize;
+
+/// One line to print.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Line {
+    /// This instance started a term.
+    Leading {
+        /// The term's fencing token.
+        term: u64,
+    },
+    /// Another instance leads (or nobody, when the known leader is `None`).
+    Following,
+    /// This instance's term ended.
+    StoppedLeading {
+        /// The fencing token of the term that ended.
+        term: u64,
+        /// Why it ended.
+        reason: StopReason,
+    },
+    /// This instance handed the lock over after its term ended.
+    Released {
+        /// The fencing token of the released term.
+        term: u64,
+    },
+    /// The program is about to exit.
+    Exiting,
+}
+
+/// The shape of a line with `--json`; fields in this order.
+#[derive(Serialize)]
+struct JsonLine<'a> {
+    ts: String,
+    instance: &'a str,
+    event: &'static str,
+    leader: Option<&'a str>,
+    term: Option<u64>,
+}
+
+/// Turns election events into lines for one instance and writes them.
+pub struct Output<W: Write> {
+    instance: String,
+    json: bool,
+    /// The leader as this instance last knew it.
+    leader: Option<String>,
+    out: W,
+    write_failed: bool,
+}
+
+impl Output<io::Stdout> {
+    /// Lines for `instance` on stdout, as JSON when `json`.
+    pub fn stdout(instance: &str, json: bool) -> Self {
+        Self::new(instance, json, io::stdout())
+    }
+}
+
+impl<W: Write> Output<W> {
+    /// Lines for `instance` written to `out`, as JSON when `json`.
+    pub fn new(instance: &str, json: bool, out: W) -> Self {
+        Self {
+            instance: instance.to_owned(),
+            json,
+            leader: None,
+            out,
+            write_failed: false,
+        }
+    }
+
+    /// Prints the line an election event calls for, if any, and notes the leader it names.
+    pub fn event(&mut self, event: &ElectionEvent) {
+        if let Some(line) = self.line_for(event) {
+            self.print(&line);
+        }
+    }
+
+    /// Prints the last line: the program is exiting.
+    pub fn exiting(&mut self) {
+        self.print(&Line::Exiting);
+    }
+
+    /// The line for an event (none when this instance itself became the observed holder: the
+    /// `leading` line follows), updating the known leader.
+    fn line_for(&mut self, event: &ElectionEvent) -> Option<Line> {
+        match event {
+            ElectionEvent::NewLeader(leader) => {
+                self.leader.clone_from(leader);
+                (leader.as_deref() != Some(self.instance.as_str())).then_some(Line::Following)
+            }
+            ElectionEvent::StartedLeading(term) => {
+                self.leader = Some(self.instance.clone());
+                Some(Line::Leading {
+                    term: term.fencing_token(),
+                })
+            }
+            ElectionEvent::StoppedLeading {
+                fencing_token,
+                reason,
+            } => {
+                if let StopReason::Superseded { holder } = reason {
+                    self.leader.clone_from(holder);
+                }
+                Some(Line::StoppedLeading {
+                    term: *fencing_token,
+                    reason: reason.clone(),
+                })
+            }
+            ElectionEvent::Released { fencing_token } => {
+                self.leader = None;
+                Some(Line::Released {
+                    term: *fencing_token,
+                })
+            }
+        }
+    }
+
+    fn print(&mut self, line: &Line) {
+        let mut text = self.render(line, Utc::now());
+        text.push('\n');
+        let written = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|()| self.out.flush());
+        if let Err(err) = written {
+            if !self.write_failed {
+                tracing::warn!(error = %err, "cannot write event lines to stdout");
+                self.write_failed = true;
+            }
+        }
+    }
+
+    /// The text of a line (without the newline), stamped `now` when it is JSON.
+    fn render(&self, line: &Line, now: DateTime<Utc>) -> String {
+        if self.json {
+            self.render_json(line, now)
+        } else {
+            self.render_text(line)
+        }
+    }
+
+    fn render_text(&self, line: &Line) -> String {
+        let instance = &self.instance;
+        match line {
+            Line::Leading { term } => format!("{instance}: leading (term {term})"),
+            Line::Following => match &self.leader {
+                Some(leader) => format!("{instance}: following {leader}"),
+                None => format!("{instance}: no leader"),
+            },
+            Line::StoppedLeading { term, reason } => {
+                format!("{instance}: stopped leading (term {term}): {reason}")
+            }
+            Line::Released { term } => format!("{instance}: released leadership (term {term})"),
+            Line::Exiting => format!("{instance}: exiting"),
+        }
+    }
+
+    fn render_json(&self, line: &Line, now: DateTime<Utc>) -> String {
+        let (event, term) = match line {
+            Line::Leading { term } => ("leading", Some(*term)),
+            Line::Following => ("following", None),
+            Line::StoppedLeading { term, .. } => ("stopped_leading", Some(*term)),
+            Line::Released { term } => ("released", Some(*term)),
+            Line::Exiting => ("exiting", None),
+        };
+        let json = JsonLine {
+            ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+            instance: &self.instance,
+            event,
+            leader: self.leader.as_deref(),
+            term,
+        };
+        // A struct of strings and integers always serializes.
+        serde_json::to_string(&json).expect("an event line serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_lines(instance: &str, events: &[ElectionEvent]) -> Vec<String> {
+        let mut output = Output::new(instance, false, Vec::new());
+        for event in events {
+            output.event(event);
+        }
+        output.exiting();
+        String::from_utf8(output.out)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn stopped(term: u64, reason: StopReason) -> ElectionEvent {
+        ElectionEvent::StoppedLeading {
+            fencing_token: term,
+            reason,
+        }
+    }
+
+    #[test]
+    fn text_lines_name_the_instance_and_the_leader() {
+        let lines = text_lines(
+            "b",
+            &[
+                ElectionEvent::NewLeader(Some("a".into())),
+                ElectionEvent::NewLeader(None),
+                ElectionEvent::NewLeader(Some("b".into())),
+                stopped(7, StopReason::Cancelled),
+                ElectionEvent::Released { fencing_token: 7 },
+            ],
+        );
+        assert_eq!(
+            lines,
+            [
+                "b: following a",
+                "b: no leader",
+                "b: stopped leading (term 7): the election was cancelled",
+                "b: released leadership (term 7)",
+                "b: exiting",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_lines_have_the_documented_shape() {
+        let mut output = Output::new("b", true, Vec::new());
+        output.leader = Some("a".into());
+        let at = DateTime::parse_from_rfc3339("2026-11-21T08:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            output.render(&Line::Following, at),
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"following","leader":"a","term":null}"#
+        );
+        output.leader = None;
+        let line = Line::StoppedLeading {
+            term: 7,
+            reason: StopReason::Cancelled,
+        };
+        assert_eq!(
+            output.render(&line, at),
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"stopped_leading","leader":null,"term":7}"#
+        );
+    }
+
+    #[test]
+    fn the_known_leader_follows_the_events() {
+        let mut output = Output::new("b", true, Vec::new());
+        output.event(&ElectionEvent::NewLeader(Some("a".into())));
+        assert_eq!(output.leader.as_deref(), Some("a"));
+        output.event(&stopped(
+            3,
+            StopReason::Superseded {
+                holder: Some("c".into()),
+            },
+        ));
+        assert_eq!(output.leader.as_deref(), Some("c"));
+        output.event(&ElectionEvent::Released { fencing_token: 3 });
+        assert_eq!(output.leader, None);
+    }
+}

@@ -1,0 +1,56 @@
+//! Shutdown on CTRL+C (SIGINT) or SIGTERM: the first signal cancels the election, which ends the
+//! term and hands the lock over; a second one exits at once with status 130.
+
+use std::io;
+
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+/// The exit status after a second signal: 128 + SIGINT, as shells report an interrupt.
+const INTERRUPTED: i32 = 130;
+
+/// Cancels `cancel` on the first SIGINT or SIGTERM and exits the process on the second.
+///
+/// The signals are watched on a thread of their own, so a second CTRL+C works even while the
+/// election's thread is busy or stuck. The handlers are installed before this returns: a signal
+/// that arrives afterwards is never handled by the default action.
+pub fn cancel_on_signal(cancel: CancellationToken) -> io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()?;
+    let mut signals = {
+        let _context = runtime.enter();
+        Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        }
+    };
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let first = signals.next().await;
+                tracing::info!("{first}: stepping down; signal again to exit at once");
+                cancel.cancel();
+                let second = signals.next().await;
+                tracing::warn!("{second} again: exiting without finishing the hand-over");
+                std::process::exit(INTERRUPTED);
+            })
+        })?;
+    Ok(())
+}
+
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    /// Waits for the next SIGINT or SIGTERM and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! Process-level helpers for the `demo` binary: find it (building it when it is missing or
+//! stale), start instances with piped output, collect their `--json` event lines with the
+//! instant each arrived, signal them and wait for them to exit. Every process started here is
+//! killed when its [`Demo`] is dropped, so a failing test leaves no orphans.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The `demo` binary of this build profile, next to the running test executable
+/// (`target/<profile>/demo`). Built with `cargo build -p demo` first when it is missing or older
+/// than the sources it is made from; panics with cargo's output if that build fails.
+pub fn demo_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(locate_or_build).clone()
+}
+
+fn locate_or_build() -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running test executable");
+    let mut profile_dir = exe
+        .parent()
+        .expect("the test executable is in a directory")
+        .to_path_buf();
+    if profile_dir.ends_with("deps") {
+        profile_dir.pop();
+    }
+    let binary = profile_dir.join(format!("demo{}", std::env::consts::EXE_SUFFIX));
+    let newest_source = newest_modification(&workspace_root());
+    let built = std::fs::metadata(&binary)
+        .and_then(|meta| meta.modified())
+        .ok();
+    if built.is_none_or(|built| newest_source.is_some_and(|source| source > built)) {
+        build_demo(&profile_dir);
+    }
+    assert!(
+        binary.is_file(),
+        "`cargo build -p demo` succeeded but {} does not exist",
+        binary.display()
+    );
+    binary
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests package is inside the workspace")
+        .to_path_buf()
+}
+
+/// The newest modification time among the files the demo is built from.
+fn newest_modification(root: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    let mut pending: Vec<PathBuf> = ["Cargo.toml", "Cargo.lock", "demo", "lock-core", "lock-file"]
+        .iter()
+        .map(|name| root.join(name))
+        .collect();
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                pending.extend(entries.flatten().map(|entry| entry.path()));
+            }
+        } else if let Ok(modified) = meta.modified() {
+            newest = newest.max(Some(modified));
+        }
+    }
+    newest
+}
+
+/// Runs `cargo build -p demo` for the profile whose output directory is `profile_dir`.
+fn build_demo(profile_dir: &Path) {
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let mut command = std::process::Command::new(cargo);
+    command
+        .arg("build")
+        .arg("-p")
+        .arg("demo")
+        .arg("--manifest-path")
+        .arg(workspace_root().join("Cargo.toml"));
+    if let Some(target_dir) = profile_dir.parent() {
+        command.arg("--target-dir").arg(target_dir);
+    }
+    match profile_dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(profile) => {
+            command.arg("--profile").arg(profile);
+        }
+    }
+    let shown = format!("{command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run {shown} to build the demo binary: {err}"));
+    assert!(
+        output.status.success(),
+        "building the demo binary failed ({}): {shown}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+}
+
+/// A `demo` command with the given arguments and no `DEMO_*` settings inherited from the
+/// environment, so that only the arguments count.
+///
+/// The process is killed when its handle is dropped, and also (through util-linux's `setpriv`,
+/// where it is installed) when the thread that started it ends, so that not even an aborting
+/// test leaves a demo running.
+fn demo_command(args: &[&str]) -> Command {
+    let mut command = if parent_death_signal_works() {
+        let mut command = Command::new("setpriv");
+        command.arg("--pdeathsig").arg("KILL").arg(demo_binary());
+        command
+    } else {
+        Command::new(demo_binary())
+    };
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("DEMO_") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// True when `setpriv --pdeathsig` can start programs here. `setpriv` execs the program, so
+/// the process id stays the demo's own.
+fn parent_death_signal_works() -> bool {
+    static WORKS: OnceLock<bool> = OnceLock::new();
+    *WORKS.get_or_init(|| {
+        std::process::Command::new("setpriv")
+            .args(["--pdeathsig", "KILL", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    })
+}
+
+/// Runs `demo` with `args` to completion and returns what it printed; panics if it does not
+/// finish within `timeout`.
+pub async fn run_demo(args: &[&str], timeout: Duration) -> Output {
+    let run = demo_command(args).output();
+    match tokio::time::timeout(timeout, run).await {
+        Ok(output) => output.expect("the demo binary starts"),
+        Err(_) => panic!("demo {args:?} did not finish within {timeout:?}"),
+    }
+}
+
+/// One `--json` event line of a demo process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DemoEvent {
+    /// When the line was read from the process's stdout, on the test's monotonic clock.
+    pub arrived: Instant,
+    /// The line's `ts`: when the process printed it (RFC 3339, UTC, milliseconds).
+    pub ts: DateTime<Utc>,
+    /// The line's `instance`.
+    pub instance: String,
+    /// The line's `event`: `leading`, `following`, `stopped_leading`, `released` or `exiting`.
+    pub event: String,
+    /// The line's `leader`: the leader as the process knew it.
+    pub leader: Option<String>,
+    /// The line's `term`: the fencing token, for `leading`, `stopped_leading` and `released`.
+    pub term: Option<u64>,
+}
+
+/// The events a `--json` line may name.
+const EVENTS: [&str; 5] = [
+    "leading",
+    "following",
+    "stopped_leading",
+    "released",
+    "exiting",
+];
+
+impl DemoEvent {
+    /// Parses one line, checking that it has exactly the documented form.
+    pub fn parse(line: &str, arrived: Instant) -> Result<Self, String> {
+        let value: Value = serde_json::from_str(line).map_err(|err| err.to_string())?;
+        let object = value.as_object().ok_or("not a JSON object")?;
+        let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        if keys != ["event", "instance", "leader", "term", "ts"] {
+            return Err(format!("unexpected keys {keys:?}"));
+        }
+        let text = |key: &str| object[key].as_str().ok_or(format!("{key} is not a string"));
+        let ts_text = text("ts")?;
+        if ts_text.len() != "2026-11-21T08:00:00.123Z".len() || !ts_text.ends_with('Z') {
+            return Err(format!(
+                "ts {ts_text:?} is not RFC 3339 UTC with milliseconds"
+            ));
+        }
+        let ts = DateTime::parse_from_rfc3339(ts_text)
+            .map_err(|err| format!("ts {ts_text:?}: {err}"))?
+            .with_timezone(&Utc);
+        let event = text("event")?;
+        if !EVENTS.contains(&event) {
+            return Err(format!("unknown event {event:?}"));
+        }
+        let leader = match &object["leader"] {
+            Value::Null => None,
+            Value::String(leader) => Some(leader.clone()),
+            other => return Err(format!("leader {other} is neither a string nor null")),
+        };
+        let term = match &object["term"] {
+            Value::Null => None,
+            other => Some(
+                other
+                    .as_u64()
+                    .ok_or(format!("term {other} is neither a count nor null"))?,
+            ),
+        };
+        let has_term = matches!(event, "leading" | "stopped_leading" | "released");
+        if term.is_some() != has_term {
+            return Err(format!("term {term:?} does not fit event {event:?}"));
+        }
+        Ok(Self {
+            arrived,
+            ts,
+            instance: text("instance")?.to_owned(),
+            event: event.to_owned(),
+            leader,
+            term,
+        })
+    }
+}
+
+/// Everything read from a demo process's stdout so far.
+#[derive(Clone, Debug, Default)]
+pub struct Lines {
+    /// The event lines, in order.
+    pub events: Vec<DemoEvent>,
+    /// Lines that are not event lines of the documented form, with the reason.
+    pub unparsed: Vec<String>,
+    /// Stdout reached its end (the process exited or closed it).
+    pub closed: bool,
+}
+
+/// A running `demo --json` process.
+#[derive(Debug)]
+pub struct Demo {
+    name: String,
+    pid: Pid,
+    child: Child,
+    lines: watch::Receiver<Lines>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Demo {
+    /// Starts `demo --instance NAME --json` with further `args`, reading its stdout and stderr.
+    pub fn start(name: &str, args: &[&str]) -> Self {
+        let mut command = demo_command(&["--instance", name, "--json"]);
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start demo {name}: {err}"));
+        let pid = child
+            .id()
+            .expect("a process that was just started has an id");
+        let pid = Pid::from_raw(i32::try_from(pid).expect("process ids fit in an i32"));
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, lines) = watch::channel(Lines::default());
+        tokio::spawn(read_events(stdout, sender));
+        let collected = Arc::new(Mutex::new(String::new()));
+        tokio::spawn(read_all(stderr, collected.clone()));
+        Self {
+            name: name.to_owned(),
+            pid,
+            child,
+            lines,
+            stderr: collected,
+        }
+    }
+
+    /// The instance name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The event lines read so far.
+    pub fn events(&self) -> Vec<DemoEvent> {
+        self.lines.borrow().events.clone()
+    }
+
+    /// The lines read so far that were not event lines of the documented form.
+    pub fn unparsed(&self) -> Vec<String> {
+        self.lines.borrow().unparsed.clone()
+    }
+
+    /// What the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The first event that `matches`; panics, showing what the process printed, when none
+    /// arrives within `timeout` or stdout ends first.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&DemoEvent) -> bool,
+    ) -> DemoEvent {
+        let mut lines = self.lines.clone();
+        let waited = tokio::time::timeout(
+            timeout,
+            lines.wait_for(|lines| lines.closed || lines.events.iter().any(&matches)),
+        )
+        .await
+        .is_ok();
+        let found = self.events().into_iter().find(|event| matches(event));
+        match (waited, found) {
+            (_, Some(event)) => event,
+            (true, None) => panic!(
+                "{}: stdout ended before {what}\n{}",
+                self.name,
+                self.report()
+            ),
+            (false, None) => {
+                panic!(
+                    "{}: no {what} within {timeout:?}\n{}",
+                    self.name,
+                    self.report()
+                )
+            }
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: Signal) {
+        kill(self.pid, signal)
+            .unwrap_or_else(|err| panic!("cannot send {signal} to demo {}: {err}", self.name));
+    }
+
+    /// Sends SIGINT, as CTRL+C in its terminal would.
+    pub fn interrupt(&self) {
+        self.signal(Signal::SIGINT);
+    }
+
+    /// Waits for the process to exit and for its stdout to be read to the end; panics, showing
+    /// what it printed, if that takes longer than `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let status = match tokio::time::timeout_at(deadline, self.child.wait()).await {
+            Ok(status) => status.expect("waiting for a child process"),
+            Err(_) => panic!(
+                "{}: did not exit within {timeout:?}\n{}",
+                self.name,
+                self.report()
+            ),
+        };
+        let mut lines = self.lines.clone();
+        if tokio::time::timeout_at(deadline, lines.wait_for(|lines| lines.closed))
+            .await
+            .is_err()
+        {
+            panic!(
+                "{}: exited ({status}) but its stdout stayed open past {timeout:?}\n{}",
+                self.name,
+                self.report()
+            );
+        }
+        status
+    }
+
+    /// Everything the process printed so far, for failure messages.
+    pub fn report(&self) -> String {
+        let lines = self.lines.borrow().clone();
+        let mut report = format!("--- demo {} stdout:\n", self.name);
+        for event in &lines.events {
+            report.push_str(&format!("{event:?}\n"));
+        }
+        for line in &lines.unparsed {
+            report.push_str(&format!("unparsed: {line}\n"));
+        }
+        report.push_str(&format!(
+            "--- demo {} stderr:\n{}",
+            self.name,
+            self.stderr()
+        ));
+        report
+    }
+}
+
+async fn read_events(stdout: impl AsyncRead + Unpin, sender: watch::Sender<Lines>) {
+    let mut reader = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = reader.next_line().await {
+        let arrived = Instant::now();
+        match DemoEvent::parse(&line, arrived) {
+            Ok(event) => sender.send_modify(|lines| lines.events.push(event)),
+            Err(reason) => {
+                sender.send_modify(|lines| lines.unparsed.push(format!("{line} ({reason})")))
+            }
+        }
+    }
+    sender.send_modify(|lines| lines.closed = true);
+}
+
+async fn read_all(mut stream: impl AsyncRead + Unpin, into: Arc<Mutex<String>>) {
+    let mut buffer = [0u8; 4096];
+    while let Ok(read @ 1..) = stream.read(&mut buffer).await {
+        into.lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+}
+
+/// Polls `condition` until it holds; panics naming `what` after `timeout`.
+pub async fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "no {what} within {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One term as a process reported it: from its `leading` line to its `stopped_leading` line
+/// (`None`: it never reported the end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeadingInterval {
+    /// The instance that led.
+    pub instance: String,
+    /// The term's fencing token.
+    pub term: Option<u64>,
+    /// The `ts` of the `leading` line.
+    pub start: DateTime<Utc>,
+    /// The `ts` of the `stopped_leading` line that ended it.
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// The terms one process reported, in order.
+pub fn leading_intervals(events: &[DemoEvent]) -> Vec<LeadingInterval> {
+    let mut intervals: Vec<LeadingInterval> = Vec::new();
+    for event in events {
+        match event.event.as_str() {
+            "leading" => intervals.push(LeadingInterval {
+                instance: event.instance.clone(),
+                term: event.term,
+                start: event.ts,
+                end: None,
+            }),
+            "stopped_leading" => {
+                if let Some(open) = intervals.last_mut().filter(|last| last.end.is_none()) {
+                    open.end = Some(event.ts);
+                }
+            }
+            _ => {}
+        }
+    }
+    intervals
+}
+
+/// Pairs of terms of different processes that overlap in time (an interval without an end
+/// lasts forever). Touching ends (one stops in the millisecond the other starts) do not count.
+pub fn overlapping_terms(processes: &[Vec<DemoEvent>]) -> Vec<(LeadingInterval, LeadingInterval)> {
+    let intervals: Vec<LeadingInterval> = processes
+        .iter()
+        .flat_map(|events| leading_intervals(events))
+        .collect();
+    let mut overlaps = Vec::new();
+    for (i, first) in intervals.iter().enumerate() {
+        for second in &intervals[i + 1..] {
+            if first.instance == second.instance {
+                continue;
+            }
+            let first_before_second_ends = second.end.is_none_or(|end| first.start < end);
+            let second_before_first_ends = first.end.is_none_or(|end| second.start < end);
+            if first_before_second_ends && second_before_first_ends {
+                overlaps.push((first.clone(), second.clone()));
+            }
+        }
+    }
+    overlaps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(instance: &str, event: &str, ms: i64, term: Option<u64>) -> DemoEvent {
+        DemoEvent {
+            arrived: Instant::now(),
+            ts: DateTime::from_timestamp_millis(ms).unwrap(),
+            instance: instance.into(),
+            event: event.into(),
+            leader: None,
+            term,
+        }
+    }
+
+    #[test]
+    fn lines_of_the_documented_form_parse() {
+        let line = r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"leading","leader":"b","term":7}"#;
+        let event = DemoEvent::parse(line, Instant::now()).unwrap();
+        assert_eq!(event.instance, "b");
+        assert_eq!(event.term, Some(7));
+        assert_eq!(event.ts.timestamp_subsec_millis(), 123);
+        let following = r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"following","leader":null,"term":null}"#;
+        assert_eq!(
+            DemoEvent::parse(following, Instant::now()).unwrap().leader,
+            None
+        );
+    }
+
+    #[test]
+    fn other_lines_do_not() {
+        for line in [
+            "b: leading (term 7)",
+            r#"{"ts":"2026-11-21T08:00:00Z","instance":"b","event":"leading","leader":"b","term":7}"#,
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"leading","leader":"b","term":null}"#,
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"won","leader":"b","term":7}"#,
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"exiting","leader":null}"#,
+        ] {
+            assert!(DemoEvent::parse(line, Instant::now()).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn overlaps_are_found_and_handovers_are_not_overlaps() {
+        let a = vec![
+            event("a", "leading", 1000, Some(0)),
+            event("a", "stopped_leading", 2000, Some(0)),
+        ];
+        let b = vec![
+            event("b", "leading", 2000, Some(1)),
+            event("b", "stopped_leading", 3000, Some(1)),
+        ];
+        assert!(overlapping_terms(&[a.clone(), b]).is_empty());
+        let c = vec![event("c", "leading", 1999, Some(1))];
+        assert_eq!(overlapping_terms(&[a, c]).len(), 1);
+    }
+}
