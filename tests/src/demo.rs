@@ -1,12 +1,11 @@
-//! Process-level helpers for the `demo` binary: find it (building it when it is missing or
-//! stale), start instances with piped output, collect their `--json` event lines with the
+//! Process-level helpers for the `demo` binary: build and find it, start instances with piped output, collect their `--json` event lines with the
 //! instant each arrived, signal them and wait for them to exit. Every process started here is
 //! killed when its [`Demo`] is dropped, so a failing test leaves no orphans.
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nix::sys::signal::{kill, Signal};
@@ -18,14 +17,15 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The `demo` binary of this build profile, next to the running test executable
-/// (`target/<profile>/demo`). Built with `cargo build -p demo` first when it is missing or older
-/// than the sources it is made from; panics with cargo's output if that build fails.
+/// (`target/<profile>/demo`). `cargo build -p demo` runs first, once per test process (cargo
+/// itself decides whether anything is stale, and it is quick when nothing is); panics with
+/// cargo's output if that build fails.
 pub fn demo_binary() -> PathBuf {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(locate_or_build).clone()
+    BINARY.get_or_init(build).clone()
 }
 
-fn locate_or_build() -> PathBuf {
+fn build() -> PathBuf {
     let exe = std::env::current_exe().expect("the path of the running test executable");
     let mut profile_dir = exe
         .parent()
@@ -34,14 +34,8 @@ fn locate_or_build() -> PathBuf {
     if profile_dir.ends_with("deps") {
         profile_dir.pop();
     }
+    build_demo(&profile_dir);
     let binary = profile_dir.join(format!("demo{}", std::env::consts::EXE_SUFFIX));
-    let newest_source = newest_modification(&workspace_root());
-    let built = std::fs::metadata(&binary)
-        .and_then(|meta| meta.modified())
-        .ok();
-    if built.is_none_or(|built| newest_source.is_some_and(|source| source > built)) {
-        build_demo(&profile_dir);
-    }
     assert!(
         binary.is_file(),
         "`cargo build -p demo` succeeded but {} does not exist",
@@ -55,28 +49,6 @@ fn workspace_root() -> PathBuf {
         .parent()
         .expect("the tests package is inside the workspace")
         .to_path_buf()
-}
-
-/// The newest modification time among the files the demo is built from.
-fn newest_modification(root: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    let mut pending: Vec<PathBuf> = ["Cargo.toml", "Cargo.lock", "demo", "lock-core", "lock-file"]
-        .iter()
-        .map(|name| root.join(name))
-        .collect();
-    while let Some(path) = pending.pop() {
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            if let Ok(entries) = std::fs::read_dir(&path) {
-                pending.extend(entries.flatten().map(|entry| entry.path()));
-            }
-        } else if let Ok(modified) = meta.modified() {
-            newest = newest.max(Some(modified));
-        }
-    }
-    newest
 }
 
 /// Runs `cargo build -p demo` for the profile whose output directory is `profile_dir`.
