@@ -10,38 +10,77 @@ use crate::{LeaderElectionRecord, LockResult};
 /// An opaque version token made by the backend (a Kubernetes `resourceVersion`, an etcd
 /// `mod_revision`, a counter kept by Redis or in a file).
 ///
-/// Versions are only ever compared for equality: a record read at version `v` may be replaced
-/// with `update(record, v)` only while `v` is still the current version.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Version(Arc<str>);
+/// Versions are compared for equality only: a record read at version `v` may be replaced with
+/// `update(record, v)` only while `v` is still the current version. A backend whose versions
+/// grow with every write (a counter, a revision) makes them with [`Version::ordered`] (or
+/// `From<u64>`); the elector then also uses that order to recognise a change hint that arrives
+/// after a newer read, and ignores it.
+#[derive(Clone, Debug)]
+pub struct Version {
+    token: Arc<str>,
+    order: Option<u64>,
+}
 
 impl Version {
-    /// Wraps a backend's version token.
+    /// Wraps a backend's opaque version token.
     pub fn new(token: impl Into<Arc<str>>) -> Self {
-        Self(token.into())
+        Self {
+            token: token.into(),
+            order: None,
+        }
+    }
+
+    /// A version from a counter that grows with every write.
+    pub fn ordered(counter: u64) -> Self {
+        Self {
+            token: counter.to_string().into(),
+            order: Some(counter),
+        }
     }
 
     /// The token as the backend wrote it.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.token
+    }
+
+    /// True when both versions come from a growing counter and `self` is older than `other`.
+    pub fn is_older_than(&self, other: &Version) -> bool {
+        matches!((self.order, other.order), (Some(a), Some(b)) if a < b)
+    }
+}
+
+impl PartialEq for Version {
+    fn eq(&self, other: &Self) -> bool {
+        self.token == other.token
+    }
+}
+
+impl Eq for Version {}
+
+impl std::hash::Hash for Version {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.token.hash(state);
     }
 }
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.token)
     }
 }
 
 impl From<u64> for Version {
     fn from(counter: u64) -> Self {
-        Self::new(counter.to_string())
+        Self::ordered(counter)
     }
 }
 
 impl From<i64> for Version {
     fn from(counter: i64) -> Self {
-        Self::new(counter.to_string())
+        match u64::try_from(counter) {
+            Ok(counter) => Self::ordered(counter),
+            Err(_) => Self::new(counter.to_string()),
+        }
     }
 }
 

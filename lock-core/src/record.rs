@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!(serde_json::to_string(&record).unwrap(), json);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(remote = "Self", rename_all = "camelCase")]
 pub struct LeaderElectionRecord {
     /// Identity of the current holder; empty when nobody holds the lock.
     #[serde(default, deserialize_with = "null_as_default")]
@@ -92,6 +92,23 @@ impl LeaderElectionRecord {
     pub fn to_json(&self) -> String {
         // A struct of strings, integers and times always serializes.
         serde_json::to_string(self).expect("a LeaderElectionRecord always serializes")
+    }
+}
+
+impl Serialize for LeaderElectionRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The derived (remote = "Self") implementation.
+        LeaderElectionRecord::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for LeaderElectionRecord {
+    /// Accepts only a JSON object, as Go's `encoding/json` does: serde's derived form would also
+    /// take an array of the fields in order, and `[]` would then pass for a free record.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        LeaderElectionRecord::deserialize(serde_json::Value::Object(object))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -211,6 +228,9 @@ mod tests {
     fn garbage_is_an_error_not_a_default() {
         assert!(LeaderElectionRecord::from_json(b"hello").is_err());
         assert!(LeaderElectionRecord::from_json(b"[1,2]").is_err());
+        assert!(LeaderElectionRecord::from_json(b"[]").is_err());
+        assert!(LeaderElectionRecord::from_json(br#"["a",15]"#).is_err());
+        assert!(LeaderElectionRecord::from_json(b"null").is_err());
         assert!(LeaderElectionRecord::from_json(br#"{"renewTime":"yesterday"}"#).is_err());
         assert!(LeaderElectionRecord::from_json(br#"{"leaseDurationSeconds":"15"}"#).is_err());
     }

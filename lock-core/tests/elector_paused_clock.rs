@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lock_core::{
     ElectionEvent, FaultyLock, LeaderElectionRecord, Lock, MemoryLock, RunOutcome, StopReason,
+    Version,
 };
 use support::{config, start, Candidate, LEASE, RENEW_DEADLINE, RETRY};
 use tokio::time::{advance, sleep, Instant};
@@ -450,4 +451,74 @@ fn label(event: ElectionEvent) -> String {
         ElectionEvent::StoppedLeading { reason, .. } => format!("stopped:{reason:?}"),
         ElectionEvent::Released { .. } => "released".into(),
     }
+}
+
+/// A lock whose change hints the test sends by hand.
+#[derive(Debug)]
+struct ScriptedHints {
+    inner: MemoryLock,
+    hints: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<lock_core::Hint>>>,
+}
+
+#[async_trait::async_trait]
+impl Lock for ScriptedHints {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
+        self.inner.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> lock_core::LockResult<Version> {
+        self.inner.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> lock_core::LockResult<Version> {
+        self.inner.update(record, expected).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn watch(&self) -> Option<lock_core::HintStream> {
+        let hints = self.hints.lock().unwrap().take()?;
+        Some(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(hints),
+        ))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hint_older_than_the_last_read_does_not_rewind_the_standby() {
+    let lock = MemoryLock::new("late");
+    let mut a = start(lock.clone(), config("a"));
+    a.next_term(Duration::from_secs(1)).await;
+    let old = lock.get().await.unwrap().unwrap();
+    sleep(RETRY * 2).await;
+    let (send, hints) = tokio::sync::mpsc::unbounded_channel();
+    let scripted = FaultyLock::new(ScriptedHints {
+        inner: lock.clone(),
+        hints: std::sync::Mutex::new(Some(hints)),
+    });
+    let faults = scripted.faults();
+    let b = start(scripted, config("b"));
+    sleep(Duration::from_millis(10)).await;
+    assert_eq!(faults.counts().gets(), 1, "b read the current record");
+    // A late hint for an older version that says the lock was free: b must not believe it.
+    let released = LeaderElectionRecord {
+        holder_identity: String::new(),
+        ..old.record.clone()
+    };
+    send.send(lock_core::Hint::Record(lock_core::Versioned {
+        record: released,
+        version: old.version.clone(),
+    }))
+    .unwrap();
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        faults.counts().updates() + faults.counts().creates(),
+        0,
+        "no take attempted"
+    );
+    assert_eq!(b.handle.leader().as_deref(), Some("a"));
+    b.stop().await;
+    a.stop().await;
 }

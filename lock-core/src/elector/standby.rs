@@ -15,7 +15,8 @@ struct Observation {
     since: Instant,
     /// A hint or a failed write said the lock may have changed: read before acting.
     stale: bool,
-    /// Versions seen before `current`: a hint that carries one of them is late or repeated.
+    /// Versions seen before `current`: a hint that carries one of them is late or repeated
+    /// (for backends whose versions have no order; ordered ones are compared directly).
     superseded: VecDeque<Version>,
 }
 
@@ -196,9 +197,13 @@ impl LeaderElector {
     fn apply_hint(&self, observed: &mut Option<Observation>, hint: Hint) {
         match hint {
             Hint::Record(current) => {
-                let late = observed
-                    .as_ref()
-                    .is_some_and(|seen| seen.superseded.contains(&current.version));
+                let late = observed.as_ref().is_some_and(|seen| {
+                    seen.superseded.contains(&current.version)
+                        || seen
+                            .current
+                            .as_ref()
+                            .is_some_and(|known| current.version.is_older_than(&known.version))
+                });
                 if !late {
                     self.observe(observed, Some(current));
                 }

@@ -1,0 +1,76 @@
+//! The least a Redis ACL user needs to take part in elections: exactly what this crate sends.
+
+/// The commands the lock sends, directly or from its script, each granted with `+`:
+/// - `evalsha`, `script|load`: the compare-and-swap script (loaded again after `NOSCRIPT`);
+/// - `type`, `hmget`, `hset`, `pexpire`, `publish`, `time`: what the script calls;
+/// - `subscribe`, `ping`: the change-hint connection and its keep-alive;
+/// - `select`: sent on connecting when the URL names a database other than 0.
+///
+/// `AUTH` needs no permission.
+pub const ACL_COMMANDS: &[&str] = &[
+    "evalsha",
+    "script|load",
+    "type",
+    "hmget",
+    "hset",
+    "pexpire",
+    "publish",
+    "time",
+    "subscribe",
+    "ping",
+    "select",
+];
+
+/// The ACL rules that let a user take part in every election under `key_prefix` and nothing
+/// else: its keys (`~prefix*`), its change channels (`&prefix*`) and the
+/// [commands](ACL_COMMANDS) the lock sends.
+///
+/// ```
+/// assert_eq!(
+///     lock_redis::acl_rules("leader-election:"),
+///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +publish +time +subscribe +ping +select"
+/// );
+/// ```
+pub fn acl_rules(key_prefix: &str) -> String {
+    let pattern = escape_glob(key_prefix);
+    let mut rules = format!("resetkeys ~{pattern}* resetchannels &{pattern}* -@all");
+    for command in ACL_COMMANDS {
+        rules.push_str(" +");
+        rules.push_str(command);
+    }
+    rules
+}
+
+/// The `ACL SETUSER` command that creates (or narrows) `user` to what the lock needs under
+/// `key_prefix`. Add a password to it (`>secret`) or run `ACL SETUSER user >secret` after it;
+/// in `redis.conf` or an ACL file write the same rules after `user <name> on >secret`.
+///
+/// ```
+/// let line = lock_redis::acl_setuser_line("elector", "leader-election:");
+/// assert!(line.starts_with("ACL SETUSER elector on resetkeys ~leader-election:* "));
+/// ```
+pub fn acl_setuser_line(user: &str, key_prefix: &str) -> String {
+    format!("ACL SETUSER {user} on {}", acl_rules(key_prefix))
+}
+
+/// Escapes the characters that are special in ACL glob patterns.
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_in_the_prefix_are_escaped() {
+        assert!(acl_rules("a*b?:").starts_with(r"resetkeys ~a\*b\?:* resetchannels &a\*b\?:* "));
+    }
+}

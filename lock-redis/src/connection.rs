@@ -1,0 +1,119 @@
+//! The client for one URL (plain or TLS) and the shared, self-healing connection to it.
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisResult, TlsCertificates};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Mutex;
+
+use lock_core::{LockError, LockResult};
+
+use crate::RedisLockOptions;
+
+/// A client for `url`: `redis://` in the clear, `rediss://` over TLS (rustls) checked against
+/// `options.tls_ca` or else the system's trusted roots. Nothing is sent yet.
+///
+/// Error messages never repeat the URL: it may hold a password.
+pub(crate) fn client(url: &str, options: &RedisLockOptions) -> LockResult<Client> {
+    let info = url
+        .into_connection_info()
+        .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")))?;
+    let tls = matches!(info.addr, ConnectionAddr::TcpTls { .. });
+    if tls {
+        // rustls needs one process-wide crypto provider; when several are compiled in (other
+        // crates may enable aws-lc-rs) it cannot pick one itself. An installed one is kept.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+    let Some(ca_path) = &options.tls_ca else {
+        return Client::open(info)
+            .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")));
+    };
+    if !tls {
+        return Err(LockError::InvalidConfig(format!(
+            "tls_ca is set to {} but the URL does not use TLS: write it as rediss://",
+            ca_path.display()
+        )));
+    }
+    let pem = std::fs::read(ca_path).map_err(|err| {
+        LockError::InvalidConfig(format!(
+            "cannot read the TLS CA file {}: {err}",
+            ca_path.display()
+        ))
+    })?;
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| {
+            LockError::InvalidConfig(format!(
+                "the TLS CA file {} is not PEM: {err}",
+                ca_path.display()
+            ))
+        })?;
+    if certificates.is_empty() {
+        return Err(LockError::InvalidConfig(format!(
+            "the TLS CA file {} holds no certificate (expected PEM blocks that begin with -----BEGIN CERTIFICATE-----)",
+            ca_path.display()
+        )));
+    }
+    let roots = TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem),
+    };
+    Client::build_with_tls(info, roots).map_err(|err| {
+        LockError::InvalidConfig(format!(
+            "cannot use the TLS CA file {}: {err}",
+            ca_path.display()
+        ))
+    })
+}
+
+/// One multiplexed connection shared by every clone of a lock, made on first use.
+///
+/// The [`ConnectionManager`] reconnects by itself after the connection drops; this wrapper
+/// also makes a new one after an authentication failure (which the manager would otherwise
+/// keep returning) and when the first connection could not be made.
+pub(crate) struct SharedConnection {
+    client: Client,
+    config: ConnectionManagerConfig,
+    manager: Mutex<Option<ConnectionManager>>,
+}
+
+impl SharedConnection {
+    /// Nothing is connected until the first call.
+    pub fn new(client: Client, options: &RedisLockOptions) -> Self {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(options.connect_timeout)
+            .set_response_timeout(options.response_timeout)
+            // One attempt per reconnection: a failed one is retried on the next call, at the
+            // elector's pace, instead of by a backoff that can leave a restarted server
+            // unused for a minute.
+            .set_number_of_retries(0);
+        Self {
+            client,
+            config,
+            manager: Mutex::new(None),
+        }
+    }
+
+    /// The shared connection, made now if there is none.
+    pub async fn get(&self) -> RedisResult<ConnectionManager> {
+        let mut slot = self.manager.lock().await;
+        if let Some(manager) = slot.as_ref() {
+            return Ok(manager.clone());
+        }
+        let manager =
+            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await?;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// Forgets the shared connection: the next call makes a new one.
+    pub async fn reset(&self) {
+        *self.manager.lock().await = None;
+    }
+
+    /// A connection of its own for pub/sub (a subscribed connection cannot run other
+    /// commands).
+    pub async fn pubsub(&self) -> RedisResult<PubSub> {
+        self.client.get_async_pubsub().await
+    }
+}

@@ -1,0 +1,134 @@
+//! Where an election lives in Redis: its key, its change channel and its human name.
+
+use lock_core::{LockError, LockResult};
+use redis::{ConnectionAddr, ConnectionInfo};
+
+/// The Redis names of one election.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Names {
+    /// The hash that holds the record and its version: `{prefix}{{name}}`.
+    pub key: String,
+    /// The pub/sub channel on which every write is announced: `{key}:changes`.
+    pub channel: String,
+}
+
+impl Names {
+    /// Checks `prefix` and `name` and derives the key and the channel.
+    ///
+    /// The name is wrapped in a Redis Cluster hash tag, so that everything derived from the key
+    /// hashes to one slot whatever the prefix is.
+    pub fn new(prefix: &str, name: &str) -> LockResult<Self> {
+        check_prefix(prefix)?;
+        if name.is_empty() {
+            return Err(invalid("the election name is empty"));
+        }
+        if name.contains(['{', '}']) {
+            return Err(invalid(format!(
+                "the election name {name:?} contains '{{' or '}}', which would break the Redis Cluster hash tag around it"
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "the election name {name:?} contains a control character"
+            )));
+        }
+        let key = format!("{prefix}{{{name}}}");
+        let channel = format!("{key}:changes");
+        Ok(Self { key, channel })
+    }
+}
+
+/// Checks a key prefix: it becomes part of an ACL pattern, so it may hold neither white space
+/// nor braces.
+pub(crate) fn check_prefix(prefix: &str) -> LockResult<()> {
+    if prefix.contains(['{', '}']) {
+        return Err(invalid(format!(
+            "the key prefix {prefix:?} contains '{{' or '}}': the election name is put in a hash tag after it, and a second tag would change the Redis Cluster slot"
+        )));
+    }
+    if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(format!(
+            "the key prefix {prefix:?} contains white space or a control character, which an ACL key pattern cannot hold"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(message: impl Into<String>) -> LockError {
+    LockError::InvalidConfig(message.into())
+}
+
+/// The server part of a lock's human name: scheme, user (never the password), host and port.
+pub(crate) fn server(info: &ConnectionInfo) -> String {
+    let user = info
+        .redis
+        .username
+        .as_deref()
+        .map(|user| format!("{user}@"))
+        .unwrap_or_default();
+    let mut name = match &info.addr {
+        ConnectionAddr::Tcp(host, port) => format!("redis://{user}{}:{port}", bracket(host)),
+        ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("rediss://{user}{}:{port}", bracket(host))
+        }
+        ConnectionAddr::Unix(path) => format!("redis+unix://{user}{}", path.display()),
+    };
+    if info.redis.db != 0 {
+        name.push_str(&format!("/db{}", info.redis.db));
+    }
+    name
+}
+
+/// IPv6 addresses are written in brackets, as in URLs.
+fn bracket(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// The user the connection authenticates as, for error messages: Redis calls the user of a
+/// password-only login `default`.
+pub(crate) fn user(info: &ConnectionInfo) -> String {
+    info.redis
+        .username
+        .clone()
+        .unwrap_or_else(|| "default".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::IntoConnectionInfo;
+
+    #[test]
+    fn key_and_channel_share_one_hash_tag() {
+        let names = Names::new("leader-election:", "orders").unwrap();
+        assert_eq!(names.key, "leader-election:{orders}");
+        assert_eq!(names.channel, "leader-election:{orders}:changes");
+    }
+
+    #[test]
+    fn names_that_break_the_tag_are_rejected() {
+        assert!(Names::new("p:", "").is_err());
+        assert!(Names::new("p:", "a{b").is_err());
+        assert!(Names::new("p:{x}", "a").is_err());
+        assert!(Names::new("my app:", "a").is_err());
+        assert!(Names::new("", "a b").is_ok());
+    }
+
+    #[test]
+    fn server_names_never_show_the_password() {
+        let info = "redis://alice:secret@127.0.0.1:6380/2"
+            .into_connection_info()
+            .unwrap();
+        assert_eq!(server(&info), "redis://alice@127.0.0.1:6380/db2");
+        assert_eq!(user(&info), "alice");
+        let info = "rediss://:secret@localhost:6390"
+            .into_connection_info()
+            .unwrap();
+        assert_eq!(server(&info), "rediss://localhost:6390");
+        assert_eq!(user(&info), "default");
+    }
+}

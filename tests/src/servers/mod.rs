@@ -1,0 +1,7 @@
+//! Real servers for tests: each runs on a free loopback port, keeps its files in a temporary
+//! directory and is stopped when dropped. A missing server binary is a loud failure that names
+//! the command that installs it.
+
+pub mod ports;
+pub mod redis;
+pub mod tls;

@@ -1,0 +1,377 @@
+//! A real `redis-server` for tests: free loopback port, configuration and files in a temporary
+//! directory, optionally TLS, a password and ACL users; SIGKILLed when dropped.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+use super::ports::free_loopback_port;
+use super::tls::TestCertificates;
+
+/// What a missing `redis-server` binary fails with.
+pub const REDIS_SERVER_MISSING: &str =
+    "redis-server not found: install it with `apt-get install -y redis-server` (scripts/test does this)";
+
+/// How long a starting server may take to answer `PING`.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a starting server is asked.
+const START_POLL: Duration = Duration::from_millis(20);
+/// How many fresh ports a first start tries when the port was taken in the meantime.
+const PORT_ATTEMPTS: usize = 5;
+
+/// An ACL user of a test server: name, password and rules (as after `ACL SETUSER name`).
+#[derive(Clone, Debug)]
+struct AclUser {
+    name: String,
+    password: String,
+    rules: String,
+}
+
+/// How to start a [`RedisServer`]: plain, with TLS, a password for the default user, ACL users.
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct RedisServerBuilder {
+    tls: bool,
+    password: Option<String>,
+    users: Vec<AclUser>,
+}
+
+impl RedisServerBuilder {
+    /// Serves TLS only (`port 0`, `tls-port`), with a certificate for `localhost` and
+    /// `127.0.0.1` signed by a CA generated for this server; clients need no certificate.
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Requires `password` from the default user (`requirepass`).
+    pub fn password(mut self, password: impl Into<String>) -> Self {
+        self.password = Some(password.into());
+        self
+    }
+
+    /// Adds the ACL user `name` with `password` and `rules` (for example the output of
+    /// `lock_redis::acl_rules`), as `user <name> on >password <rules>` in the configuration.
+    pub fn acl_user(
+        mut self,
+        name: impl Into<String>,
+        password: impl Into<String>,
+        rules: impl Into<String>,
+    ) -> Self {
+        self.users.push(AclUser {
+            name: name.into(),
+            password: password.into(),
+            rules: rules.into(),
+        });
+        self
+    }
+
+    /// Starts the server and waits until it answers `PING`.
+    ///
+    /// # Panics
+    /// With [`REDIS_SERVER_MISSING`] when `redis-server` is not on `PATH`; with the server's
+    /// log when it does not come up.
+    pub fn start(self) -> RedisServer {
+        let dir = tempfile::Builder::new()
+            .prefix("redis-server-")
+            .tempdir()
+            .unwrap_or_else(|err| panic!("cannot make a temporary directory: {err}"));
+        let certificates = self.tls.then(|| TestCertificates::generate(dir.path()));
+        let mut server = RedisServer {
+            settings: self,
+            certificates,
+            dir,
+            port: 0,
+            child: None,
+        };
+        for attempt in 1..=PORT_ATTEMPTS {
+            server.port = free_loopback_port();
+            match server.spawn_and_wait() {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") && attempt < PORT_ATTEMPTS => {
+                    continue
+                }
+                Err(log) => panic!("redis-server did not start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt panics or returns")
+    }
+}
+
+/// A running `redis-server` on 127.0.0.1 at a free port, with its configuration, log and any
+/// data in a temporary directory. Dropping it kills the server and removes the directory.
+///
+/// ```no_run
+/// use lock_tests::servers::redis::RedisServer;
+///
+/// let server = RedisServer::start();
+/// println!("redis at {}", server.url());
+/// ```
+#[derive(Debug)]
+pub struct RedisServer {
+    settings: RedisServerBuilder,
+    certificates: Option<TestCertificates>,
+    dir: TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts a plain server without a password.
+    pub fn start() -> Self {
+        Self::builder().start()
+    }
+
+    /// Starts a TLS-only server (see [`RedisServerBuilder::tls`]).
+    pub fn start_tls() -> Self {
+        Self::builder().tls().start()
+    }
+
+    /// Starts a server whose default user needs `password`.
+    pub fn start_with_password(password: &str) -> Self {
+        Self::builder().password(password).start()
+    }
+
+    /// Options for starting a server.
+    pub fn builder() -> RedisServerBuilder {
+        RedisServerBuilder::default()
+    }
+
+    /// The server's port on 127.0.0.1 (the TLS port for a TLS server).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL that reaches the server as the default user: `redis://127.0.0.1:<port>`, or
+    /// `rediss://` for TLS, with the default user's password when one is set.
+    pub fn url(&self) -> String {
+        match &self.settings.password {
+            Some(password) => self.url_as("default", password),
+            None => format!("{}://127.0.0.1:{}", self.scheme(), self.port),
+        }
+    }
+
+    /// The URL that logs in as `user` with `password`.
+    pub fn url_as(&self, user: &str, password: &str) -> String {
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}",
+            self.scheme(),
+            self.port
+        )
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.certificates.as_ref().map(|c| c.ca_cert.as_path())
+    }
+
+    /// The directory with the server's configuration and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// A client that reaches the server as the default user (with TLS and password as
+    /// configured), for setting things up by hand.
+    pub fn admin_client(&self) -> redis::Client {
+        match self.ca_path() {
+            None => redis::Client::open(self.url()),
+            Some(ca) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let root_cert = std::fs::read(ca)
+                    .unwrap_or_else(|err| panic!("cannot read {}: {err}", ca.display()));
+                redis::Client::build_with_tls(
+                    self.url(),
+                    redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )
+            }
+        }
+        .unwrap_or_else(|err| panic!("cannot make a client for the test server: {err}"))
+    }
+
+    /// True while the server process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the server with SIGSTOP: connections stay open but nothing is answered, as with
+    /// a server wedged or cut off by the network. [`resume`](Self::resume) continues it.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Continues a [paused](Self::pause) server with SIGCONT.
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    fn signal(&self, signal: Signal) {
+        let pid = self.pid().expect("the redis-server is not running");
+        let pid = Pid::from_raw(i32::try_from(pid).expect("a process id fits in i32"));
+        kill(pid, signal)
+            .unwrap_or_else(|err| panic!("cannot send {signal} to redis-server: {err}"));
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no save) and waits until it is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server if it runs and starts it again on the same port, with no data.
+    ///
+    /// # Panics
+    /// When the server does not come up (for example because another process took the port).
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        if let Err(log) = self.spawn_and_wait() {
+            panic!(
+                "redis-server did not start again on port {}:\n{log}",
+                self.port
+            );
+        }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.settings.tls {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// Writes the configuration for the current port, starts the server and waits for
+    /// `PING`; `Err` holds the log when the server exited or never answered.
+    fn spawn_and_wait(&mut self) -> Result<(), String> {
+        let config = self.dir.path().join("redis.conf");
+        std::fs::write(&config, self.config())
+            .unwrap_or_else(|err| panic!("cannot write {}: {err}", config.display()));
+        let _ = std::fs::remove_file(self.log_path());
+        let child = Command::new("redis-server")
+            .arg(&config)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                panic!("{REDIS_SERVER_MISSING}")
+            }
+            Err(err) => panic!("cannot run redis-server: {err}"),
+        };
+        self.child = Some(child);
+        let client = self.admin_client();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if !self.is_running() {
+                self.kill();
+                return Err(format!("redis-server exited; its log:\n{}", self.log()));
+            }
+            if answers_ping(&client) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!(
+                    "redis-server did not answer PING within {START_TIMEOUT:?}; its log:\n{}",
+                    self.log()
+                ));
+            }
+            std::thread::sleep(START_POLL);
+        }
+    }
+
+    /// The configuration file for the current port.
+    fn config(&self) -> String {
+        let dir = self.dir.path().display();
+        let mut config = String::new();
+        let mut line = |text: String| {
+            config.push_str(&text);
+            config.push('\n');
+        };
+        line("bind 127.0.0.1".into());
+        line("protected-mode no".into());
+        line("daemonize no".into());
+        line("save \"\"".into());
+        line("appendonly no".into());
+        line(format!("dir \"{dir}\""));
+        line(format!("logfile \"{}\"", self.log_path().display()));
+        match &self.certificates {
+            None => line(format!("port {}", self.port)),
+            Some(certificates) => {
+                line("port 0".into());
+                line(format!("tls-port {}", self.port));
+                line(format!(
+                    "tls-cert-file \"{}\"",
+                    certificates.server_cert.display()
+                ));
+                line(format!(
+                    "tls-key-file \"{}\"",
+                    certificates.server_key.display()
+                ));
+                line(format!(
+                    "tls-ca-cert-file \"{}\"",
+                    certificates.ca_cert.display()
+                ));
+                line("tls-auth-clients no".into());
+            }
+        }
+        if let Some(password) = &self.settings.password {
+            line(format!("requirepass \"{password}\""));
+        }
+        for user in &self.settings.users {
+            let mut text = String::new();
+            let _ = write!(
+                text,
+                "user {} on >{} {}",
+                user.name, user.password, user.rules
+            );
+            line(text);
+        }
+        config
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// True when the server answers `PING` (with `PONG`) right now.
+fn answers_ping(client: &redis::Client) -> bool {
+    let Ok(mut connection) = client.get_connection_with_timeout(Duration::from_millis(500)) else {
+        return false;
+    };
+    redis::cmd("PING")
+        .query::<String>(&mut connection)
+        .is_ok_and(|reply| reply == "PONG")
+}
