@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lock_core::{Hint, HintStream, LeaderElectionRecord, Version, Versioned};
+use lock_core::{Hint, HintStream, LeaderElectionRecord, Versioned};
 use redis::aio::{PubSubSink, PubSubStream};
 use redis::Msg;
 use serde::Deserialize;
@@ -161,7 +161,7 @@ fn hint(inner: &Inner, message: &Msg) -> Hint {
     match serde_json::from_slice::<Announcement>(message.get_payload_bytes()) {
         Ok(announcement) => Hint::Record(Versioned {
             record: announcement.record,
-            version: Version::from(announcement.version),
+            version: crate::lock::counter_version(announcement.version),
         }),
         Err(err) => {
             tracing::debug!(lock = %inner.describe, error = %err, "unreadable change announcement");

@@ -199,7 +199,7 @@ impl Lock for RedisLock {
                 })?;
                 Ok(Some(Versioned {
                     record,
-                    version: Version::from(version),
+                    version: counter_version(version),
                 }))
             }
             Reply::Corrupt { reason } => Err(self.corrupt(reason)),
@@ -209,7 +209,7 @@ impl Lock for RedisLock {
 
     async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
         match self.run("create", Some(&record.to_json()), "").await? {
-            Reply::Written { version } => Ok(Version::from(version)),
+            Reply::Written { version } => Ok(counter_version(version)),
             Reply::Exists => Err(LockError::AlreadyExists {
                 lock: self.describe(),
             }),
@@ -227,7 +227,7 @@ impl Lock for RedisLock {
             .run("update", Some(&record.to_json()), expected.as_str())
             .await?
         {
-            Reply::Written { version } => Ok(Version::from(version)),
+            Reply::Written { version } => Ok(counter_version(version)),
             Reply::Conflict { .. } => Err(LockError::Conflict {
                 lock: self.describe(),
                 expected: expected.to_string(),
@@ -253,5 +253,14 @@ impl fmt::Debug for RedisLock {
             .field("lock", &self.inner.describe)
             .field("options", &self.inner.options)
             .finish()
+    }
+}
+
+/// The script's version is a counter that only grows (it starts at the server clock in
+/// microseconds), so it is an ordered version; anything else stays an opaque token.
+pub(crate) fn counter_version(token: String) -> Version {
+    match token.parse::<u64>() {
+        Ok(counter) => Version::ordered(counter),
+        Err(_) => Version::new(token),
     }
 }
