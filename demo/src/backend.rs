@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use lock_core::Lock;
+use lock_core::{Lock, LockError};
+use lock_redis::{RedisLock, RedisLockOptions};
 
 use crate::cli::Cli;
 
@@ -12,14 +13,25 @@ pub enum Backend {
     /// A JSON record in a local file (--lock-file), for instances on one machine; no server
     /// needed.
     File,
+    /// A Redis key named after --lock-name on the server at --redis-url; standbys are woken by
+    /// pub/sub.
+    Redis,
 }
 
 impl Backend {
     /// Opens the lock this backend keeps, as the flags describe it. Opening does no IO: an
-    /// unreachable store shows up as retried errors in the logs once the election runs.
-    pub fn open(self, cli: &Cli) -> Arc<dyn Lock> {
-        match self {
+    /// unreachable store shows up as retried errors in the logs once the election runs. Flags
+    /// that cannot describe a lock (a malformed URL, say) are an error.
+    pub fn open(self, cli: &Cli) -> Result<Arc<dyn Lock>, LockError> {
+        Ok(match self {
             Self::File => Arc::new(lock_file::FileLock::new(cli.lock_file.clone())),
-        }
+            Self::Redis => {
+                let mut options = RedisLockOptions::default();
+                if let Some(ca) = &cli.redis_ca {
+                    options = options.with_tls_ca(ca.clone());
+                }
+                Arc::new(RedisLock::new(&cli.redis_url, &cli.lock_name, options)?)
+            }
+        })
     }
 }

@@ -26,7 +26,8 @@ takes over at once instead of waiting for the lease to run out; a second CTRL+C 
 (status 130). A leader that is killed outright is replaced when its lease expires.";
 
 const EXAMPLES: &str = "\
-Example: try failover with three terminals on one machine (they share the default lock file):
+Example: try failover with three terminals on one machine (they share the default lock file;
+add `--backend redis --redis-url redis://HOST:6379` to elect through Redis instead):
 
   terminal 1:  demo --instance a        a: leading (term 0)
   terminal 2:  demo --instance b        b: following a
@@ -57,6 +58,31 @@ pub struct Cli {
     /// temporary directory, so instances started with only --instance share one lock.
     #[arg(long, env = "DEMO_LOCK_FILE", value_name = "PATH", default_value_os_t = default_lock_file())]
     pub lock_file: PathBuf,
+
+    /// The election's name in a shared store (--backend redis): instances with the same name
+    /// take part in the same election.
+    #[arg(
+        long,
+        env = "DEMO_LOCK_NAME",
+        value_name = "NAME",
+        default_value = "demo"
+    )]
+    pub lock_name: String,
+
+    /// The Redis server (--backend redis): redis://[user:password@]host:port[/db], or
+    /// rediss://... for TLS.
+    #[arg(
+        long,
+        env = "DEMO_REDIS_URL",
+        value_name = "URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+
+    /// A PEM file with the certificate authority that signed the Redis server's certificate
+    /// (for rediss:// URLs whose server the system's trust store does not know).
+    #[arg(long, env = "DEMO_REDIS_CA", value_name = "PATH")]
+    pub redis_ca: Option<PathBuf>,
 
     /// How long standbys wait after they last saw the leader renew before they may take over
     /// (a leader that was killed is replaced after this long).

@@ -73,7 +73,14 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         eprintln!("error: cannot handle signals: {err}");
         return ExitCode::FAILURE;
     }
-    let elector = match LeaderElector::new(cli.backend.open(cli), config) {
+    let lock = match cli.backend.open(cli) {
+        Ok(lock) => lock,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let elector = match LeaderElector::new(lock, config) {
         Ok(elector) => elector,
         Err(err) => {
             eprintln!("error: {err}");

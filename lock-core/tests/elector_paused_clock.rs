@@ -130,6 +130,24 @@ async fn an_unreachable_backend_ends_the_term_exactly_at_the_renew_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn one_failed_renew_is_retried_before_a_tight_deadline() {
+    // Renew deadline 3 s < two retry periods of 2 s: a retry a full period later would be late.
+    let lock = FaultyLock::new(MemoryLock::new("tight"));
+    let faults = lock.faults();
+    let tight = config("a")
+        .with_lease_duration(Duration::from_secs(4))
+        .with_renew_deadline(Duration::from_secs(3))
+        .with_retry_period(Duration::from_secs(2));
+    let mut a = start(lock, tight);
+    let term = a.next_term(Duration::from_secs(1)).await;
+    faults.fail_next(1);
+    sleep(Duration::from_secs(30)).await;
+    assert!(term.is_leader(), "one passing error must not cost the term");
+    assert!(!term.cancellation_token().is_cancelled());
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hung_backend_cannot_stretch_the_term() {
     let lock = FaultyLock::new(MemoryLock::new("hung"));
     let faults = lock.faults();

@@ -21,6 +21,9 @@ enum Renewal {
     Failed(LockError),
 }
 
+/// The shortest pause between two renew attempts after a failure.
+const MIN_RENEW_RETRY: Duration = Duration::from_millis(50);
+
 /// Pause between release attempts that failed for a passing reason.
 const RELEASE_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -66,12 +69,20 @@ impl LeaderElector {
                     return end;
                 }
                 Renewal::Failed(err) => {
+                    let now = Instant::now();
+                    let remaining = term.valid_until().saturating_duration_since(now);
                     tracing::warn!(
                         error = %err,
-                        valid_for = ?term.valid_until().saturating_duration_since(Instant::now()),
+                        valid_for = ?remaining,
                         "renew failed; retrying until the renew deadline"
                     );
-                    next_renew = Instant::now() + self.config.retry_period;
+                    // Retry within the time left, however the deadline and the period relate.
+                    let pause = self
+                        .config
+                        .retry_period
+                        .min(remaining / 2)
+                        .max(MIN_RENEW_RETRY);
+                    next_renew = now + pause;
                 }
             }
         }

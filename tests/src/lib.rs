@@ -1,0 +1,14 @@
+//! The conformance suite every lock backend passes, and process-level tests of the demo.
+//!
+//! [`conformance`] holds the suite: cases written once against [`lock_core::Lock`] and the
+//! elector, and the [`conformance_suite!`] macro with which a backend's test file runs all of
+//! them in one line:
+//!
+//! ```ignore
+//! lock_tests::conformance_suite!(MyBackend::start());
+//! ```
+
+pub mod conformance;
+pub mod demo;
+pub mod failover;
+pub mod servers;
