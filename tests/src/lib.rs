@@ -4,7 +4,7 @@
 //! elector, and the [`conformance_suite!`] macro with which a backend's test file runs all of
 //! them in one line:
 //!
-//! ```ignore
+//! ```text
 //! lock_tests::conformance_suite!(MyBackend::start());
 //! ```
 

@@ -8,7 +8,7 @@
 /// runtime, so a backend may start a server and stop it on drop. Each case gets a unique
 /// election name from [`unique_name`](crate::conformance::unique_name).
 ///
-/// ```ignore
+/// ```text
 /// lock_tests::conformance_suite!(async { MemoryBackend::default() });
 /// ```
 #[macro_export]

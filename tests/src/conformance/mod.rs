@@ -7,17 +7,31 @@
 //! `#[tokio::test]` per case, each on a fresh backend and a unique election name, so every case
 //! shows up by name in `cargo test`:
 //!
-//! ```ignore
-//! struct MyBackend { /* a server started on a free port */ }
+//! ```
+//! use std::sync::Arc;
 //!
-//! impl MyBackend {
-//!     async fn start() -> Self { /* ... */ }
-//! }
+//! use lock_core::{Lock, MemoryLock};
+//! use lock_tests::conformance::Backend;
+//!
+//! /// One election, in memory (a real backend would start a server on a free port here).
+//! struct OneElection(MemoryLock);
 //!
 //! #[async_trait::async_trait]
-//! impl lock_tests::conformance::Backend for MyBackend { /* ... */ }
+//! impl Backend for OneElection {
+//!     async fn lock(&self, _name: &str) -> Arc<dyn Lock> {
+//!         Arc::new(self.0.clone())
+//!     }
+//!     async fn write_raw(&self, _name: &str, bytes: &[u8]) {
+//!         self.0.set_raw(bytes);
+//!     }
+//!     async fn read_raw(&self, _name: &str) -> Option<Vec<u8>> {
+//!         self.0.raw()
+//!     }
+//! }
 //!
-//! lock_tests::conformance_suite!(MyBackend::start());
+//! // In a test file, this line is the whole suite: one #[tokio::test] per case.
+//! lock_tests::conformance_suite!(async { OneElection(MemoryLock::new("example")) });
+//! # fn main() {}
 //! ```
 //!
 //! [`lock_cases`] check the lock contract (reads, creates, compare-and-swap updates, corrupt
