@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use lock_tests::demo::run_demo;
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
-use tokio::time::Instant;
 
 const EXIT: Duration = Duration::from_secs(30);
 
@@ -21,7 +20,6 @@ async fn ctrl_c_on_the_leader_hands_over_within_a_second_and_never_to_two_leader
 async fn invalid_timings_are_rejected_with_client_gos_message() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let lock = dir.path().join("election.json");
-    let started = Instant::now();
     let output = run_demo(
         &[
             "--instance",
@@ -44,7 +42,6 @@ async fn invalid_timings_are_rejected_with_client_gos_message() {
     );
     assert!(output.stdout.is_empty(), "nothing on stdout");
     assert!(!lock.exists(), "the lock was not touched");
-    assert!(started.elapsed() < EXIT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
