@@ -154,7 +154,7 @@ impl<W: Write> Output<W> {
             Line::StoppedLeading { term, reason } => {
                 format!("{instance}: stopped leading (term {term}): {reason}")
             }
-            Line::Released { term } => format!("{instance}: released leadership (term {term})"),
+            Line::Released { .. } => format!("{instance}: released leadership"),
             Line::Exiting => format!("{instance}: exiting"),
         }
     }
@@ -221,7 +221,7 @@ mod tests {
                 "b: following a",
                 "b: no leader",
                 "b: stopped leading (term 7): the election was cancelled",
-                "b: released leadership (term 7)",
+                "b: released leadership",
                 "b: exiting",
             ]
         );

@@ -283,20 +283,144 @@ async fn fencing_tokens_grow_with_every_term_even_for_the_same_identity() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_lost_reply_on_acquire_is_safe_and_the_next_term_has_a_new_token() {
+async fn a_write_whose_reply_was_lost_is_adopted_when_the_next_read_shows_it_landed() {
     let lock = FaultyLock::new(MemoryLock::new("ambiguous"));
     let faults = lock.faults();
     let inner = lock.inner().clone();
     faults.lose_replies_next(1);
     let started = Instant::now();
     let mut a = start(lock, config("a"));
-    let term = a.next_term(LEASE * 3).await;
-    // The create landed, but a could not know: it waited out its own lease, then took a new
-    // term over the record it had written.
-    assert!(Instant::now() - started >= LEASE);
-    assert_eq!(term.fencing_token(), 1);
-    assert_eq!(stored(&inner).await.leader_transitions, 1);
+    let term = a.next_term(Duration::from_secs(1)).await;
+    // The create landed though its reply was lost: the next read shows it, and the term counts
+    // from when that write was sent.
+    assert_eq!(Instant::now(), started);
+    assert_eq!(term.fencing_token(), 0);
+    assert_eq!(term.renewed_at(), started);
+    assert_eq!(stored(&inner).await.holder_identity, "a");
+    sleep(MINUTE).await;
+    assert!(term.is_leader(), "renews as usual");
     a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_while_a_take_is_in_flight_still_ends_the_term_and_releases() {
+    let lock = FaultyLock::new(MemoryLock::new("cancel-take"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    faults.set_latency(Duration::from_secs(1));
+    let a = start(lock, config("a").with_release_on_cancel(true));
+    let mut events = a.handle.subscribe();
+    // t=0..1 s: the read; t=1..2 s: the create. Cancel in the middle of the create.
+    sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(a.stop().await, RunOutcome::Cancelled { released: true });
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(label(event));
+    }
+    assert_eq!(
+        seen,
+        ["new_leader:a", "started", "stopped:Cancelled", "released"]
+    );
+    assert!(stored(&inner).await.is_free(), "nobody waits for a lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_after_an_unanswered_take_hands_back_what_landed() {
+    let lock = FaultyLock::new(MemoryLock::new("cancel-unanswered"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    faults.set_latency(Duration::from_secs(1));
+    faults.lose_replies_next(1);
+    let a = start(lock, config("a").with_release_on_cancel(true));
+    // t=0..1 s: the read; t=1..2 s: the create lands, its reply is lost; t=2 s: a read begins.
+    sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(stored(&inner).await.holder_identity, "a");
+    assert_eq!(a.stop().await, RunOutcome::Cancelled { released: true });
+    assert!(stored(&inner).await.is_free());
+}
+
+#[tokio::test(start_paused = true)]
+async fn fencing_tokens_never_repeat_at_the_top_of_the_range() {
+    let lock = MemoryLock::new("exhausted");
+    let top = LeaderElectionRecord {
+        holder_identity: String::new(),
+        lease_duration_seconds: 1,
+        leader_transitions: i32::MAX,
+        ..Default::default()
+    };
+    lock.create(&top).await.unwrap();
+    let a = start(lock.clone(), config("a"));
+    sleep(MINUTE).await;
+    assert!(!a.handle.is_leader(), "no term without a greater token");
+    assert_eq!(stored(&lock).await, top, "left as it was");
+    a.stop().await;
+}
+
+/// A lock whose every record has the version "1", as a backend whose counter restarted after
+/// the record was deleted and made again.
+#[derive(Debug, Default)]
+struct SameVersion {
+    record: std::sync::Mutex<Option<LeaderElectionRecord>>,
+}
+
+#[async_trait::async_trait]
+impl Lock for SameVersion {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
+        Ok(self
+            .record
+            .lock()
+            .unwrap()
+            .clone()
+            .map(|record| lock_core::Versioned {
+                record,
+                version: Version::new("1"),
+            }))
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> lock_core::LockResult<Version> {
+        *self.record.lock().unwrap() = Some(record.clone());
+        Ok(Version::new("1"))
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        _expected: &Version,
+    ) -> lock_core::LockResult<Version> {
+        *self.record.lock().unwrap() = Some(record.clone());
+        Ok(Version::new("1"))
+    }
+    fn describe(&self) -> String {
+        "same-version".into()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_record_made_again_with_a_reused_version_restarts_the_lease_clock() {
+    let lock = std::sync::Arc::new(SameVersion::default());
+    let held = |holder: &str| LeaderElectionRecord {
+        holder_identity: holder.into(),
+        lease_duration_seconds: 15,
+        ..Default::default()
+    };
+    *lock.record.lock().unwrap() = Some(held("b"));
+    let s = start(lock.clone(), config("s"));
+    sleep(Duration::from_secs(10)).await;
+    // Another holder's record at the same version: s must see it as new.
+    *lock.record.lock().unwrap() = Some(held("z"));
+    let written_at = Instant::now();
+    let mut took_over = None;
+    for _ in 0..400 {
+        sleep(Duration::from_millis(100)).await;
+        if s.handle.is_leader() {
+            took_over = Some(Instant::now());
+            break;
+        }
+    }
+    let waited = took_over.expect("s takes over once z's lease ran out") - written_at;
+    assert!(
+        waited >= LEASE,
+        "s took over {waited:?} after z's record was written"
+    );
+    s.stop().await;
 }
 
 #[tokio::test(start_paused = true)]

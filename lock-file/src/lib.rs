@@ -4,7 +4,8 @@
 //! file system with working `flock`, which excludes most network file systems). No server is
 //! needed:
 //! - the file holds `{"version": N, "record": {...}}`, the record in client-go's JSON form, so
-//!   `cat` shows who leads;
+//!   `cat` shows who leads; the version starts at the clock in microseconds and grows by one
+//!   per write, so it never repeats even when the file is deleted and made again;
 //! - compare-and-swap is real across processes: an exclusive OS lock on `<file>.lock` is held
 //!   around read-compare-write;
 //! - writes are crash-safe: a temporary file is written and fsynced, then renamed over the lock
@@ -57,8 +58,12 @@ pub struct FileLock {
 impl FileLock {
     /// A lock on the file at `path`; nothing is read or written until the lock is used. The
     /// directory is created on the first write if it is missing.
+    ///
+    /// A relative path is made absolute against the current directory now (the change hints
+    /// report absolute paths, and the lock must not move if the directory changes later).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         let path: PathBuf = path.into();
+        let path = std::path::absolute(&path).unwrap_or(path);
         let name = format!("file://{}", path.display());
         Self {
             path: path.into(),
@@ -94,6 +99,17 @@ fn guard(path: &Path, lock: &str) -> LockResult<Guard> {
     Guard::acquire(path).map_err(|err| io_error(lock, "lock", err))
 }
 
+/// The version of a new record: the clock in microseconds. Versions then grow by one per
+/// write, so a record deleted by hand and made again never repeats a version an elector has
+/// seen (that would let a stale compare-and-swap through), and versions stay ordered.
+fn first_version() -> u64 {
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_micros())
+        .unwrap_or(0);
+    u64::try_from(micros).unwrap_or(u64::MAX / 2).max(1)
+}
+
 fn store(path: &Path, lock: &str, stored: &Stored) -> LockResult<Version> {
     write::replace(path, &stored.to_bytes()).map_err(|err| io_error(lock, "write", err))?;
     Ok(Version::from(stored.version))
@@ -115,7 +131,14 @@ impl Lock for FileLock {
                     lock: lock.to_owned(),
                 });
             }
-            store(path, lock, &Stored { version: 1, record })
+            store(
+                path,
+                lock,
+                &Stored {
+                    version: first_version(),
+                    record,
+                },
+            )
         })
         .await
     }

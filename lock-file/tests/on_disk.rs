@@ -23,11 +23,15 @@ async fn the_file_holds_a_version_and_a_client_go_record_and_no_temporary_files_
     let lock = FileLock::new(&path);
     let v1 = lock.create(&record("a")).await.unwrap();
     let v2 = lock.update(&record("b"), &v1).await.unwrap();
-    assert_eq!(v2, Version::from(2u64));
+    let first: u64 = v1.as_str().parse().unwrap();
+    assert_eq!(v2, Version::from(first + 1));
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(
         text,
-        "{\"version\":2,\"record\":{\"holderIdentity\":\"b\",\"leaseDurationSeconds\":15,\"leaderTransitions\":0}}\n"
+        format!(
+            "{{\"version\":{},\"record\":{{\"holderIdentity\":\"b\",\"leaseDurationSeconds\":15,\"leaderTransitions\":0}}}}\n",
+            first + 1
+        )
     );
     let mut names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
@@ -109,6 +113,7 @@ async fn compare_and_swap_holds_across_processes() {
     let path = dir.path().join("processes.json");
     let lock = FileLock::new(&path);
     let version = lock.create(&record("seed")).await.unwrap();
+    let first: u64 = version.as_str().parse().unwrap();
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..8)
         .map(|_| {
@@ -136,6 +141,61 @@ async fn compare_and_swap_holds_across_processes() {
         "{codes:?}"
     );
     let stored = lock.get().await.unwrap().unwrap();
-    assert_eq!(stored.version, Version::from(2u64));
+    assert_eq!(stored.version, Version::from(first + 1));
     assert!(stored.record.holder_identity.starts_with("pid-"));
+}
+
+#[tokio::test]
+async fn a_file_deleted_and_made_again_never_repeats_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reset.json");
+    let lock = FileLock::new(&path);
+    let mut version = lock.create(&record("a")).await.unwrap();
+    for holder in ["b", "c", "d"] {
+        version = lock.update(&record(holder), &version).await.unwrap();
+    }
+    std::fs::remove_file(&path).unwrap();
+    let again = lock.create(&record("e")).await.unwrap();
+    assert!(version.is_older_than(&again), "{version} then {again}");
+    let err = lock.update(&record("x"), &version).await.unwrap_err();
+    assert!(matches!(err, LockError::Conflict { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_relative_path_gets_hints_too() {
+    let dir = tempfile::tempdir().unwrap();
+    // Relative to the current directory, which tests share: name the file after the tempdir.
+    let unique = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let relative = std::path::PathBuf::from(format!("target-test-{unique}.json"));
+    let watcher = FileLock::new(&relative);
+    assert!(watcher.path().is_absolute());
+    let mut hints = watcher.watch().expect("inotify or polling");
+    let writer = FileLock::new(&relative);
+    writer.create(&record("a")).await.unwrap();
+    let hint = tokio::time::timeout(Duration::from_secs(5), hints.next()).await;
+    let _ = std::fs::remove_file(watcher.path());
+    let _ = std::fs::remove_file(format!("{}.lock", watcher.path().display()));
+    assert!(matches!(hint, Ok(Some(Hint::Record(_)))), "{hint:?}");
+}
+
+#[tokio::test]
+async fn an_os_lock_held_elsewhere_makes_calls_unavailable_not_stuck() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("held.json");
+    let lock = FileLock::new(&path);
+    let version = lock.create(&record("a")).await.unwrap();
+    let guard = std::fs::File::create(dir.path().join("held.json.lock")).unwrap();
+    guard.lock().unwrap();
+    let started = std::time::Instant::now();
+    let err = lock.update(&record("b"), &version).await.unwrap_err();
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("held.json.lock"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    guard.unlock().unwrap();
+    lock.update(&record("b"), &version).await.unwrap();
 }

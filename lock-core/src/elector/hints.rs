@@ -39,8 +39,12 @@ impl Hints {
             return;
         }
         if self.resubscribe_at.is_some_and(|at| Instant::now() >= at) {
-            self.resubscribe_at = None;
             self.stream = self.lock.watch();
+            // No stream this time either: try again after another back-off.
+            self.resubscribe_at = self
+                .stream
+                .is_none()
+                .then(|| Instant::now() + self.resubscribe_after);
         }
     }
 

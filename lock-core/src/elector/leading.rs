@@ -101,6 +101,13 @@ impl LeaderElector {
                 .bounded(deadline, self.lock.update(&record, &written.version))
                 .await;
             match result {
+                // A reply that comes after the deadline ends nothing more: the term is over.
+                Ok(_) if Instant::now() >= deadline => {
+                    return Renewal::Failed(LockError::timed_out(
+                        self.shared.lock_name.clone(),
+                        self.config.renew_deadline,
+                    ));
+                }
                 Ok(version) => {
                     term.renewed(sent_at);
                     *written = Versioned { record, version };
@@ -110,6 +117,9 @@ impl LeaderElector {
                 Err(LockError::Conflict { .. }) if attempt == 0 => {
                     match self.bounded(deadline, self.lock.get()).await {
                         Ok(Some(fresh)) if self.is_term_record(&fresh, term) => {
+                            // Keep what a coordinator may have changed meanwhile.
+                            record.strategy = fresh.record.strategy;
+                            record.preferred_holder = fresh.record.preferred_holder;
                             written.version = fresh.version;
                         }
                         Ok(fresh) => {
@@ -143,19 +153,23 @@ impl LeaderElector {
             "stopped leading: cancelled"
         );
         self.shared.stopped(term, StopReason::Cancelled);
-        let released = self.config.release_on_cancel && self.release(term).await;
+        let released =
+            self.config.release_on_cancel && self.release_if_ours(term.fencing_token()).await;
+        if released {
+            self.shared.released(term);
+        }
         Ended::Cancelled { released }
     }
 
-    /// Hands the lock over: re-reads, and only if the record still belongs to this term writes
-    /// holder "" with a 1 s lease. Gives up after the renew deadline.
-    async fn release(&self, term: &Leadership) -> bool {
+    /// Hands the lock over if the record still belongs to the term with `token` (holder this
+    /// candidate, `leaderTransitions` that token): re-reads, and only then writes holder "" with
+    /// a 1 s lease. Gives up after the renew deadline. Returns whether it released.
+    pub(super) async fn release_if_ours(&self, token: u64) -> bool {
         let deadline = self.call_deadline();
         loop {
-            match self.try_release(term, deadline).await {
+            match self.try_release(token, deadline).await {
                 Ok(true) => {
-                    tracing::info!(fencing_token = term.fencing_token(), "released the lock");
-                    self.shared.released(term);
+                    tracing::info!(fencing_token = token, "released the lock");
                     return true;
                 }
                 Ok(false) => {
@@ -177,11 +191,11 @@ impl LeaderElector {
         }
     }
 
-    async fn try_release(&self, term: &Leadership, deadline: Instant) -> Result<bool, LockError> {
+    async fn try_release(&self, token: u64, deadline: Instant) -> Result<bool, LockError> {
         let Some(fresh) = self.bounded(deadline, self.lock.get()).await? else {
             return Ok(false);
         };
-        if !self.is_term_record(&fresh, term) {
+        if !self.holds(&fresh, token) {
             return Ok(false);
         }
         let now = chrono::Utc::now();

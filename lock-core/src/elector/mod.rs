@@ -19,6 +19,7 @@ use crate::{
 };
 use hints::Hints;
 use shared::Shared;
+use standby::StandbyEnd;
 
 /// Runs one candidate's side of an election over any [`Lock`].
 ///
@@ -84,7 +85,7 @@ impl LeaderElector {
     /// Keep them short and non-blocking (a log line, a flag, a metric); hand longer work to a
     /// task through [`subscribe`](Self::subscribe) instead.
     pub fn on_event(&self, callback: impl Fn(&ElectionEvent) + Send + Sync + 'static) {
-        self.shared.add_callback(Box::new(callback));
+        self.shared.add_callback(std::sync::Arc::new(callback));
     }
 
     /// The configuration in force.
@@ -114,8 +115,9 @@ impl LeaderElector {
             self.config.retry_period,
         );
         loop {
-            let Some((term, written)) = self.stand_by(&mut hints, &cancel).await else {
-                return RunOutcome::Cancelled { released: false };
+            let (term, written) = match self.stand_by(&mut hints, &cancel).await {
+                StandbyEnd::Won(term, written) => (term, written),
+                StandbyEnd::Cancelled { released } => return RunOutcome::Cancelled { released },
             };
             match self.lead(term, written, &mut hints, &cancel).await {
                 leading::Ended::Cancelled { released } => {
@@ -150,8 +152,13 @@ impl LeaderElector {
 
     /// True when `current` still belongs to `term`.
     fn is_term_record(&self, current: &Versioned, term: &Leadership) -> bool {
+        self.holds(current, term.fencing_token())
+    }
+
+    /// True when `current` names this candidate as the holder of the term with `token`.
+    fn holds(&self, current: &Versioned, token: u64) -> bool {
         current.record.holder_identity == self.config.identity
-            && u64::try_from(current.record.leader_transitions).ok() == Some(term.fencing_token())
+            && u64::try_from(current.record.leader_transitions).ok() == Some(token)
     }
 
     /// Runs a lock call, failing it as unavailable if it does not answer by `deadline`.

@@ -1,13 +1,13 @@
 //! State the running elector shares with its handles: the state channel and the subscribers.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::{ElectionEvent, ElectionState, Leadership, StopReason};
 
 /// A function the elector calls inline with every event.
-pub(crate) type Callback = Box<dyn Fn(&ElectionEvent) + Send + Sync>;
+pub(crate) type Callback = Arc<dyn Fn(&ElectionEvent) + Send + Sync>;
 
 pub(crate) struct Shared {
     pub(crate) identity: String,
@@ -59,12 +59,13 @@ impl Shared {
     /// Calls the callbacks inline (so they finish before the elector's next lock call), then
     /// queues the event for the subscribers.
     fn emit(&self, event: ElectionEvent) {
-        for callback in self
+        // Called outside the mutex, so a callback may register another one.
+        let callbacks: Vec<Callback> = self
             .callbacks
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .iter()
-        {
+            .clone();
+        for callback in callbacks {
             callback(&event);
         }
         self.subscribers()
@@ -85,10 +86,18 @@ impl Shared {
         }
     }
 
+    /// Publishes a new term: the state changes once (leader and leadership together), then
+    /// `NewLeader` (if the observed holder changed) and `StartedLeading` follow in that order.
     pub(crate) fn started(&self, term: &Leadership) {
-        self.observed_leader(Some(&self.identity));
-        self.state
-            .send_modify(|state| state.leadership = Some(term.clone()));
+        let mut leader_changed = false;
+        self.state.send_modify(|state| {
+            leader_changed = state.leader.as_deref() != Some(self.identity.as_str());
+            state.leader = Some(self.identity.clone());
+            state.leadership = Some(term.clone());
+        });
+        if leader_changed {
+            self.emit(ElectionEvent::NewLeader(Some(self.identity.clone())));
+        }
         self.emit(ElectionEvent::StartedLeading(term.clone()));
     }
 

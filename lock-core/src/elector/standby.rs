@@ -9,7 +9,7 @@ use super::{Hints, LeaderElector};
 use crate::{Hint, Leadership, LockError, Version, Versioned};
 
 /// What this candidate knows about the lock: the record (or its absence) and when this
-/// candidate first saw that version.
+/// candidate first saw it.
 struct Observation {
     current: Option<Versioned>,
     since: Instant,
@@ -34,6 +34,40 @@ impl Observation {
     fn takeable(&self, now: Instant) -> bool {
         !self.stale && self.expires_at().is_none_or(|expiry| now >= expiry)
     }
+
+    /// True when a hint carries a version older than what this candidate already knows.
+    fn is_late(&self, hinted: &Version) -> bool {
+        self.superseded.contains(hinted)
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|known| hinted.is_older_than(&known.version))
+    }
+}
+
+/// A write that started a term but whose answer was lost (a timeout, a dropped connection): it
+/// may have landed.
+#[derive(Clone, Copy)]
+struct Unanswered {
+    token: u64,
+    sent_at: Instant,
+}
+
+/// The state of one stand-by.
+struct Standby {
+    observed: Option<Observation>,
+    /// Looks in a row that retried at once (after a lost race or an unanswered write).
+    quick_retries: u32,
+    unanswered: Option<Unanswered>,
+}
+
+/// How a stand-by ended.
+pub(super) enum StandbyEnd {
+    /// This candidate started a term: the term and the record it wrote.
+    Won(Leadership, Versioned),
+    /// Cancelled; `released` when a write of this candidate that went unanswered had landed
+    /// and was handed back.
+    Cancelled { released: bool },
 }
 
 /// The result of one look at the lock.
@@ -41,64 +75,85 @@ enum Step {
     Won(Leadership, Versioned),
     Again,
     WaitUntil(Instant),
+    Cancelled,
 }
 
 impl LeaderElector {
-    /// Stands by until this candidate starts a term (`Some`) or `cancel` is cancelled (`None`).
+    /// Stands by until this candidate starts a term or `cancel` is cancelled.
+    ///
+    /// Reads race with cancellation; writes do not: a write that started a term runs to its
+    /// end, so that a cancelled candidate that won still ends its term properly (and releases
+    /// the lock if so configured) instead of leaving a lease nobody renews or releases.
     pub(super) async fn stand_by(
         &self,
         hints: &mut Hints,
         cancel: &CancellationToken,
-    ) -> Option<(Leadership, Versioned)> {
-        let mut observed: Option<Observation> = None;
-        let mut lost_races = 0u32;
+    ) -> StandbyEnd {
+        let mut standby = Standby {
+            observed: None,
+            quick_retries: 0,
+            unanswered: None,
+        };
         loop {
             hints.resubscribe_if_due();
-            let step = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return None,
-                step = self.look(&mut observed, &mut lost_races, hints.active()) => step,
-            };
-            let wake_at = match step {
-                Step::Won(term, written) => return Some((term, written)),
+            let wake_at = match self.look(&mut standby, hints.active(), cancel).await {
+                Step::Won(term, written) => return StandbyEnd::Won(term, written),
                 Step::Again => continue,
                 Step::WaitUntil(at) => at,
+                Step::Cancelled => break,
             };
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return None,
-                hint = hints.next() => self.apply_hint(&mut observed, hint),
+                _ = cancel.cancelled() => break,
+                hint = hints.next() => self.apply_hint(&mut standby.observed, hint),
                 _ = sleep_until(wake_at) => {}
             }
         }
+        // The last write may have made this candidate the holder: hand that back.
+        let released = match standby.unanswered {
+            Some(unanswered) => self.release_if_ours(unanswered.token).await,
+            None => false,
+        };
+        StandbyEnd::Cancelled { released }
     }
 
     /// Reads the lock if needed, and takes it if it is free or its lease ran out.
     async fn look(
         &self,
-        observed: &mut Option<Observation>,
-        lost_races: &mut u32,
+        standby: &mut Standby,
         hints_active: bool,
+        cancel: &CancellationToken,
     ) -> Step {
         // With hints, a fresh observation (from a read or from a hint's record) is enough to
         // wait on; without them, every wake-up that cannot act on the observation polls.
-        let must_read = observed
+        let must_read = standby
+            .observed
             .as_ref()
             .is_none_or(|seen| seen.stale || (!hints_active && !seen.takeable(Instant::now())));
         if must_read {
-            match self.bounded(self.call_deadline(), self.lock.get()).await {
-                Ok(current) => self.observe(observed, current),
+            let read = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Step::Cancelled,
+                read = self.bounded(self.call_deadline(), self.lock.get()) => read,
+            };
+            match read {
+                Ok(current) => {
+                    if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
+                        return won;
+                    }
+                    self.observe(&mut standby.observed, current);
+                }
                 Err(err) => {
                     report(&err);
                     return Step::WaitUntil(self.next_poll());
                 }
             }
         }
-        let Some(seen) = observed.as_mut() else {
+        let Some(seen) = standby.observed.as_mut() else {
             return Step::WaitUntil(self.next_poll());
         };
         if let Some(expiry) = seen.expires_at().filter(|at| Instant::now() < *at) {
-            *lost_races = 0;
+            standby.quick_retries = 0;
             let wake_at = if hints_active {
                 expiry
             } else {
@@ -106,40 +161,88 @@ impl LeaderElector {
             };
             return Step::WaitUntil(wake_at);
         }
-        match self.take(seen.current.as_ref()).await {
-            Ok(won) => Step::Won(won.0, won.1),
+        let Some(token) = self.next_token(seen.current.as_ref()) else {
+            report(&LockError::Corrupt {
+                lock: self.shared.lock_name.clone(),
+                reason: "leaderTransitions is at its maximum, so no new term could get a \
+                         greater fencing token; delete the record to start the count again"
+                    .to_owned(),
+            });
+            return Step::WaitUntil(self.next_poll());
+        };
+        let sent_at = Instant::now();
+        match self.take(seen.current.as_ref(), token, sent_at).await {
+            Ok((term, written)) => Step::Won(term, written),
             Err(err) => {
                 seen.stale = true;
-                let lost_race = matches!(
-                    err,
-                    LockError::Conflict { .. } | LockError::AlreadyExists { .. }
-                );
-                if lost_race {
-                    tracing::debug!(error = %err, "another candidate wrote first");
-                    *lost_races += 1;
-                    if *lost_races == 1 {
-                        return Step::Again;
+                match err {
+                    LockError::Conflict { .. } | LockError::AlreadyExists { .. } => {
+                        tracing::debug!(error = %err, "another candidate wrote first");
                     }
-                } else {
-                    report(&err);
+                    _ => {
+                        report(&err);
+                        if err.is_retryable() {
+                            standby.unanswered = Some(Unanswered { token, sent_at });
+                        }
+                    }
                 }
-                Step::WaitUntil(self.next_poll())
+                standby.quick_retries += 1;
+                if standby.quick_retries == 1 {
+                    Step::Again
+                } else {
+                    Step::WaitUntil(self.next_poll())
+                }
             }
         }
     }
 
-    /// Writes a record that starts a new term over `current` (creating it if there is none).
+    /// After a write that started a term went unanswered, the next read tells whether it
+    /// landed: if the record names this candidate with that term's token, the term started when
+    /// that write was sent, and it is taken up if it is still valid.
+    fn adopt_unanswered(&self, standby: &mut Standby, current: Option<&Versioned>) -> Option<Step> {
+        let unanswered = standby.unanswered.take()?;
+        let current = current?;
+        let ours = current.record.holder_identity == self.config.identity
+            && Self::token_of(&current.record) == unanswered.token;
+        let valid_until = unanswered.sent_at + self.config.renew_deadline;
+        if !ours || Instant::now() >= valid_until {
+            return None;
+        }
+        tracing::info!(
+            fencing_token = unanswered.token,
+            "started leading: an unanswered write had landed"
+        );
+        let term = Leadership::new(
+            self.config.identity.clone(),
+            unanswered.token,
+            unanswered.sent_at,
+            self.config.renew_deadline,
+        );
+        Some(Step::Won(term, current.clone()))
+    }
+
+    /// The fencing token of a new term over `current`: 0 for a new record, else one more than
+    /// the record's `leaderTransitions`; `None` when that cannot grow any more.
+    fn next_token(&self, current: Option<&Versioned>) -> Option<u64> {
+        match current {
+            None => Some(0),
+            Some(seen) => {
+                let next = seen.record.leader_transitions.max(0).checked_add(1)?;
+                u64::try_from(next).ok()
+            }
+        }
+    }
+
+    /// Writes a record that starts a term with `token` over `current` (creating it if there is
+    /// none); `sent_at` is when this call started.
     async fn take(
         &self,
         current: Option<&Versioned>,
+        token: u64,
+        sent_at: Instant,
     ) -> Result<(Leadership, Versioned), LockError> {
-        let previous = current.map(|seen| &seen.record);
-        let transitions = match previous {
-            None => 0,
-            Some(record) => record.leader_transitions.saturating_add(1).max(1),
-        };
-        let record = self.record_for_term(previous, transitions);
-        let sent_at = Instant::now();
+        let transitions = i32::try_from(token).expect("next_token stays within i32");
+        let record = self.record_for_term(current.map(|seen| &seen.record), transitions);
         let deadline = self.call_deadline();
         let version = match current {
             None => self.bounded(deadline, self.lock.create(&record)).await?,
@@ -150,29 +253,31 @@ impl LeaderElector {
         };
         let term = Leadership::new(
             self.config.identity.clone(),
-            Self::token_of(&record),
+            token,
             sent_at,
             self.config.renew_deadline,
         );
-        tracing::info!(fencing_token = term.fencing_token(), "started leading");
+        tracing::info!(fencing_token = token, "started leading");
         Ok((term, Versioned { record, version }))
     }
 
-    /// Takes in a read of the lock: a new version restarts the lease clock.
+    /// Takes in a read of the lock: anything new (another version, or the same version with
+    /// other content, as after a record was deleted and made again) restarts the lease clock.
     fn observe(&self, observed: &mut Option<Observation>, current: Option<Versioned>) {
         let holder = current
             .as_ref()
             .and_then(|seen| seen.record.holder())
             .map(str::to_owned);
         match observed {
-            Some(seen)
-                if seen.current.as_ref().map(|v| &v.version)
-                    == current.as_ref().map(|v| &v.version) =>
-            {
+            Some(seen) if seen.current == current => {
                 seen.stale = false;
             }
             Some(seen) => {
-                if let Some(old) = seen.current.take() {
+                let replaced = seen
+                    .current
+                    .take()
+                    .filter(|old| current.as_ref().map(|new| &new.version) != Some(&old.version));
+                if let Some(old) = replaced {
                     if seen.superseded.len() == REMEMBERED_VERSIONS {
                         seen.superseded.pop_front();
                     }
@@ -197,13 +302,9 @@ impl LeaderElector {
     fn apply_hint(&self, observed: &mut Option<Observation>, hint: Hint) {
         match hint {
             Hint::Record(current) => {
-                let late = observed.as_ref().is_some_and(|seen| {
-                    seen.superseded.contains(&current.version)
-                        || seen
-                            .current
-                            .as_ref()
-                            .is_some_and(|known| current.version.is_older_than(&known.version))
-                });
+                let late = observed
+                    .as_ref()
+                    .is_some_and(|seen| seen.is_late(&current.version));
                 if !late {
                     self.observe(observed, Some(current));
                 }
