@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use lock_core::{Lock, LockError};
+use lock_etcd::{EtcdLock, EtcdLockOptions};
 use lock_redis::{RedisLock, RedisLockOptions};
 
 use crate::cli::Cli;
@@ -16,6 +17,9 @@ pub enum Backend {
     /// A Redis key named after --lock-name on the server at --redis-url; standbys are woken by
     /// pub/sub.
     Redis,
+    /// An etcd key named after --lock-name on the cluster at --etcd-endpoints; standbys are
+    /// woken by etcd watches.
+    Etcd,
 }
 
 impl Backend {
@@ -32,6 +36,11 @@ impl Backend {
                 }
                 Arc::new(RedisLock::new(&cli.redis_url, &cli.lock_name, options)?)
             }
+            Self::Etcd => Arc::new(EtcdLock::new(
+                &cli.etcd_endpoints,
+                &cli.lock_name,
+                EtcdLockOptions::default(),
+            )?),
         })
     }
 }

@@ -27,7 +27,8 @@ takes over at once instead of waiting for the lease to run out; a second CTRL+C 
 
 const EXAMPLES: &str = "\
 Example: try failover with three terminals on one machine (they share the default lock file;
-add `--backend redis --redis-url redis://HOST:6379` to elect through Redis instead):
+add `--backend redis --redis-url redis://HOST:6379` to elect through Redis instead, or
+`--backend etcd --etcd-endpoints http://HOST:2379` through etcd):
 
   terminal 1:  demo --instance a        a: leading (term 0)
   terminal 2:  demo --instance b        b: following a
@@ -59,8 +60,8 @@ pub struct Cli {
     #[arg(long, env = "DEMO_LOCK_FILE", value_name = "PATH", default_value_os_t = default_lock_file())]
     pub lock_file: PathBuf,
 
-    /// The election's name in a shared store (--backend redis): instances with the same name
-    /// take part in the same election.
+    /// The election's name in a shared store (--backend redis or etcd): instances with the
+    /// same name take part in the same election.
     #[arg(
         long,
         env = "DEMO_LOCK_NAME",
@@ -83,6 +84,17 @@ pub struct Cli {
     /// (for rediss:// URLs whose server the system's trust store does not know).
     #[arg(long, env = "DEMO_REDIS_CA", value_name = "PATH")]
     pub redis_ca: Option<PathBuf>,
+
+    /// The etcd cluster (--backend etcd): client URLs separated by commas, such as
+    /// http://10.0.0.1:2379,http://10.0.0.2:2379.
+    #[arg(
+        long,
+        env = "DEMO_ETCD_ENDPOINTS",
+        value_name = "URL[,URL...]",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:2379"
+    )]
+    pub etcd_endpoints: Vec<String>,
 
     /// How long standbys wait after they last saw the leader renew before they may take over
     /// (a leader that was killed is replaced after this long).

@@ -2,6 +2,7 @@
 //! directory and is stopped when dropped. A missing server binary is a loud failure that names
 //! the command that installs it.
 
+pub mod etcd;
 pub mod ports;
 pub mod redis;
 pub mod tls;

@@ -1,0 +1,65 @@
+//! Leader election over etcd: the election record under one key, compare-and-swap by
+//! transactions on the key's `mod_revision`, change hints from etcd's watch.
+//!
+//! [`EtcdLock`] implements [`lock_core::Lock`], so the one
+//! [`LeaderElector`](lock_core::LeaderElector) runs over it like over any other lock.
+//!
+//! - **One key per election**: `leader-election/orders` (the prefix is
+//!   [configurable](EtcdLockOptions::key_prefix)) holds the record as client-go's JSON, so
+//!   `etcdctl get leader-election/orders` shows who leads. Its version is the key's
+//!   `mod_revision`, which only grows, also across server restarts.
+//! - **Atomic on the server**: `create` and `update` are one transaction each, comparing
+//!   `create_revision` or `mod_revision`; values that are not records are reported as
+//!   [`Corrupt`](lock_core::LockError::Corrupt) and never overwritten.
+//! - **Hints, not truth**: [`watch`](lock_core::Lock::watch) streams etcd's watch events for the
+//!   key, resumes after reconnects from the last revision it saw, and starts over from now
+//!   after a compaction.
+//! - **Bounded calls**: every request has a [timeout](EtcdLockOptions::request_timeout) well
+//!   below the elector's renew deadline.
+//! - **Secure deployments**: TLS with a custom CA and client certificates, and etcd users
+//!   (whose role needs `readwrite` on the prefix: [`etcdctl_grant_line`]).
+//!
+//! ```no_run
+//! use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, Lock};
+//! use lock_etcd::{EtcdLock, EtcdLockOptions};
+//! use tokio_util::sync::CancellationToken;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = EtcdLockOptions::default()
+//!     .with_tls_ca("/etc/etcd/ca.pem")
+//!     .with_client_identity("/etc/etcd/client.pem", "/etc/etcd/client-key.pem")
+//!     .with_user("elector", "secret");
+//! let endpoints = ["https://etcd-0.internal:2379", "https://etcd-1.internal:2379"];
+//! let lock = EtcdLock::connect_with(&endpoints, "orders", options).await?;
+//! println!("electing on {}", lock.describe());
+//!
+//! let elector = LeaderElector::new(lock, ElectionConfig::new("worker-a"))?;
+//! let mut events = elector.subscribe();
+//! let cancel = CancellationToken::new();
+//! tokio::spawn(elector.run(cancel.clone()));
+//! while let Some(event) = events.recv().await {
+//!     if let ElectionEvent::StartedLeading(term) = event {
+//!         println!("leading with fencing token {}", term.fencing_token());
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod connection;
+mod errors;
+mod hints;
+mod lock;
+mod names;
+mod options;
+mod permissions;
+mod transactions;
+mod vouched;
+
+pub use lock::EtcdLock;
+pub use options::{
+    ClientIdentity, Credentials, EtcdLockOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX,
+    DEFAULT_REQUEST_TIMEOUT,
+};
+pub use permissions::etcdctl_grant_line;
