@@ -76,11 +76,16 @@ impl ElectorHandle {
         self.shared.subscribe()
     }
 
-    /// Fails when this instance believes it leads but its last successful renew was sent longer
-    /// ago than the lease duration plus `tolerance`: the elector is wedged and the process should
-    /// be restarted (client-go's health adaptor semantics). Passes for standbys.
+    /// Fails when this instance believes it leads — the lock, as last observed, names it — but
+    /// its last successful renew was sent longer ago than the lease duration plus `tolerance`
+    /// (client-go's health adaptor semantics). That is a leader whose backend stopped answering
+    /// (it stepped down at its renew deadline, but could not see anyone take over since) or
+    /// whose elector is wedged: a liveness probe should restart it. Passes for standbys.
     pub fn check_health(&self, tolerance: Duration) -> Result<(), Unhealthy> {
-        let Some(term) = self.leadership() else {
+        if self.leader().as_deref() != Some(self.identity()) {
+            return Ok(());
+        }
+        let Some(term) = self.shared.last_term() else {
             return Ok(());
         };
         let since = Instant::now().saturating_duration_since(term.renewed_at());

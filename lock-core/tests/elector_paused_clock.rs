@@ -555,6 +555,43 @@ async fn a_leader_sees_new_leader_started_stopped_released_in_that_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn health_fails_for_a_leader_whose_backend_stopped_answering_until_it_sees_a_new_holder() {
+    let lock = FaultyLock::new(MemoryLock::new("health-outage"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    let mut a = start(lock, config("a").with_rejoin(true));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let tolerance = Duration::from_secs(5);
+    faults.set_unavailable(true);
+    term.lost().await;
+    // Stepped down at the renew deadline, but the lock still names a as far as a can tell.
+    assert!(
+        a.handle.check_health(tolerance).is_ok(),
+        "within lease + tolerance"
+    );
+    sleep_until_after(term.renewed_at() + LEASE + tolerance).await;
+    let err = a.handle.check_health(tolerance).unwrap_err();
+    assert!(err.to_string().contains("believes it leads"), "{err}");
+    // The backend answers again and another candidate holds the lock: healthy again.
+    let b = start(inner.clone(), config("b"));
+    faults.set_unavailable(false);
+    sleep(LEASE * 2).await;
+    let holder = stored(&inner).await.holder_identity;
+    assert_eq!(a.handle.leader().as_deref(), Some(holder.as_str()));
+    assert!(
+        a.handle.check_health(tolerance).is_ok(),
+        "healthy with {holder} leading"
+    );
+    assert!(b.handle.check_health(tolerance).is_ok());
+    b.stop().await;
+    a.stop().await;
+}
+
+async fn sleep_until_after(at: Instant) {
+    tokio::time::sleep_until(at + Duration::from_millis(1)).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn health_fails_only_for_a_wedged_leader() {
     let lock = MemoryLock::new("health");
     let mut a = start(lock.clone(), config("a"));

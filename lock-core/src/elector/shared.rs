@@ -15,6 +15,8 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<ElectionState>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<ElectionEvent>>>,
     callbacks: Mutex<Vec<Callback>>,
+    /// The latest term, kept after it ended: the health check needs its last renew.
+    last_term: Mutex<Option<Leadership>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -34,7 +36,16 @@ impl Shared {
             state: watch::Sender::new(ElectionState::default()),
             subscribers: Mutex::new(Vec::new()),
             callbacks: Mutex::new(Vec::new()),
+            last_term: Mutex::new(None),
         }
+    }
+
+    /// The latest term this candidate started, also after it ended.
+    pub(crate) fn last_term(&self) -> Option<Leadership> {
+        self.last_term
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
@@ -89,6 +100,10 @@ impl Shared {
     /// Publishes a new term: the state changes once (leader and leadership together), then
     /// `NewLeader` (if the observed holder changed) and `StartedLeading` follow in that order.
     pub(crate) fn started(&self, term: &Leadership) {
+        *self
+            .last_term
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(term.clone());
         let mut leader_changed = false;
         self.state.send_modify(|state| {
             leader_changed = state.leader.as_deref() != Some(self.identity.as_str());
