@@ -1,6 +1,7 @@
 //! The command line: flags (each also settable from a `DEMO_*` environment variable), their
 //! defaults, and the election configuration they describe.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use clap::Parser;
 use lock_core::ElectionConfig;
 
 use crate::backend::Backend;
+use crate::exec::OnChildExit;
 
 const ABOUT: &str = "Leader election from the command line: elect one leader among instances, \
                      print every change, hand over on CTRL+C";
@@ -23,7 +25,14 @@ it stops leading and why, and when it hands the lock over.
 
 CTRL+C (or SIGTERM) makes a leader end its term first and then release the lock, so a standby
 takes over at once instead of waiting for the lease to run out; a second CTRL+C exits at once
-(status 130). A leader that is killed outright is replaced when its lease expires.";
+(status 130). A leader that is killed outright is replaced when its lease expires.
+
+As a sidecar, --http ADDR serves GET / ({\"name\":\"<leader>\"}, as the old Kubernetes
+leader-elector sidecar did), GET /leader (the leader, this instance, its term and lease),
+GET /healthz (500 when this instance believes it leads but stopped renewing) and GET /metrics
+(Prometheus text). With `-- CMD ARGS...` the demo runs CMD only while it leads: started on every
+new term with LEADER_FENCING_TOKEN, LEADER_IDENTITY and LEADER_LOCK in its environment, sent
+SIGTERM the moment the term ends and SIGKILL after --grace-period.";
 
 const EXAMPLES: &str = "\
 Example: try failover with three terminals on one machine (they share the default lock file;
@@ -38,6 +47,10 @@ Press CTRL+C in terminal 1: a prints `stopped leading`, `released leadership` an
 and b or c prints `leading (term 1)` within a moment; the other one follows the new leader.
 Kill the leader with `kill -9` instead to see a standby wait for the lease to expire. (Terms
 go on from where earlier runs on the same lock file left them.)
+
+Run a command only on the leader, with an HTTP endpoint for probes and metrics:
+
+  demo --instance a --http 127.0.0.1:8081 -- sh -c 'exec my-worker --token \"$LEADER_FENCING_TOKEN\"'
 
 Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON with --json.";
 
@@ -117,12 +130,68 @@ pub struct Cli {
     pub no_release: bool,
 
     /// Print one JSON object per line instead of text: {"ts", "instance", "event", "leader",
-    /// "term"}, with event one of leading, following, stopped_leading, released, exiting.
+    /// "term"}, with event one of leading, following, stopped_leading, released, exiting; in
+    /// exec mode also child_started, child_stopped and child_exited, which add "pid" (and
+    /// "exit_code" and "signal" when it ended).
     #[arg(long, env = "DEMO_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
+
+    /// Serve HTTP on this address (such as 0.0.0.0:8080, or 127.0.0.1:0 for any free port):
+    /// GET / (the leader's name), /leader, /healthz and /metrics. The bound address is printed
+    /// on stderr.
+    #[arg(long, env = "DEMO_HTTP", value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+
+    /// GET /healthz fails when this instance is the last holder it saw but has not renewed for
+    /// longer than the lease duration plus this (a leader cut off from its backend, or wedged).
+    #[arg(long, env = "DEMO_HEALTH_TOLERANCE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub health_tolerance: Duration,
+
+    /// Exec mode: how long the command has to exit after SIGTERM before it gets SIGKILL. Must
+    /// be shorter than the lease duration minus the renew deadline, so that a command whose term
+    /// ended is gone before another instance may lead; defaults to half of that (2.5s with the
+    /// default timings).
+    #[arg(long, env = "DEMO_GRACE_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
+    pub grace_period: Option<Duration>,
+
+    /// Exec mode: what to do when the command exits on its own while this instance leads:
+    /// end the term, release the lock and exit with the command's status, or start it again.
+    #[arg(long, env = "DEMO_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::ReleaseAndExit)]
+    pub on_child_exit: OnChildExit,
+
+    /// Exec mode: the command to run while this instance leads, after `--`.
+    #[arg(last = true, value_name = "CMD ARGS")]
+    pub command: Vec<String>,
 }
 
 impl Cli {
+    /// The margin between the end of a term and the earliest takeover by another instance.
+    fn takeover_margin(&self) -> Duration {
+        self.lease_duration.saturating_sub(self.renew_deadline)
+    }
+
+    /// Exec mode's grace period: the flag, or half the takeover margin.
+    pub fn grace_period(&self) -> Duration {
+        self.grace_period
+            .unwrap_or_else(|| self.takeover_margin() / 2)
+    }
+
+    /// Checks what the election configuration cannot: a command's grace period must end before
+    /// another instance may lead.
+    pub fn validate_exec(&self) -> Result<(), String> {
+        let margin = self.takeover_margin();
+        if !self.command.is_empty() && self.grace_period() >= margin {
+            return Err(format!(
+                "--grace-period ({}) must be shorter than --lease-duration minus --renew-deadline \
+                 ({}): a command that outlived its term could still run when another instance \
+                 starts leading",
+                humantime::format_duration(self.grace_period()),
+                humantime::format_duration(margin)
+            ));
+        }
+        Ok(())
+    }
+
     /// The election these flags describe: rejoin after losing, release on CTRL+C unless
     /// `--no-release`. Not validated yet.
     pub fn election_config(&self) -> ElectionConfig {
@@ -132,6 +201,18 @@ impl Cli {
             .with_retry_period(self.retry_period)
             .with_rejoin(true)
             .with_release_on_cancel(!self.no_release)
+    }
+}
+
+impl Cli {
+    /// The election's name, as the `name` label of the metrics carries it (client-go labels
+    /// them with the lock's name): `--lock-name`, or the lock file's path for `--backend file`.
+    pub fn election_name(&self) -> String {
+        if self.backend == Backend::File {
+            self.lock_file.display().to_string()
+        } else {
+            self.lock_name.clone()
+        }
     }
 }
 
@@ -181,6 +262,46 @@ mod tests {
             std::env::temp_dir().join("leader-election-demo.json")
         );
         assert!(!cli.json);
+        assert_eq!(cli.http, None);
+        assert_eq!(cli.health_tolerance, Duration::from_secs(10));
+        assert_eq!(cli.grace_period(), Duration::from_millis(2500));
+        assert_eq!(cli.on_child_exit, OnChildExit::ReleaseAndExit);
+        assert!(cli.command.is_empty());
+    }
+
+    #[test]
+    fn sidecar_and_exec_flags() {
+        let cli = parse(&[
+            "--http",
+            "127.0.0.1:0",
+            "--health-tolerance",
+            "1s",
+            "--grace-period",
+            "2s",
+            "--on-child-exit",
+            "restart",
+            "--",
+            "sh",
+            "-c",
+            "echo --not-a-flag",
+        ])
+        .unwrap();
+        assert_eq!(cli.http, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(cli.health_tolerance, Duration::from_secs(1));
+        assert_eq!(cli.grace_period(), Duration::from_secs(2));
+        assert!(cli.validate_exec().is_ok());
+        assert_eq!(cli.on_child_exit, OnChildExit::Restart);
+        assert_eq!(cli.command, ["sh", "-c", "echo --not-a-flag"]);
+    }
+
+    #[test]
+    fn a_grace_period_longer_than_the_takeover_margin_is_rejected() {
+        let cli = parse(&["--grace-period", "5s", "--", "true"]).unwrap();
+        let err = cli.validate_exec().unwrap_err();
+        assert!(err.contains("must be shorter than"), "{err}");
+        assert!(err.contains("(5s)"), "{err}");
+        let without_command = parse(&["--grace-period", "5s"]).unwrap();
+        assert!(without_command.validate_exec().is_ok());
     }
 
     #[test]

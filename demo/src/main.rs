@@ -5,11 +5,18 @@
 //! ends its term, releases the lock and exits; a standby takes over at once. `demo --help`
 //! explains the flags.
 //!
+//! As a sidecar, `--http ADDR` serves the leader's name, health and metrics, and
+//! `demo [options] -- CMD ARGS...` runs a command only while this instance leads.
+//!
 //! This file only wires the modules together: [`cli`] (the flags), [`backend`] (the lock they
-//! choose), [`output`] (the event lines) and [`shutdown`] (the signals).
+//! choose), [`output`] (the event lines), [`shutdown`] (the signals), [`http`] (the endpoint),
+//! [`metrics`] (what `/metrics` reports) and [`exec`] (the command of exec mode).
 
 mod backend;
 mod cli;
+mod exec;
+mod http;
+mod metrics;
 mod output;
 mod shutdown;
 
@@ -23,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::cli::Cli;
+use crate::exec::{Exec, RunningChild};
+use crate::metrics::Metrics;
 use crate::output::Output;
 
 /// The exit status for flags that make no valid election, as for other usage errors.
@@ -36,8 +45,13 @@ fn main() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::from(USAGE_ERROR);
     }
-    // One thread is plenty: the election waits on the lock and the clock most of the time.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    if let Err(err) = cli.validate_exec() {
+        eprintln!("error: {err}");
+        return ExitCode::from(USAGE_ERROR);
+    }
+    // Two threads: the HTTP endpoint answers while the election's task waits on a slow lock.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -66,10 +80,23 @@ fn init_logs() {
         .init();
 }
 
-/// Takes part in the election until a signal, printing every event; then prints `exiting`.
+/// Takes part in the election until a signal, printing every event (and serving HTTP, and
+/// running the command, when asked to); then prints `exiting`.
 async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
-    let cancel = CancellationToken::new();
-    if let Err(err) = shutdown::cancel_on_signal(cancel.clone()) {
+    // The first signal cancels `shutdown`. Without a command that is the election's own token;
+    // in exec mode the supervisor stops the command first and then cancels the election.
+    let shutdown = CancellationToken::new();
+    let election = if cli.command.is_empty() {
+        shutdown.clone()
+    } else {
+        CancellationToken::new()
+    };
+    let running = RunningChild::default();
+    let on_forced_exit = {
+        let running = running.clone();
+        move || running.kill()
+    };
+    if let Err(err) = shutdown::cancel_on_signal(shutdown.clone(), on_forced_exit) {
         eprintln!("error: cannot handle signals: {err}");
         return ExitCode::FAILURE;
     }
@@ -80,6 +107,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
+    let lease_duration = config.lease_duration;
     let elector = match LeaderElector::new(lock, config) {
         Ok(elector) => elector,
         Err(err) => {
@@ -87,23 +115,67 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
+    let handle = elector.handle();
+    let metrics = Arc::new(Metrics::new(&cli.election_name()));
     // Lines are printed inline by the elector, before its next lock call: a `stopped_leading`
     // line is out before the release that lets another instance lead is written.
     let output = Arc::new(Mutex::new(Output::stdout(&cli.instance, cli.json)));
     elector.on_event({
         let output = output.clone();
+        let metrics = metrics.clone();
         move |event| {
+            metrics.observe_event(event);
             output
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .event(event)
         }
     });
-    tracing::info!(lock = %elector.handle().lock_name(), "standing by");
-    let finished = tokio::spawn(elector.run(cancel)).await;
+    elector.on_renew({
+        let metrics = metrics.clone();
+        move |report| metrics.observe_renew(report)
+    });
+    if let Some(addr) = cli.http {
+        let endpoint = http::Endpoint {
+            handle: handle.clone(),
+            metrics,
+            lease_duration,
+            health_tolerance: cli.health_tolerance,
+        };
+        match http::serve(addr, endpoint).await {
+            Ok(bound) => eprintln!("serving HTTP on http://{bound}"),
+            Err(err) => {
+                eprintln!("error: cannot serve HTTP on {addr}: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let supervisor = (!cli.command.is_empty()).then(|| {
+        let exec = Exec {
+            command: cli.command.clone(),
+            grace_period: cli.grace_period(),
+            on_child_exit: cli.on_child_exit,
+            identity: cli.instance.clone(),
+            lock: handle.lock_name().to_owned(),
+        };
+        tokio::spawn(exec::supervise(
+            exec,
+            elector.subscribe(),
+            shutdown.clone(),
+            election.clone(),
+            output.clone(),
+            running,
+        ))
+    });
+    tracing::info!(lock = %handle.lock_name(), "standing by");
+    let finished = tokio::spawn(elector.run(election)).await;
+    let child_status = match supervisor {
+        Some(supervisor) => supervisor.await.ok().flatten(),
+        None => None,
+    };
     output.lock().unwrap_or_else(|p| p.into_inner()).exiting();
     match finished {
-        Ok(RunOutcome::Cancelled { .. }) => ExitCode::SUCCESS,
+        Ok(RunOutcome::Cancelled { .. }) => child_status.map_or(ExitCode::SUCCESS, ExitCode::from),
         Ok(RunOutcome::LostLeadership(reason)) => {
             // Not reached: the demo rejoins after losing.
             eprintln!("error: the election ended: {reason}");

@@ -1,7 +1,10 @@
 //! Event lines on stdout: one line per election event, as text (`b: following a`) or as one
-//! JSON object per line (`--json`), each written whole and flushed at once.
+//! JSON object per line (`--json`), each written whole and flushed at once. In exec mode the
+//! child's start, stop and exit get lines too.
 
 use std::io::{self, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use lock_core::{ElectionEvent, StopReason};
@@ -31,6 +34,32 @@ pub enum Line {
     },
     /// The program is about to exit.
     Exiting,
+    /// Exec mode: the command was started for a term.
+    ChildStarted {
+        /// The term it runs for.
+        term: u64,
+        /// Its process id.
+        pid: u32,
+    },
+    /// Exec mode: the command ended after this instance signalled it (the term ended, or the
+    /// program is shutting down).
+    ChildStopped {
+        /// The term it ran for.
+        term: u64,
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// Exec mode: the command exited on its own while this instance led.
+    ChildExited {
+        /// The term it ran for.
+        term: u64,
+        /// Its process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
 }
 
 /// The shape of a line with `--json`; fields in this order.
@@ -41,6 +70,15 @@ struct JsonLine<'a> {
     event: &'static str,
     leader: Option<&'a str>,
     term: Option<u64>,
+    /// Child lines only: the child's process id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    /// Child exit lines only: its exit code (null when a signal ended it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<Option<i32>>,
+    /// Child exit lines only: the signal that ended it (null when it exited).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<Option<i32>>,
 }
 
 /// Turns election events into lines for one instance and writes them.
@@ -82,6 +120,11 @@ impl<W: Write> Output<W> {
     /// Prints the last line: the program is exiting.
     pub fn exiting(&mut self) {
         self.print(&Line::Exiting);
+    }
+
+    /// Prints a line about the child of exec mode.
+    pub fn child(&mut self, line: &Line) {
+        self.print(line);
     }
 
     /// The line for an event (none when this instance itself became the observed holder: the
@@ -156,16 +199,32 @@ impl<W: Write> Output<W> {
             }
             Line::Released { .. } => format!("{instance}: released leadership"),
             Line::Exiting => format!("{instance}: exiting"),
+            Line::ChildStarted { term, pid } => {
+                format!("{instance}: started the command (pid {pid}, term {term})")
+            }
+            Line::ChildStopped { term, pid, status } => {
+                format!("{instance}: stopped the command (pid {pid}, term {term}): {status}")
+            }
+            Line::ChildExited { term, pid, status } => {
+                format!("{instance}: the command exited while leading (pid {pid}, term {term}): {status}")
+            }
         }
     }
 
     fn render_json(&self, line: &Line, now: DateTime<Utc>) -> String {
-        let (event, term) = match line {
-            Line::Leading { term } => ("leading", Some(*term)),
-            Line::Following => ("following", None),
-            Line::StoppedLeading { term, .. } => ("stopped_leading", Some(*term)),
-            Line::Released { term } => ("released", Some(*term)),
-            Line::Exiting => ("exiting", None),
+        let (event, term, pid, status) = match line {
+            Line::Leading { term } => ("leading", Some(*term), None, None),
+            Line::Following => ("following", None, None, None),
+            Line::StoppedLeading { term, .. } => ("stopped_leading", Some(*term), None, None),
+            Line::Released { term } => ("released", Some(*term), None, None),
+            Line::Exiting => ("exiting", None, None, None),
+            Line::ChildStarted { term, pid } => ("child_started", Some(*term), Some(*pid), None),
+            Line::ChildStopped { term, pid, status } => {
+                ("child_stopped", Some(*term), Some(*pid), Some(status))
+            }
+            Line::ChildExited { term, pid, status } => {
+                ("child_exited", Some(*term), Some(*pid), Some(status))
+            }
         };
         let json = JsonLine {
             ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -173,6 +232,9 @@ impl<W: Write> Output<W> {
             event,
             leader: self.leader.as_deref(),
             term,
+            pid,
+            exit_code: status.map(ExitStatus::code),
+            signal: status.map(ExitStatus::signal),
         };
         // A struct of strings and integers always serializes.
         serde_json::to_string(&json).expect("an event line serializes")
@@ -246,6 +308,42 @@ mod tests {
         assert_eq!(
             output.render(&line, at),
             r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"stopped_leading","leader":null,"term":7}"#
+        );
+    }
+
+    #[test]
+    fn child_lines_add_the_pid_and_how_it_ended() {
+        let mut output = Output::new("a", true, Vec::new());
+        output.leader = Some("a".into());
+        let at = DateTime::parse_from_rfc3339("2026-11-21T08:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let started = Line::ChildStarted { term: 4, pid: 77 };
+        assert_eq!(
+            output.render(&started, at),
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"a","event":"child_started","leader":"a","term":4,"pid":77}"#
+        );
+        let exited = Line::ChildExited {
+            term: 4,
+            pid: 77,
+            status: ExitStatus::from_raw(3 << 8),
+        };
+        assert_eq!(
+            output.render(&exited, at),
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"a","event":"child_exited","leader":"a","term":4,"pid":77,"exit_code":3,"signal":null}"#
+        );
+        let stopped = Line::ChildStopped {
+            term: 4,
+            pid: 77,
+            status: ExitStatus::from_raw(15),
+        };
+        assert!(output
+            .render(&stopped, at)
+            .ends_with(r#""event":"child_stopped","leader":"a","term":4,"pid":77,"exit_code":null,"signal":15}"#));
+        output.json = false;
+        assert_eq!(
+            output.render(&exited, at),
+            "a: the command exited while leading (pid 77, term 4): exit status: 3"
         );
     }
 

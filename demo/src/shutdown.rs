@@ -1,5 +1,6 @@
-//! Shutdown on CTRL+C (SIGINT) or SIGTERM: the first signal cancels the election, which ends the
-//! term and hands the lock over; a second one exits at once with status 130.
+//! Shutdown on CTRL+C (SIGINT) or SIGTERM: the first signal cancels the election (in exec mode:
+//! stops the command first), which ends the term and hands the lock over; a second one exits at
+//! once with status 130.
 
 use std::io;
 
@@ -9,12 +10,16 @@ use tokio_util::sync::CancellationToken;
 /// The exit status after a second signal: 128 + SIGINT, as shells report an interrupt.
 const INTERRUPTED: i32 = 130;
 
-/// Cancels `cancel` on the first SIGINT or SIGTERM and exits the process on the second.
+/// Cancels `cancel` on the first SIGINT or SIGTERM and exits the process on the second, after
+/// calling `before_exit` (exec mode kills its command there).
 ///
 /// The signals are watched on a thread of their own, so a second CTRL+C works even while the
 /// election's thread is busy or stuck. The handlers are installed before this returns: a signal
 /// that arrives afterwards is never handled by the default action.
-pub fn cancel_on_signal(cancel: CancellationToken) -> io::Result<()> {
+pub fn cancel_on_signal(
+    cancel: CancellationToken,
+    before_exit: impl FnOnce() + Send + 'static,
+) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
@@ -34,6 +39,7 @@ pub fn cancel_on_signal(cancel: CancellationToken) -> io::Result<()> {
                 cancel.cancel();
                 let second = signals.next().await;
                 tracing::warn!("{second} again: exiting without finishing the hand-over");
+                before_exit();
                 std::process::exit(INTERRUPTED);
             })
         })?;

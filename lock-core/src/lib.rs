@@ -52,6 +52,7 @@ mod leadership;
 mod lock;
 mod memory;
 mod record;
+mod renew_report;
 
 pub use config::{
     ConfigError, ElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE,
@@ -66,3 +67,4 @@ pub use leadership::Leadership;
 pub use lock::{Hint, HintStream, Lock, Version, Versioned};
 pub use memory::MemoryLock;
 pub use record::LeaderElectionRecord;
+pub use renew_report::{RenewOutcome, RenewReport};

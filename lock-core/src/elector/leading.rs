@@ -6,7 +6,9 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::{Hints, LeaderElector};
-use crate::{LeaderElectionRecord, Leadership, LockError, StopReason, Versioned};
+use crate::{
+    LeaderElectionRecord, Leadership, LockError, RenewOutcome, RenewReport, StopReason, Versioned,
+};
 
 /// How a term ended.
 pub(super) enum Ended {
@@ -52,7 +54,7 @@ impl LeaderElector {
             let renewal = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return self.step_down(&term).await,
-                renewal = self.renew(&term, &mut written) => renewal,
+                renewal = self.renew_and_report(&term, &mut written) => renewal,
             };
             match renewal {
                 Renewal::Renewed => {
@@ -88,9 +90,37 @@ impl LeaderElector {
         }
     }
 
+    /// One renew, timed and reported to the renew callbacks before its outcome is acted on.
+    async fn renew_and_report(&self, term: &Leadership, written: &mut Versioned) -> Renewal {
+        let started = Instant::now();
+        let mut slow_path = false;
+        let renewal = self.renew(term, written, &mut slow_path).await;
+        let outcome = match &renewal {
+            Renewal::Renewed => RenewOutcome::Renewed { slow_path },
+            Renewal::Superseded(holder) => RenewOutcome::Superseded {
+                holder: holder.clone(),
+            },
+            Renewal::Failed(err) => RenewOutcome::Failed {
+                error: err.to_string(),
+            },
+        };
+        self.shared.renew_reported(&RenewReport {
+            fencing_token: term.fencing_token(),
+            latency: Instant::now().saturating_duration_since(started),
+            outcome,
+        });
+        renewal
+    }
+
     /// One renew: write with the version written last; after a conflict, read, and write again
-    /// over the fresh version only if the record still belongs to this term.
-    async fn renew(&self, term: &Leadership, written: &mut Versioned) -> Renewal {
+    /// over the fresh version only if the record still belongs to this term. `slow_path` is set
+    /// when it read after a conflict.
+    async fn renew(
+        &self,
+        term: &Leadership,
+        written: &mut Versioned,
+        slow_path: &mut bool,
+    ) -> Renewal {
         let deadline = term.valid_until();
         let mut record = written.record.clone();
         record.lease_duration_seconds = self.config.lease_duration_seconds();
@@ -115,6 +145,7 @@ impl LeaderElector {
                     return Renewal::Renewed;
                 }
                 Err(LockError::Conflict { .. }) if attempt == 0 => {
+                    *slow_path = true;
                     match self.bounded(deadline, self.lock.get()).await {
                         Ok(Some(fresh)) if self.is_term_record(&fresh, term) => {
                             // Keep what a coordinator may have changed meanwhile.

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::{
     ConfigError, ElectionConfig, ElectionEvent, ElectorHandle, LeaderElectionRecord, Leadership,
-    Lock, LockError, LockResult, StopReason, Versioned,
+    Lock, LockError, LockResult, RenewReport, StopReason, Versioned,
 };
 use hints::Hints;
 use shared::Shared;
@@ -86,6 +86,16 @@ impl LeaderElector {
     /// task through [`subscribe`](Self::subscribe) instead.
     pub fn on_event(&self, callback: impl Fn(&ElectionEvent) + Send + Sync + 'static) {
         self.shared.add_callback(std::sync::Arc::new(callback));
+    }
+
+    /// Calls `callback` with a [`RenewReport`] after every renew attempt of a leader (its
+    /// latency, and whether it renewed, on the fast or the slow path, was superseded or failed),
+    /// inline on the elector's own task before it acts on the outcome. Meant for metrics: keep
+    /// it short and non-blocking, as with [`on_event`](Self::on_event). A renew interrupted by
+    /// cancellation is not reported.
+    pub fn on_renew(&self, callback: impl Fn(&RenewReport) + Send + Sync + 'static) {
+        self.shared
+            .add_renew_callback(std::sync::Arc::new(callback));
     }
 
     /// The configuration in force.

@@ -4,10 +4,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::{ElectionEvent, ElectionState, Leadership, StopReason};
+use crate::{ElectionEvent, ElectionState, Leadership, RenewReport, StopReason};
 
 /// A function the elector calls inline with every event.
 pub(crate) type Callback = Arc<dyn Fn(&ElectionEvent) + Send + Sync>;
+
+/// A function the elector calls inline with every renew attempt's report.
+pub(crate) type RenewCallback = Arc<dyn Fn(&RenewReport) + Send + Sync>;
 
 pub(crate) struct Shared {
     pub(crate) identity: String,
@@ -15,6 +18,7 @@ pub(crate) struct Shared {
     pub(crate) state: watch::Sender<ElectionState>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<ElectionEvent>>>,
     callbacks: Mutex<Vec<Callback>>,
+    renew_callbacks: Mutex<Vec<RenewCallback>>,
     /// The latest term, kept after it ended: the health check needs its last renew.
     last_term: Mutex<Option<Leadership>>,
 }
@@ -36,6 +40,7 @@ impl Shared {
             state: watch::Sender::new(ElectionState::default()),
             subscribers: Mutex::new(Vec::new()),
             callbacks: Mutex::new(Vec::new()),
+            renew_callbacks: Mutex::new(Vec::new()),
             last_term: Mutex::new(None),
         }
     }
@@ -59,6 +64,25 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .push(callback);
+    }
+
+    pub(crate) fn add_renew_callback(&self, callback: RenewCallback) {
+        self.renew_callbacks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(callback);
+    }
+
+    /// Calls the renew callbacks inline, outside the mutex.
+    pub(crate) fn renew_reported(&self, report: &RenewReport) {
+        let callbacks: Vec<RenewCallback> = self
+            .renew_callbacks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for callback in callbacks {
+            callback(report);
+        }
     }
 
     fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<ElectionEvent>>> {

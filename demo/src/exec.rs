@@ -1,0 +1,298 @@
+//! Exec mode (`demo [options] -- CMD ARGS...`): runs a command only while this instance leads.
+//!
+//! On every new term the command starts with `LEADER_FENCING_TOKEN`, `LEADER_IDENTITY` and
+//! `LEADER_LOCK` in its environment, in a process group of its own. The moment the term ends
+//! (the elector ends it, or its validity runs out by the clock, whichever comes first) the
+//! group gets SIGTERM, and SIGKILL after the grace period. A command that exits on its own
+//! while this instance leads is reported and, per `--on-child-exit`, either ends the term and
+//! the program (with the command's status) or is started again. On shutdown the command is
+//! stopped first and only then is the election cancelled (which releases the lock), so the next
+//! leader's command cannot start before this one has ended.
+
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lock_core::{ElectionEvent, Leadership};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::time::{sleep, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{Line, Output};
+
+/// The shortest time between two starts of the command within one term (`restart`).
+const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The exit status when the command cannot be started at all, as shells report it.
+const CANNOT_START: u8 = 127;
+
+/// What to do when the command exits on its own while this instance leads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnChildExit {
+    /// End the term, release the lock and exit with the command's status.
+    ReleaseAndExit,
+    /// Start the command again (at most once a second) while the term lasts.
+    Restart,
+}
+
+/// The command and how to run it.
+#[derive(Clone, Debug)]
+pub struct Exec {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// How long the command has between SIGTERM and SIGKILL.
+    pub grace_period: Duration,
+    /// What its own exit while leading means.
+    pub on_child_exit: OnChildExit,
+    /// This instance's identity, for `LEADER_IDENTITY`.
+    pub identity: String,
+    /// The lock's name, for `LEADER_LOCK`.
+    pub lock: String,
+}
+
+/// The process group of the running command (0: none), for a forced exit to kill.
+#[derive(Clone, Debug, Default)]
+pub struct RunningChild(Arc<AtomicI32>);
+
+impl RunningChild {
+    /// Sends SIGKILL to the command's process group, if one runs.
+    pub fn kill(&self) {
+        let pgid = self.0.load(Ordering::SeqCst);
+        if pgid > 0 {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+        }
+    }
+
+    fn set(&self, pid: Option<u32>) {
+        let pid = pid.and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
+        self.0.store(pid, Ordering::SeqCst);
+    }
+}
+
+/// How one term ended for the supervisor.
+enum TermEnd {
+    /// The term ended; the command was stopped. Wait for the next one.
+    Lost,
+    /// Shutting down; the command was stopped.
+    Shutdown,
+    /// The command exited on its own and the policy is to release and exit with this status.
+    Exit(u8),
+}
+
+/// Runs the command across terms until `shutdown` (then it stops the command and cancels the
+/// election) or until the command's own exit ends everything. Cancels `election` in both
+/// cases; returns the command's status in the second.
+pub async fn supervise(
+    exec: Exec,
+    mut events: mpsc::UnboundedReceiver<ElectionEvent>,
+    shutdown: CancellationToken,
+    election: CancellationToken,
+    output: Arc<Mutex<Output<std::io::Stdout>>>,
+    running: RunningChild,
+) -> Option<u8> {
+    let supervisor = Supervisor {
+        exec,
+        output,
+        running,
+    };
+    let status = loop {
+        let event = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break None,
+            event = events.recv() => event,
+        };
+        match event {
+            Some(ElectionEvent::StartedLeading(term)) => {
+                match supervisor.lead(&term, &shutdown).await {
+                    TermEnd::Lost => {}
+                    TermEnd::Shutdown => break None,
+                    TermEnd::Exit(status) => break Some(status),
+                }
+            }
+            Some(_) => {}
+            // The election ended by itself.
+            None => break None,
+        }
+    };
+    election.cancel();
+    status
+}
+
+struct Supervisor {
+    exec: Exec,
+    output: Arc<Mutex<Output<std::io::Stdout>>>,
+    running: RunningChild,
+}
+
+impl Supervisor {
+    /// Runs the command for one term.
+    async fn lead(&self, term: &Leadership, shutdown: &CancellationToken) -> TermEnd {
+        loop {
+            if !term.is_leader() {
+                return TermEnd::Lost;
+            }
+            let mut child = match self.spawn(term) {
+                Ok(child) => child,
+                Err(err) => {
+                    eprintln!(
+                        "error: cannot start {:?}: {err}",
+                        self.exec.command.first().map_or("", String::as_str)
+                    );
+                    match self.exec.on_child_exit {
+                        OnChildExit::ReleaseAndExit => return TermEnd::Exit(CANNOT_START),
+                        OnChildExit::Restart => {
+                            if let Some(end) = self.pause(term, shutdown).await {
+                                return end;
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let pid = child.id().unwrap_or(0);
+            let token = term.fencing_token();
+            self.print(&Line::ChildStarted { term: token, pid });
+            let started = tokio::time::Instant::now();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => {
+                    self.stop(&mut child, term).await;
+                    return TermEnd::Shutdown;
+                }
+                () = until_lost(term) => {
+                    self.stop(&mut child, term).await;
+                    // A renew that landed just before the deadline keeps the term: run again.
+                    if term.is_leader() {
+                        continue;
+                    }
+                    return TermEnd::Lost;
+                }
+                status = child.wait() => {
+                    self.running.set(None);
+                    let status = status.unwrap_or_else(|err| {
+                        tracing::error!(error = %err, "cannot wait for the command");
+                        ExitStatus::default()
+                    });
+                    self.print(&Line::ChildExited { term: token, pid, status });
+                    match self.exec.on_child_exit {
+                        OnChildExit::ReleaseAndExit => return TermEnd::Exit(exit_code(status)),
+                        OnChildExit::Restart => {
+                            if started.elapsed() < RESTART_BACKOFF {
+                                if let Some(end) = self.pause(term, shutdown).await {
+                                    return end;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits out the restart backoff unless the term or the program ends first.
+    async fn pause(&self, term: &Leadership, shutdown: &CancellationToken) -> Option<TermEnd> {
+        tokio::select! {
+            _ = shutdown.cancelled() => Some(TermEnd::Shutdown),
+            () = until_lost(term) => Some(TermEnd::Lost),
+            _ = sleep(RESTART_BACKOFF) => None,
+        }
+    }
+
+    fn spawn(&self, term: &Leadership) -> std::io::Result<Child> {
+        let (program, args) = self
+            .exec
+            .command
+            .split_first()
+            .ok_or_else(|| std::io::Error::other("no command"))?;
+        let child = Command::new(program)
+            .args(args)
+            .env("LEADER_FENCING_TOKEN", term.fencing_token().to_string())
+            .env("LEADER_IDENTITY", &self.exec.identity)
+            .env("LEADER_LOCK", &self.exec.lock)
+            // A group of its own: CTRL+C in a terminal reaches only the demo, which stops the
+            // command in order; signals go to the whole group (a shell and what it started).
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()?;
+        self.running.set(child.id());
+        Ok(child)
+    }
+
+    /// SIGTERM to the command's group, SIGKILL after the grace period; waits for its exit.
+    async fn stop(&self, child: &mut Child, term: &Leadership) {
+        let pid = child.id().unwrap_or(0);
+        if let Ok(pgid) = i32::try_from(pid) {
+            let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
+        }
+        let status = match tokio::time::timeout(self.exec.grace_period, child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                tracing::warn!(
+                    grace_period = ?self.exec.grace_period,
+                    "the command outlived its grace period: SIGKILL"
+                );
+                if let Ok(pgid) = i32::try_from(pid) {
+                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
+                }
+                child.wait().await
+            }
+        };
+        self.running.set(None);
+        let status = status.unwrap_or_default();
+        self.print(&Line::ChildStopped {
+            term: term.fencing_token(),
+            pid,
+            status,
+        });
+    }
+
+    fn print(&self, line: &Line) {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .child(line);
+    }
+}
+
+/// Completes when `term` ends: when the elector ends it, or when its validity runs out by the
+/// clock (even if the elector's task has not run since).
+async fn until_lost(term: &Leadership) {
+    loop {
+        tokio::select! {
+            _ = term.lost() => return,
+            _ = sleep_until(term.valid_until()) => {
+                if !term.is_leader() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The status to exit with for the command's: its code, or 128 + the signal that ended it.
+pub fn exit_code(status: ExitStatus) -> u8 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(1),
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::process::ExitStatusExt;
+
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_commands_or_128_plus_the_signal() {
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
+    }
+}
