@@ -59,8 +59,14 @@ Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON wi
 #[command(name = "demo", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
 pub struct Cli {
     /// This instance's name, written into the lock as the leader's identity. Must be unique
-    /// among the instances that share a lock. Defaults to this machine's hostname.
-    #[arg(long, env = "DEMO_INSTANCE", value_name = "NAME", default_value_t = hostname())]
+    /// among the instances that share a lock. Defaults to $POD_NAME when it is set (as the
+    /// downward API sets it in a pod), else this machine's hostname (with --backend k8s, the
+    /// hostname and a random suffix).
+    #[arg(long = "instance", env = "DEMO_INSTANCE", value_name = "NAME")]
+    pub instance_flag: Option<String>,
+
+    /// The identity in force: --instance, or its default (see [`Cli::with_identity`]).
+    #[arg(skip)]
     pub instance: String,
 
     /// Where the election record is kept.
@@ -73,7 +79,23 @@ pub struct Cli {
     #[arg(long, env = "DEMO_LOCK_FILE", value_name = "PATH", default_value_os_t = default_lock_file())]
     pub lock_file: PathBuf,
 
-    /// The election's name in a shared store (--backend redis or etcd): instances with the
+    /// Kubernetes (--backend k8s): the kind of object that holds the record. `lease` is what
+    /// client-go uses today; `configmap` and `endpoints` hold it in the annotation
+    /// control-plane.alpha.kubernetes.io/leader, as older operators do.
+    #[arg(long, env = "DEMO_LOCK_KIND", value_name = "KIND", default_value = "lease", value_parser = ["lease", "configmap", "endpoints"])]
+    pub lock_kind: String,
+
+    /// Kubernetes (--backend k8s): the namespace of the lock object. Defaults to the pod's own
+    /// namespace (from its service account), else "default".
+    #[arg(long, env = "DEMO_NAMESPACE", value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Kubernetes (--backend k8s): the kubeconfig to use. Defaults to $KUBECONFIG,
+    /// ~/.kube/config, or the in-cluster service account.
+    #[arg(long, env = "DEMO_KUBECONFIG", value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The election's name in a shared store (--backend redis, etcd or k8s): instances with the
     /// same name take part in the same election.
     #[arg(
         long,
@@ -165,6 +187,20 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Settles the identity: --instance, else $POD_NAME, else the hostname (with a random
+    /// suffix for --backend k8s, as client-go's examples do, so replicas never share one).
+    pub fn with_identity(mut self) -> Self {
+        self.instance = match (&self.instance_flag, self.backend) {
+            (Some(name), _) => name.clone(),
+            (None, Backend::K8s) => lock_k8s::default_identity(),
+            (None, _) => std::env::var("POD_NAME")
+                .ok()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(hostname),
+        };
+        self
+    }
+
     /// The margin between the end of a term and the earliest takeover by another instance.
     fn takeover_margin(&self) -> Duration {
         self.lease_duration.saturating_sub(self.renew_deadline)
@@ -239,6 +275,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+            .map(Cli::with_identity)
     }
 
     #[test]

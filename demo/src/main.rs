@@ -38,7 +38,7 @@ use crate::output::Output;
 const USAGE_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse().with_identity();
     init_logs();
     let config = cli.election_config();
     if let Err(err) = config.validate() {
@@ -100,7 +100,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         eprintln!("error: cannot handle signals: {err}");
         return ExitCode::FAILURE;
     }
-    let lock = match cli.backend.open(cli) {
+    let lock = match cli.backend.open(cli).await {
         Ok(lock) => lock,
         Err(err) => {
             eprintln!("error: {err}");

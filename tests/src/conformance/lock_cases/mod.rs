@@ -32,7 +32,8 @@ pub(super) fn full_record(n: u32) -> LeaderElectionRecord {
                 + chrono::Duration::seconds((2 * n).into()),
         ),
         leader_transitions: 5 + n,
-        strategy: Some(format!("Strategy{n}")),
+        // Domain-prefixed, as Kubernetes requires of strategies it does not define itself.
+        strategy: Some(format!("example.com/strategy-{n}")),
         preferred_holder: Some(format!("preferred-{n}")),
     }
 }

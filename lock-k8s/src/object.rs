@@ -1,0 +1,267 @@
+//! How each kind of object holds the record: a Lease in its spec (as client-go's `LeaseLock`),
+//! a ConfigMap or an Endpoints object in an annotation (as client-go's legacy locks).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use lock_core::LeaderElectionRecord;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::LockKind;
+
+/// The annotation in which client-go's ConfigMap and Endpoints locks keep the record as JSON.
+pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for k8s_openapi::api::coordination::v1::Lease {}
+    impl Sealed for k8s_openapi::api::core::v1::ConfigMap {}
+    impl Sealed for k8s_openapi::api::core::v1::Endpoints {}
+}
+
+/// A kind of Kubernetes object that can hold an election record: implemented for
+/// [`Lease`], [`ConfigMap`] and [`Endpoints`] only.
+pub trait LockObject:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+    + sealed::Sealed
+{
+    /// Which kind this is.
+    const KIND: LockKind;
+
+    /// The record the object holds. `Ok(None)` when the object holds none yet (an annotation
+    /// kind without the annotation), which reads as a free record; `Err` says why what it
+    /// holds is not a record.
+    fn record(&self) -> Result<Option<LeaderElectionRecord>, String>;
+
+    /// Puts `record` into the object, leaving everything else in it as it was.
+    fn set_record(&mut self, record: &LeaderElectionRecord);
+
+    /// A new object called `name` in `namespace` holding `record`.
+    fn with_record(namespace: &str, name: &str, record: &LeaderElectionRecord) -> Self;
+}
+
+fn metadata(namespace: &str, name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        ..ObjectMeta::default()
+    }
+}
+
+impl LockObject for Lease {
+    const KIND: LockKind = LockKind::Lease;
+
+    fn record(&self) -> Result<Option<LeaderElectionRecord>, String> {
+        Ok(Some(lease_spec_to_record(
+            self.spec.as_ref().unwrap_or(&LeaseSpec::default()),
+        )))
+    }
+
+    fn set_record(&mut self, record: &LeaderElectionRecord) {
+        self.spec = Some(record_to_lease_spec(record));
+    }
+
+    fn with_record(namespace: &str, name: &str, record: &LeaderElectionRecord) -> Self {
+        Lease {
+            metadata: metadata(namespace, name),
+            spec: Some(record_to_lease_spec(record)),
+        }
+    }
+}
+
+/// client-go's `LeaseSpecToLeaderElectionRecord`: absent fields read as zero values.
+pub(crate) fn lease_spec_to_record(spec: &LeaseSpec) -> LeaderElectionRecord {
+    LeaderElectionRecord {
+        holder_identity: spec.holder_identity.clone().unwrap_or_default(),
+        lease_duration_seconds: spec.lease_duration_seconds.unwrap_or_default(),
+        acquire_time: spec.acquire_time.as_ref().and_then(from_micro_time),
+        renew_time: spec.renew_time.as_ref().and_then(from_micro_time),
+        leader_transitions: spec.lease_transitions.unwrap_or_default(),
+        strategy: spec.strategy.clone().filter(|text| !text.is_empty()),
+        preferred_holder: spec
+            .preferred_holder
+            .clone()
+            .filter(|text| !text.is_empty()),
+    }
+}
+
+/// client-go's `LeaderElectionRecordToLeaseSpec`: holder, duration and transitions always
+/// written, times when set, strategy and preferred holder only when not empty.
+pub(crate) fn record_to_lease_spec(record: &LeaderElectionRecord) -> LeaseSpec {
+    LeaseSpec {
+        holder_identity: Some(record.holder_identity.clone()),
+        lease_duration_seconds: Some(record.lease_duration_seconds),
+        acquire_time: record.acquire_time.and_then(to_micro_time),
+        renew_time: record.renew_time.and_then(to_micro_time),
+        lease_transitions: Some(record.leader_transitions),
+        strategy: record.strategy.clone().filter(|text| !text.is_empty()),
+        preferred_holder: record
+            .preferred_holder
+            .clone()
+            .filter(|text| !text.is_empty()),
+    }
+}
+
+/// A time as a `MicroTime` (the API server keeps microseconds); `None` outside the range
+/// both sides can represent.
+fn to_micro_time(time: DateTime<Utc>) -> Option<MicroTime> {
+    let nanos = i32::try_from(time.timestamp_subsec_nanos()).ok()?;
+    Timestamp::new(time.timestamp(), nanos).ok().map(MicroTime)
+}
+
+fn from_micro_time(time: &MicroTime) -> Option<DateTime<Utc>> {
+    let nanos = u32::try_from(time.0.subsec_nanosecond()).ok()?;
+    DateTime::from_timestamp(time.0.as_second(), nanos)
+}
+
+/// The record in the leader annotation of `annotations`.
+fn annotation_record(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Result<Option<LeaderElectionRecord>, String> {
+    let Some(json) = annotations.and_then(|annotations| annotations.get(LEADER_ANNOTATION)) else {
+        return Ok(None);
+    };
+    LeaderElectionRecord::from_json(json.as_bytes())
+        .map(Some)
+        .map_err(|err| {
+            format!("the annotation {LEADER_ANNOTATION} is not a leader election record: {err}")
+        })
+}
+
+fn set_annotation(metadata: &mut ObjectMeta, record: &LeaderElectionRecord) {
+    metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(LEADER_ANNOTATION.to_owned(), record.to_json());
+}
+
+fn annotated(namespace: &str, name: &str, record: &LeaderElectionRecord) -> ObjectMeta {
+    let mut metadata = metadata(namespace, name);
+    set_annotation(&mut metadata, record);
+    metadata
+}
+
+impl LockObject for ConfigMap {
+    const KIND: LockKind = LockKind::ConfigMap;
+
+    fn record(&self) -> Result<Option<LeaderElectionRecord>, String> {
+        annotation_record(self.metadata.annotations.as_ref())
+    }
+
+    fn set_record(&mut self, record: &LeaderElectionRecord) {
+        set_annotation(&mut self.metadata, record);
+    }
+
+    fn with_record(namespace: &str, name: &str, record: &LeaderElectionRecord) -> Self {
+        ConfigMap {
+            metadata: annotated(namespace, name, record),
+            ..ConfigMap::default()
+        }
+    }
+}
+
+impl LockObject for Endpoints {
+    const KIND: LockKind = LockKind::Endpoints;
+
+    fn record(&self) -> Result<Option<LeaderElectionRecord>, String> {
+        annotation_record(self.metadata.annotations.as_ref())
+    }
+
+    fn set_record(&mut self, record: &LeaderElectionRecord) {
+        set_annotation(&mut self.metadata, record);
+    }
+
+    fn with_record(namespace: &str, name: &str, record: &LeaderElectionRecord) -> Self {
+        Endpoints {
+            metadata: annotated(namespace, name, record),
+            ..Endpoints::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn lease_spec_maps_like_client_go() {
+        let record = LeaderElectionRecord {
+            holder_identity: "a".into(),
+            lease_duration_seconds: 15,
+            acquire_time: Some(Utc.with_ymd_and_hms(2024, 1, 2, 3, 4, 5).unwrap()),
+            renew_time: Some(Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap()),
+            leader_transitions: 3,
+            strategy: None,
+            preferred_holder: None,
+        };
+        let spec = record_to_lease_spec(&record);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "holderIdentity": "a",
+                "leaseDurationSeconds": 15,
+                "acquireTime": "2024-01-02T03:04:05.000000Z",
+                "renewTime": "2023-11-14T22:13:20.123456Z",
+                "leaseTransitions": 3,
+            })
+        );
+        assert_eq!(lease_spec_to_record(&spec), record);
+    }
+
+    #[test]
+    fn odd_lease_values_do_not_panic() {
+        let spec: LeaseSpec = serde_json::from_value(serde_json::json!({
+            "leaseDurationSeconds": -5,
+            "leaseTransitions": i32::MAX,
+            "strategy": "",
+            "acquireTime": "0001-01-01T00:00:00.000000Z",
+            "renewTime": "9999-01-01T00:00:00.999999Z",
+        }))
+        .unwrap();
+        let record = lease_spec_to_record(&spec);
+        assert!(record.is_free());
+        assert_eq!(record.lease_duration(), std::time::Duration::ZERO);
+        assert_eq!(record.strategy, None);
+        let empty = lease_spec_to_record(&LeaseSpec::default());
+        assert_eq!(empty, LeaderElectionRecord::default());
+    }
+
+    #[test]
+    fn annotation_kinds_leave_the_rest_alone() {
+        let mut map = ConfigMap::with_record("ns", "x", &LeaderElectionRecord::default());
+        map.metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("other".into(), "kept".into());
+        map.data = Some([("k".to_owned(), "v".to_owned())].into());
+        let record = LeaderElectionRecord {
+            holder_identity: "b".into(),
+            ..LeaderElectionRecord::default()
+        };
+        map.set_record(&record);
+        assert_eq!(map.record().unwrap(), Some(record));
+        assert_eq!(map.metadata.annotations.as_ref().unwrap()["other"], "kept");
+        assert_eq!(map.data.as_ref().unwrap()["k"], "v");
+
+        let mut bad = Endpoints::default();
+        bad.metadata.annotations = Some([(LEADER_ANNOTATION.to_owned(), "{".to_owned())].into());
+        assert!(bad.record().is_err());
+        assert_eq!(Endpoints::default().record().unwrap(), None);
+    }
+}
