@@ -11,4 +11,5 @@
 pub mod conformance;
 pub mod demo;
 pub mod failover;
+pub mod outage;
 pub mod servers;

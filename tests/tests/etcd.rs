@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use lock_core::Lock;
 use lock_etcd::{EtcdLock, EtcdLockOptions, DEFAULT_KEY_PREFIX};
-use lock_tests::conformance::{config, unique_name, Backend, Candidate, LEASE, RENEW_DEADLINE};
+use lock_tests::conformance::{config, unique_name, Backend, Candidate};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
+use lock_tests::outage::backend_stops_under_the_leader;
 use lock_tests::servers::etcd::EtcdServer;
-use tokio::time::Instant;
 
 /// Elections as keys on an etcd of its own, stopped with the backend.
 struct EtcdBackend {
@@ -68,28 +68,7 @@ async fn a_killed_etcd_makes_the_leader_step_down_in_time_and_terms_go_on_after_
     let mut b = Candidate::start(connect(&endpoint, &name).await, config("b"), None);
     b.sees_leader("a", Duration::from_secs(10)).await;
 
-    // Kill etcd right after a renew, then watch the leader give up.
-    let renewed = first.renewed_at();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while first.renewed_at() == renewed {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("a renew within 10 s");
-    server.kill();
-    let last_renew = first.renewed_at();
-    tokio::time::timeout(LEASE * 2, first.lost())
-        .await
-        .expect("the leader steps down");
-    let stepped_down = Instant::now();
-    assert!(!first.is_leader());
-    assert!(
-        stepped_down < last_renew + LEASE,
-        "stepped down {:?} after its last renew; others may take over after {LEASE:?}",
-        stepped_down - last_renew
-    );
-    assert!(stepped_down + Duration::from_millis(50) >= last_renew + RENEW_DEADLINE);
+    backend_stops_under_the_leader(&first, || server.kill()).await;
 
     // etcd comes back on the same data: the election resumes, and no term number is reused.
     server.restart();

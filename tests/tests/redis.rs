@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use lock_core::Lock;
 use lock_redis::{acl_rules, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
-use lock_tests::conformance::{config, unique_name, Backend, Candidate, LEASE, RENEW_DEADLINE};
+use lock_tests::conformance::{config, unique_name, Backend, Candidate};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
+use lock_tests::outage::backend_stops_under_the_leader;
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
-use tokio::time::Instant;
 
 /// Elections as keys on a redis-server of its own, stopped with the backend.
 struct RedisBackend {
@@ -89,28 +89,7 @@ async fn a_killed_server_makes_the_leader_step_down_in_time_and_a_restart_elects
     let mut b = Candidate::start(lock(url.clone(), name.clone()).await, config("b"), None);
     b.sees_leader("a", Duration::from_secs(10)).await;
 
-    // Kill the server right after a renew, then watch the leader give up.
-    let renewed = first.renewed_at();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while first.renewed_at() == renewed {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("a renew within 10 s");
-    server.kill();
-    let last_renew = first.renewed_at();
-    tokio::time::timeout(LEASE * 2, first.lost())
-        .await
-        .expect("the leader steps down");
-    let stepped_down = Instant::now();
-    assert!(!first.is_leader());
-    assert!(
-        stepped_down < last_renew + LEASE,
-        "stepped down {:?} after its last renew; others may take over after {LEASE:?}",
-        stepped_down - last_renew
-    );
-    assert!(stepped_down + Duration::from_millis(50) >= last_renew + RENEW_DEADLINE);
+    backend_stops_under_the_leader(&first, || server.kill()).await;
 
     // The server comes back with no data: an election completes again.
     server.restart();
