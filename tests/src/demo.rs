@@ -64,6 +64,18 @@ fn build_demo(profile_dir: &Path) {
     if let Some(target_dir) = profile_dir.parent() {
         command.arg("--target-dir").arg(target_dir);
     }
+    // The variables cargo sets for this test process (the package's CARGO_PKG_*, a library path,
+    // a recursion count) would make the build look different from a developer's `cargo build
+    // -p demo` (and scripts/test's) and rebuild the demo each time: build as they do.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo = (name.starts_with("CARGO") && name != "CARGO_HOME")
+            || name == "LD_LIBRARY_PATH"
+            || name == "RUST_RECURSION_COUNT";
+        if set_by_cargo {
+            command.env_remove(name.as_ref());
+        }
+    }
     match profile_dir.file_name().and_then(|name| name.to_str()) {
         Some("debug") | None => {}
         Some("release") => {

@@ -169,6 +169,9 @@ async fn the_command_runs_only_on_the_leader_and_never_twice_across_handovers() 
         read_log(&log).last().is_some_and(|line| !line.stop)
     })
     .await;
+    // Standbys first, the leader last: once the leader released, a standby still running would
+    // rightly take over and start one more child.
+    running.sort_by_key(leads);
     for mut demo in running {
         demo.interrupt();
         let status = demo.wait_exit(EXIT).await;
@@ -287,4 +290,13 @@ async fn with_restart_a_command_that_exits_is_started_again_in_the_same_term() {
     a.interrupt();
     let status = a.wait_exit(EXIT).await;
     assert!(status.success(), "{}", a.report());
+}
+
+/// True when `demo`'s last term began and has not ended.
+fn leads(demo: &Demo) -> bool {
+    demo.events()
+        .iter()
+        .rev()
+        .find(|event| event.event == "leading" || event.event == "stopped_leading")
+        .is_some_and(|event| event.event == "leading")
 }
