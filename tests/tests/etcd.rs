@@ -117,8 +117,8 @@ async fn a_user_whose_role_covers_only_the_prefix_elects() {
         config("a").with_release_on_cancel(true),
         None,
     );
-    let mut b = Candidate::start(lock(options()).await, config("b"), None);
     let first = a.started(Duration::from_secs(10)).await;
+    let mut b = Candidate::start(lock(options()).await, config("b"), None);
     b.sees_leader("a", Duration::from_secs(10)).await;
     a.stop().await;
     let second = b.started(Duration::from_secs(1)).await;

@@ -120,6 +120,7 @@ async fn a_user_restricted_to_the_documented_acl_elects() {
         config("a").with_release_on_cancel(true),
         None,
     );
+    let first = a.started(Duration::from_secs(10)).await;
     let mut b = Candidate::start(
         RedisLock::connect(&url, &name)
             .await
@@ -127,7 +128,6 @@ async fn a_user_restricted_to_the_documented_acl_elects() {
         config("b"),
         None,
     );
-    let first = a.started(Duration::from_secs(10)).await;
     b.sees_leader("a", Duration::from_secs(10)).await;
     a.stop().await;
     let second = b.started(Duration::from_secs(1)).await;
