@@ -42,6 +42,7 @@
 //! # }
 //! ```
 
+mod backoff;
 mod config;
 mod elector;
 mod error;
@@ -54,6 +55,7 @@ mod memory;
 mod record;
 mod renew_report;
 
+pub use backoff::{reconnect_backoff, FIRST_RECONNECT_BACKOFF, LONGEST_RECONNECT_BACKOFF};
 pub use config::{
     ConfigError, ElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE,
     DEFAULT_RETRY_PERIOD, JITTER_FACTOR,

@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use etcd_client::proto::PbEvent;
 use etcd_client::{WatchOptions, WatchResponse, WatchStream};
@@ -12,12 +11,6 @@ use lock_core::{Hint, HintStream, LeaderElectionRecord, Version, Versioned};
 use tokio::time::timeout;
 
 use crate::lock::Inner;
-
-/// The first wait before watching again after a failure; it doubles up to
-/// [`LONGEST_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait between two attempts to watch.
-const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
 
 /// etcd's event type for a put (`mvccpb.Event.EventType`).
 const PUT: i32 = 0;
@@ -70,7 +63,7 @@ impl Watch {
             self.state = match state {
                 State::Unwatched { failures } => {
                     if failures > 0 {
-                        tokio::time::sleep(backoff(failures)).await;
+                        tokio::time::sleep(lock_core::reconnect_backoff(failures)).await;
                     }
                     match self.establish().await {
                         Err(Refusal::Compacted) => State::Unwatched { failures: 0 },
@@ -272,27 +265,5 @@ fn cancel_reason(response: &WatchResponse) -> String {
     match response.cancel_reason() {
         "" => "no reason given".to_owned(),
         reason => reason.to_owned(),
-    }
-}
-
-/// The wait before attempt `failures + 1`: 100 ms, doubling, at most 2 s.
-fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(8);
-    FIRST_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(LONGEST_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_two_seconds() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(5), Duration::from_millis(1600));
-        assert_eq!(backoff(6), LONGEST_BACKOFF);
-        assert_eq!(backoff(u32::MAX), LONGEST_BACKOFF);
     }
 }

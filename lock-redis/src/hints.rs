@@ -12,11 +12,6 @@ use tokio::time::{timeout, Instant};
 
 use crate::lock::Inner;
 
-/// The first wait before subscribing again after a failure; it doubles up to
-/// [`LONGEST_BACKOFF`].
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait between two attempts to subscribe.
-const LONGEST_BACKOFF: Duration = Duration::from_secs(2);
 /// How often an idle subscription is checked with a `PING`, to notice a connection that died
 /// without closing.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -61,7 +56,7 @@ async fn next(inner: &Inner, mut state: State) -> (Hint, State) {
         state = match state {
             State::Unsubscribed { failures } => {
                 if failures > 0 {
-                    tokio::time::sleep(backoff(failures)).await;
+                    tokio::time::sleep(lock_core::reconnect_backoff(failures)).await;
                 }
                 match subscribe(inner).await {
                     Ok((sink, messages)) => {
@@ -167,27 +162,5 @@ fn hint(inner: &Inner, message: &Msg) -> Hint {
             tracing::debug!(lock = %inner.describe, error = %err, "unreadable change announcement");
             Hint::Changed
         }
-    }
-}
-
-/// The wait before attempt `failures + 1`: 100 ms, doubling, at most 2 s.
-fn backoff(failures: u32) -> Duration {
-    let doublings = failures.saturating_sub(1).min(8);
-    FIRST_BACKOFF
-        .saturating_mul(1 << doublings)
-        .min(LONGEST_BACKOFF)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_two_seconds() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(5), Duration::from_millis(1600));
-        assert_eq!(backoff(6), LONGEST_BACKOFF);
-        assert_eq!(backoff(u32::MAX), LONGEST_BACKOFF);
     }
 }
