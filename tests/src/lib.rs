@@ -8,8 +8,10 @@
 //! lock_tests::conformance_suite!(MyBackend::start());
 //! ```
 
+pub mod access;
 pub mod conformance;
 pub mod demo;
+pub mod driver;
 pub mod failover;
 pub mod outage;
 pub mod servers;

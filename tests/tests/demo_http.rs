@@ -307,7 +307,7 @@ async fn healthz_fails_for_a_leader_whose_backend_stops_answering_and_recovers()
     assert_eq!(a.health().await, (200, "ok".to_owned()));
 
     // The server stops answering (SIGSTOP: connections stay open, nothing comes back).
-    server.pause();
+    server.process().pause();
     let paused = Instant::now();
     // Lease 4 s + tolerance 1 s after the last renew; poll generously.
     let mut last = (0, String::new());
@@ -336,7 +336,7 @@ async fn healthz_fails_for_a_leader_whose_backend_stops_answering_and_recovers()
     assert!(number(&a.metrics().await, "leader_election_renew_failures_total") >= 1.0);
 
     // The server answers again: a new term is won, and the check passes again.
-    server.resume();
+    server.process().resume();
     let resumed = Instant::now();
     loop {
         if a.health().await.0 == 200 && a.json("/leader").await["is_leader"] == true {

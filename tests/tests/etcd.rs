@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lock_core::Lock;
 use lock_etcd::{EtcdLock, EtcdLockOptions, DEFAULT_KEY_PREFIX};
+use lock_tests::access::{assert_wrong_password_refused, release_hands_over};
 use lock_tests::conformance::{config, unique_name, Backend, Candidate};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
 use lock_tests::outage::backend_stops_under_the_leader;
@@ -102,44 +103,20 @@ async fn a_user_whose_role_covers_only_the_prefix_elects() {
         .start();
     let endpoint = server.endpoint();
     let name = unique_name("auth");
-    let options = || EtcdLockOptions::default().with_user("elector", "s3cret");
-    let lock = |options: EtcdLockOptions| {
-        let endpoint = endpoint.clone();
-        let name = name.clone();
-        async move {
-            EtcdLock::connect_with(&[endpoint], &name, options)
-                .await
-                .expect("connect as elector")
-        }
+    let connect = || async {
+        let options = EtcdLockOptions::default().with_user("elector", "s3cret");
+        EtcdLock::connect_with(&[&endpoint], &name, options)
+            .await
+            .expect("connect as elector")
     };
-    let mut a = Candidate::start(
-        lock(options()).await,
-        config("a").with_release_on_cancel(true),
-        None,
-    );
-    let first = a.started(Duration::from_secs(10)).await;
-    let mut b = Candidate::start(lock(options()).await, config("b"), None);
-    b.sees_leader("a", Duration::from_secs(10)).await;
-    a.stop().await;
-    let second = b.started(Duration::from_secs(1)).await;
-    assert!(second.fencing_token() > first.fencing_token());
-    b.stop().await;
+    release_hands_over(connect().await, connect().await).await;
 
     let wrong = EtcdLockOptions::default().with_user("elector", "pw-5e1d2b");
-    let err = match EtcdLock::connect_with(&[endpoint], &name, wrong).await {
-        Ok(lock) => lock.get().await.expect_err("a wrong password must fail"),
-        Err(err) => err,
-    };
-    let message = err.to_string();
-    assert!(
-        matches!(err, lock_core::LockError::Forbidden { .. }),
-        "{message}"
-    );
-    assert!(message.contains("authentication failed"), "{message}");
-    assert!(
-        !message.contains("pw-5e1d2b"),
-        "the password is never shown: {message}"
-    );
+    assert_wrong_password_refused(
+        "pw-5e1d2b",
+        EtcdLock::connect_with(&[endpoint], &name, wrong),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lock_core::{
-    ElectionConfig, ElectionEvent, Hint, HintStream, LeaderElectionRecord, LeaderElector, Lock,
-    LockError, RunOutcome, Version, Versioned,
+    ElectionConfig, ElectionEvent, Hint, LeaderElectionRecord, LeaderElector, Lock, LockError,
+    RunOutcome, Version, Versioned,
 };
 use lock_etcd::{EtcdLock, EtcdLockOptions};
+use lock_tests::driver::{get_eventually, next_hint, next_record};
 use lock_tests::servers::etcd::EtcdServer;
 use tokio_util::sync::CancellationToken;
 
@@ -48,36 +49,6 @@ async fn within<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(PROMPTLY, future)
         .await
         .expect("finished within 20 s")
-}
-
-/// The next hint, within 20 s.
-async fn next_hint(hints: &mut HintStream) -> Hint {
-    within(hints.next())
-        .await
-        .expect("the hint stream does not end")
-}
-
-/// Skips `Changed` hints up to the next `Record`.
-async fn next_record(hints: &mut HintStream) -> (LeaderElectionRecord, Version) {
-    loop {
-        if let Hint::Record(versioned) = next_hint(hints).await {
-            return (versioned.record, versioned.version);
-        }
-    }
-}
-
-/// Calls `get` until it succeeds (the client may need a call to notice a restart).
-async fn get_eventually(lock: &EtcdLock) -> Option<Versioned> {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        match lock.get().await {
-            Ok(found) => return found,
-            Err(err) if err.is_retryable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(err) => panic!("get keeps failing: {err}"),
-        }
-    }
 }
 
 fn number(version: &Version) -> i64 {
@@ -555,12 +526,12 @@ async fn a_wedged_server_times_out_instead_of_hanging() {
     let lock = lock(&server, "wedged").await;
     let v1 = lock.create(&record("a", 0)).await.unwrap();
 
-    server.pause();
+    server.process().pause();
     let started = Instant::now();
     let result = lock.update(&record("a", 1), &v1).await;
     let took = started.elapsed();
     let get = lock.get().await;
-    server.resume();
+    server.process().resume();
     let err = result.unwrap_err();
     assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
     assert!(err.to_string().contains("no answer within"), "{err}");

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lock_core::Lock;
 use lock_redis::{acl_rules, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
+use lock_tests::access::{assert_wrong_password_refused, release_hands_over};
 use lock_tests::conformance::{config, unique_name, Backend, Candidate};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
 use lock_tests::outage::backend_stops_under_the_leader;
@@ -113,26 +114,12 @@ async fn a_user_restricted_to_the_documented_acl_elects() {
         .start();
     let url = server.url_as("elector", "s3cret");
     let name = unique_name("acl");
-    let mut a = Candidate::start(
+    let connect = || async {
         RedisLock::connect(&url, &name)
             .await
-            .expect("connect as elector"),
-        config("a").with_release_on_cancel(true),
-        None,
-    );
-    let first = a.started(Duration::from_secs(10)).await;
-    let mut b = Candidate::start(
-        RedisLock::connect(&url, &name)
-            .await
-            .expect("connect as elector"),
-        config("b"),
-        None,
-    );
-    b.sees_leader("a", Duration::from_secs(10)).await;
-    a.stop().await;
-    let second = b.started(Duration::from_secs(1)).await;
-    assert!(second.fencing_token() > first.fencing_token());
-    b.stop().await;
+            .expect("connect as elector")
+    };
+    release_hands_over(connect().await, connect().await).await;
     let mut admin = server
         .admin_client()
         .get_multiplexed_async_connection()
@@ -152,20 +139,7 @@ async fn a_wrong_password_is_a_clear_authentication_error() {
         .acl_user("elector", "s3cret", acl_rules(DEFAULT_KEY_PREFIX))
         .start();
     let url = server.url_as("elector", "pw-7f3a9c");
-    let err = match RedisLock::connect(&url, "auth").await {
-        Ok(lock) => lock.get().await.expect_err("a wrong password must fail"),
-        Err(err) => err,
-    };
-    let message = err.to_string();
-    assert!(
-        matches!(err, lock_core::LockError::Forbidden { .. }),
-        "{message}"
-    );
-    assert!(message.contains("authentication failed"), "{message}");
-    assert!(
-        !message.contains("pw-7f3a9c"),
-        "the password is never shown: {message}"
-    );
+    assert_wrong_password_refused("pw-7f3a9c", RedisLock::connect(&url, "auth")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

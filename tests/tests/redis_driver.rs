@@ -6,9 +6,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, LockError, Version};
+use lock_core::{Hint, LeaderElectionRecord, Lock, LockError, Version};
 use lock_redis::{acl_rules, RedisLock, RedisLockOptions};
+use lock_tests::driver::{get_eventually, next_hint, next_record};
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
 
@@ -49,36 +49,6 @@ async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .expect("admin connection")
-}
-
-/// The next hint, within 10 s.
-async fn next_hint(hints: &mut HintStream) -> Hint {
-    within(hints.next())
-        .await
-        .expect("the hint stream does not end")
-}
-
-/// Skips `Changed` hints up to the next `Record`.
-async fn next_record(hints: &mut HintStream) -> (LeaderElectionRecord, Version) {
-    loop {
-        if let Hint::Record(versioned) = next_hint(hints).await {
-            return (versioned.record, versioned.version);
-        }
-    }
-}
-
-/// Calls `get` until it succeeds (a connection may need a call to notice a restart).
-async fn get_eventually(lock: &RedisLock) -> Option<lock_core::Versioned> {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        match lock.get().await {
-            Ok(found) => return found,
-            Err(err) if err.is_retryable() && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(err) => panic!("get keeps failing: {err}"),
-        }
-    }
 }
 
 #[tokio::test]
@@ -454,11 +424,11 @@ async fn a_wedged_server_times_out_instead_of_hanging() {
         .unwrap();
     let v1 = lock.create(&record("a", 0)).await.unwrap();
 
-    server.pause();
+    server.process().pause();
     let started = Instant::now();
     let err = lock.update(&record("a", 1), &v1).await.unwrap_err();
     let took = started.elapsed();
-    server.resume();
+    server.process().resume();
     assert!(matches!(err, LockError::Unavailable { .. }), "{err:?}");
     // Bounded by connect + response timeout (1 s here).
     assert!(took < Duration::from_millis(1500), "took {took:?}");

@@ -5,11 +5,9 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -17,6 +15,7 @@ use rcgen::{
 use tempfile::TempDir;
 
 use super::ports::free_loopback_port;
+use super::process::ServerProcess;
 
 /// What a missing `etcd` binary fails with.
 pub const ETCD_MISSING: &str =
@@ -93,7 +92,7 @@ impl EtcdServerBuilder {
             dir,
             client_port: 0,
             peer_port: 0,
-            child: None,
+            process: ServerProcess::new("etcd"),
             auth_enabled: false,
         };
         for attempt in 1..=PORT_ATTEMPTS {
@@ -130,12 +129,13 @@ impl EtcdServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct EtcdServer {
+    /// First, so that the server is killed before its directory is removed.
+    process: ServerProcess,
     settings: EtcdServerBuilder,
     certificates: Option<EtcdCertificates>,
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
-    child: Option<Child>,
     auth_enabled: bool,
 }
 
@@ -191,41 +191,15 @@ impl EtcdServer {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    /// True while the server process runs.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    /// The server's process: [`pause`](ServerProcess::pause) and
+    /// [`resume`](ServerProcess::resume) it to simulate a wedged server, or read its pid.
+    pub fn process(&self) -> &ServerProcess {
+        &self.process
     }
 
-    /// The server process's id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Stops the server with SIGSTOP: connections stay open but nothing is answered, as with
-    /// a server wedged or cut off by the network. [`resume`](Self::resume) continues it.
-    pub fn pause(&self) {
-        self.signal(Signal::SIGSTOP);
-    }
-
-    /// Continues a [paused](Self::pause) server with SIGCONT.
-    pub fn resume(&self) {
-        self.signal(Signal::SIGCONT);
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = self.pid().expect("etcd is not running");
-        let pid = Pid::from_raw(i32::try_from(pid).expect("a process id fits in i32"));
-        kill(pid, signal).unwrap_or_else(|err| panic!("cannot send {signal} to etcd: {err}"));
-    }
-
-    /// Kills the server with SIGKILL (no shutdown) and waits until it is gone.
+    /// Kills the server with SIGKILL (no shutdown, nothing saved) and waits until it is gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Kills the server if it runs and starts it again on the same ports with the same data
@@ -395,11 +369,11 @@ impl EtcdServer {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCD_MISSING}"),
             Err(err) => panic!("cannot run etcd: {err}"),
         };
-        self.child = Some(child);
+        self.process.started(child);
         let deadline = Instant::now() + START_TIMEOUT;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
         loop {
-            if !self.is_running() {
+            if !self.process.is_running() {
                 self.kill();
                 return Err(format!("etcd exited; its log:\n{}", self.log()));
             }
@@ -445,12 +419,6 @@ impl EtcdServer {
         }
         self.etcdctl(&["auth", "enable"]);
         self.auth_enabled = true;
-    }
-}
-
-impl Drop for EtcdServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -5,5 +5,6 @@
 pub mod etcd;
 pub mod kube;
 pub mod ports;
+pub mod process;
 pub mod redis;
 pub mod tls;

@@ -3,14 +3,13 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use super::ports::free_loopback_port;
+use super::process::ServerProcess;
 use super::tls::TestCertificates;
 
 /// What a missing `redis-server` binary fails with.
@@ -87,7 +86,7 @@ impl RedisServerBuilder {
             certificates,
             dir,
             port: 0,
-            child: None,
+            process: ServerProcess::new("redis-server"),
         };
         for attempt in 1..=PORT_ATTEMPTS {
             server.port = free_loopback_port();
@@ -114,11 +113,12 @@ impl RedisServerBuilder {
 /// ```
 #[derive(Debug)]
 pub struct RedisServer {
+    /// First, so that the server is killed before its directory is removed.
+    process: ServerProcess,
     settings: RedisServerBuilder,
     certificates: Option<TestCertificates>,
     dir: TempDir,
     port: u16,
-    child: Option<Child>,
 }
 
 impl RedisServer {
@@ -201,42 +201,15 @@ impl RedisServer {
         .unwrap_or_else(|err| panic!("cannot make a client for the test server: {err}"))
     }
 
-    /// True while the server process runs.
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    /// The server's process: [`pause`](ServerProcess::pause) and
+    /// [`resume`](ServerProcess::resume) it to simulate a wedged server, or read its pid.
+    pub fn process(&self) -> &ServerProcess {
+        &self.process
     }
 
-    /// The server process's id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Stops the server with SIGSTOP: connections stay open but nothing is answered, as with
-    /// a server wedged or cut off by the network. [`resume`](Self::resume) continues it.
-    pub fn pause(&self) {
-        self.signal(Signal::SIGSTOP);
-    }
-
-    /// Continues a [paused](Self::pause) server with SIGCONT.
-    pub fn resume(&self) {
-        self.signal(Signal::SIGCONT);
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = self.pid().expect("the redis-server is not running");
-        let pid = Pid::from_raw(i32::try_from(pid).expect("a process id fits in i32"));
-        kill(pid, signal)
-            .unwrap_or_else(|err| panic!("cannot send {signal} to redis-server: {err}"));
-    }
-
-    /// Kills the server with SIGKILL (no shutdown, no save) and waits until it is gone.
+    /// Kills the server with SIGKILL (no shutdown, nothing saved) and waits until it is gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.kill();
     }
 
     /// Kills the server if it runs and starts it again on the same port, with no data.
@@ -287,11 +260,11 @@ impl RedisServer {
             }
             Err(err) => panic!("cannot run redis-server: {err}"),
         };
-        self.child = Some(child);
+        self.process.started(child);
         let client = self.admin_client();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            if !self.is_running() {
+            if !self.process.is_running() {
                 self.kill();
                 return Err(format!("redis-server exited; its log:\n{}", self.log()));
             }
@@ -357,12 +330,6 @@ impl RedisServer {
             line(text);
         }
         config
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -1,0 +1,43 @@
+//! Helpers for the tests of one backend's driver: reading its change hints and reading through
+//! a restart, each bounded in time.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, Version, Versioned};
+use tokio::time::Instant;
+
+/// How long a driver test waits for a hint or a read that should come promptly.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The next hint, within [`PATIENCE`]; panics if the stream ends or stays silent.
+pub async fn next_hint(hints: &mut HintStream) -> Hint {
+    tokio::time::timeout(PATIENCE, hints.next())
+        .await
+        .unwrap_or_else(|_| panic!("no hint within {PATIENCE:?}"))
+        .expect("the hint stream does not end")
+}
+
+/// Skips `Changed` hints up to the next `Record`.
+pub async fn next_record(hints: &mut HintStream) -> (LeaderElectionRecord, Version) {
+    loop {
+        if let Hint::Record(versioned) = next_hint(hints).await {
+            return (versioned.record, versioned.version);
+        }
+    }
+}
+
+/// Calls `get` until it succeeds, for at most [`PATIENCE`] (after a server restart a client
+/// may need a call to notice the old connection is gone).
+pub async fn get_eventually(lock: &impl Lock) -> Option<Versioned> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match lock.get().await {
+            Ok(found) => return found,
+            Err(err) if err.is_retryable() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(err) => panic!("get keeps failing: {err}"),
+        }
+    }
+}
