@@ -7,9 +7,14 @@
 //	{"event":"leading","identity":"go-1","ts":<unix nanos>}   OnStartedLeading
 //	{"event":"lost","identity":"go-1","ts":...}               the leading context ended
 //	{"event":"new_leader","leader":"rust-2","ts":...}         OnNewLeader
+//	{"event":"releasing","ts":...}                            SIGINT or SIGTERM arrived
+//	{"event":"call","op":"update","ok":true,...}              with -report-calls: every lock call
 //	{"event":"exiting","ts":...}                              Run returned
 //
-// SIGINT or SIGTERM cancels the election; with -release-on-cancel (the default) the lock is
+// With -names a,b,c the process takes part in several elections at once (one elector each,
+// same identity); every line then carries "name", the election it is about.
+//
+// SIGINT or SIGTERM cancels the elections; with -release-on-cancel (the default) the lock is
 // released as client-go releases it.
 package main
 
@@ -20,6 +25,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +50,8 @@ func main() {
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file")
 	namespace := flag.String("namespace", "default", "namespace of the lock object")
 	name := flag.String("name", "", "name of the lock object")
+	names := flag.String("names", "", "comma-separated names of lock objects: one election each (instead of -name)")
+	reportCalls := flag.Bool("report-calls", false, "print a line for every Get, Create and Update of the lock")
 	identity := flag.String("identity", "", "this elector's identity")
 	kind := flag.String("lock", "lease", "lease or configmap")
 	leaseDuration := flag.Duration("lease-duration", 4*time.Second, "lease duration")
@@ -51,8 +59,12 @@ func main() {
 	retryPeriod := flag.Duration("retry-period", 2*time.Second, "retry period")
 	releaseOnCancel := flag.Bool("release-on-cancel", true, "release the lock on SIGINT/SIGTERM")
 	flag.Parse()
-	if *name == "" || *identity == "" {
-		fmt.Fprintln(os.Stderr, "-name and -identity are required")
+	elections := strings.Split(*names, ",")
+	if *names == "" {
+		elections = []string{*name}
+	}
+	if elections[0] == "" || *identity == "" {
+		fmt.Fprintln(os.Stderr, "-name (or -names) and -identity are required")
 		os.Exit(2)
 	}
 
@@ -62,55 +74,67 @@ func main() {
 		os.Exit(1)
 	}
 	client := kubernetes.NewForConfigOrDie(config)
-	lockConfig := resourcelock.ResourceLockConfig{Identity: *identity}
-
-	var lock resourcelock.Interface
-	switch *kind {
-	case "lease":
-		lock, err = resourcelock.New(resourcelock.LeasesResourceLock, *namespace, *name,
-			client.CoreV1(), client.CoordinationV1(), lockConfig)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "lock: %v\n", err)
-			os.Exit(1)
-		}
-	case "configmap":
-		lock = newAnnotationLock(client.CoreV1(), *namespace, *name, *identity)
-	default:
-		fmt.Fprintf(os.Stderr, "unknown -lock %q\n", *kind)
-		os.Exit(2)
-	}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-signals
+		emit(map[string]any{"event": "releasing", "identity": *identity})
 		cancel()
 	}()
 
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock:            lock,
-		LeaseDuration:   *leaseDuration,
-		RenewDeadline:   *renewDeadline,
-		RetryPeriod:     *retryPeriod,
-		ReleaseOnCancel: *releaseOnCancel,
-		Name:            *name,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(leading context.Context) {
-				emit(map[string]any{"event": "leading", "identity": *identity})
-				<-leading.Done()
-				emit(map[string]any{"event": "lost", "identity": *identity})
+	var running sync.WaitGroup
+	for _, election := range elections {
+		lock, err := newLock(client, *kind, *namespace, election, *identity)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "lock: %v\n", err)
+			os.Exit(1)
+		}
+		if *reportCalls {
+			lock = &reportingLock{Interface: lock, election: election}
+		}
+		elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   *leaseDuration,
+			RenewDeadline:   *renewDeadline,
+			RetryPeriod:     *retryPeriod,
+			ReleaseOnCancel: *releaseOnCancel,
+			Name:            election,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(leading context.Context) {
+					emit(map[string]any{"event": "leading", "name": election, "identity": *identity})
+					<-leading.Done()
+					emit(map[string]any{"event": "lost", "name": election, "identity": *identity})
+				},
+				OnStoppedLeading: func() {},
+				OnNewLeader: func(leader string) {
+					emit(map[string]any{"event": "new_leader", "name": election, "identity": *identity, "leader": leader})
+				},
 			},
-			OnStoppedLeading: func() {},
-			OnNewLeader: func(leader string) {
-				emit(map[string]any{"event": "new_leader", "leader": leader})
-			},
-		},
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "elector: %v\n", err)
-		os.Exit(1)
+		})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "elector: %v\n", err)
+			os.Exit(1)
+		}
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			elector.Run(ctx)
+		}()
 	}
-	elector.Run(ctx)
+	running.Wait()
 	emit(map[string]any{"event": "exiting"})
+}
+
+// newLock makes the lock of one election: a Lease, or a ConfigMap annotation.
+func newLock(client kubernetes.Interface, kind, namespace, name, identity string) (resourcelock.Interface, error) {
+	switch kind {
+	case "lease":
+		return resourcelock.New(resourcelock.LeasesResourceLock, namespace, name,
+			client.CoreV1(), client.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: identity})
+	case "configmap":
+		return newAnnotationLock(client.CoreV1(), namespace, name, identity), nil
+	default:
+		return nil, fmt.Errorf("unknown -lock %q", kind)
+	}
 }

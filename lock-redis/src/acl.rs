@@ -3,7 +3,8 @@
 /// The commands the lock sends, directly or from its script, each granted with `+`:
 /// - `evalsha`, `script|load`: the compare-and-swap script (loaded again after `NOSCRIPT`);
 /// - `type`, `hmget`, `hset`, `pexpire`, `publish`, `time`: what the script calls;
-/// - `subscribe`, `ping`: the change-hint connection and its keep-alive;
+/// - `subscribe`, `unsubscribe`, `ping`: the change-hint connection (shared by the elections of
+///   a client, it unsubscribes from an election nobody watches any more) and its keep-alive;
 /// - `select`: sent on connecting when the URL names a database other than 0.
 ///
 /// `AUTH` needs no permission.
@@ -17,6 +18,7 @@ pub const ACL_COMMANDS: &[&str] = &[
     "publish",
     "time",
     "subscribe",
+    "unsubscribe",
     "ping",
     "select",
 ];
@@ -28,7 +30,7 @@ pub const ACL_COMMANDS: &[&str] = &[
 /// ```
 /// assert_eq!(
 ///     lock_redis::acl_rules("leader-election:"),
-///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +publish +time +subscribe +ping +select"
+///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +publish +time +subscribe +unsubscribe +ping +select"
 /// );
 /// ```
 pub fn acl_rules(key_prefix: &str) -> String {

@@ -1,6 +1,6 @@
-//! The client for one URL (plain or TLS) and the shared, self-healing connection to it.
+//! The client for one URL (plain or TLS) and the shared, self-healing command connection to it.
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSub};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisResult, TlsCertificates};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
@@ -66,7 +66,8 @@ pub(crate) fn client(url: &str, options: &RedisLockOptions) -> LockResult<Client
     })
 }
 
-/// One multiplexed connection shared by every clone of a lock, made on first use.
+/// One multiplexed command connection shared by every lock of a [`RedisClient`](crate::RedisClient),
+/// made on first use. (Pub/sub has a connection of its own, in the [hub](crate::hub).)
 ///
 /// The [`ConnectionManager`] reconnects by itself after the connection drops; this wrapper
 /// also makes a new one after an authentication failure (which the manager would otherwise
@@ -109,11 +110,5 @@ impl SharedConnection {
     /// Forgets the shared connection: the next call makes a new one.
     pub async fn reset(&self) {
         *self.manager.lock().await = None;
-    }
-
-    /// A connection of its own for pub/sub (a subscribed connection cannot run other
-    /// commands).
-    pub async fn pubsub(&self) -> RedisResult<PubSub> {
-        self.client.get_async_pubsub().await
     }
 }

@@ -3,6 +3,9 @@
 //!
 //! [`RedisLock`] implements [`lock_core::Lock`], so the one
 //! [`LeaderElector`](lock_core::LeaderElector) runs over it like over any other lock.
+//! [`RedisLock::connect`] makes a lock for one election; a process that takes part in many
+//! elections makes one [`RedisClient`] and calls [`RedisClient::lock`] for each, so that all
+//! of them share one command connection and one pub/sub connection (see the example there).
 //!
 //! - **One key per election**: the hash `leader-election:{orders}` (the prefix is
 //!   [configurable](RedisLockOptions::key_prefix)) holds the record as client-go's JSON and a
@@ -12,7 +15,12 @@
 //!   abandoned elections and announces the write; values that are not records are reported as
 //!   [`Corrupt`](lock_core::LockError::Corrupt) and never overwritten.
 //! - **Hints, not truth**: [`watch`](lock_core::Lock::watch) subscribes to the key's channel on
-//!   a connection of its own and resubscribes after every disconnect.
+//!   the client's one pub/sub connection, which every watch of the client's elections shares,
+//!   and resubscribes after every disconnect. One keep-alive `PING` a minute per client
+//!   notices a connection that died without closing.
+//! - **Many elections, two connections**: the locks that one [`RedisClient`] makes share its
+//!   multiplexed command connection and its pub/sub connection, whether there is one election
+//!   or ten thousand.
 //! - **Secure deployments**: `rediss://` URLs use rustls (with a custom CA file if needed),
 //!   users and passwords go in the URL, and [`acl_setuser_line`] prints the least an ACL user
 //!   needs.
@@ -47,15 +55,20 @@
 //! ```
 
 mod acl;
+mod client;
 mod connection;
 mod errors;
 mod hints;
+mod hub;
+mod inbox;
 mod lock;
 mod names;
 mod options;
 mod script;
+mod subscriptions;
 
 pub use acl::{acl_rules, acl_setuser_line, ACL_COMMANDS};
+pub use client::RedisClient;
 pub use lock::RedisLock;
 pub use options::{
     RedisLockOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_RESPONSE_TIMEOUT,

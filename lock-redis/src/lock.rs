@@ -10,11 +10,11 @@ use lock_core::{
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
-use crate::connection::{self, SharedConnection};
-use crate::errors::{is_authentication_failure, ErrorContext};
-use crate::names::{self, Names};
+use crate::client::ClientInner;
+use crate::errors::ErrorContext;
+use crate::names::Names;
 use crate::script::{Reply, SCRIPT};
-use crate::{hints, RedisLockOptions};
+use crate::{hints, RedisClient, RedisLockOptions};
 
 /// A leader election lock kept in Redis: one hash per election, changed only by a Lua script
 /// that compares and swaps atomically on the server.
@@ -28,10 +28,13 @@ use crate::{hints, RedisLockOptions};
 ///   to decide a write, and never uses `WATCH`.
 /// - Anything else in the key (a string set by hand, a list, a hash without a valid record) is
 ///   reported as [`LockError::Corrupt`] naming the key, and nothing is overwritten.
-/// - [`watch`](Lock::watch) subscribes on a connection of its own and turns the announcements
-///   into hints.
+/// - [`watch`](Lock::watch) subscribes to `{key}:changes` on its client's pub/sub connection
+///   and turns the announcements into hints.
 ///
-/// Clones are cheap and share one multiplexed connection, which reconnects by itself.
+/// A lock runs on the connections of a [`RedisClient`]: [`connect`](Self::connect) and
+/// [`new`](Self::new) make a client of its own, [`RedisClient::lock`] makes the locks of many
+/// elections on one client's two connections. Clones are cheap and share the connections,
+/// which reconnect by themselves.
 #[derive(Clone)]
 pub struct RedisLock {
     inner: Arc<Inner>,
@@ -39,9 +42,9 @@ pub struct RedisLock {
 
 /// What clones of one lock share.
 pub(crate) struct Inner {
-    pub connection: SharedConnection,
+    /// The connections, shared with every lock of the client.
+    pub client: Arc<ClientInner>,
     pub names: Names,
-    pub options: RedisLockOptions,
     pub describe: String,
     pub errors: ErrorContext,
 }
@@ -53,6 +56,9 @@ impl RedisLock {
     /// `url` is `redis://[user[:password]@]host[:port][/db]` or `rediss://…` for TLS. Fails
     /// as `InvalidConfig` for a bad URL or name, `Unavailable` when the server cannot be
     /// reached and `Forbidden` when it refuses the credentials.
+    ///
+    /// The lock has a [client](RedisClient) of its own; for many elections in one process use
+    /// one client's [`lock`](RedisClient::lock) instead.
     pub async fn connect(url: &str, name: &str) -> LockResult<Self> {
         Self::connect_with(url, name, RedisLockOptions::default()).await
     }
@@ -64,30 +70,31 @@ impl RedisLock {
         options: RedisLockOptions,
     ) -> LockResult<Self> {
         let lock = Self::new(url, name, options)?;
-        lock.call(false, |_connection| async { Ok(()) }).await?;
+        lock.inner.client.check(&lock.inner.errors).await?;
         Ok(lock)
     }
 
-    /// Makes the lock without contacting the server: the connection is made by the first
-    /// call (and made again by later calls while it fails). Fails only for a bad URL, name or
-    /// option, or an unreadable `tls_ca` file.
+    /// Makes the lock, on a [client](RedisClient) of its own, without contacting the server:
+    /// the connection is made by the first call (and made again by later calls while it
+    /// fails). Fails only for a bad URL, name or option, or an unreadable `tls_ca` file.
     pub fn new(url: &str, name: &str, options: RedisLockOptions) -> LockResult<Self> {
         options.validate()?;
-        let names = Names::new(&options.key_prefix, name)?;
-        let client = connection::client(url, &options)?;
-        let info = client.get_connection_info();
-        let describe = format!("{}/{}", names::server(info), names.key);
+        Names::new(&options.key_prefix, name)?;
+        RedisClient::new(url, options)?.lock(name)
+    }
+
+    /// The lock of election `name` on the connections of `client`.
+    pub(crate) fn on_client(client: Arc<ClientInner>, name: &str) -> LockResult<Self> {
+        let names = Names::new(&client.options.key_prefix, name)?;
+        let describe = format!("{}/{}", client.server, names.key);
         let errors = ErrorContext {
             lock: describe.clone(),
-            user: names::user(info),
-            key_prefix: options.key_prefix.clone(),
+            ..client.errors.clone()
         };
-        let connection = SharedConnection::new(client, &options);
         Ok(Self {
             inner: Arc::new(Inner {
-                connection,
+                client,
                 names,
-                options,
                 describe,
                 errors,
             }),
@@ -105,46 +112,27 @@ impl RedisLock {
         &self.inner.names.channel
     }
 
-    /// The options the lock was made with.
+    /// The options the lock was made with (its client's).
     pub fn options(&self) -> &RedisLockOptions {
-        &self.inner.options
+        &self.inner.client.options
     }
 
-    /// Runs one call on the shared connection within the call timeout, mapping its errors.
-    ///
-    /// With `retry_lost_connection` (for reads only, which may run twice) a call that finds
-    /// the connection lost runs once more on the connection made in its place: after a server
-    /// restart the first call notices the old connection is gone.
+    /// The client whose connections the lock uses: its [`lock`](RedisClient::lock) makes the
+    /// locks of other elections on the same connections.
+    pub fn client(&self) -> RedisClient {
+        RedisClient::from_inner(self.inner.client.clone())
+    }
+
+    /// Runs one call on the client's command connection, with errors that name this lock.
     async fn call<T, F, Fut>(&self, retry_lost_connection: bool, work: F) -> LockResult<T>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let inner = &self.inner;
-        let limit = inner.options.call_timeout();
-        let attempt = async {
-            let result = match inner.connection.get().await {
-                Ok(connection) => work(connection).await,
-                Err(err) => Err(err),
-            };
-            match result {
-                Err(err) if retry_lost_connection && err.is_unrecoverable_error() => {
-                    tracing::debug!(lock = %inner.describe, error = %err, "connection lost; trying once more");
-                    work(inner.connection.get().await?).await
-                }
-                other => other,
-            }
-        };
-        match tokio::time::timeout(limit, attempt).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                if is_authentication_failure(&err) {
-                    inner.connection.reset().await;
-                }
-                Err(inner.errors.map(err))
-            }
-            Err(_) => Err(inner.errors.timed_out(limit)),
-        }
+        self.inner
+            .client
+            .call(&self.inner.errors, retry_lost_connection, work)
+            .await
     }
 
     /// Runs the script with `operation` and its arguments and reads its reply.
@@ -161,7 +149,7 @@ impl RedisLock {
             .arg(record.unwrap_or_default())
             .arg(expected)
             .arg(&inner.names.channel)
-            .arg(inner.options.abandoned_ttl_millis());
+            .arg(inner.client.options.abandoned_ttl_millis());
         let invocation = &invocation;
         let read_only = operation == "get";
         let value: redis::Value = self
@@ -251,7 +239,7 @@ impl fmt::Debug for RedisLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLock")
             .field("lock", &self.inner.describe)
-            .field("options", &self.inner.options)
+            .field("options", &self.inner.client.options)
             .finish()
     }
 }

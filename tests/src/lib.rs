@@ -13,5 +13,6 @@ pub mod conformance;
 pub mod demo;
 pub mod driver;
 pub mod failover;
+pub mod go;
 pub mod outage;
 pub mod servers;

@@ -1,16 +1,22 @@
 //! The Redis lock against a real `redis-server` (started by the test helpers on a free
 //! loopback port): the lock contract, values written by hand, change hints across a server
-//! restart, TLS, ACL users, authentication and a dead or wedged server. The create and update
-//! races are the conformance suite's (`tests/redis.rs`).
+//! restart, TLS, ACL users, authentication and a dead or wedged server, and many elections on
+//! one `RedisClient`'s two connections. The create and update races are the conformance
+//! suite's (`tests/redis.rs`).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use lock_core::{Hint, LeaderElectionRecord, Lock, LockError, Version};
-use lock_redis::{acl_rules, RedisLock, RedisLockOptions};
+use lock_core::{
+    ElectionConfig, ElectionEvent, Hint, LeaderElectionRecord, LeaderElector, Lock, LockError,
+    RunOutcome, Version,
+};
+use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions};
 use lock_tests::driver::{get_eventually, next_hint, next_record};
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
+use tokio_util::sync::CancellationToken;
 
 /// Longest wait for anything that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(10);
@@ -484,4 +490,305 @@ async fn bad_configuration_is_invalid_config() {
     assert!(message.contains("/nonexistent/ca.pem"), "{message}");
     let message = invalid(RedisLock::new("redis://u:hunter2@[::1", "a", options));
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// One line of `CLIENT LIST`: `id=7 addr=… flags=P … sub=3 …` as a map.
+type ClientInfo = HashMap<String, String>;
+
+/// The server's connections other than `admin`'s own.
+async fn other_connections(admin: &mut redis::aio::MultiplexedConnection) -> Vec<ClientInfo> {
+    let own: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(admin)
+        .await
+        .expect("CLIENT ID");
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(admin)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .map(|line| {
+            line.split_whitespace()
+                .filter_map(|field| field.split_once('='))
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .collect::<ClientInfo>()
+        })
+        .filter(|info| info.get("id").map(String::as_str) != Some(own.to_string().as_str()))
+        .collect()
+}
+
+/// Asks `CLIENT LIST` until `done` holds for the other connections (a connection that was just
+/// closed may still be listed for a moment), within `limit`; returns them.
+async fn connections_until(
+    admin: &mut redis::aio::MultiplexedConnection,
+    limit: Duration,
+    done: impl Fn(&[ClientInfo]) -> bool,
+) -> Vec<ClientInfo> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let connections = other_connections(admin).await;
+        if done(&connections) || Instant::now() > deadline {
+            return connections;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The number of subscribers of `channel`, by `PUBSUB NUMSUB`.
+async fn subscribers(admin: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(admin)
+        .await
+        .expect("PUBSUB NUMSUB");
+    count
+}
+
+fn field<'a>(info: &'a ClientInfo, name: &str) -> &'a str {
+    info.get(name).map_or("", String::as_str)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_elections_on_one_client_use_two_connections() {
+    const ELECTIONS: usize = 1000;
+    let server = RedisServer::start();
+    let client = within(RedisClient::connect(
+        &server.url(),
+        RedisLockOptions::default(),
+    ))
+    .await
+    .expect("connect");
+    let cancel = CancellationToken::new();
+    let mut events = Vec::new();
+    let mut runs = Vec::new();
+    let mut locks = Vec::new();
+    for i in 0..ELECTIONS {
+        let lock = client.lock(&format!("many-{i}")).expect("a valid name");
+        locks.push(lock.clone());
+        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
+        events.push(elector.subscribe());
+        runs.push(tokio::spawn(elector.run(cancel.clone())));
+    }
+    let started = Instant::now();
+    for (i, events) in events.iter_mut().enumerate() {
+        let led = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(event) = events.recv().await {
+                if matches!(event, ElectionEvent::StartedLeading(_)) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(led, Ok(true), "election many-{i} has a leader");
+    }
+    println!("{ELECTIONS} elections led after {:?}", started.elapsed());
+    for lock in locks.iter().step_by(97) {
+        let current = lock.get().await.unwrap().expect("a record");
+        assert_eq!(current.record.holder_identity, "a", "{}", lock.describe());
+    }
+
+    // Exactly two connections besides the admin's: one multiplexed command connection, and
+    // one pub/sub connection subscribed to every election's channel.
+    let mut admin = raw(&server).await;
+    let subscribed = |info: &ClientInfo| field(info, "sub") == ELECTIONS.to_string();
+    let connections = connections_until(&mut admin, Duration::from_secs(30), |connections| {
+        connections.len() == 2 && connections.iter().any(subscribed)
+    })
+    .await;
+    assert_eq!(connections.len(), 2, "CLIENT LIST: {connections:#?}");
+    let (pubsub, command): (Vec<_>, Vec<_>) = connections.iter().partition(|c| subscribed(c));
+    assert_eq!(pubsub.len(), 1, "one pub/sub connection: {connections:#?}");
+    assert!(field(pubsub[0], "flags").contains('P'), "{:?}", pubsub[0]);
+    assert_eq!(field(command[0], "sub"), "0", "{:?}", command[0]);
+    for lock in locks.iter().step_by(97) {
+        assert_eq!(subscribers(&mut admin, lock.channel()).await, 1);
+    }
+
+    // With the client, its locks and their watches gone, both connections close.
+    cancel.cancel();
+    for run in runs {
+        let outcome = within(run).await.expect("the elector ends");
+        assert!(
+            matches!(outcome, RunOutcome::Cancelled { .. }),
+            "{outcome:?}"
+        );
+    }
+    drop(locks);
+    drop(client);
+    let connections = connections_until(&mut admin, PROMPTLY, <[ClientInfo]>::is_empty).await;
+    assert!(connections.is_empty(), "left open: {connections:#?}");
+}
+
+#[tokio::test]
+async fn watches_of_two_elections_on_one_client_get_only_their_own_records() {
+    let server = RedisServer::start();
+    let client = within(RedisClient::connect(&server.url(), quick()))
+        .await
+        .unwrap();
+    let (orders, billing) = (
+        client.lock("orders").unwrap(),
+        client.lock("billing").unwrap(),
+    );
+    let mut orders_hints = orders.watch().unwrap();
+    let mut billing_hints = billing.watch().unwrap();
+    assert_eq!(
+        next_hint(&mut orders_hints).await,
+        Hint::Changed,
+        "subscribed"
+    );
+    assert_eq!(
+        next_hint(&mut billing_hints).await,
+        Hint::Changed,
+        "subscribed"
+    );
+    // A second watch of a subscribed election is told at once that it is subscribed.
+    let mut orders_again = orders.watch().unwrap();
+    assert_eq!(
+        next_hint(&mut orders_again).await,
+        Hint::Changed,
+        "late watch"
+    );
+
+    // Written through other connections, interleaved.
+    let orders_writer = lock(&server, "orders").await;
+    let billing_writer = lock(&server, "billing").await;
+    let o1 = orders_writer.create(&record("o", 0)).await.unwrap();
+    let b1 = billing_writer.create(&record("b", 0)).await.unwrap();
+    let o2 = orders_writer.update(&record("o", 1), &o1).await.unwrap();
+    let b2 = billing_writer.update(&record("b", 1), &b1).await.unwrap();
+
+    let as_hint = |record: LeaderElectionRecord, version: &Version| {
+        Hint::Record(lock_core::Versioned {
+            record,
+            version: version.clone(),
+        })
+    };
+    for hints in [&mut orders_hints, &mut orders_again] {
+        assert_eq!(next_hint(hints).await, as_hint(record("o", 0), &o1));
+        assert_eq!(next_hint(hints).await, as_hint(record("o", 1), &o2));
+    }
+    assert_eq!(
+        next_hint(&mut billing_hints).await,
+        as_hint(record("b", 0), &b1)
+    );
+    assert_eq!(
+        next_hint(&mut billing_hints).await,
+        as_hint(record("b", 1), &b2)
+    );
+    // Nothing else is waiting: no record of the other election came in between.
+    for hints in [&mut orders_hints, &mut orders_again, &mut billing_hints] {
+        assert!(futures::FutureExt::now_or_never(futures::StreamExt::next(hints)).is_none());
+    }
+}
+
+#[tokio::test]
+async fn the_last_watch_of_an_election_unsubscribes_and_the_last_watch_closes_the_connection() {
+    // An ACL user with the documented rules: UNSUBSCRIBE is among them.
+    let server = RedisServer::builder()
+        .password("admin-secret")
+        .acl_user("elector", "elector-secret", acl_rules("leader-election:"))
+        .start();
+    let url = server.url_as("elector", "elector-secret");
+    let client = within(RedisClient::connect(&url, quick())).await.unwrap();
+    let (orders, billing) = (
+        client.lock("orders").unwrap(),
+        client.lock("billing").unwrap(),
+    );
+    let mut admin = raw(&server).await;
+
+    let mut orders_first = orders.watch().unwrap();
+    let mut orders_second = orders.watch().unwrap();
+    let mut billing_hints = billing.watch().unwrap();
+    for hints in [&mut orders_first, &mut orders_second, &mut billing_hints] {
+        assert_eq!(next_hint(hints).await, Hint::Changed);
+    }
+    assert_eq!(
+        subscribers(&mut admin, orders.channel()).await,
+        1,
+        "one SUBSCRIBE per channel"
+    );
+    assert_eq!(subscribers(&mut admin, billing.channel()).await, 1);
+
+    drop(orders_first);
+    let v1 = orders.create(&record("a", 0)).await.unwrap();
+    assert_eq!(next_record(&mut orders_second).await, (record("a", 0), v1));
+    assert_eq!(
+        subscribers(&mut admin, orders.channel()).await,
+        1,
+        "still watched"
+    );
+
+    drop(orders_second);
+    within(async {
+        while subscribers(&mut admin, orders.channel()).await != 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(subscribers(&mut admin, billing.channel()).await, 1);
+    let v1 = billing.create(&record("b", 0)).await.unwrap();
+    assert_eq!(next_record(&mut billing_hints).await, (record("b", 0), v1));
+
+    // Watched again: subscribed again, and told so.
+    let mut orders_third = orders.watch().unwrap();
+    assert_eq!(next_hint(&mut orders_third).await, Hint::Changed);
+    assert_eq!(subscribers(&mut admin, orders.channel()).await, 1);
+
+    // Nothing watched: the pub/sub connection closes, the command connection stays.
+    drop(orders_third);
+    drop(billing_hints);
+    let connections =
+        connections_until(&mut admin, PROMPTLY, |connections| connections.len() == 1).await;
+    assert_eq!(connections.len(), 1, "CLIENT LIST: {connections:#?}");
+    assert_eq!(field(&connections[0], "sub"), "0", "{:?}", connections[0]);
+    assert_eq!(field(&connections[0], "user"), "elector");
+
+    let refusals: Vec<redis::Value> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(refusals.is_empty(), "ACL LOG: {refusals:?}");
+}
+
+#[tokio::test]
+async fn after_a_restart_every_watch_of_a_client_says_changed_and_then_records() {
+    let mut server = RedisServer::start();
+    let client = within(RedisClient::connect(&server.url(), quick()))
+        .await
+        .unwrap();
+    let locks: Vec<RedisLock> = (0..20)
+        .map(|i| client.lock(&format!("restart-{i}")).unwrap())
+        .collect();
+    let mut watches: Vec<_> = locks.iter().map(|lock| lock.watch().unwrap()).collect();
+    for (lock, hints) in locks.iter().zip(&mut watches) {
+        assert_eq!(next_hint(hints).await, Hint::Changed, "{}", lock.describe());
+        let v1 = lock.create(&record("a", 0)).await.unwrap();
+        assert_eq!(next_record(hints).await, (record("a", 0), v1));
+    }
+
+    server.restart();
+    for (lock, hints) in locks.iter().zip(&mut watches) {
+        assert_eq!(
+            next_hint(hints).await,
+            Hint::Changed,
+            "{}: resubscribed, changes may have been missed",
+            lock.describe()
+        );
+    }
+    for (lock, hints) in locks.iter().zip(&mut watches) {
+        assert!(
+            get_eventually(lock).await.is_none(),
+            "a restarted server is empty"
+        );
+        let v1 = lock.create(&record("b", 0)).await.unwrap();
+        assert_eq!(next_record(hints).await, (record("b", 0), v1));
+    }
+    let mut admin = raw(&server).await;
+    let connections =
+        connections_until(&mut admin, PROMPTLY, |connections| connections.len() == 2).await;
+    assert_eq!(connections.len(), 2, "CLIENT LIST: {connections:#?}");
 }

@@ -2,15 +2,14 @@
 //! with Go) and of this crate hand one Lease back and forth, and a ConfigMap lock written by Go
 //! is taken over by ours.
 
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use lock_k8s::LockKind;
 use lock_tests::conformance::{config, releasing_config, unique_name, Candidate, LeadershipLog};
+use lock_tests::go::go_elector_binary;
 use lock_tests::servers::kube::{KubeApiServer, ADMIN_USER};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -23,36 +22,6 @@ use super::backend::{client_as, lock_as, KubeBackend, NAMESPACE};
 
 /// How many times leadership changes sides in the Lease test.
 const HANDOVERS: usize = 22;
-
-/// Builds `interop/` with Go once per test process (Go's build cache makes later builds quick).
-fn go_elector_binary() -> PathBuf {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let output = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interop-elector");
-            let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../interop");
-            let go = if std::path::Path::new("/usr/local/go/bin/go").exists() {
-                "/usr/local/go/bin/go"
-            } else {
-                "go"
-            };
-            let status = std::process::Command::new(go)
-                .arg("build")
-                .arg("-o")
-                .arg(&output)
-                .arg(".")
-                .current_dir(&source)
-                .status()
-                .unwrap_or_else(|err| {
-                    panic!(
-                        "cannot run go to build interop/ ({err}): install Go (https://go.dev/dl/)"
-                    )
-                });
-            assert!(status.success(), "go build in interop/ failed");
-            output
-        })
-        .clone()
-}
 
 fn now_nanos() -> i128 {
     SystemTime::now()

@@ -1,0 +1,335 @@
+//! `bench`: measures the elector on real servers and writes BENCHMARKS.md.
+//!
+//! Scenarios (see `--help`): graceful handover, crash takeover, backend load and many
+//! elections, each beside the same elector with hints off (polling, as client-go works) and,
+//! on Kubernetes, beside client-go's own elector.
+
+mod candidate;
+mod clock;
+mod error;
+mod feed;
+mod golang;
+mod machine;
+mod members;
+mod plan;
+mod report;
+mod scenario;
+mod servers;
+mod stats;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio::time::Instant;
+
+use crate::candidate::CandidateArgs;
+use crate::error::{BenchError, BenchResult};
+use crate::machine::Machine;
+use crate::members::{Roster, Variant};
+use crate::plan::Plan;
+use crate::report::{Latency, LoadRow, Results};
+use crate::scenario::many::ManyArgs;
+use crate::scenario::{crash, handover, load, many};
+use crate::servers::BackendServer;
+use crate::stats::{millis, Summary};
+use crate::target::Backend;
+
+/// Benchmarks of the leader elector on real servers it starts itself (redis-server, etcd,
+/// kube-apiserver on loopback ports), beside polling and client-go's elector.
+///
+/// Scenarios:
+///   handover  a leader of three releases; time until the next term starts
+///   crash     a leader's process is SIGKILLed; excess of the takeover over the lease
+///   load      requests per second of a leader and an idle standby, counted at the server
+///   many      one process holds 10,000 elections on one Redis: leases lost, CPU, memory
+///
+/// Each of handover, crash and load also runs with hints off (standbys poll, as client-go's
+/// do) and, on k8s, with client-go's own elector (interop/, built with Go).
+///
+/// The full run uses client-go's default timings (15 s / 10 s / 2 s) and takes about half an
+/// hour; it writes BENCHMARKS.md at the workspace root. `--quick` runs everything with short
+/// timings and few samples in a few minutes (scripts/test runs it) and writes
+/// target/bench/BENCHMARKS-quick.md.
+#[derive(Debug, Parser)]
+#[command(name = "bench", verbatim_doc_comment)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Short timings and few samples: proves every scenario works, figures are indicative.
+    #[arg(long)]
+    quick: bool,
+    /// The backends to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Backend::ALL)]
+    backends: Vec<Backend>,
+    /// The scenarios to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Scenario::ALL)]
+    scenarios: Vec<Scenario>,
+    /// Where to write the report [default: BENCHMARKS.md, or target/bench/BENCHMARKS-quick.md
+    /// with --quick].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// A scenario of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// Graceful handover.
+    Handover,
+    /// Crash takeover.
+    Crash,
+    /// Backend load.
+    Load,
+    /// Many elections on one Redis.
+    Many,
+}
+
+impl Scenario {
+    const ALL: [Scenario; 4] = [
+        Scenario::Handover,
+        Scenario::Crash,
+        Scenario::Load,
+        Scenario::Many,
+    ];
+}
+
+/// The benchmark's own child processes.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One of our candidates alone in a process, to be killed by the crash scenario.
+    #[command(hide = true)]
+    Candidate(CandidateArgs),
+    /// The many-elections scenario's process.
+    #[command(hide = true)]
+    Many(ManyArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Candidate(args)) => candidate::run_child(args).await,
+            Some(Command::Many(args)) => many::run_child(args).await,
+            None => run(cli).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("bench: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> BenchResult<()> {
+    let plan = if cli.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let started = Instant::now();
+    let machine = tokio::task::spawn_blocking(Machine::describe)
+        .await
+        .map_err(|err| BenchError::Setup(format!("describing the machine: {err}")))?;
+    let mut results = Results::default();
+    for &backend in &cli.backends {
+        let server = BackendServer::start(backend).await?;
+        eprintln!("bench: {} server up", backend.name());
+        run_backend(&cli.scenarios, &plan, &server, &mut results).await?;
+    }
+    if cli.scenarios.contains(&Scenario::Many) {
+        let server = BackendServer::start(Backend::Redis).await?;
+        eprintln!(
+            "bench: many: {} elections for {:?}",
+            plan.many_elections, plan.many_duration
+        );
+        let report = many::run(&server.target, plan.many_elections, plan.many_duration).await?;
+        eprintln!(
+            "bench: many: {} leases lost, {:.3} cores, {} MB peak",
+            report.leases_lost,
+            report.cores,
+            report.peak_rss / (1024 * 1024)
+        );
+        results.many = Some(report);
+    }
+    let profile = if cfg!(debug_assertions) {
+        "cargo run -p bench"
+    } else {
+        "cargo run --release -p bench"
+    };
+    let command = if plan.quick {
+        format!("{profile} -- --quick")
+    } else {
+        profile.to_owned()
+    };
+    let text = results.markdown(&machine, &plan, &command, started.elapsed());
+    println!("{text}");
+    let out = cli.out.unwrap_or_else(|| default_report_path(plan.quick));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|err| BenchError::io(format!("create {}", dir.display()), err))?;
+    }
+    std::fs::write(&out, text)
+        .map_err(|err| BenchError::io(format!("write {}", out.display()), err))?;
+    eprintln!("bench: wrote {}", out.display());
+    if let Some(many) = &results.many {
+        if many.leases_lost > 0 {
+            return Err(BenchError::Safety(format!(
+                "{} leases lost while holding many elections",
+                many.leases_lost
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn default_report_path(quick: bool) -> PathBuf {
+    let workspace = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    if quick {
+        workspace.join("target/bench/BENCHMARKS-quick.md")
+    } else {
+        workspace.join("BENCHMARKS.md")
+    }
+}
+
+/// Scenarios 1 to 3 on one backend, with every variant that runs there.
+async fn run_backend(
+    scenarios: &[Scenario],
+    plan: &Plan,
+    server: &BackendServer,
+    results: &mut Results,
+) -> BenchResult<()> {
+    let backend = server.backend;
+    let go = match server.kubeconfig() {
+        Some(kubeconfig) => {
+            let binary = tokio::task::spawn_blocking(lock_tests::go::go_elector_binary)
+                .await
+                .map_err(|err| BenchError::Setup(format!("building interop/: {err}")))?;
+            Some((binary, kubeconfig))
+        }
+        None => None,
+    };
+    let mut variants = vec![Variant::Ours, Variant::Polling];
+    if go.is_some() {
+        variants.push(Variant::ClientGo);
+    }
+    let roster = |variant: Variant, sender: feed::Sender| Roster {
+        variant,
+        target: server.target.clone(),
+        timings: plan.timings,
+        go: go.clone(),
+        feed: sender,
+    };
+    if scenarios.contains(&Scenario::Handover) {
+        for &variant in &variants {
+            let (sender, mut feed) = feed::feed();
+            let samples =
+                handover::run(&roster(variant, sender), &mut feed, plan.handovers).await?;
+            results
+                .handover
+                .push(latency(backend, variant, "handover", &samples)?);
+        }
+    }
+    if scenarios.contains(&Scenario::Crash) {
+        for &variant in &variants {
+            let (sender, mut feed) = feed::feed();
+            let samples = crash::run(
+                &roster(variant, sender),
+                &mut feed,
+                plan.crashes,
+                plan.crash_spacing,
+            )
+            .await?;
+            results
+                .crash
+                .push(latency(backend, variant, "crash", &samples)?);
+        }
+    }
+    if scenarios.contains(&Scenario::Load) {
+        let (sender, mut feed) = feed::feed();
+        let ours = roster(Variant::Ours, sender.clone());
+        let polling = roster(Variant::Polling, sender.clone());
+        let loads = load::run(
+            &ours,
+            &[&ours, &polling],
+            server,
+            &mut feed,
+            plan.calibration_window,
+            plan.load_window,
+        )
+        .await?;
+        for (variant, load) in [Variant::Ours, Variant::Polling].into_iter().zip(loads) {
+            eprintln!(
+                "bench: {} load {}: {load:?}",
+                backend.name(),
+                variant.name()
+            );
+            results.load.push(LoadRow {
+                backend,
+                variant,
+                load,
+            });
+        }
+        if go.is_some() {
+            let client_go = roster(Variant::ClientGo, sender);
+            let loads = load::run(
+                &client_go,
+                &[&client_go],
+                server,
+                &mut feed,
+                plan.calibration_window,
+                plan.load_window,
+            )
+            .await?;
+            for load in loads {
+                eprintln!("bench: {} load client-go: {load:?}", backend.name());
+                results.load.push(LoadRow {
+                    backend,
+                    variant: Variant::ClientGo,
+                    load,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Summarises one scenario's samples and says so on stderr.
+fn latency(
+    backend: Backend,
+    variant: Variant,
+    scenario: &str,
+    samples: &[Duration],
+) -> BenchResult<Latency> {
+    let summary = Summary::of(samples)
+        .ok_or_else(|| BenchError::Setup(format!("{scenario} produced no samples")))?;
+    eprintln!(
+        "bench: {} {scenario} {}: n={} p50={} p99={} max={}",
+        backend.name(),
+        variant.name(),
+        summary.count,
+        millis(summary.p50),
+        millis(summary.p99),
+        millis(summary.max)
+    );
+    Ok(Latency {
+        backend,
+        variant,
+        summary,
+    })
+}

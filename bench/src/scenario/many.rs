@@ -1,0 +1,231 @@
+//! Scenario 4, many elections: one process holds 10,000 distinct elections on one Redis, with
+//! client-go's default timings, all through one `RedisClient` (one command connection and one
+//! pub/sub connection). It runs in a child process (`bench many`) so that its CPU time and peak
+//! memory are its own.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, StopReason};
+use lock_redis::{RedisClient, RedisLockOptions};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{cpu_time, peak_rss_bytes};
+use crate::error::{BenchError, BenchResult};
+use crate::target::Target;
+
+/// What the child reports when it is done.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManyReport {
+    /// Elections held.
+    pub elections: usize,
+    /// From starting the electors to all of them leading.
+    pub acquired_in: Duration,
+    /// How long all were held and measured.
+    pub held_for: Duration,
+    /// Terms that ended for any reason other than the final cancellation.
+    pub leases_lost: u64,
+    /// Renews that succeeded in the measured window.
+    pub renews: u64,
+    /// Renew attempts that failed in the measured window.
+    pub failed_renews: u64,
+    /// The median renew latency in the window.
+    pub renew_p50: Duration,
+    /// The 99th percentile renew latency in the window.
+    pub renew_p99: Duration,
+    /// CPU time (user + system) used in the window, in seconds per second: 1.0 is one core.
+    pub cores: f64,
+    /// The process' peak resident memory, in bytes.
+    pub peak_rss: u64,
+}
+
+/// Renew latencies in 100 µs buckets up to 10 s (the last bucket holds everything longer).
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Histogram {
+    const BUCKET: Duration = Duration::from_micros(100);
+
+    fn new() -> Self {
+        Self {
+            buckets: (0..100_001).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn record(&self, latency: Duration) {
+        let index = (latency.as_micros() / Self::BUCKET.as_micros()) as usize;
+        self.buckets[index.min(self.buckets.len() - 1)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn reset(&self) {
+        self.buckets
+            .iter()
+            .for_each(|bucket| bucket.store(0, Ordering::Relaxed));
+    }
+
+    /// The upper edge of the bucket holding the `percent` percentile.
+    fn percentile(&self, percent: u64) -> Duration {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let rank = (total * percent).div_ceil(100).max(1);
+        let mut seen = 0;
+        for (index, count) in counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                return Self::BUCKET * (index as u32 + 1);
+            }
+        }
+        Duration::ZERO
+    }
+}
+
+/// The arguments of `bench many`.
+#[derive(Debug, clap::Args)]
+pub struct ManyArgs {
+    /// The Redis URL.
+    #[arg(long)]
+    url: String,
+    /// How many elections to hold.
+    #[arg(long)]
+    elections: usize,
+    /// How long to hold them once all are won, in seconds.
+    #[arg(long)]
+    seconds: u64,
+}
+
+/// `bench many`: holds the elections, then prints one [`ManyReport`] as JSON.
+pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
+    let client = RedisClient::connect(&args.url, RedisLockOptions::default()).await?;
+    let leading = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let renews = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Histogram::new());
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.elections);
+    for index in 0..args.elections {
+        let lock = client.lock(&format!("bench-many-{index}"))?;
+        let elector = LeaderElector::new(lock, ElectionConfig::new("bench-many"))?;
+        let (leading, lost) = (leading.clone(), lost.clone());
+        elector.on_event(move |event| match event {
+            ElectionEvent::StartedLeading(_) => {
+                leading.fetch_add(1, Ordering::Relaxed);
+            }
+            ElectionEvent::StoppedLeading { reason, .. } if *reason != StopReason::Cancelled => {
+                lost.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        });
+        let (renews, failed, latencies) = (renews.clone(), failed.clone(), latencies.clone());
+        elector.on_renew(move |report| {
+            if report.outcome.is_renewed() {
+                renews.fetch_add(1, Ordering::Relaxed);
+                latencies.record(report.latency);
+            } else {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        tasks.push(tokio::spawn(elector.run(cancel.child_token())));
+    }
+    let all = args.elections as u64;
+    let deadline = started + Duration::from_secs(300);
+    while leading.load(Ordering::Relaxed) < all {
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout(format!(
+                "only {} of {all} elections won in 300 s",
+                leading.load(Ordering::Relaxed)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acquired_in = started.elapsed();
+    renews.store(0, Ordering::Relaxed);
+    failed.store(0, Ordering::Relaxed);
+    latencies.reset();
+    let (cpu_before, window_start) = (cpu_time(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let held_for = window_start.elapsed();
+    let cores = (cpu_time() - cpu_before).as_secs_f64() / held_for.as_secs_f64();
+    let report = ManyReport {
+        elections: args.elections,
+        acquired_in,
+        held_for,
+        leases_lost: lost.load(Ordering::Relaxed),
+        renews: renews.load(Ordering::Relaxed),
+        failed_renews: failed.load(Ordering::Relaxed),
+        renew_p50: latencies.percentile(50),
+        renew_p99: latencies.percentile(99),
+        cores,
+        peak_rss: peak_rss_bytes(),
+    };
+    cancel.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&report).expect("a report serializes")
+    );
+    Ok(())
+}
+
+/// Runs `bench many` against `target` (a Redis server) and reads its report, with the Redis
+/// server's own CPU use over the same time.
+pub async fn run(target: &Target, elections: usize, held_for: Duration) -> BenchResult<ManyReport> {
+    let Target::Redis { url } = target else {
+        return Err(BenchError::Setup("many elections run on Redis".to_owned()));
+    };
+    let program =
+        std::env::current_exe().map_err(|err| BenchError::io("find the bench binary", err))?;
+    let output = tokio::process::Command::new(program)
+        .arg("many")
+        .arg("--url")
+        .arg(url)
+        .arg("--elections")
+        .arg(elections.to_string())
+        .arg("--seconds")
+        .arg(held_for.as_secs().to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|err| BenchError::io("run bench many", err))?;
+    if !output.status.success() {
+        return Err(BenchError::Setup(format!(
+            "bench many failed: {}",
+            output.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .map_err(|err| BenchError::Setup(format!("bench many printed {line:?}: {err}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_histogram_reports_bucket_edges() {
+        let histogram = Histogram::new();
+        for ms in 1..=100 {
+            histogram.record(Duration::from_millis(ms));
+        }
+        assert_eq!(histogram.percentile(50), Duration::from_micros(50_100));
+        assert_eq!(histogram.percentile(99), Duration::from_micros(99_100));
+        histogram.record(Duration::from_secs(60));
+        assert_eq!(histogram.percentile(100), Duration::from_micros(10_000_100));
+    }
+}

@@ -1,0 +1,214 @@
+//! One real server per backend for the benchmark, and the number of requests it has served.
+
+use std::path::PathBuf;
+
+use lock_tests::servers::etcd::EtcdServer;
+use lock_tests::servers::kube::KubeApiServer;
+use lock_tests::servers::redis::RedisServer;
+use prometheus_parse::{Scrape, Value};
+use tempfile::TempDir;
+
+use crate::error::{BenchError, BenchResult};
+use crate::target::{Backend, Target};
+
+/// The namespace of the benchmark's Leases.
+pub const NAMESPACE: &str = "default";
+
+/// Commands that only the lock's Lua script runs, inside one `EVALSHA`: they are part of the
+/// request that sent the script, not requests of their own. `info` is the benchmark's own.
+const NOT_CLIENT_COMMANDS: [&str; 7] = [
+    "type", "hmget", "hset", "pexpire", "publish", "time", "info",
+];
+
+/// A running server of one backend (a directory for the file backend).
+pub struct BackendServer {
+    /// Which backend.
+    pub backend: Backend,
+    /// How candidates reach it.
+    pub target: Target,
+    server: Server,
+}
+
+enum Server {
+    File(#[allow(dead_code)] TempDir),
+    Redis(RedisServer),
+    Etcd(EtcdServer),
+    K8s(Box<KubeApiServer>),
+}
+
+impl BackendServer {
+    /// Starts the backend's server on a free loopback port in a temporary directory; it stops
+    /// when this is dropped.
+    pub async fn start(backend: Backend) -> BenchResult<Self> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(backend))
+            .await
+            .map_err(|err| BenchError::Setup(format!("starting {}: {err}", backend.name())))
+    }
+
+    fn start_blocking(backend: Backend) -> Self {
+        let (server, target) = match backend {
+            Backend::File => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let target = Target::File {
+                    dir: dir.path().to_path_buf(),
+                };
+                (Server::File(dir), target)
+            }
+            Backend::Redis => {
+                let server = RedisServer::start();
+                let target = Target::Redis { url: server.url() };
+                (Server::Redis(server), target)
+            }
+            Backend::Etcd => {
+                let server = EtcdServer::start();
+                let target = Target::Etcd {
+                    endpoint: server.endpoint(),
+                };
+                (Server::Etcd(server), target)
+            }
+            Backend::K8s => {
+                // Without these the server renews Leases of its own (its identity every 10 s,
+                // its leader-election controller's every 2 s), which would count as load on the
+                // Leases the benchmark measures.
+                let server = KubeApiServer::builder()
+                    .feature_gate("CoordinatedLeaderElection=false")
+                    .feature_gate("APIServerIdentity=false")
+                    .feature_gate("UnknownVersionInteroperabilityProxy=false")
+                    .start();
+                let target = Target::K8s {
+                    kubeconfig: server.admin_kubeconfig(),
+                    namespace: NAMESPACE.to_owned(),
+                };
+                (Server::K8s(Box::new(server)), target)
+            }
+        };
+        Self {
+            backend,
+            target,
+            server,
+        }
+    }
+
+    /// The admin kubeconfig of the kube-apiserver.
+    pub fn kubeconfig(&self) -> Option<PathBuf> {
+        match &self.server {
+            Server::K8s(server) => Some(server.admin_kubeconfig()),
+            _ => None,
+        }
+    }
+
+    /// Requests the server has served so far, as it counts them; `None` for the file backend,
+    /// which has no server. The benchmark's own reads of the figures are left out.
+    ///
+    /// - Redis: the `calls` of `INFO commandstats`, without the commands only the lock's script
+    ///   runs (each script run counts once, as its `EVALSHA`).
+    /// - etcd: `grpc_server_msg_received_total`, every gRPC request message (a unary call, or one
+    ///   message on a watch stream).
+    /// - kube-apiserver: `apiserver_request_total` for the resource `leases`.
+    pub async fn requests(&self) -> BenchResult<Option<u64>> {
+        match &self.server {
+            Server::File(_) => Ok(None),
+            Server::Redis(server) => redis_requests(server).await.map(Some),
+            Server::Etcd(server) => etcd_requests(server).await.map(Some),
+            Server::K8s(server) => kube_requests(server).await.map(Some),
+        }
+    }
+}
+
+async fn redis_requests(server: &RedisServer) -> BenchResult<u64> {
+    let fail = |err: redis::RedisError| BenchError::Counter(format!("redis INFO: {err}"));
+    let mut connection = server
+        .admin_client()
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(fail)?;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .map_err(fail)?;
+    Ok(client_commands(&info))
+}
+
+/// Sums the calls of `INFO commandstats` that clients sent.
+fn client_commands(info: &str) -> u64 {
+    info.lines()
+        .filter_map(|line| line.strip_prefix("cmdstat_"))
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(command, _)| !NOT_CLIENT_COMMANDS.contains(command))
+        .filter_map(|(_, stats)| {
+            stats
+                .split(',')
+                .find_map(|field| field.strip_prefix("calls="))
+                .and_then(|calls| calls.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+async fn etcd_requests(server: &EtcdServer) -> BenchResult<u64> {
+    let url = format!("{}/metrics", server.endpoint());
+    let text = fetch_text(reqwest::get(&url).await).await?;
+    Ok(metric_sum(&text, "grpc_server_msg_received_total", |_| {
+        true
+    }))
+}
+
+async fn kube_requests(server: &KubeApiServer) -> BenchResult<u64> {
+    let fail = |err: kube::Error| BenchError::Counter(format!("kube-apiserver /metrics: {err}"));
+    let options = kube::config::KubeConfigOptions::default();
+    let kubeconfig = kube::config::Kubeconfig::read_from(server.admin_kubeconfig())
+        .map_err(|err| BenchError::Counter(format!("admin kubeconfig: {err}")))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|err| BenchError::Counter(format!("admin kubeconfig: {err}")))?;
+    let client = kube::Client::try_from(config).map_err(fail)?;
+    let request = http::Request::get("/metrics")
+        .body(Vec::new())
+        .expect("a valid request");
+    let text = client.request_text(request).await.map_err(fail)?;
+    Ok(metric_sum(&text, "apiserver_request_total", |labels| {
+        labels.get("resource") == Some("leases")
+    }))
+}
+
+async fn fetch_text(response: reqwest::Result<reqwest::Response>) -> BenchResult<String> {
+    let fail = |err: reqwest::Error| BenchError::Counter(format!("etcd /metrics: {err}"));
+    response.map_err(fail)?.text().await.map_err(fail)
+}
+
+/// The sum of the counter `name` over the series whose labels `select` accepts.
+fn metric_sum(text: &str, name: &str, select: impl Fn(&prometheus_parse::Labels) -> bool) -> u64 {
+    let lines = text.lines().map(|line| Ok(line.to_owned()));
+    let Ok(scrape) = Scrape::parse(lines) else {
+        return 0;
+    };
+    scrape
+        .samples
+        .iter()
+        .filter(|sample| sample.metric == name && select(&sample.labels))
+        .map(|sample| match sample.value {
+            Value::Counter(value) | Value::Untyped(value) => value as u64,
+            _ => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_internal_commands_are_not_requests() {
+        let info = "# Commandstats\r\ncmdstat_evalsha:calls=7,usec=1\r\ncmdstat_hset:calls=7,usec=1\r\ncmdstat_publish:calls=7,usec=1\r\ncmdstat_subscribe:calls=2,usec=1\r\ncmdstat_info:calls=9,usec=1\r\n";
+        assert_eq!(client_commands(info), 9);
+    }
+
+    #[test]
+    fn metric_sums_select_by_label() {
+        let text = "# TYPE apiserver_request_total counter\napiserver_request_total{resource=\"leases\",verb=\"PUT\"} 5\napiserver_request_total{resource=\"leases\",verb=\"GET\"} 2\napiserver_request_total{resource=\"pods\",verb=\"GET\"} 40\n";
+        let leases = metric_sum(text, "apiserver_request_total", |labels| {
+            labels.get("resource") == Some("leases")
+        });
+        assert_eq!(leases, 7);
+    }
+}

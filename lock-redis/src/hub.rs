@@ -1,0 +1,484 @@
+//! The hub: one pub/sub connection per [`RedisClient`](crate::RedisClient), shared by every
+//! watch of every lock made from it, run by one tokio task.
+//!
+//! A watch registers its channel and an [`Inbox`]; the hub subscribes each channel once (when
+//! its first watcher comes), hands every message to that channel's watchers, and unsubscribes
+//! when the last watcher of a channel is gone. While nothing is watched there is no pub/sub
+//! connection at all. After the connection is lost the hub connects again with
+//! [`reconnect_backoff`] and subscribes every channel still watched; each confirmation gives the
+//! channel's watchers [`Hint::Changed`](lock_core::Hint::Changed), since writes may have been
+//! missed in between. A connection that dies without closing is noticed by one `PING` every
+//! [`KEEPALIVE`] (per client, not per election) that must be answered within the response
+//! timeout.
+//!
+//! The task is started by the first watch and ends when the client, all its locks and all their
+//! watches are dropped (they hold the senders of its command channel).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use lock_core::reconnect_backoff;
+use redis::aio::{PubSub, PubSubSink, PubSubStream};
+use redis::{Msg, RedisResult};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::time::{sleep, sleep_until, timeout, Instant};
+
+use crate::errors::ErrorContext;
+use crate::inbox::Inbox;
+use crate::subscriptions::{Request, Subscriptions, WatchId};
+
+/// How often the pub/sub connection is checked with a `PING`, to notice a connection that died
+/// without closing. One per client: an idle process sends one request a minute for all its
+/// elections.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(60);
+
+/// What the hub's task needs from its client. It holds nothing of the client itself, so that
+/// the client can be dropped while the task runs.
+#[derive(Clone, Debug)]
+pub(crate) struct HubSettings {
+    /// Makes the pub/sub connections.
+    pub client: redis::Client,
+    /// How long connecting may take.
+    pub connect_timeout: Duration,
+    /// How long an answer to `SUBSCRIBE`, `UNSUBSCRIBE` or `PING` may take.
+    pub response_timeout: Duration,
+    /// How often the connection is checked: [`KEEPALIVE`] (shorter in tests).
+    pub keepalive: Duration,
+    /// The server's human name, for logs.
+    pub server: String,
+    /// Maps connection errors for logs.
+    pub errors: ErrorContext,
+}
+
+/// The client's handle on its hub: starts the task on the first watch and registers watches.
+#[derive(Debug)]
+pub(crate) struct Hub {
+    settings: Arc<HubSettings>,
+    next_id: AtomicU64,
+    commands: Mutex<Option<UnboundedSender<Command>>>,
+}
+
+/// What a watch asks of the hub.
+#[derive(Debug)]
+enum Command {
+    Watch {
+        id: WatchId,
+        channel: Arc<str>,
+        inbox: Arc<Inbox>,
+    },
+    Unwatch {
+        id: WatchId,
+        channel: Arc<str>,
+    },
+}
+
+/// A watch's registration with the hub; dropping it unregisters the watch.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    id: WatchId,
+    channel: Arc<str>,
+    commands: UnboundedSender<Command>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Fails only when the task is gone (its runtime shut down): nothing to unregister.
+        let _ = self.commands.send(Command::Unwatch {
+            id: self.id,
+            channel: self.channel.clone(),
+        });
+    }
+}
+
+impl Hub {
+    /// A hub whose task is not started yet.
+    pub fn new(settings: HubSettings) -> Self {
+        Self {
+            settings: Arc::new(settings),
+            next_id: AtomicU64::new(0),
+            commands: Mutex::new(None),
+        }
+    }
+
+    /// Registers a watcher of `channel` whose hints go to `inbox`, starting the task on the
+    /// current tokio runtime if it does not run. `None` outside a tokio runtime.
+    pub fn watch(&self, channel: &str, inbox: Arc<Inbox>) -> Option<Registration> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let channel: Arc<str> = Arc::from(channel);
+        let mut command = Command::Watch {
+            id,
+            channel: channel.clone(),
+            inbox,
+        };
+        let mut slot = self
+            .commands
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(commands) = slot.as_ref() {
+            match commands.send(command) {
+                Ok(()) => {
+                    return Some(Registration {
+                        id,
+                        channel,
+                        commands: commands.clone(),
+                    })
+                }
+                // The task is gone with the runtime it ran on: start one on this runtime.
+                Err(returned) => command = returned.0,
+            }
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(server = %self.settings.server, "change hints need a tokio runtime; the watch ends at once");
+            return None;
+        };
+        let (commands, receiver) = unbounded_channel();
+        runtime.spawn(run(self.settings.clone(), receiver));
+        commands.send(command).ok()?;
+        *slot = Some(commands.clone());
+        Some(Registration {
+            id,
+            channel,
+            commands,
+        })
+    }
+}
+
+/// The pub/sub connection, as far as the hub has it.
+enum Link {
+    /// None, and none being made.
+    Idle,
+    /// Being made (after a back-off when the last attempt failed).
+    Connecting(BoxFuture<'static, Result<PubSub, String>>),
+    /// Made; `ping_due` is when the next keep-alive is sent (`None` while one is on its way).
+    Up {
+        sink: PubSubSink,
+        messages: PubSubStream,
+        ping_due: Option<Instant>,
+    },
+}
+
+/// Something the task sent and what came of it, for the connection `generation`.
+struct Done {
+    generation: u64,
+    what: Sent,
+    outcome: Outcome,
+}
+
+enum Sent {
+    Request(Request),
+    Ping,
+    /// The back-off after a refused `SUBSCRIBE` of this channel has passed.
+    Retry(Arc<str>),
+}
+
+enum Outcome {
+    Answered,
+    /// The server answered with an error; the connection is fine.
+    Refused(String),
+    /// No answer, or the connection broke: connect again.
+    Lost(String),
+}
+
+/// What woke the task.
+enum Event {
+    Command(Option<Command>),
+    Connected(Result<PubSub, String>),
+    Message(Option<Msg>),
+    PingDue,
+    Done(Done),
+}
+
+/// The task's state.
+struct Task {
+    settings: Arc<HubSettings>,
+    book: Subscriptions,
+    link: Link,
+    /// Failed connection attempts in a row.
+    failures: u32,
+    /// Counts connections, so that answers from a lost one are ignored.
+    generation: u64,
+    in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
+}
+
+/// The hub's task: runs until every sender of `commands` is dropped.
+async fn run(settings: Arc<HubSettings>, mut commands: UnboundedReceiver<Command>) {
+    tracing::debug!(server = %settings.server, "change hint hub started");
+    let mut task = Task {
+        settings,
+        book: Subscriptions::default(),
+        link: Link::Idle,
+        failures: 0,
+        generation: 0,
+        in_flight: FuturesUnordered::new(),
+    };
+    loop {
+        task.connect_or_close();
+        let Task {
+            link, in_flight, ..
+        } = &mut task;
+        let link = async {
+            match link {
+                Link::Idle => std::future::pending().await,
+                Link::Connecting(connecting) => Event::Connected(connecting.await),
+                Link::Up {
+                    messages, ping_due, ..
+                } => {
+                    let ping = async {
+                        match ping_due {
+                            Some(at) => sleep_until(*at).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        message = messages.next() => Event::Message(message),
+                        () = ping => Event::PingDue,
+                    }
+                }
+            }
+        };
+        let in_flight = async {
+            match in_flight.next().await {
+                Some(done) => Event::Done(done),
+                None => std::future::pending().await,
+            }
+        };
+        let event = tokio::select! {
+            command = commands.recv() => Event::Command(command),
+            event = link => event,
+            event = in_flight => event,
+        };
+        match event {
+            Event::Command(None) => break,
+            Event::Command(Some(command)) => task.command(command),
+            Event::Connected(result) => task.connected(result),
+            Event::Message(Some(message)) => {
+                task.book
+                    .deliver(message.get_channel_name(), || crate::hints::hint(&message));
+            }
+            Event::Message(None) => task.lost("the connection closed".into()),
+            Event::PingDue => task.ping(),
+            Event::Done(done) => task.done(done),
+        }
+    }
+    tracing::debug!(server = %task.settings.server, "change hint hub stopped: no client, lock or watch is left");
+}
+
+impl Task {
+    /// Connects when something is watched and there is no connection; closes the connection
+    /// when nothing is watched any more (which unsubscribes everything at once).
+    fn connect_or_close(&mut self) {
+        let unwatched = self.book.is_unwatched();
+        match (&self.link, unwatched) {
+            (Link::Idle, false) => {
+                self.link = Link::Connecting(connect(self.settings.clone(), self.failures));
+            }
+            (Link::Connecting(_) | Link::Up { .. }, true) => {
+                tracing::debug!(server = %self.settings.server, "no watch left; closing the change hint connection");
+                self.drop_link();
+                self.failures = 0;
+            }
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let request = match command {
+            Command::Watch { id, channel, inbox } => self.book.watch(id, &channel, inbox),
+            Command::Unwatch { id, channel } => self.book.unwatch(id, &channel),
+        };
+        self.send(request);
+    }
+
+    fn connected(&mut self, result: Result<PubSub, String>) {
+        match result {
+            Ok(pubsub) => {
+                let (sink, messages) = pubsub.split();
+                self.link = Link::Up {
+                    sink,
+                    messages,
+                    ping_due: Some(Instant::now() + self.settings.keepalive),
+                };
+                let requests = self.book.connected();
+                tracing::debug!(server = %self.settings.server, channels = requests.len(), "change hint connection made; subscribing");
+                for request in requests {
+                    self.send(Some(request));
+                }
+            }
+            Err(reason) => {
+                self.link = Link::Idle;
+                self.failures = self.failures.saturating_add(1);
+                let failures = self.failures;
+                if failures == 1 {
+                    tracing::warn!(server = %self.settings.server, %reason, "cannot connect for change hints; retrying");
+                } else {
+                    tracing::debug!(server = %self.settings.server, %reason, failures, "cannot connect for change hints; retrying");
+                }
+            }
+        }
+    }
+
+    /// The connection broke or stopped answering: connect again after a back-off (the first
+    /// one after a connection that answered, a longer one after a connection that never did).
+    fn lost(&mut self, reason: String) {
+        tracing::debug!(server = %self.settings.server, %reason, channels = self.book.watched_channels(), "change hint connection lost; connecting again");
+        self.drop_link();
+        self.failures = self.failures.saturating_add(1);
+    }
+
+    /// Forgets the connection (closing it) and everything sent on it.
+    fn drop_link(&mut self) {
+        self.link = Link::Idle;
+        self.generation = self.generation.wrapping_add(1);
+        self.book.disconnected();
+    }
+
+    fn ping(&mut self) {
+        let Link::Up { sink, ping_due, .. } = &mut self.link else {
+            return;
+        };
+        *ping_due = None;
+        let mut sink = sink.clone();
+        self.track(Sent::Ping, "PING", async move {
+            sink.ping::<redis::Value>().await.map(drop)
+        });
+    }
+
+    /// Sends `request` if there is one and the connection is up (otherwise the next
+    /// connection sends what is needed then).
+    fn send(&mut self, request: Option<Request>) {
+        let Some(request) = request else { return };
+        let Link::Up { sink, .. } = &self.link else {
+            return;
+        };
+        let mut sink = sink.clone();
+        match request.clone() {
+            Request::Subscribe(channel) => {
+                self.track(Sent::Request(request), "SUBSCRIBE", async move {
+                    sink.subscribe(&*channel).await
+                })
+            }
+            Request::Unsubscribe(channel) => {
+                self.track(Sent::Request(request), "UNSUBSCRIBE", async move {
+                    sink.unsubscribe(&*channel).await
+                })
+            }
+        }
+    }
+
+    /// Waits for the answer to `call` (named `command` in messages) within the response
+    /// timeout, as part of the current connection.
+    fn track(
+        &mut self,
+        what: Sent,
+        command: &'static str,
+        call: impl std::future::Future<Output = RedisResult<()>> + Send + 'static,
+    ) {
+        let generation = self.generation;
+        let limit = self.settings.response_timeout;
+        let errors = self.settings.errors.clone();
+        self.in_flight.push(
+            async move {
+                let outcome = match timeout(limit, call).await {
+                    Ok(Ok(())) => Outcome::Answered,
+                    Ok(Err(err)) if err.is_unrecoverable_error() => {
+                        Outcome::Lost(errors.map(err).to_string())
+                    }
+                    Ok(Err(err)) => Outcome::Refused(errors.map(err).to_string()),
+                    Err(_) => Outcome::Lost(format!("no answer to {command} within {limit:?}")),
+                };
+                Done {
+                    generation,
+                    what,
+                    outcome,
+                }
+            }
+            .boxed(),
+        );
+    }
+
+    fn done(&mut self, done: Done) {
+        if done.generation != self.generation {
+            return; // From a connection that is gone.
+        }
+        let outcome = match done.outcome {
+            Outcome::Lost(reason) => return self.lost(reason),
+            outcome => outcome,
+        };
+        if !matches!(done.what, Sent::Retry(_)) {
+            // The server answered: the next loss starts the back-off from the beginning.
+            self.failures = 0;
+        }
+        match (done.what, outcome) {
+            (Sent::Request(Request::Subscribe(channel)), Outcome::Refused(reason)) => {
+                let refusals = self.book.refused(&channel);
+                if refusals == 1 {
+                    tracing::warn!(server = %self.settings.server, %channel, %reason, "SUBSCRIBE refused; retrying");
+                } else {
+                    tracing::debug!(server = %self.settings.server, %channel, %reason, refusals, "SUBSCRIBE refused; retrying");
+                }
+                let generation = self.generation;
+                self.in_flight.push(
+                    async move {
+                        sleep(reconnect_backoff(refusals)).await;
+                        Done {
+                            generation,
+                            what: Sent::Retry(channel),
+                            outcome: Outcome::Answered,
+                        }
+                    }
+                    .boxed(),
+                );
+            }
+            (Sent::Request(Request::Subscribe(channel)), _) => {
+                let next = self.book.subscribed(&channel);
+                self.send(next);
+            }
+            (Sent::Request(Request::Unsubscribe(channel)), outcome) => {
+                if let Outcome::Refused(reason) = outcome {
+                    // Harmless: its messages find no watcher, and the connection closes when
+                    // nothing is watched.
+                    tracing::debug!(server = %self.settings.server, %channel, %reason, "UNSUBSCRIBE refused");
+                }
+                let next = self.book.unsubscribed(&channel);
+                self.send(next);
+            }
+            (Sent::Retry(channel), _) => {
+                let next = self.book.retry(&channel);
+                self.send(next);
+            }
+            // Any answer, also an error, shows the connection is alive.
+            (Sent::Ping, _) => {
+                if let Link::Up { ping_due, .. } = &mut self.link {
+                    *ping_due = Some(Instant::now() + self.settings.keepalive);
+                }
+            }
+        }
+    }
+}
+
+/// Makes a pub/sub connection within the connect timeout, after the back-off for `failures`
+/// failed attempts in a row.
+fn connect(
+    settings: Arc<HubSettings>,
+    failures: u32,
+) -> BoxFuture<'static, Result<PubSub, String>> {
+    async move {
+        if failures > 0 {
+            sleep(reconnect_backoff(failures)).await;
+        }
+        let limit = settings.connect_timeout;
+        match timeout(limit, settings.client.get_async_pubsub()).await {
+            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Err(err)) => Err(settings.errors.map(err).to_string()),
+            Err(_) => Err(format!("no connection within {limit:?}")),
+        }
+    }
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! The hub's task against no server and against a stand-in server that stops answering. The
+//! hub against a real `redis-server` is tested in `tests/tests/redis_driver.rs`.
+
+use super::*;
+
+use lock_core::Hint;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn settings(url: &str) -> HubSettings {
+    HubSettings {
+        client: redis::Client::open(url).unwrap(),
+        connect_timeout: Duration::from_millis(500),
+        response_timeout: Duration::from_millis(300),
+        keepalive: KEEPALIVE,
+        server: url.to_owned(),
+        errors: ErrorContext {
+            lock: url.to_owned(),
+            user: "default".into(),
+            key_prefix: "p:".into(),
+        },
+    }
+}
+
+/// Nothing listens on port 1: every connection attempt is refused.
+const NO_SERVER: &str = "redis://127.0.0.1:1";
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+async fn alive_tasks_become(expected: usize) {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    tokio::time::timeout(PATIENCE, async {
+        while metrics.num_alive_tasks() != expected {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "{} tasks alive, expected {expected}",
+            metrics.num_alive_tasks()
+        )
+    });
+}
+
+/// The next hint the hub gives `inbox`.
+async fn next(inbox: &Inbox) -> Hint {
+    tokio::time::timeout(PATIENCE, std::future::poll_fn(|cx| inbox.poll_next(cx)))
+        .await
+        .expect("a hint within 10 s")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_task_for_all_watches_and_none_after_the_hub_and_watches_are_gone() {
+    let hub = Hub::new(settings(NO_SERVER));
+    alive_tasks_become(0).await;
+    let first = hub.watch("p:{a}:changes", Arc::default()).unwrap();
+    let second = hub.watch("p:{b}:changes", Arc::default()).unwrap();
+    alive_tasks_become(1).await;
+    drop(hub);
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        1,
+        "the watches still hold the task"
+    );
+    drop(first);
+    drop(second);
+    alive_tasks_become(0).await;
+}
+
+#[test]
+fn outside_a_runtime_a_watch_is_refused_instead_of_panicking() {
+    let hub = Hub::new(settings(NO_SERVER));
+    assert!(hub.watch("p:{a}:changes", Arc::default()).is_none());
+}
+
+#[tokio::test]
+async fn a_connection_that_stops_answering_pings_is_replaced() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let (accepted_tx, mut accepted) = unbounded_channel();
+    let (pongs_tx, mut pongs) = unbounded_channel();
+    tokio::spawn(async move {
+        // The first connection wedges after it subscribed: it never answers a PING.
+        let mut answers_pings = false;
+        while let Ok((socket, _)) = listener.accept().await {
+            let _ = accepted_tx.send(());
+            tokio::spawn(serve(socket, answers_pings.then(|| pongs_tx.clone())));
+            answers_pings = true;
+        }
+    });
+    let hub = Hub::new(HubSettings {
+        keepalive: Duration::from_millis(200),
+        ..settings(&url)
+    });
+    let inbox = Arc::new(Inbox::default());
+    let _watch = hub.watch("p:{a}:changes", inbox.clone()).unwrap();
+    assert_eq!(next(&inbox).await, Hint::Changed, "subscribed");
+    assert_eq!(accepted.recv().await, Some(()));
+
+    // One unanswered PING later the hub connects again, subscribes again and says so.
+    assert_eq!(next(&inbox).await, Hint::Changed, "subscribed again");
+    assert_eq!(accepted.try_recv(), Ok(()), "on a second connection");
+    // That one answers its keep-alives and is kept.
+    for _ in 0..3 {
+        tokio::time::timeout(PATIENCE, pongs.recv())
+            .await
+            .expect("a keep-alive within 10 s");
+    }
+    assert!(accepted.try_recv().is_err(), "no third connection");
+}
+
+/// A stand-in for a pub/sub connection to Redis: confirms `SUBSCRIBE` and `UNSUBSCRIBE`,
+/// answers `PING` only if it has somewhere to report it, and `+OK` to anything else.
+async fn serve(mut socket: TcpStream, pongs: Option<UnboundedSender<()>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some((command, used)) = parse(&buffer) {
+            buffer.drain(..used);
+            let name = command.first().map(|name| name.to_ascii_lowercase());
+            let argument = command.get(1).cloned().unwrap_or_default();
+            let reply = match name.as_deref() {
+                Some(kind @ ("subscribe" | "unsubscribe")) => format!(
+                    "*3\r\n${}\r\n{kind}\r\n${}\r\n{argument}\r\n:1\r\n",
+                    kind.len(),
+                    argument.len()
+                ),
+                Some("ping") => match &pongs {
+                    Some(pongs) => {
+                        let _ = pongs.send(());
+                        "*2\r\n$4\r\npong\r\n$0\r\n\r\n".to_owned()
+                    }
+                    None => continue,
+                },
+                _ => "+OK\r\n".to_owned(),
+            };
+            if socket.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// One command (a RESP array of bulk strings) from the front of `buffer`, and its length in
+/// bytes; `None` until it is complete.
+fn parse(buffer: &[u8]) -> Option<(Vec<String>, usize)> {
+    let (header, mut at) = line(buffer, 0)?;
+    let count: usize = header.strip_prefix('*')?.parse().ok()?;
+    let mut parts = Vec::with_capacity(count);
+    for _ in 0..count {
+        let (length, start) = line(buffer, at)?;
+        let length: usize = length.strip_prefix('$')?.parse().ok()?;
+        let end = start + length;
+        if buffer.len() < end + 2 {
+            return None;
+        }
+        parts.push(String::from_utf8_lossy(&buffer[start..end]).into_owned());
+        at = end + 2;
+    }
+    Some((parts, at))
+}
+
+/// The line that starts at `at`, and where the next one starts.
+fn line(buffer: &[u8], at: usize) -> Option<(&str, usize)> {
+    let length = buffer
+        .get(at..)?
+        .windows(2)
+        .position(|pair| pair == b"\r\n")?;
+    let text = std::str::from_utf8(&buffer[at..at + length]).ok()?;
+    Some((text, at + length + 2))
+}

@@ -1,0 +1,153 @@
+//! The hints waiting for one watch: a small bounded queue that coalesces when the watch falls
+//! behind.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use lock_core::Hint;
+
+/// How many hints one watch keeps until it reads them. An elector reads its hints as they come,
+/// so this is only reached by a watch that is not read for a while.
+pub(crate) const INBOX_CAPACITY: usize = 16;
+
+/// The hints the hub has given one watch that the watch has not taken yet.
+///
+/// Bounded and coalescing: when a hint arrives and [`INBOX_CAPACITY`] hints are already waiting,
+/// the backlog and the new hint are replaced by a single [`Hint::Changed`]. A watcher that fell
+/// behind would act on the newest record anyway, and `Changed` tells it to read that record
+/// from the server: nothing is lost but time, and a slow watcher never grows memory. A
+/// `Changed` right after another `Changed` is dropped for the same reason.
+#[derive(Debug, Default)]
+pub(crate) struct Inbox {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    hints: VecDeque<Hint>,
+    waker: Option<Waker>,
+}
+
+impl Inbox {
+    /// Adds a hint (coalescing as described on [`Inbox`]) and wakes the watch.
+    pub fn push(&self, hint: Hint) {
+        let waker = {
+            let mut state = self.lock();
+            if state.hints.len() >= INBOX_CAPACITY {
+                state.hints.clear();
+                state.hints.push_back(Hint::Changed);
+            } else if !(hint == Hint::Changed && state.hints.back() == Some(&Hint::Changed)) {
+                state.hints.push_back(hint);
+            }
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The oldest waiting hint, or `Pending` (and a wake-up on the next push).
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Hint> {
+        let mut state = self.lock();
+        match state.hints.pop_front() {
+            Some(hint) => Poll::Ready(hint),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// How many hints wait.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.lock().hints.len()
+    }
+
+    /// The state, also after a panic elsewhere while it was held (the queue stays consistent:
+    /// every change to it is one call).
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker_ref;
+    use lock_core::{LeaderElectionRecord, Version, Versioned};
+
+    fn record(version: u64) -> Hint {
+        Hint::Record(Versioned {
+            record: LeaderElectionRecord::default(),
+            version: Version::ordered(version),
+        })
+    }
+
+    fn drain(inbox: &Inbox) -> Vec<Hint> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut hints = Vec::new();
+        while let Poll::Ready(hint) = inbox.poll_next(&mut cx) {
+            hints.push(hint);
+        }
+        hints
+    }
+
+    #[test]
+    fn hints_come_out_in_order() {
+        let inbox = Inbox::default();
+        inbox.push(Hint::Changed);
+        inbox.push(record(1));
+        inbox.push(record(2));
+        assert_eq!(drain(&inbox), [Hint::Changed, record(1), record(2)]);
+        assert!(drain(&inbox).is_empty());
+    }
+
+    #[test]
+    fn a_watch_that_falls_behind_gets_one_changed_instead_of_the_backlog() {
+        let inbox = Inbox::default();
+        for version in 0..10 * INBOX_CAPACITY as u64 {
+            inbox.push(record(version));
+            assert!(inbox.len() <= INBOX_CAPACITY);
+        }
+        let hints = drain(&inbox);
+        assert!(hints.len() <= INBOX_CAPACITY, "{}", hints.len());
+        assert!(hints.contains(&Hint::Changed), "{hints:?}");
+        // Whatever follows the Changed is newer than anything dropped.
+        assert_eq!(hints.last(), Some(&record(10 * INBOX_CAPACITY as u64 - 1)));
+    }
+
+    #[test]
+    fn repeated_changed_hints_coalesce() {
+        let inbox = Inbox::default();
+        inbox.push(Hint::Changed);
+        inbox.push(Hint::Changed);
+        inbox.push(record(1));
+        inbox.push(Hint::Changed);
+        assert_eq!(drain(&inbox), [Hint::Changed, record(1), Hint::Changed]);
+    }
+
+    #[test]
+    fn a_push_wakes_the_waiting_watch() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+
+        struct Flag(AtomicBool);
+        impl futures::task::ArcWake for Flag {
+            fn wake_by_ref(arc_self: &Arc<Self>) {
+                arc_self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = futures::task::waker(flag.clone());
+        let inbox = Inbox::default();
+        assert!(inbox
+            .poll_next(&mut Context::from_waker(&waker))
+            .is_pending());
+        inbox.push(Hint::Changed);
+        assert!(flag.0.load(Ordering::SeqCst));
+    }
+}

@@ -1,0 +1,330 @@
+//! The hub's book of watched channels: who watches each channel, what the server has been asked,
+//! and which `SUBSCRIBE` or `UNSUBSCRIBE` to send next. No I/O: the hub sends what this asks
+//! for and reports the answers back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use lock_core::Hint;
+
+use crate::inbox::Inbox;
+
+/// Tells one watch from another.
+pub(crate) type WatchId = u64;
+
+/// A command the hub has to send on the pub/sub connection, for one channel.
+///
+/// Every command names one channel: the client library matches each reply to one command, and
+/// `SUBSCRIBE a b` would send two.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    /// `SUBSCRIBE channel`.
+    Subscribe(Arc<str>),
+    /// `UNSUBSCRIBE channel`.
+    Unsubscribe(Arc<str>),
+}
+
+/// Where one channel stands on the current connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Not subscribed, and nothing asked.
+    Unsubscribed,
+    /// `SUBSCRIBE` sent, no answer yet.
+    Subscribing,
+    /// Subscribed: messages are handed to the watchers.
+    Subscribed,
+    /// `UNSUBSCRIBE` sent, no answer yet.
+    Unsubscribing,
+    /// The server refused `SUBSCRIBE`; the hub asks again after a back-off.
+    Refused,
+}
+
+/// One channel: its watchers and its state. At most one command per channel is on its way, so
+/// the answers come back in the order the state expects.
+#[derive(Debug)]
+struct Channel {
+    watchers: Vec<(WatchId, Arc<Inbox>)>,
+    state: State,
+    /// Refusals in a row, for the back-off.
+    refusals: u32,
+}
+
+/// Every channel somebody watches (or that is still being unsubscribed from).
+#[derive(Debug, Default)]
+pub(crate) struct Subscriptions {
+    channels: HashMap<Arc<str>, Channel>,
+    /// Watchers of all channels together (the hub asks after every event).
+    watchers: usize,
+    connected: bool,
+}
+
+impl Subscriptions {
+    /// True when nobody watches anything: the hub needs no connection.
+    pub fn is_unwatched(&self) -> bool {
+        self.watchers == 0
+    }
+
+    /// How many channels have watchers.
+    pub fn watched_channels(&self) -> usize {
+        self.channels
+            .values()
+            .filter(|channel| !channel.watchers.is_empty())
+            .count()
+    }
+
+    /// A new watcher of `channel`. If the channel is subscribed already its watcher gets
+    /// [`Hint::Changed`] at once; otherwise it gets it when the subscription is confirmed.
+    pub fn watch(&mut self, id: WatchId, channel: &str, inbox: Arc<Inbox>) -> Option<Request> {
+        let entry = self
+            .channels
+            .entry(Arc::from(channel))
+            .or_insert_with(|| Channel {
+                watchers: Vec::new(),
+                state: State::Unsubscribed,
+                refusals: 0,
+            });
+        if entry.state == State::Subscribed {
+            inbox.push(Hint::Changed);
+        }
+        entry.watchers.push((id, inbox));
+        self.watchers += 1;
+        self.next_request(channel)
+    }
+
+    /// A watcher of `channel` is gone; the last one's leaving unsubscribes.
+    pub fn unwatch(&mut self, id: WatchId, channel: &str) -> Option<Request> {
+        let entry = self.channels.get_mut(channel)?;
+        let before = entry.watchers.len();
+        entry.watchers.retain(|(watcher, _)| *watcher != id);
+        self.watchers -= before - entry.watchers.len();
+        self.next_request(channel)
+    }
+
+    /// The connection is up (again): every watched channel is to be subscribed.
+    pub fn connected(&mut self) -> Vec<Request> {
+        self.connected = true;
+        let channels: Vec<Arc<str>> = self.channels.keys().cloned().collect();
+        channels
+            .iter()
+            .filter_map(|channel| self.next_request(channel))
+            .collect()
+    }
+
+    /// The connection is gone: nothing is subscribed, and channels nobody watches are
+    /// forgotten.
+    pub fn disconnected(&mut self) {
+        self.connected = false;
+        self.channels.retain(|_, channel| {
+            channel.state = State::Unsubscribed;
+            channel.refusals = 0;
+            !channel.watchers.is_empty()
+        });
+    }
+
+    /// The server confirmed `SUBSCRIBE channel`: its watchers get [`Hint::Changed`], since
+    /// writes may have been missed before.
+    pub fn subscribed(&mut self, channel: &str) -> Option<Request> {
+        let entry = self.channels.get_mut(channel)?;
+        entry.state = State::Subscribed;
+        entry.refusals = 0;
+        for (_, inbox) in &entry.watchers {
+            inbox.push(Hint::Changed);
+        }
+        self.next_request(channel)
+    }
+
+    /// The server answered `UNSUBSCRIBE channel` (also with a refusal: either way no watcher
+    /// is left to care).
+    pub fn unsubscribed(&mut self, channel: &str) -> Option<Request> {
+        self.channels.get_mut(channel)?.state = State::Unsubscribed;
+        self.next_request(channel)
+    }
+
+    /// The server refused `SUBSCRIBE channel`; returns how many times in a row, for the
+    /// back-off before [`retry`](Self::retry).
+    pub fn refused(&mut self, channel: &str) -> u32 {
+        let Some(entry) = self.channels.get_mut(channel) else {
+            return 0;
+        };
+        entry.state = State::Refused;
+        entry.refusals = entry.refusals.saturating_add(1);
+        entry.refusals
+    }
+
+    /// The back-off after a refusal has passed: subscribe again if still watched.
+    pub fn retry(&mut self, channel: &str) -> Option<Request> {
+        let entry = self.channels.get_mut(channel)?;
+        if entry.state == State::Refused {
+            entry.state = State::Unsubscribed;
+        }
+        self.next_request(channel)
+    }
+
+    /// Hands a message on `channel` to its watchers, making the hint only if someone takes
+    /// it. Messages are dropped while the subscription is not confirmed: the confirmation's
+    /// [`Hint::Changed`] follows and covers them.
+    pub fn deliver(&self, channel: &str, hint: impl FnOnce() -> Hint) -> usize {
+        let Some(entry) = self.channels.get(channel) else {
+            return 0;
+        };
+        if entry.state != State::Subscribed || entry.watchers.is_empty() {
+            return 0;
+        }
+        let hint = hint();
+        for (_, inbox) in &entry.watchers {
+            inbox.push(hint.clone());
+        }
+        entry.watchers.len()
+    }
+
+    /// The command `channel` needs now, if any; marks it as sent. Forgets a channel that is
+    /// neither watched nor subscribed.
+    fn next_request(&mut self, channel: &str) -> Option<Request> {
+        let connected = self.connected;
+        let entry = self.channels.get_mut(channel)?;
+        let watched = !entry.watchers.is_empty();
+        match (entry.state, watched) {
+            (State::Unsubscribed, false) => {
+                self.channels.remove(channel);
+                None
+            }
+            (State::Unsubscribed, true) if connected => {
+                entry.state = State::Subscribing;
+                Some(Request::Subscribe(Arc::from(channel)))
+            }
+            (State::Subscribed, false) if connected => {
+                entry.state = State::Unsubscribing;
+                Some(Request::Unsubscribe(Arc::from(channel)))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Context, Poll};
+
+    use futures::task::noop_waker_ref;
+    use lock_core::{LeaderElectionRecord, Version, Versioned};
+
+    fn drain(inbox: &Inbox) -> Vec<Hint> {
+        let mut cx = Context::from_waker(noop_waker_ref());
+        let mut hints = Vec::new();
+        while let Poll::Ready(hint) = inbox.poll_next(&mut cx) {
+            hints.push(hint);
+        }
+        hints
+    }
+
+    fn record() -> Hint {
+        Hint::Record(Versioned {
+            record: LeaderElectionRecord::default(),
+            version: Version::ordered(1),
+        })
+    }
+
+    fn subscribe(channel: &str) -> Option<Request> {
+        Some(Request::Subscribe(channel.into()))
+    }
+
+    fn unsubscribe(channel: &str) -> Option<Request> {
+        Some(Request::Unsubscribe(channel.into()))
+    }
+
+    #[test]
+    fn one_subscribe_per_channel_and_changed_for_every_watcher() {
+        let mut book = Subscriptions::default();
+        assert!(book.connected().is_empty());
+        let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        assert_eq!(book.watch(1, "x", a.clone()), subscribe("x"));
+        assert_eq!(book.watch(2, "x", b.clone()), None, "already asked");
+        assert!(drain(&a).is_empty(), "nothing before the confirmation");
+        assert_eq!(book.deliver("x", record), 0, "not confirmed yet");
+
+        assert_eq!(book.subscribed("x"), None);
+        assert_eq!(drain(&a), [Hint::Changed]);
+        assert_eq!(drain(&b), [Hint::Changed]);
+
+        // A late watcher gets its Changed at once: the channel is subscribed.
+        let c = Arc::new(Inbox::default());
+        assert_eq!(book.watch(3, "x", c.clone()), None);
+        assert_eq!(drain(&c), [Hint::Changed]);
+
+        assert_eq!(book.deliver("x", record), 3);
+        assert_eq!(drain(&a), [record()]);
+        assert_eq!(book.deliver("y", record), 0, "another channel");
+    }
+
+    #[test]
+    fn the_last_watcher_leaving_unsubscribes() {
+        let mut book = Subscriptions::default();
+        book.connected();
+        let inbox = Arc::new(Inbox::default());
+        book.watch(1, "x", inbox.clone());
+        book.watch(2, "x", inbox.clone());
+        book.subscribed("x");
+        assert_eq!(book.unwatch(1, "x"), None);
+        assert_eq!(book.unwatch(2, "x"), unsubscribe("x"));
+        assert!(book.is_unwatched());
+        // Watched again before the server answered: subscribed again after the answer.
+        assert_eq!(book.watch(3, "x", inbox.clone()), None);
+        assert_eq!(book.unsubscribed("x"), subscribe("x"));
+        book.subscribed("x");
+        assert_eq!(book.unwatch(3, "x"), unsubscribe("x"));
+        assert_eq!(book.unsubscribed("x"), None);
+        assert!(book.channels.is_empty(), "forgotten");
+    }
+
+    #[test]
+    fn leaving_before_the_confirmation_unsubscribes_after_it() {
+        let mut book = Subscriptions::default();
+        book.connected();
+        book.watch(1, "x", Arc::new(Inbox::default()));
+        assert_eq!(book.unwatch(1, "x"), None, "SUBSCRIBE still on its way");
+        assert_eq!(book.subscribed("x"), unsubscribe("x"));
+    }
+
+    #[test]
+    fn a_new_connection_subscribes_every_watched_channel_again() {
+        let mut book = Subscriptions::default();
+        let inbox = Arc::new(Inbox::default());
+        // Watches made before the connection wait for it.
+        assert_eq!(book.watch(1, "x", inbox.clone()), None);
+        assert_eq!(book.watch(2, "y", inbox.clone()), None);
+        let mut requests = book.connected();
+        requests.sort_by_key(|request| format!("{request:?}"));
+        assert_eq!(requests, [subscribe("x").unwrap(), subscribe("y").unwrap()]);
+        book.subscribed("x");
+        book.subscribed("y");
+        drain(&inbox);
+
+        book.watch(3, "z", Arc::new(Inbox::default()));
+        book.unwatch(3, "z");
+        book.disconnected();
+        assert_eq!(book.watched_channels(), 2);
+        assert_eq!(book.deliver("x", record), 0, "not subscribed any more");
+        assert_eq!(book.connected().len(), 2, "z is forgotten");
+        book.subscribed("x");
+        book.subscribed("y");
+        assert_eq!(
+            drain(&inbox),
+            [Hint::Changed],
+            "coalesced for the two channels"
+        );
+    }
+
+    #[test]
+    fn a_refused_subscription_is_asked_again_after_the_back_off() {
+        let mut book = Subscriptions::default();
+        book.connected();
+        book.watch(1, "x", Arc::new(Inbox::default()));
+        assert_eq!(book.refused("x"), 1);
+        assert_eq!(book.refused("x"), 2);
+        assert_eq!(book.retry("x"), subscribe("x"));
+        book.subscribed("x");
+        book.unwatch(1, "x");
+        assert_eq!(book.retry("x"), None, "only refused channels are retried");
+    }
+}

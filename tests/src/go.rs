@@ -1,0 +1,44 @@
+//! client-go's elector as a program: `interop/` built with Go, for the interop tests and the
+//! benchmark's client-go baseline.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The `go` command: the official toolchain in `/usr/local/go` when it is there, else `go` on
+/// `PATH`.
+pub fn go_command() -> &'static str {
+    if Path::new("/usr/local/go/bin/go").exists() {
+        "/usr/local/go/bin/go"
+    } else {
+        "go"
+    }
+}
+
+/// Builds `interop/` once per process into the workspace's `target/go/` (Go's build cache makes
+/// later builds quick) and returns the binary's path.
+///
+/// # Panics
+/// When Go is missing or the build fails, with a message that says how to install Go.
+pub fn go_elector_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let output = workspace.join("target/go/interop-elector");
+            let status = std::process::Command::new(go_command())
+                .arg("build")
+                .arg("-o")
+                .arg(&output)
+                .arg(".")
+                .current_dir(workspace.join("interop"))
+                .status()
+                .unwrap_or_else(|err| {
+                    panic!(
+                        "cannot run go to build interop/ ({err}): install Go (https://go.dev/dl/)"
+                    )
+                });
+            assert!(status.success(), "go build in interop/ failed");
+            output
+        })
+        .clone()
+}
