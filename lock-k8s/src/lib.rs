@@ -44,6 +44,7 @@
 //! # }
 //! ```
 
+mod client;
 mod connect;
 mod environment;
 mod errors;
