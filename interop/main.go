@@ -8,7 +8,8 @@
 //	{"event":"lost","identity":"go-1","ts":...}               the leading context ended
 //	{"event":"new_leader","leader":"rust-2","ts":...}         OnNewLeader
 //	{"event":"releasing","ts":...}                            SIGINT or SIGTERM arrived
-//	{"event":"call","op":"update","ok":true,...}              with -report-calls: every lock call
+//	{"event":"call","op":"update","sent":...,"holder":"go-1","ok":true,...}
+//	                                                          with -report-calls: every lock call
 //	{"event":"exiting","ts":...}                              Run returned
 //
 // With -names a,b,c the process takes part in several elections at once (one elector each,
@@ -73,6 +74,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "kubeconfig: %v\n", err)
 		os.Exit(1)
 	}
+	// Many elections may share this process' client: client-go's default client-side limit (5
+	// requests per second) would queue their requests and slow every elector down.
+	config.QPS = 1000
+	config.Burst = 2000
 	client := kubernetes.NewForConfigOrDie(config)
 	ctx, cancel := context.WithCancel(context.Background())
 	signals := make(chan os.Signal, 1)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"time"
 
 	rl "k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -15,24 +16,30 @@ type reportingLock struct {
 	election string
 }
 
-func (l *reportingLock) report(op string, err error) {
-	emit(map[string]any{"event": "call", "name": l.election, "identity": l.Identity(), "op": op, "ok": err == nil})
+// report prints one call: its operation, when it was sent ("sent", unix nanos), whether it
+// succeeded and, for writes, the holder the written record names.
+func (l *reportingLock) report(op string, sent time.Time, holder string, err error) {
+	emit(map[string]any{"event": "call", "name": l.election, "identity": l.Identity(),
+		"op": op, "sent": sent.UnixNano(), "holder": holder, "ok": err == nil})
 }
 
 func (l *reportingLock) Get(ctx context.Context) (*rl.LeaderElectionRecord, []byte, error) {
+	sent := time.Now()
 	record, raw, err := l.Interface.Get(ctx)
-	l.report("get", err)
+	l.report("get", sent, "", err)
 	return record, raw, err
 }
 
 func (l *reportingLock) Create(ctx context.Context, record rl.LeaderElectionRecord) error {
+	sent := time.Now()
 	err := l.Interface.Create(ctx, record)
-	l.report("create", err)
+	l.report("create", sent, record.HolderIdentity, err)
 	return err
 }
 
 func (l *reportingLock) Update(ctx context.Context, record rl.LeaderElectionRecord) error {
+	sent := time.Now()
 	err := l.Interface.Update(ctx, record)
-	l.report("update", err)
+	l.report("update", sent, record.HolderIdentity, err)
 	return err
 }

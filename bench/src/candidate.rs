@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use lock_core::{ElectionEvent, FaultControl, FaultyLock, LeaderElector, RunOutcome};
+use lock_core::{ElectionEvent, FaultControl, FaultyLock, LeaderElector, RunOutcome, StopReason};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
@@ -61,11 +61,18 @@ impl Candidate {
     }
 
     /// Leaves and waits until it is gone.
-    pub async fn finish(self) -> BenchResult<RunOutcome> {
+    pub async fn finish(mut self) -> BenchResult<RunOutcome> {
         self.cancel.cancel();
-        self.task
+        (&mut self.task)
             .await
             .map_err(|err| BenchError::Safety(format!("{} panicked: {err}", self.identity)))
+    }
+}
+
+impl Drop for Candidate {
+    /// A candidate dropped on an error path leaves too (and releases if it leads).
+    fn drop(&mut self) {
+        self.cancel.cancel();
     }
 }
 
@@ -87,7 +94,12 @@ fn report(elector: &LeaderElector, election: &str, identity: &str, feed: &Sender
     elector.on_event(move |event| {
         let what = match event {
             ElectionEvent::StartedLeading(_) => What::Leading,
-            ElectionEvent::StoppedLeading { .. } => What::Lost,
+            ElectionEvent::StoppedLeading { reason, .. } => match reason {
+                StopReason::Cancelled => What::Lost,
+                other => What::LostLease {
+                    reason: format!("{other:?}"),
+                },
+            },
             ElectionEvent::NewLeader(leader) => What::NewLeader {
                 leader: leader.clone(),
             },
@@ -98,7 +110,9 @@ fn report(elector: &LeaderElector, election: &str, identity: &str, feed: &Sender
     let renews = feed.clone();
     elector.on_renew(move |renew| {
         if renew.outcome.is_renewed() {
-            let _ = renews.send(stamp(What::Renewed));
+            let mut renewed = stamp(What::Renewed);
+            renewed.at -= renew.latency.as_nanos() as i128;
+            let _ = renews.send(renewed);
         }
     });
 }
@@ -210,7 +224,8 @@ pub async fn run_child(args: CandidateArgs) -> BenchResult<()> {
         retry: Duration::from_millis(args.retry_ms),
     };
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let candidate = Candidate::join(
+    // Runs until the benchmark kills the process: `sender` stays alive, so the loop never ends.
+    let _candidate = Candidate::join(
         &target,
         &args.election,
         &args.identity,
@@ -232,6 +247,5 @@ pub async fn run_child(args: CandidateArgs) -> BenchResult<()> {
             .await
             .map_err(|err| BenchError::io("write a stamp", err))?;
     }
-    candidate.finish().await?;
     Ok(())
 }

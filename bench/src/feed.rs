@@ -15,9 +15,15 @@ use crate::error::{BenchError, BenchResult};
 pub enum What {
     /// Its term started.
     Leading,
-    /// Its term ended.
+    /// Its term ended because it was asked to stop (or its process was killed).
     Lost,
-    /// As leader, it renewed the lease (the write succeeded).
+    /// Its term ended for any other reason: it could not renew in time, or someone else took
+    /// the lock. Never expected in a benchmark.
+    LostLease {
+        /// Why, as the elector said.
+        reason: String,
+    },
+    /// As leader, it renewed the lease; stamped when the successful write was sent.
     Renewed,
     /// It observed this holder (`None`: the lock is free).
     NewLeader {
@@ -121,6 +127,14 @@ impl Feed {
             .collect()
     }
 
+    /// The stamps that arrived since `cursor`, which moves past them.
+    pub fn advance(&mut self, cursor: &mut Mark) -> Vec<Stamp> {
+        self.catch_up();
+        let new = self.history[cursor.0.min(self.history.len())..].to_vec();
+        cursor.0 = self.history.len();
+        new
+    }
+
     /// Takes in what has arrived so far without waiting.
     pub fn catch_up(&mut self) {
         while let Ok(stamp) = self.receiver.try_recv() {
@@ -128,11 +142,21 @@ impl Feed {
         }
     }
 
-    /// Checks that no two terms of one election overlapped: every `Leading` of a candidate must
-    /// come after the `Lost` of the term before it, on the wall clock. Terms still running at
-    /// the end count as lasting forever.
-    pub fn check_one_leader(&mut self) -> BenchResult<usize> {
+    /// Checks the run: no two terms of one election overlapped (every `Leading` of a candidate
+    /// comes after the end of the term before it, on the wall clock; terms still running count
+    /// as lasting forever), no lease was lost, and exactly `expected_terms` terms started.
+    pub fn check(&mut self, expected_terms: usize) -> BenchResult<()> {
         self.catch_up();
+        if let Some(lost) = self
+            .history
+            .iter()
+            .find(|stamp| matches!(stamp.what, What::LostLease { .. }))
+        {
+            return Err(BenchError::Safety(format!(
+                "{} lost its lease in election {}: {:?}",
+                lost.identity, lost.election, lost.what
+            )));
+        }
         let mut terms: Vec<(&str, &str, i128, i128)> = Vec::new();
         for (index, stamp) in self.history.iter().enumerate() {
             if stamp.what != What::Leading {
@@ -158,7 +182,18 @@ impl Feed {
                 )));
             }
         }
-        Ok(terms.len())
+        if terms.len() != expected_terms {
+            let started: Vec<String> = terms
+                .iter()
+                .map(|(election, identity, start, _)| format!("{identity}@{election}@{start}"))
+                .collect();
+            return Err(BenchError::Safety(format!(
+                "{} terms started, expected {expected_terms}: {}",
+                terms.len(),
+                started.join(", ")
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -212,12 +247,21 @@ mod tests {
         sender.send(stamp("a", What::Leading, 1)).unwrap();
         sender.send(stamp("a", What::Lost, 5)).unwrap();
         sender.send(stamp("b", What::Leading, 6)).unwrap();
-        assert_eq!(feed.check_one_leader().unwrap(), 2);
+        assert!(feed.check(2).is_ok());
+        assert!(matches!(feed.check(3), Err(BenchError::Safety(_))));
         sender.send(stamp("c", What::Leading, 7)).unwrap();
-        assert!(matches!(
-            feed.check_one_leader(),
-            Err(BenchError::Safety(_))
-        ));
+        assert!(matches!(feed.check(3), Err(BenchError::Safety(_))));
+    }
+
+    #[tokio::test]
+    async fn a_lost_lease_voids_the_run() {
+        let (sender, mut feed) = feed();
+        sender.send(stamp("a", What::Leading, 1)).unwrap();
+        let lost = What::LostLease {
+            reason: "RenewDeadlineExceeded".to_owned(),
+        };
+        sender.send(stamp("a", lost, 5)).unwrap();
+        assert!(matches!(feed.check(1), Err(BenchError::Safety(_))));
     }
 
     #[test]

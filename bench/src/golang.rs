@@ -68,13 +68,14 @@ impl GoCandidate {
             .map_err(|err| BenchError::io("signal the Go elector", err.into()))
     }
 
-    /// Waits for the process to exit.
-    pub async fn exited(mut self) -> BenchResult<()> {
-        self.child
+    /// Waits for the process to exit; true when it exited with status 0.
+    pub async fn exited(mut self) -> BenchResult<bool> {
+        let status = self
+            .child
             .wait()
             .await
             .map_err(|err| BenchError::io("wait for the Go elector", err))?;
-        Ok(())
+        Ok(status.success())
     }
 
     /// SIGKILL: the process dies without releasing.
@@ -82,18 +83,21 @@ impl GoCandidate {
         self.child
             .start_kill()
             .map_err(|err| BenchError::io("kill the Go elector", err))?;
-        self.exited().await
+        self.exited().await.map(drop)
     }
 }
 
-/// The stamps one line of the Go elector's output means. A successful `update` or `create` is
-/// both a call and, for the holder, a renew.
+/// The stamps one line of the Go elector's output means. A successful `update` or `create` that
+/// names the caller as holder is both a call and a renew, stamped when it was sent (a release
+/// names nobody). Lines without a time are ignored.
 fn parse_line(line: &str) -> Vec<Stamp> {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
         return Vec::new();
     };
     let text = |key: &str| value[key].as_str().unwrap_or_default().to_owned();
-    let at = i128::from(value["ts"].as_i64().unwrap_or_default());
+    let Some(at) = value["ts"].as_i64().map(i128::from) else {
+        return Vec::new();
+    };
     let stamp = |what: What| Stamp {
         election: text("name"),
         identity: text("identity"),
@@ -109,10 +113,14 @@ fn parse_line(line: &str) -> Vec<Stamp> {
         }
         "call" => {
             let op = text("op");
-            let wrote = value["ok"].as_bool() == Some(true) && op != "get";
+            let renewed = value["ok"].as_bool() == Some(true)
+                && op != "get"
+                && text("holder") == text("identity");
             let mut stamps = vec![stamp(What::Call { op })];
-            if wrote {
-                stamps.push(stamp(What::Renewed));
+            if let (true, Some(sent)) = (renewed, value["sent"].as_i64()) {
+                let mut renew = stamp(What::Renewed);
+                renew.at = i128::from(sent);
+                stamps.push(renew);
             }
             stamps
         }
@@ -125,28 +133,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_successful_update_is_a_call_and_a_renew() {
-        let line =
-            r#"{"event":"call","name":"e","identity":"go-1","op":"update","ok":true,"ts":42}"#;
+    fn a_successful_update_of_the_holder_is_a_call_and_a_renew() {
+        let line = r#"{"event":"call","name":"e","identity":"go-1","op":"update","holder":"go-1","sent":40,"ok":true,"ts":42}"#;
         let stamps = parse_line(line);
         assert_eq!(stamps.len(), 2);
-        assert_eq!(
-            stamps[0].what,
-            What::Call {
-                op: "update".to_owned()
-            }
-        );
+        let update = What::Call {
+            op: "update".to_owned(),
+        };
+        assert_eq!(stamps[0].what, update);
+        assert_eq!(stamps[0].at, 42);
         assert_eq!(stamps[1].what, What::Renewed);
-        assert_eq!(stamps[1].at, 42);
+        assert_eq!(stamps[1].at, 40);
+    }
+
+    #[test]
+    fn releases_failures_and_lines_without_a_time_are_no_renews() {
+        let release = r#"{"event":"call","name":"e","identity":"go-1","op":"update","holder":"","sent":50,"ok":true,"ts":52}"#;
+        assert_eq!(parse_line(release).len(), 1);
         let failed =
             r#"{"event":"call","name":"e","identity":"go-1","op":"get","ok":false,"ts":1}"#;
         assert_eq!(parse_line(failed).len(), 1);
-        let observed = r#"{"event":"new_leader","name":"e","leader":"rust-1","ts":1}"#;
-        assert_eq!(
-            parse_line(observed)[0].what,
-            What::NewLeader {
-                leader: Some("rust-1".to_owned())
-            }
-        );
+        assert!(parse_line(r#"{"event":"leading","name":"e","identity":"go-1"}"#).is_empty());
+        let observed =
+            r#"{"event":"new_leader","name":"e","identity":"go-2","leader":"rust-1","ts":1}"#;
+        let leader = Some("rust-1".to_owned());
+        assert_eq!(parse_line(observed)[0].what, What::NewLeader { leader });
     }
 }

@@ -20,7 +20,6 @@ mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::time::Instant;
@@ -34,7 +33,7 @@ use crate::report::{Latency, LoadRow, Results};
 use crate::scenario::many::ManyArgs;
 use crate::scenario::{crash, handover, load, many};
 use crate::servers::BackendServer;
-use crate::stats::{millis, Summary};
+use crate::stats::{ms, Summary};
 use crate::target::Backend;
 
 /// Benchmarks of the leader elector on real servers it starts itself (redis-server, etcd,
@@ -147,7 +146,13 @@ async fn run(cli: Cli) -> BenchResult<()> {
         .await
         .map_err(|err| BenchError::Setup(format!("describing the machine: {err}")))?;
     let mut results = Results::default();
-    for &backend in &cli.backends {
+    let per_backend = [Scenario::Handover, Scenario::Crash, Scenario::Load];
+    let backends = if per_backend.iter().any(|s| cli.scenarios.contains(s)) {
+        cli.backends.clone()
+    } else {
+        Vec::new()
+    };
+    for &backend in &backends {
         let server = BackendServer::start(backend).await?;
         eprintln!("bench: {} server up", backend.name());
         run_backend(&cli.scenarios, &plan, &server, &mut results).await?;
@@ -263,13 +268,12 @@ async fn run_backend(
     if scenarios.contains(&Scenario::Load) {
         let (sender, mut feed) = feed::feed();
         let ours = roster(Variant::Ours, sender.clone());
-        let polling = roster(Variant::Polling, sender.clone());
+        let polling = roster(Variant::Polling, sender);
         let loads = load::run(
             &ours,
             &[&ours, &polling],
             server,
             &mut feed,
-            plan.calibration_window,
             plan.load_window,
         )
         .await?;
@@ -286,13 +290,13 @@ async fn run_backend(
             });
         }
         if go.is_some() {
+            let (sender, mut feed) = feed::feed();
             let client_go = roster(Variant::ClientGo, sender);
             let loads = load::run(
                 &client_go,
                 &[&client_go],
                 server,
                 &mut feed,
-                plan.calibration_window,
                 plan.load_window,
             )
             .await?;
@@ -314,7 +318,7 @@ fn latency(
     backend: Backend,
     variant: Variant,
     scenario: &str,
-    samples: &[Duration],
+    samples: &[i128],
 ) -> BenchResult<Latency> {
     let summary = Summary::of(samples)
         .ok_or_else(|| BenchError::Setup(format!("{scenario} produced no samples")))?;
@@ -323,9 +327,9 @@ fn latency(
         backend.name(),
         variant.name(),
         summary.count,
-        millis(summary.p50),
-        millis(summary.p99),
-        millis(summary.max)
+        ms(summary.p50),
+        ms(summary.p99),
+        ms(summary.max)
     );
     Ok(Latency {
         backend,

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lock_core::RunOutcome;
+
 use crate::candidate::Candidate;
 use crate::error::{BenchError, BenchResult};
 use crate::feed::{Feed, Mark, Sender, What};
@@ -117,14 +119,38 @@ impl Member {
         }
     }
 
-    /// Leaves and waits until it is gone.
-    pub async fn finish(self) -> BenchResult<()> {
+    /// Leaves and waits until it is gone; true when it ended well: ours cancelled (and
+    /// released, if it held the lock), Go's process exited with status 0.
+    pub async fn finish(self) -> BenchResult<bool> {
         match self {
-            Member::Ours(candidate) => candidate.finish().await.map(drop),
+            Member::Ours(candidate) => Ok(matches!(
+                candidate.finish().await?,
+                RunOutcome::Cancelled { .. }
+            )),
             Member::Go(go) => {
                 go.interrupt()?;
                 go.exited().await
             }
+        }
+    }
+
+    /// Leaves as the leader and waits until it is gone; fails unless it released the lock
+    /// (ours says so; Go's exits with status 0 after client-go's release).
+    pub async fn release(self) -> BenchResult<()> {
+        let identity = self.identity().to_owned();
+        let released = match self {
+            Member::Ours(candidate) => matches!(
+                candidate.finish().await?,
+                RunOutcome::Cancelled { released: true }
+            ),
+            Member::Go(go) => go.exited().await?,
+        };
+        if released {
+            Ok(())
+        } else {
+            Err(BenchError::Safety(format!(
+                "{identity} left without releasing"
+            )))
         }
     }
 }
@@ -153,4 +179,19 @@ pub async fn observed(
     )
     .await
     .map(drop)
+}
+
+/// Stops every candidate; fails if one did not end well. All are told to leave before any is
+/// waited for, so that no standby takes over from a leader that releases on its way out.
+pub async fn finish_all(members: Vec<Member>) -> BenchResult<()> {
+    for member in &members {
+        member.leave()?;
+    }
+    for member in members {
+        let identity = member.identity().to_owned();
+        if !member.finish().await? {
+            return Err(BenchError::Safety(format!("{identity} did not end well")));
+        }
+    }
+    Ok(())
 }

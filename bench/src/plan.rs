@@ -67,10 +67,8 @@ pub struct Plan {
     pub crashes: usize,
     /// The time between two crashes, so that takeovers do not pile up.
     pub crash_spacing: Duration,
-    /// The window in which an idle standby's requests are counted (scenario 3).
+    /// How long the leader alone, and then each idle standby, is counted (scenario 3).
     pub load_window: Duration,
-    /// The window in which the leader alone is counted, to subtract its requests.
-    pub calibration_window: Duration,
     /// Elections held by one process (scenario 4).
     pub many_elections: usize,
     /// How long they are held after all have been won.
@@ -87,7 +85,6 @@ impl Plan {
             crashes: 50,
             crash_spacing: Duration::from_millis(310),
             load_window: Duration::from_secs(60),
-            calibration_window: Duration::from_secs(20),
             many_elections: 10_000,
             many_duration: Duration::from_secs(300),
         }
@@ -103,7 +100,6 @@ impl Plan {
             crashes: 4,
             crash_spacing: Duration::from_millis(310),
             load_window: Duration::from_secs(8),
-            calibration_window: Duration::from_secs(4),
             many_elections: 10_000,
             many_duration: Duration::from_secs(20),
         }

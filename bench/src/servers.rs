@@ -1,6 +1,7 @@
 //! One real server per backend for the benchmark, and the number of requests it has served.
 
 use std::path::PathBuf;
+use tokio::sync::OnceCell;
 
 use lock_tests::servers::etcd::EtcdServer;
 use lock_tests::servers::kube::KubeApiServer;
@@ -30,10 +31,15 @@ pub struct BackendServer {
 }
 
 enum Server {
-    File(#[allow(dead_code)] TempDir),
+    /// The directory of the lock files, removed on drop. The file backend's load is counted
+    /// by the file lock itself ([`lock_file::file_operations`]): every file candidate of the
+    /// load scenario runs in this process.
+    File {
+        _dir: TempDir,
+    },
     Redis(RedisServer),
     Etcd(EtcdServer),
-    K8s(Box<KubeApiServer>),
+    K8s(Box<KubeApiServer>, OnceCell<kube::Client>),
 }
 
 impl BackendServer {
@@ -52,7 +58,7 @@ impl BackendServer {
                 let target = Target::File {
                     dir: dir.path().to_path_buf(),
                 };
-                (Server::File(dir), target)
+                (Server::File { _dir: dir }, target)
             }
             Backend::Redis => {
                 let server = RedisServer::start();
@@ -79,7 +85,7 @@ impl BackendServer {
                     kubeconfig: server.admin_kubeconfig(),
                     namespace: NAMESPACE.to_owned(),
                 };
-                (Server::K8s(Box::new(server)), target)
+                (Server::K8s(Box::new(server), OnceCell::new()), target)
             }
         };
         Self {
@@ -92,25 +98,33 @@ impl BackendServer {
     /// The admin kubeconfig of the kube-apiserver.
     pub fn kubeconfig(&self) -> Option<PathBuf> {
         match &self.server {
-            Server::K8s(server) => Some(server.admin_kubeconfig()),
+            Server::K8s(server, _) => Some(server.admin_kubeconfig()),
             _ => None,
         }
     }
 
-    /// Requests the server has served so far, as it counts them; `None` for the file backend,
-    /// which has no server. The benchmark's own reads of the figures are left out.
+    /// Requests the server has served so far, as it counts them. The benchmark's own reads of
+    /// the figures are left out.
     ///
+    /// - file: the reads and writes of lock files by this process (the candidates of the load
+    ///   scenario run in it);
     /// - Redis: the `calls` of `INFO commandstats`, without the commands only the lock's script
-    ///   runs (each script run counts once, as its `EVALSHA`).
+    ///   runs (each script run counts once, as its `EVALSHA`);
     /// - etcd: `grpc_server_msg_received_total`, every gRPC request message (a unary call, or one
-    ///   message on a watch stream).
+    ///   message on a watch stream);
     /// - kube-apiserver: `apiserver_request_total` for the resource `leases`.
     pub async fn requests(&self) -> BenchResult<Option<u64>> {
         match &self.server {
-            Server::File(_) => Ok(None),
+            Server::File { .. } => {
+                let operations = lock_file::file_operations();
+                Ok(Some(operations.reads + operations.writes))
+            }
             Server::Redis(server) => redis_requests(server).await.map(Some),
             Server::Etcd(server) => etcd_requests(server).await.map(Some),
-            Server::K8s(server) => kube_requests(server).await.map(Some),
+            Server::K8s(server, client) => {
+                let client = client.get_or_try_init(|| admin_client(server)).await?;
+                kube_requests(client).await.map(Some)
+            }
         }
     }
 }
@@ -148,27 +162,29 @@ fn client_commands(info: &str) -> u64 {
 async fn etcd_requests(server: &EtcdServer) -> BenchResult<u64> {
     let url = format!("{}/metrics", server.endpoint());
     let text = fetch_text(reqwest::get(&url).await).await?;
-    Ok(metric_sum(&text, "grpc_server_msg_received_total", |_| {
-        true
-    }))
+    metric_sum(&text, "grpc_server_msg_received_total", |_| true)
 }
 
-async fn kube_requests(server: &KubeApiServer) -> BenchResult<u64> {
-    let fail = |err: kube::Error| BenchError::Counter(format!("kube-apiserver /metrics: {err}"));
+async fn admin_client(server: &KubeApiServer) -> BenchResult<kube::Client> {
     let options = kube::config::KubeConfigOptions::default();
     let kubeconfig = kube::config::Kubeconfig::read_from(server.admin_kubeconfig())
         .map_err(|err| BenchError::Counter(format!("admin kubeconfig: {err}")))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
         .map_err(|err| BenchError::Counter(format!("admin kubeconfig: {err}")))?;
-    let client = kube::Client::try_from(config).map_err(fail)?;
+    kube::Client::try_from(config)
+        .map_err(|err| BenchError::Counter(format!("kube-apiserver client: {err}")))
+}
+
+async fn kube_requests(client: &kube::Client) -> BenchResult<u64> {
+    let fail = |err: kube::Error| BenchError::Counter(format!("kube-apiserver /metrics: {err}"));
     let request = http::Request::get("/metrics")
         .body(Vec::new())
         .expect("a valid request");
     let text = client.request_text(request).await.map_err(fail)?;
-    Ok(metric_sum(&text, "apiserver_request_total", |labels| {
+    metric_sum(&text, "apiserver_request_total", |labels| {
         labels.get("resource") == Some("leases")
-    }))
+    })
 }
 
 async fn fetch_text(response: reqwest::Result<reqwest::Response>) -> BenchResult<String> {
@@ -176,21 +192,29 @@ async fn fetch_text(response: reqwest::Result<reqwest::Response>) -> BenchResult
     response.map_err(fail)?.text().await.map_err(fail)
 }
 
-/// The sum of the counter `name` over the series whose labels `select` accepts.
-fn metric_sum(text: &str, name: &str, select: impl Fn(&prometheus_parse::Labels) -> bool) -> u64 {
+/// The sum of the counter `name` over the series whose labels `select` accepts; an error when
+/// the text does not parse or no series matches (a count of 0 would read as no load).
+fn metric_sum(
+    text: &str,
+    name: &str,
+    select: impl Fn(&prometheus_parse::Labels) -> bool,
+) -> BenchResult<u64> {
     let lines = text.lines().map(|line| Ok(line.to_owned()));
-    let Ok(scrape) = Scrape::parse(lines) else {
-        return 0;
-    };
-    scrape
+    let scrape = Scrape::parse(lines)
+        .map_err(|err| BenchError::Counter(format!("cannot parse the metrics: {err}")))?;
+    let values: Vec<u64> = scrape
         .samples
         .iter()
         .filter(|sample| sample.metric == name && select(&sample.labels))
-        .map(|sample| match sample.value {
-            Value::Counter(value) | Value::Untyped(value) => value as u64,
-            _ => 0,
+        .filter_map(|sample| match sample.value {
+            Value::Counter(value) | Value::Untyped(value) => Some(value as u64),
+            _ => None,
         })
-        .sum()
+        .collect();
+    if values.is_empty() {
+        return Err(BenchError::Counter(format!("the metrics have no {name}")));
+    }
+    Ok(values.iter().sum())
 }
 
 #[cfg(test)]
@@ -209,6 +233,7 @@ mod tests {
         let leases = metric_sum(text, "apiserver_request_total", |labels| {
             labels.get("resource") == Some("leases")
         });
-        assert_eq!(leases, 7);
+        assert_eq!(leases.unwrap(), 7);
+        assert!(metric_sum(text, "etcd_nothing_total", |_| true).is_err());
     }
 }

@@ -33,9 +33,12 @@
 struct ReadmeExample;
 
 mod guard;
+mod operations;
 mod stored;
 mod watch;
 mod write;
+
+pub use operations::{file_operations, FileOperations};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -30,6 +30,7 @@ impl Stored {
 
 /// Reads the file: `Ok(None)` when it does not exist, `Corrupt` when it is not a lock file.
 pub(crate) fn read(path: &Path, lock: &str) -> Result<Option<Stored>, LockError> {
+    crate::operations::count_read();
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),

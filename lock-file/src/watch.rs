@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use lock_core::{Hint, HintStream};
+use notify::event::{ModifyKind, RenameMode};
 use notify::{Event, EventKind, PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
@@ -37,8 +38,9 @@ impl Stream for FileHints {
 pub(crate) fn watch(path: &Path, lock: String) -> Option<HintStream> {
     let (tx, hints) = mpsc::unbounded_channel();
     let target = path.to_path_buf();
-    // inotify reports one rename more than once; versions in the file only grow, so a record
-    // at or below the last version sent is a repeat (or older) and is not sent again.
+    // A write may still be reported more than once (a rename from another directory, say);
+    // versions in the file only grow, so a record at or below the last version sent is a
+    // repeat (or older) and is not sent again.
     let last_sent = Arc::new(Mutex::new(0u64));
     let handler = move |event: notify::Result<Event>| {
         let hint = match event {
@@ -92,7 +94,12 @@ where
     }
 }
 
-/// True when `event` may have changed the file at `target`.
+/// True when `event` may have changed the file at `target`. A rename within the directory is
+/// reported as a `To` event for the new name and then again as a `Both` event for both names:
+/// only the first is read for, so that a standby reads the file once per write.
 fn concerns(event: &Event, target: &PathBuf) -> bool {
-    !matches!(event.kind, EventKind::Access(_)) && event.paths.iter().any(|path| path == target)
+    let repeat = EventKind::Modify(ModifyKind::Name(RenameMode::Both));
+    !matches!(event.kind, EventKind::Access(_))
+        && event.kind != repeat
+        && event.paths.iter().any(|path| path == target)
 }

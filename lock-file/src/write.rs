@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    crate::operations::count_write();
     let dir = parent(path);
     let file_name = path
         .file_name()

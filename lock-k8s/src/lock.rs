@@ -91,7 +91,7 @@ impl<K: LockObject> ObjectLock<K> {
         options: KubeLockOptions,
     ) -> LockResult<Self> {
         let cluster = config.cluster_url.to_string();
-        let client = crate::client::client(&config).map_err(|err| {
+        let client = crate::client::client(config).map_err(|err| {
             LockError::InvalidConfig(format!("cannot make a Kubernetes client: {err}"))
         })?;
         Self::build(client, Some(cluster), name, options)

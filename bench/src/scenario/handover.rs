@@ -4,17 +4,18 @@
 
 use std::time::Duration;
 
-use crate::clock::{now_nanos, span};
+use crate::clock::now_nanos;
 use crate::error::BenchResult;
 use crate::feed::{Feed, What};
-use crate::members::{observed, Member, Roster, Variant};
+use crate::members::{finish_all, observed, Member, Roster, Variant};
 use crate::scenario::unique;
 
 /// How many candidates take part.
 const CANDIDATES: usize = 3;
 
-/// Runs `handovers` handovers with candidates from `roster`; returns one duration per handover.
-pub async fn run(roster: &Roster, feed: &mut Feed, handovers: usize) -> BenchResult<Vec<Duration>> {
+/// Runs `handovers` handovers with candidates from `roster`; returns how long each took, in
+/// nanoseconds.
+pub async fn run(roster: &Roster, feed: &mut Feed, handovers: usize) -> BenchResult<Vec<i128>> {
     let election = unique("handover");
     let elections = [election.clone()];
     let patience = roster.timings.patience();
@@ -48,11 +49,11 @@ pub async fn run(roster: &Roster, feed: &mut Feed, handovers: usize) -> BenchRes
                     && stamp.identity != leader
             })
             .await?;
-        samples.push(span(released_at, next.at));
+        samples.push(next.at - released_at);
         // The old leader comes back as a fresh candidate, so that three always take part.
         let old = members.remove(index);
         let identity = old.identity().to_owned();
-        old.finish().await?;
+        old.release().await?;
         let joined = feed.mark();
         members.push(roster.join(&elections, &identity).await?);
         observed(feed, joined, &election, &identity, &next.identity, patience).await?;
@@ -71,10 +72,8 @@ pub async fn run(roster: &Roster, feed: &mut Feed, handovers: usize) -> BenchRes
         }
         leader = next.identity;
     }
-    for member in members {
-        member.finish().await?;
-    }
-    feed.check_one_leader()?;
+    finish_all(members).await?;
+    feed.check(handovers + 1)?;
     Ok(samples)
 }
 

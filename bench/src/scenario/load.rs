@@ -2,16 +2,18 @@
 //! server.
 //!
 //! Counts are read right after a renew of the leader, so each window holds a whole number of
-//! renews. The leader alone is counted first (calibration): that gives its requests per renew.
-//! Then a standby joins, and its requests are what the server counted in the window minus the
-//! leader's renews times that figure. The candidates' own lock calls are counted too, as a
-//! cross-check (and as the only count for the file backend, which has no server).
+//! renews. The leader alone is counted first, for as long as the standby will be: that gives
+//! its requests per renew. Then a standby joins, and its requests are what the server counted
+//! in the window minus the leader's renews times that figure. The estimate is signed (noise can
+//! make it negative) and uncertain by about one request per window: a request of the leader's
+//! that comes once a minute (a keep-alive) may fall into one window and not the other. The
+//! standby's own count of its lock calls is the cross-check.
 
 use std::time::Duration;
 
 use crate::error::BenchResult;
 use crate::feed::{Feed, What};
-use crate::members::{observed, Member, Roster};
+use crate::members::{finish_all, observed, Member, Roster};
 use crate::scenario::unique;
 use crate::servers::BackendServer;
 
@@ -31,22 +33,22 @@ struct Window {
 pub struct Load {
     /// The leader's requests per second, counted at the server (`None` without a server).
     pub leader_server: Option<f64>,
-    /// The idle standby's requests per second, counted at the server.
+    /// The idle standby's requests per second, counted at the server (signed: see the module
+    /// documentation).
     pub standby_server: Option<f64>,
     /// The idle standby's lock calls per second, counted by the candidate.
     pub standby_calls: f64,
-    /// How long the standby was counted.
+    /// How long the standby was counted (renew to renew).
     pub window: Duration,
 }
 
-/// Measures the leader alone for `calibration`, then the leader with one idle standby of each
-/// roster in `standbys` for `window` each.
+/// Measures the leader alone, then the leader with one idle standby of each roster in
+/// `standbys`, for `window` each.
 pub async fn run(
     leader_roster: &Roster,
     standby_rosters: &[&Roster],
     server: &BackendServer,
     feed: &mut Feed,
-    calibration: Duration,
     window: Duration,
 ) -> BenchResult<Vec<Load>> {
     let election = unique("load");
@@ -58,7 +60,7 @@ pub async fn run(
         stamp.election == election && stamp.what == What::Leading
     })
     .await?;
-    let alone = count(feed, server, &election, None, calibration).await?;
+    let alone = count(feed, server, &election, None, window).await?;
     let mut loads = Vec::new();
     for roster in standby_rosters {
         let joined = feed.mark();
@@ -67,16 +69,17 @@ pub async fn run(
         // Past its first read and its subscription.
         tokio::time::sleep(roster.timings.retry * 2).await;
         let with_standby = count(feed, server, &election, Some(&standby), window).await?;
-        standby.finish().await?;
-        loads.push(attribute(alone, with_standby, window));
+        finish_all(vec![standby]).await?;
+        loads.push(attribute(alone, with_standby));
     }
-    leader.finish().await?;
+    finish_all(vec![leader]).await?;
+    feed.check(1)?;
     Ok(loads)
 }
 
 /// Splits the window's server count into the leader's share (its renews at the calibrated
 /// rate) and the standby's.
-fn attribute(alone: Window, with_standby: Window, window: Duration) -> Load {
+fn attribute(alone: Window, with_standby: Window) -> Load {
     let per_renew = |window: &Window| {
         window
             .server
@@ -86,7 +89,7 @@ fn attribute(alone: Window, with_standby: Window, window: Duration) -> Load {
     let standby_server = match (per_renew(&alone), with_standby.server) {
         (Some(per_renew), Some(requests)) => {
             let leader_share = per_renew * with_standby.renews as f64;
-            Some(((requests as f64 - leader_share) / with_standby.seconds).max(0.0))
+            Some((requests as f64 - leader_share) / with_standby.seconds)
         }
         _ => None,
     };
@@ -94,7 +97,7 @@ fn attribute(alone: Window, with_standby: Window, window: Duration) -> Load {
         leader_server,
         standby_server,
         standby_calls: with_standby.standby_calls as f64 / with_standby.seconds,
-        window,
+        window: Duration::from_secs_f64(with_standby.seconds),
     }
 }
 
@@ -168,7 +171,7 @@ mod tests {
             server: Some(33),
             standby_calls: 3,
         };
-        let load = attribute(alone, with_standby, Duration::from_secs(60));
+        let load = attribute(alone, with_standby);
         assert_eq!(load.leader_server, Some(0.5));
         assert!((load.standby_server.unwrap() - 0.05).abs() < 1e-9);
         assert!((load.standby_calls - 0.05).abs() < 1e-9);

@@ -179,8 +179,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     Ok(())
 }
 
-/// Runs `bench many` against `target` (a Redis server) and reads its report, with the Redis
-/// server's own CPU use over the same time.
+/// Runs `bench many` against `target` (a Redis server) and reads its report.
 pub async fn run(target: &Target, elections: usize, held_for: Duration) -> BenchResult<ManyReport> {
     let Target::Redis { url } = target else {
         return Err(BenchError::Setup("many elections run on Redis".to_owned()));
