@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lock_core::{Lock, LockResult};
+use lock_core::{Lock, LockError, LockResult};
 use lock_etcd::EtcdLock;
 use lock_file::FileLock;
 use lock_k8s::{KubeLockOptions, LockKind};
@@ -43,7 +43,8 @@ impl Backend {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Target {
-    /// Lock files in this directory, one per election.
+    /// Lock files under this directory: one directory per election (a file lock's change hints
+    /// watch its directory, so elections that share one wake each other's watchers).
     File {
         /// The directory.
         dir: PathBuf,
@@ -72,7 +73,15 @@ impl Target {
     /// replica would have).
     pub async fn open(&self, name: &str) -> LockResult<Arc<dyn Lock>> {
         Ok(match self {
-            Target::File { dir } => Arc::new(FileLock::new(dir.join(format!("{name}.json")))),
+            Target::File { dir } => {
+                let dir = dir.join(name);
+                std::fs::create_dir_all(&dir).map_err(|err| LockError::Unavailable {
+                    lock: dir.display().to_string(),
+                    reason: format!("cannot create the election's directory: {err}"),
+                    source: None,
+                })?;
+                Arc::new(FileLock::new(dir.join("leader.json")))
+            }
             Target::Redis { url } => Arc::new(RedisLock::connect(url, name).await?),
             Target::Etcd { endpoint } => Arc::new(EtcdLock::connect(&[endpoint], name).await?),
             Target::K8s {
