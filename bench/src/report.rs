@@ -140,10 +140,12 @@ impl Results {
         self.latency_section(
             &mut out,
             "2. Crash takeover",
-            "A leader's process is killed (SIGKILL: nothing is released). The figure is the excess: from \
-             the leader's last successful renew to the new term's start, minus the lease duration \
-             (0 ms when the takeover came within the lease). Two standbys per election; each crash is \
-             its own election, the kills are spaced out.",
+            "A leader's process is killed (SIGKILL: nothing is released), between two of its renews. \
+             The figure is the excess: from the moment the leader sent its last successful renew to \
+             the new term's start, minus the lease duration (negative when a standby took over before \
+             that lease had run out; the run fails if one took over before the old leader's renew \
+             deadline). Two standbys per election; each crash is its own election, the kills are \
+             spaced out.",
             &self.crash,
             plan.quick,
             |_| Some(CRASH_GOAL),

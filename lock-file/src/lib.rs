@@ -11,7 +11,10 @@
 //! - writes are crash-safe: a temporary file is written and fsynced, then renamed over the lock
 //!   file;
 //! - change hints come from inotify on the file's directory (polling where inotify fails), so
-//!   a standby takes a released lock at once.
+//!   a standby takes a released lock at once. Every write in that directory wakes every watch
+//!   on it, so many busy elections are best kept in directories of their own; a watching
+//!   standby reads the file once per write of its own lock;
+//! - [`file_operations`] counts this process' reads and writes of lock files.
 //!
 //! ```
 //! use lock_core::{ElectionConfig, LeaderElector, Lock};

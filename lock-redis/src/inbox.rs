@@ -65,6 +65,17 @@ impl Inbox {
         self.lock().hints.len()
     }
 
+    /// Takes every hint that waits, without waiting for more.
+    #[cfg(test)]
+    pub fn drain(&self) -> Vec<Hint> {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        let mut hints = Vec::new();
+        while let Poll::Ready(hint) = self.poll_next(&mut cx) {
+            hints.push(hint);
+        }
+        hints
+    }
+
     /// The state, also after a panic elsewhere while it was held (the queue stays consistent:
     /// every change to it is one call).
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -77,7 +88,6 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::task::noop_waker_ref;
     use lock_core::{LeaderElectionRecord, Version, Versioned};
 
     fn record(version: u64) -> Hint {
@@ -87,23 +97,14 @@ mod tests {
         })
     }
 
-    fn drain(inbox: &Inbox) -> Vec<Hint> {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        let mut hints = Vec::new();
-        while let Poll::Ready(hint) = inbox.poll_next(&mut cx) {
-            hints.push(hint);
-        }
-        hints
-    }
-
     #[test]
     fn hints_come_out_in_order() {
         let inbox = Inbox::default();
         inbox.push(Hint::Changed);
         inbox.push(record(1));
         inbox.push(record(2));
-        assert_eq!(drain(&inbox), [Hint::Changed, record(1), record(2)]);
-        assert!(drain(&inbox).is_empty());
+        assert_eq!(inbox.drain(), [Hint::Changed, record(1), record(2)]);
+        assert!(inbox.drain().is_empty());
     }
 
     #[test]
@@ -113,7 +114,7 @@ mod tests {
             inbox.push(record(version));
             assert!(inbox.len() <= INBOX_CAPACITY);
         }
-        let hints = drain(&inbox);
+        let hints = inbox.drain();
         assert!(hints.len() <= INBOX_CAPACITY, "{}", hints.len());
         assert!(hints.contains(&Hint::Changed), "{hints:?}");
         // Whatever follows the Changed is newer than anything dropped.
@@ -127,7 +128,7 @@ mod tests {
         inbox.push(Hint::Changed);
         inbox.push(record(1));
         inbox.push(Hint::Changed);
-        assert_eq!(drain(&inbox), [Hint::Changed, record(1), Hint::Changed]);
+        assert_eq!(inbox.drain(), [Hint::Changed, record(1), Hint::Changed]);
     }
 
     #[test]

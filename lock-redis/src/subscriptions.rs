@@ -204,19 +204,8 @@ impl Subscriptions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::{Context, Poll};
 
-    use futures::task::noop_waker_ref;
     use lock_core::{LeaderElectionRecord, Version, Versioned};
-
-    fn drain(inbox: &Inbox) -> Vec<Hint> {
-        let mut cx = Context::from_waker(noop_waker_ref());
-        let mut hints = Vec::new();
-        while let Poll::Ready(hint) = inbox.poll_next(&mut cx) {
-            hints.push(hint);
-        }
-        hints
-    }
 
     fn record() -> Hint {
         Hint::Record(Versioned {
@@ -240,20 +229,20 @@ mod tests {
         let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
         assert_eq!(book.watch(1, "x", a.clone()), subscribe("x"));
         assert_eq!(book.watch(2, "x", b.clone()), None, "already asked");
-        assert!(drain(&a).is_empty(), "nothing before the confirmation");
+        assert!(a.drain().is_empty(), "nothing before the confirmation");
         assert_eq!(book.deliver("x", record), 0, "not confirmed yet");
 
         assert_eq!(book.subscribed("x"), None);
-        assert_eq!(drain(&a), [Hint::Changed]);
-        assert_eq!(drain(&b), [Hint::Changed]);
+        assert_eq!(a.drain(), [Hint::Changed]);
+        assert_eq!(b.drain(), [Hint::Changed]);
 
         // A late watcher gets its Changed at once: the channel is subscribed.
         let c = Arc::new(Inbox::default());
         assert_eq!(book.watch(3, "x", c.clone()), None);
-        assert_eq!(drain(&c), [Hint::Changed]);
+        assert_eq!(c.drain(), [Hint::Changed]);
 
         assert_eq!(book.deliver("x", record), 3);
-        assert_eq!(drain(&a), [record()]);
+        assert_eq!(a.drain(), [record()]);
         assert_eq!(book.deliver("y", record), 0, "another channel");
     }
 
@@ -298,7 +287,7 @@ mod tests {
         assert_eq!(requests, [subscribe("x").unwrap(), subscribe("y").unwrap()]);
         book.subscribed("x");
         book.subscribed("y");
-        drain(&inbox);
+        inbox.drain();
 
         book.watch(3, "z", Arc::new(Inbox::default()));
         book.unwatch(3, "z");
@@ -309,7 +298,7 @@ mod tests {
         book.subscribed("x");
         book.subscribed("y");
         assert_eq!(
-            drain(&inbox),
+            inbox.drain(),
             [Hint::Changed],
             "coalesced for the two channels"
         );
