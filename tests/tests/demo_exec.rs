@@ -137,6 +137,12 @@ async fn the_command_runs_only_on_the_leader_and_never_twice_across_handovers() 
             .iter()
             .position(|demo| demo.name() == started.identity)
             .unwrap_or_else(|| panic!("round {round}: {started:?} names no running instance"));
+        // The child may write its line before the test has read its instance's `leading`
+        // line from the pipe: give the reader a moment, then require the two to agree.
+        wait_until("the leader's leading line", Duration::from_secs(5), || {
+            leading_terms(&running[leader].events()).last() == Some(&started.token)
+        })
+        .await;
         assert_eq!(
             leading_terms(&running[leader].events()).last(),
             Some(&started.token),
