@@ -283,10 +283,7 @@ async fn tls_with_a_generated_ca() {
 #[tokio::test]
 async fn an_acl_user_with_the_documented_rules_can_do_everything() {
     let prefix = "leader-election:";
-    let server = RedisServer::builder()
-        .password("admin-secret")
-        .acl_user("elector", "elector-secret", acl_rules(prefix))
-        .start();
+    let server = server_with_elector("admin-secret", prefix);
     let url = server.url_as("elector", "elector-secret");
     let lock = RedisLock::connect_with(&url, "acl", quick()).await.unwrap();
     assert!(
@@ -349,10 +346,7 @@ async fn an_acl_user_with_the_documented_rules_can_do_everything() {
 
 #[tokio::test]
 async fn wrong_credentials_are_forbidden() {
-    let server = RedisServer::builder()
-        .password("right")
-        .acl_user("elector", "elector-secret", acl_rules("leader-election:"))
-        .start();
+    let server = server_with_elector("right", "leader-election:");
 
     let err = RedisLock::connect_with(&server.url_as("default", "hunter2"), "auth", quick())
         .await
@@ -687,10 +681,7 @@ async fn watches_of_two_elections_on_one_client_get_only_their_own_records() {
 #[tokio::test]
 async fn the_last_watch_of_an_election_unsubscribes_and_the_last_watch_closes_the_connection() {
     // An ACL user with the documented rules: UNSUBSCRIBE is among them.
-    let server = RedisServer::builder()
-        .password("admin-secret")
-        .acl_user("elector", "elector-secret", acl_rules("leader-election:"))
-        .start();
+    let server = server_with_elector("admin-secret", "leader-election:");
     let url = server.url_as("elector", "elector-secret");
     let client = within(RedisClient::connect(&url, quick())).await.unwrap();
     let (orders, billing) = (
@@ -791,4 +782,13 @@ async fn after_a_restart_every_watch_of_a_client_says_changed_and_then_records()
     let connections =
         connections_until(&mut admin, PROMPTLY, |connections| connections.len() == 2).await;
     assert_eq!(connections.len(), 2, "CLIENT LIST: {connections:#?}");
+}
+
+/// A server whose default user has `admin_password` and whose user `elector` (password
+/// `elector-secret`) has only the documented ACL rules for `prefix`.
+fn server_with_elector(admin_password: &str, prefix: &str) -> RedisServer {
+    RedisServer::builder()
+        .password(admin_password)
+        .acl_user("elector", "elector-secret", acl_rules(prefix))
+        .start()
 }
