@@ -238,4 +238,9 @@ impl<L: Lock> Lock for FaultyLock<L> {
                 .boxed(),
         )
     }
+
+    async fn token_floor(&self) -> LockResult<u64> {
+        self.control.before_call(&self.describe()).await?;
+        self.inner.token_floor().await
+    }
 }

@@ -149,6 +149,19 @@ pub trait Lock: Send + Sync + fmt::Debug {
     fn watch(&self) -> Option<HintStream> {
         None
     }
+
+    /// The smallest fencing token that a record created now may carry so that it is above the
+    /// token of every record this lock ever held, as far as the backend can tell after the
+    /// record was deleted. The elector asks before it creates a record, and starts the new term
+    /// above both this floor and every token it observed itself.
+    ///
+    /// A backend with a counter that survives the record's deletion overrides it (etcd: the
+    /// store's revision, which never goes back, and which bounds every `leaderTransitions` the
+    /// elector wrote). The default, 0, means the backend cannot tell: after a deletion, only the
+    /// candidates' own memory keeps tokens growing.
+    async fn token_floor(&self) -> LockResult<u64> {
+        Ok(0)
+    }
 }
 
 #[async_trait::async_trait]
@@ -175,5 +188,9 @@ impl<L: Lock + ?Sized> Lock for Arc<L> {
 
     fn watch(&self) -> Option<HintStream> {
         (**self).watch()
+    }
+
+    async fn token_floor(&self) -> LockResult<u64> {
+        (**self).token_floor().await
     }
 }

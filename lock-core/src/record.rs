@@ -8,8 +8,11 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The field names and encoding are client-go's (`holderIdentity`, `leaseDurationSeconds`,
 /// `acquireTime`, `renewTime`, `leaderTransitions`, `strategy`, `preferredHolder`), so a record
 /// a Go elector wrote into an annotation parses here and a record written here parses there.
-/// Times are RFC 3339 in UTC at whole seconds, as Kubernetes' `metav1.Time` writes them; optional
-/// fields are omitted when empty.
+/// Times are RFC 3339 in UTC, at whole seconds as Kubernetes' `metav1.Time` writes them, or with
+/// microseconds (as `metav1.MicroTime` writes them) when the time has a fraction of a second:
+/// this crate's elector puts a random fraction into `acquireTime` when it starts a term, so
+/// that it can tell its own write from one by another process that uses the same identity.
+/// Optional fields are omitted when empty.
 ///
 /// An empty [`holder_identity`](Self::holder_identity) means the lock is free.
 ///
@@ -124,7 +127,9 @@ fn empty_as_none<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<St
     Ok(Option::<String>::deserialize(deserializer)?.filter(|text| !text.is_empty()))
 }
 
-/// `metav1.Time`'s JSON form: RFC 3339, UTC, whole seconds; `null` for the zero time.
+/// `metav1.Time`'s JSON form: RFC 3339, UTC, whole seconds; `null` for the zero time. A time with
+/// a fraction of a second is written with microseconds (`metav1.MicroTime`'s form), which Go's
+/// `time.Parse(time.RFC3339, …)` reads as well.
 mod rfc3339_seconds {
     use super::*;
 
@@ -134,7 +139,12 @@ mod rfc3339_seconds {
     ) -> Result<S::Ok, S::Error> {
         match time {
             Some(time) => {
-                serializer.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Secs, true))
+                let format = if time.timestamp_subsec_nanos() == 0 {
+                    SecondsFormat::Secs
+                } else {
+                    SecondsFormat::Micros
+                };
+                serializer.serialize_str(&time.to_rfc3339_opts(format, true))
             }
             None => serializer.serialize_none(),
         }
