@@ -10,6 +10,15 @@ pub const DEFAULT_LEASE_DURATION: Duration = Duration::from_secs(15);
 pub const DEFAULT_RENEW_DEADLINE: Duration = Duration::from_secs(10);
 /// Default retry period (client-go's): how often the leader renews and standbys poll.
 pub const DEFAULT_RETRY_PERIOD: Duration = Duration::from_secs(2);
+/// The shortest lease duration, renew deadline or retry period accepted: below a millisecond no
+/// backend answers in time, and every call would fail as timed out.
+pub const MIN_TIMING: Duration = Duration::from_millis(1);
+/// The longest lease duration (and so renew deadline and retry period) accepted: one day. Longer
+/// leases leave an election leaderless for that long after a crash, and values far beyond it
+/// overflow the clock's arithmetic.
+pub const MAX_LEASE_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+/// The largest jitter factor accepted.
+pub const MAX_JITTER_FACTOR: f64 = 10.0;
 
 /// How one candidate takes part in an election.
 ///
@@ -102,26 +111,46 @@ impl ElectionConfig {
         self
     }
 
-    /// Checks the rules client-go checks, with client-go's messages.
+    /// Checks that every timing lies within [`MIN_TIMING`] and [`MAX_LEASE_DURATION`] (so that no
+    /// deadline overflows the clock and no call gets a deadline too short to answer), then the
+    /// rules client-go checks, with client-go's messages.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |message: &'static str| Err(ConfigError(message));
+        let err = |message: &str| Err(ConfigError(message.to_owned()));
+        // Ranges first: the rules below multiply, which must not overflow.
+        for (name, value) in [
+            ("leaseDuration", self.lease_duration),
+            ("renewDeadline", self.renew_deadline),
+            ("retryPeriod", self.retry_period),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError(format!("{name} must be greater than zero")));
+            }
+            if value < MIN_TIMING {
+                return Err(ConfigError(format!(
+                    "{name} is {value:?}, shorter than the shortest timing allowed, \
+                     {MIN_TIMING:?}: no backend answers that fast"
+                )));
+            }
+            if value > MAX_LEASE_DURATION {
+                return Err(ConfigError(format!(
+                    "{name} is {value:?}, longer than the longest timing allowed, \
+                     {MAX_LEASE_DURATION:?} (24h)"
+                )));
+            }
+        }
+        if !self.jitter_factor.is_finite()
+            || self.jitter_factor < 0.0
+            || self.jitter_factor > MAX_JITTER_FACTOR
+        {
+            return Err(ConfigError(format!(
+                "jitterFactor must be a finite number from 0 to {MAX_JITTER_FACTOR}"
+            )));
+        }
         if self.lease_duration <= self.renew_deadline {
             return err("leaseDuration must be greater than renewDeadline");
         }
-        if !self.jitter_factor.is_finite() || self.jitter_factor < 0.0 {
-            return err("jitterFactor must be a finite number that is not negative");
-        }
         if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
             return err("renewDeadline must be greater than retryPeriod*JitterFactor");
-        }
-        if self.lease_duration.is_zero() {
-            return err("leaseDuration must be greater than zero");
-        }
-        if self.renew_deadline.is_zero() {
-            return err("renewDeadline must be greater than zero");
-        }
-        if self.retry_period.is_zero() {
-            return err("retryPeriod must be greater than zero");
         }
         if self.identity.is_empty() {
             return err("Lock identity is empty");
@@ -138,10 +167,11 @@ impl ElectionConfig {
     }
 }
 
-/// An election configuration that breaks one of client-go's rules; the message is client-go's.
+/// An election configuration that breaks a rule: a timing out of range, or one of client-go's
+/// rules (with client-go's message).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct ConfigError(pub &'static str);
+pub struct ConfigError(pub String);
 
 #[cfg(test)]
 mod tests {
@@ -188,7 +218,7 @@ mod tests {
                     .with_lease_duration(Duration::ZERO)
                     .with_renew_deadline(Duration::ZERO)
             ),
-            "leaseDuration must be greater than renewDeadline"
+            "leaseDuration must be greater than zero"
         );
         assert_eq!(
             message(
@@ -196,9 +226,43 @@ mod tests {
                     .with_renew_deadline(Duration::ZERO)
                     .with_retry_period(Duration::ZERO)
             ),
-            "renewDeadline must be greater than retryPeriod*JitterFactor"
+            "renewDeadline must be greater than zero"
         );
         assert_eq!(message(ElectionConfig::new("")), "Lock identity is empty");
+    }
+
+    /// Hole 12: huge durations used to panic (an Instant overflow at the first call, a float
+    /// conversion in validation) and nanosecond ones failed every call with "no answer within
+    /// 0ns"; both are rejected with a message that names the timing and the limit.
+    #[test]
+    fn huge_durations_panic_no_more_and_tiny_ones_are_rejected() {
+        let base = ElectionConfig::new("a");
+        let huge = Duration::from_secs(500_000_000_000 * 365 * 24 * 3600 / 1000);
+        let err = message(base.clone().with_lease_duration(huge));
+        assert!(err.starts_with("leaseDuration is "), "{err}");
+        assert!(err.contains("longest timing allowed"), "{err}");
+        let err = message(
+            base.clone()
+                .with_retry_period(Duration::from_secs(18_446_744_073_709_551_613)),
+        );
+        assert!(err.starts_with("retryPeriod is "), "{err}");
+        let err = message(
+            base.clone()
+                .with_lease_duration(Duration::from_nanos(3))
+                .with_renew_deadline(Duration::from_nanos(2))
+                .with_retry_period(Duration::from_nanos(1)),
+        );
+        assert!(
+            err.contains("shorter than the shortest timing allowed"),
+            "{err}"
+        );
+        let mut wild = base.clone();
+        wild.jitter_factor = 1e300;
+        assert!(message(wild).starts_with("jitterFactor"));
+        assert!(base
+            .with_lease_duration(MAX_LEASE_DURATION)
+            .validate()
+            .is_ok());
     }
 
     #[test]

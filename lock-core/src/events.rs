@@ -56,12 +56,36 @@ impl std::fmt::Display for StopReason {
 
 /// The current state of one candidate, published on a `tokio::sync::watch` channel.
 ///
-/// `leadership` is what the elector last knew; for a decision that must not be stale ask
-/// [`Leadership::is_leader`], which checks the clock.
+/// `leader` and `leadership` are what the elector last knew, which a partition or a pause can
+/// make stale; [`current_leader`](Self::current_leader) (and
+/// [`ElectorHandle::leader`](crate::ElectorHandle::leader)) check them against the clock, and
+/// [`Leadership::is_leader`] does for this candidate's own term.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ElectionState {
     /// The holder last observed on the lock (`None`: free, or not read yet).
     pub leader: Option<String>,
+    /// When the lease of `leader` runs out as this candidate observed it (its last observed
+    /// change plus the record's lease), for a holder other than this candidate.
+    pub leader_valid_until: Option<tokio::time::Instant>,
     /// This candidate's current term, if it leads.
     pub leadership: Option<Leadership>,
+}
+
+impl ElectionState {
+    /// The leader as far as this candidate can vouch for it now: itself only while its term is
+    /// valid by the clock, another holder only while the lease this candidate observed for it
+    /// has not run out; `None` otherwise (nobody leads, or nobody is known to).
+    pub fn current_leader(&self, identity: &str) -> Option<&str> {
+        let leader = self.leader.as_deref()?;
+        if leader == identity {
+            return self
+                .leadership
+                .as_ref()
+                .filter(|term| term.is_leader())
+                .map(|_| leader);
+        }
+        self.leader_valid_until
+            .filter(|until| tokio::time::Instant::now() < *until)
+            .map(|_| leader)
+    }
 }

@@ -61,8 +61,22 @@ impl ElectorHandle {
         self.shared.state.borrow().leadership.clone()
     }
 
-    /// The holder last observed on the lock.
+    /// The leader as far as this candidate can vouch for it now (never stale): this
+    /// candidate only while its term is valid by the clock, another holder only while the
+    /// lease this candidate observed for it has not run out, else `None`. A leader cut off from
+    /// the store stops naming itself at its renew deadline, and a process resumed after a long
+    /// pause names nobody until it has read the lock again.
     pub fn leader(&self) -> Option<String> {
+        self.shared
+            .state
+            .borrow()
+            .current_leader(&self.shared.identity)
+            .map(str::to_owned)
+    }
+
+    /// The holder last observed on the lock, however long ago: what the health check judges.
+    /// For "who leads now" use [`leader`](Self::leader).
+    pub fn last_observed_holder(&self) -> Option<String> {
         self.shared.state.borrow().leader.clone()
     }
 
@@ -82,7 +96,7 @@ impl ElectorHandle {
     /// (it stepped down at its renew deadline, but could not see anyone take over since) or
     /// whose elector is wedged: a liveness probe should restart it. Passes for standbys.
     pub fn check_health(&self, tolerance: Duration) -> Result<(), Unhealthy> {
-        if self.leader().as_deref() != Some(self.identity()) {
+        if self.last_observed_holder().as_deref() != Some(self.identity()) {
             return Ok(());
         }
         let Some(term) = self.shared.last_term() else {

@@ -14,8 +14,11 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 /// that carry an older token. The term is valid until the send time of the last successful renew
 /// plus the renew deadline; [`is_leader`](Self::is_leader) compares that deadline with the
 /// monotonic clock, so it turns `false` on time even when no task of the elector has run since
-/// (after a long pause of the process, for example). [`lost`](Self::lost) is cancelled the moment
-/// the elector sees the term end.
+/// (after a long pause of the process, for example). On Linux it also checks the boot clock,
+/// which counts the time the machine was suspended (the monotonic clock does not): a leader
+/// woken from a suspend longer than its renew deadline is not leader, although its monotonic
+/// clock says little time passed. [`lost`](Self::lost) is cancelled the moment the elector sees
+/// the term end.
 ///
 /// Clones refer to the same term.
 #[derive(Clone)]
@@ -28,7 +31,28 @@ struct Term {
     token: u64,
     renew_deadline: Duration,
     lost: CancellationToken,
-    renewed_at: Mutex<Instant>,
+    renewed_at: Mutex<Stamp>,
+}
+
+/// The send time of a successful write on both clocks.
+#[derive(Clone, Copy)]
+struct Stamp {
+    /// Tokio's monotonic clock (paused in tests).
+    at: Instant,
+    /// The boot clock, which also counts suspend; `None` where there is none.
+    boot: Option<Duration>,
+}
+
+impl Stamp {
+    /// `sent_at` on tokio's clock, and the same moment on the boot clock (now, less the time
+    /// that passed since then on tokio's clock).
+    fn of(sent_at: Instant) -> Self {
+        let since = Instant::now().saturating_duration_since(sent_at);
+        Self {
+            at: sent_at,
+            boot: crate::boot_clock::now().map(|boot| boot.saturating_sub(since)),
+        }
+    }
 }
 
 impl Leadership {
@@ -44,7 +68,7 @@ impl Leadership {
                 token,
                 renew_deadline,
                 lost: CancellationToken::new(),
-                renewed_at: Mutex::new(sent_at),
+                renewed_at: Mutex::new(Stamp::of(sent_at)),
             }),
         }
     }
@@ -60,14 +84,27 @@ impl Leadership {
         &self.inner.identity
     }
 
-    /// `true` while this term is still valid: not ended by the elector, and the monotonic clock
-    /// is before [`valid_until`](Self::valid_until).
+    /// `true` while this term is still valid: not ended by the elector, the monotonic clock
+    /// is before [`valid_until`](Self::valid_until), and (on Linux) less than the renew
+    /// deadline has passed on the boot clock since the last renew was sent.
     pub fn is_leader(&self) -> bool {
-        !self.inner.lost.is_cancelled() && Instant::now() < self.valid_until()
+        if self.inner.lost.is_cancelled() {
+            return false;
+        }
+        let stamp = self.stamp();
+        let boot_valid = match (stamp.boot, crate::boot_clock::now()) {
+            (Some(sent), Some(now)) => now.saturating_sub(sent) < self.inner.renew_deadline,
+            _ => true,
+        };
+        boot_valid && Instant::now() < stamp.at + self.inner.renew_deadline
     }
 
     /// The send time of the last successful write (acquire or renew) of this term.
     pub fn renewed_at(&self) -> Instant {
+        self.stamp().at
+    }
+
+    fn stamp(&self) -> Stamp {
         *self
             .inner
             .renewed_at
@@ -97,8 +134,8 @@ impl Leadership {
             .renewed_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sent_at > *renewed_at {
-            *renewed_at = sent_at;
+        if sent_at > renewed_at.at {
+            *renewed_at = Stamp::of(sent_at);
         }
     }
 

@@ -43,6 +43,7 @@
 //! ```
 
 mod backoff;
+mod boot_clock;
 mod config;
 mod elector;
 mod error;
@@ -58,7 +59,7 @@ mod renew_report;
 pub use backoff::{reconnect_backoff, FIRST_RECONNECT_BACKOFF, LONGEST_RECONNECT_BACKOFF};
 pub use config::{
     ConfigError, ElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE,
-    DEFAULT_RETRY_PERIOD, JITTER_FACTOR,
+    DEFAULT_RETRY_PERIOD, JITTER_FACTOR, MAX_JITTER_FACTOR, MAX_LEASE_DURATION, MIN_TIMING,
 };
 pub use elector::{LeaderElector, RunOutcome};
 pub use error::{LockError, LockResult};

@@ -48,6 +48,17 @@ impl MemoryLock {
         let _ = self.hints.send(Hint::Changed);
     }
 
+    /// Deletes the record, as a person with a command-line client could, and sends a
+    /// [`Hint::Changed`] (as a watching backend would; wrap the lock in a
+    /// [`FaultyLock`](crate::FaultyLock) that drops hints for one that would not, such as a
+    /// Redis `DEL`). The version counter goes on, so versions never repeat.
+    pub fn delete(&self) {
+        let mut stored = self.stored();
+        stored.value = None;
+        stored.version += 1;
+        let _ = self.hints.send(Hint::Changed);
+    }
+
     /// The raw bytes stored, if any.
     pub fn raw(&self) -> Option<Vec<u8>> {
         self.stored().value.clone()

@@ -9,7 +9,7 @@ use lock_core::{
     ElectionEvent, FaultyLock, LeaderElectionRecord, Lock, MemoryLock, RunOutcome, StopReason,
     Version,
 };
-use support::{config, start, Candidate, LEASE, RENEW_DEADLINE, RETRY};
+use support::{config, start, Candidate, ScriptedHints, LEASE, RENEW_DEADLINE, RETRY};
 use tokio::time::{advance, sleep, Instant};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -202,15 +202,19 @@ async fn without_hints_a_standby_polls_and_is_never_early() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn with_hints_an_idle_standby_sends_no_requests() {
+async fn with_hints_an_idle_standby_reads_only_to_confirm_once_a_minute() {
     let lock = MemoryLock::new("idle");
     let mut a = start(lock.clone(), config("a"));
     a.next_term(Duration::from_secs(1)).await;
     let watched = FaultyLock::new(lock.clone());
     let faults = watched.faults();
     let b = start(watched, config("b"));
-    sleep(MINUTE * 5).await;
-    assert_eq!(faults.counts().gets(), 1, "only the first read");
+    sleep(MINUTE * 5 - Duration::from_secs(1)).await;
+    assert_eq!(
+        faults.counts().gets(),
+        5,
+        "the first read, then one confirming read a minute"
+    );
     assert_eq!(faults.counts().updates() + faults.counts().creates(), 0);
     assert_eq!(b.handle.leader().as_deref(), Some("a"));
     b.stop().await;
@@ -310,8 +314,9 @@ async fn cancelling_while_a_take_is_in_flight_still_ends_the_term_and_releases()
     faults.set_latency(Duration::from_secs(1));
     let a = start(lock, config("a").with_release_on_cancel(true));
     let mut events = a.handle.subscribe();
-    // t=0..1 s: the read; t=1..2 s: the create. Cancel in the middle of the create.
-    sleep(Duration::from_millis(1_500)).await;
+    // t=0..1 s: the read; t=1..2 s: the token floor; t=2..3 s: the create. Cancel in the
+    // middle of the create.
+    sleep(Duration::from_millis(2_500)).await;
     assert_eq!(a.stop().await, RunOutcome::Cancelled { released: true });
     let mut seen = Vec::new();
     while let Ok(event) = events.try_recv() {
@@ -332,8 +337,9 @@ async fn cancelling_after_an_unanswered_take_hands_back_what_landed() {
     faults.set_latency(Duration::from_secs(1));
     faults.lose_replies_next(1);
     let a = start(lock, config("a").with_release_on_cancel(true));
-    // t=0..1 s: the read; t=1..2 s: the create lands, its reply is lost; t=2 s: a read begins.
-    sleep(Duration::from_millis(2_500)).await;
+    // t=0..1 s: the read; t=1..2 s: the token floor; t=2..3 s: the create lands, its reply is
+    // lost; t=3 s: a read begins.
+    sleep(Duration::from_millis(3_500)).await;
     assert_eq!(stored(&inner).await.holder_identity, "a");
     assert_eq!(a.stop().await, RunOutcome::Cancelled { released: true });
     assert!(stored(&inner).await.is_free());
@@ -632,39 +638,6 @@ fn label(event: ElectionEvent) -> String {
     }
 }
 
-/// A lock whose change hints the test sends by hand.
-#[derive(Debug)]
-struct ScriptedHints {
-    inner: MemoryLock,
-    hints: std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<lock_core::Hint>>>,
-}
-
-#[async_trait::async_trait]
-impl Lock for ScriptedHints {
-    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
-        self.inner.get().await
-    }
-    async fn create(&self, record: &LeaderElectionRecord) -> lock_core::LockResult<Version> {
-        self.inner.create(record).await
-    }
-    async fn update(
-        &self,
-        record: &LeaderElectionRecord,
-        expected: &Version,
-    ) -> lock_core::LockResult<Version> {
-        self.inner.update(record, expected).await
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn watch(&self) -> Option<lock_core::HintStream> {
-        let hints = self.hints.lock().unwrap().take()?;
-        Some(Box::pin(
-            tokio_stream::wrappers::UnboundedReceiverStream::new(hints),
-        ))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_hint_older_than_the_last_read_does_not_rewind_the_standby() {
     let lock = MemoryLock::new("late");
@@ -673,10 +646,7 @@ async fn a_hint_older_than_the_last_read_does_not_rewind_the_standby() {
     let old = lock.get().await.unwrap().unwrap();
     sleep(RETRY * 2).await;
     let (send, hints) = tokio::sync::mpsc::unbounded_channel();
-    let scripted = FaultyLock::new(ScriptedHints {
-        inner: lock.clone(),
-        hints: std::sync::Mutex::new(Some(hints)),
-    });
+    let scripted = FaultyLock::new(ScriptedHints::new(lock.clone(), hints));
     let faults = scripted.faults();
     let b = start(scripted, config("b"));
     sleep(Duration::from_millis(10)).await;

@@ -116,7 +116,10 @@ async fn failed_renewals_are_reported_and_the_leader_retries() {
 #[tokio::test(start_paused = true)]
 async fn a_renew_that_finds_another_holder_is_reported_as_superseded() {
     let lock = MemoryLock::new("superseded");
-    let (mut a, reports) = start_reporting(lock.clone(), "a", false);
+    // Without hints, so that the renew (not the check a hint triggers) finds the new holder.
+    let deaf = lock_core::FaultyLock::new(lock.clone());
+    deaf.faults().set_drop_hints(true);
+    let (mut a, reports) = start_reporting(deaf, "a", false);
     let term = a.next_term(Duration::from_secs(1)).await;
     taken(&reports);
     // Another writer takes the record.

@@ -33,10 +33,11 @@ impl Hints {
         self.stream.is_some()
     }
 
-    /// Opens the stream again if it ended and the back-off has passed.
-    pub(crate) fn resubscribe_if_due(&mut self) {
+    /// Opens the stream again if it ended and the back-off has passed; true when a new stream
+    /// opened (changes made before it may have been missed: read once more).
+    pub(crate) fn resubscribe_if_due(&mut self) -> bool {
         if !self.enabled || self.stream.is_some() {
-            return;
+            return false;
         }
         if self.resubscribe_at.is_some_and(|at| Instant::now() >= at) {
             self.stream = self.lock.watch();
@@ -45,7 +46,9 @@ impl Hints {
                 .stream
                 .is_none()
                 .then(|| Instant::now() + self.resubscribe_after);
+            return self.stream.is_some();
         }
+        false
     }
 
     /// The next hint; pending forever while no stream is open. The end of a stream is reported
@@ -57,7 +60,7 @@ impl Hints {
         match stream.next().await {
             Some(hint) => hint,
             None => {
-                tracing::debug!(lock = %self.lock.describe(), "change hints ended; polling until they resume");
+                tracing::info!(lock = %self.lock.describe(), "change hints ended; polling until they resume");
                 self.stream = None;
                 self.resubscribe_at = Some(Instant::now() + self.resubscribe_after);
                 Hint::Changed

@@ -5,9 +5,11 @@ use std::time::Duration;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::{Hints, LeaderElector};
+use super::memory::TermMark;
+use super::{whole_seconds, Hints, LeaderElector};
 use crate::{
-    LeaderElectionRecord, Leadership, LockError, RenewOutcome, RenewReport, StopReason, Versioned,
+    Hint, LeaderElectionRecord, Leadership, LockError, RenewOutcome, RenewReport, StopReason,
+    Versioned,
 };
 
 /// How a term ended.
@@ -19,8 +21,37 @@ pub(super) enum Ended {
 /// The result of one renew attempt.
 enum Renewal {
     Renewed,
-    Superseded(Option<String>),
+    Superseded(Superseder),
     Failed(LockError),
+}
+
+/// Who holds the lock instead of this term, as the read that showed it said.
+struct Superseder {
+    holder: Option<String>,
+    /// When that holder's lease runs out, as this candidate observed it.
+    until: Option<Instant>,
+}
+
+impl Superseder {
+    fn of(fresh: Option<&Versioned>) -> Self {
+        let record = fresh.map(|seen| &seen.record);
+        Self {
+            holder: record.and_then(|r| r.holder()).map(str::to_owned),
+            until: record
+                .filter(|r| !r.is_free())
+                .map(|r| Instant::now() + r.lease_duration()),
+        }
+    }
+}
+
+/// What a read made to check a hint showed.
+enum Check {
+    /// The record is still this term's.
+    Ours,
+    /// Someone else's record, a free one, or none.
+    Superseded(Superseder),
+    /// The read failed: the next renew decides.
+    Unknown,
 }
 
 /// The shortest pause between two renew attempts after a failure.
@@ -39,37 +70,50 @@ impl LeaderElector {
         cancel: &CancellationToken,
     ) -> Ended {
         self.shared.started(&term);
+        let mark = TermMark::of(&written.record);
         let mut next_renew = term.renewed_at() + self.config.retry_period;
         loop {
+            hints.resubscribe_if_due();
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return self.step_down(&term).await,
+                _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
                 _ = sleep_until(term.valid_until()) => {
                     return self.lose(&term, StopReason::RenewDeadlineExceeded);
                 }
                 _ = sleep_until(next_renew) => {}
-                // A leader learns of changes by renewing; hints are only drained here.
-                _ = hints.next() => continue,
+                hint = hints.next() => {
+                    if !self.hint_may_end_term(&hint, &written, &mark) {
+                        continue;
+                    }
+                    // The record may no longer be this term's (an outside write, a deletion):
+                    // check now rather than at the next renew, so the term ends within
+                    // milliseconds of the change. A hint alone never ends it: it may be forged.
+                    let check = tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
+                        check = self.check_record(&term, &mark, &mut written) => check,
+                    };
+                    match check {
+                        Check::Superseded(by) => return self.superseded(&term, by),
+                        Check::Ours | Check::Unknown => continue,
+                    }
+                }
+            }
+            // The boot clock may say the term ran out while the machine was suspended, although
+            // the monotonic clock did not: never renew a term that is over.
+            if !term.is_leader() {
+                return self.lose(&term, StopReason::RenewDeadlineExceeded);
             }
             let renewal = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return self.step_down(&term).await,
-                renewal = self.renew_and_report(&term, &mut written) => renewal,
+                _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
+                renewal = self.renew_and_report(&term, &mark, &mut written) => renewal,
             };
             match renewal {
                 Renewal::Renewed => {
                     next_renew = term.renewed_at() + self.config.retry_period;
                 }
-                Renewal::Superseded(holder) => {
-                    let end = self.lose(
-                        &term,
-                        StopReason::Superseded {
-                            holder: holder.clone(),
-                        },
-                    );
-                    self.shared.observed_leader(holder.as_deref());
-                    return end;
-                }
+                Renewal::Superseded(by) => return self.superseded(&term, by),
                 Renewal::Failed(err) => {
                     let now = Instant::now();
                     let remaining = term.valid_until().saturating_duration_since(now);
@@ -90,15 +134,68 @@ impl LeaderElector {
         }
     }
 
+    /// True when `hint` may mean the record is no longer this term's: anything but a record
+    /// this term wrote (the hint of its own last write, or a late one of an earlier write).
+    fn hint_may_end_term(&self, hint: &Hint, written: &Versioned, mark: &TermMark) -> bool {
+        match hint {
+            Hint::Changed => true,
+            Hint::Record(seen) => {
+                let own_write =
+                    seen.version == written.version || seen.version.is_older_than(&written.version);
+                !own_write && !self.holds(seen, mark)
+            }
+        }
+    }
+
+    /// Reads the lock to see whether the record is still this term's.
+    async fn check_record(
+        &self,
+        term: &Leadership,
+        mark: &TermMark,
+        written: &mut Versioned,
+    ) -> Check {
+        match self.bounded(term.valid_until(), self.lock.get()).await {
+            Ok(Some(fresh)) if self.holds(&fresh, mark) => {
+                if fresh.version != written.version {
+                    // Our record, rewritten by someone who kept it ours: renew over it.
+                    written.version = fresh.version;
+                }
+                Check::Ours
+            }
+            Ok(fresh) => Check::Superseded(Superseder::of(fresh.as_ref())),
+            Err(err) => {
+                tracing::debug!(error = %err, "could not check the record after a hint");
+                Check::Unknown
+            }
+        }
+    }
+
+    /// Ends the term because the record belongs to someone else now (or to nobody).
+    fn superseded(&self, term: &Leadership, by: Superseder) -> Ended {
+        let end = self.lose(
+            term,
+            StopReason::Superseded {
+                holder: by.holder.clone(),
+            },
+        );
+        self.shared.observed_leader(by.holder.as_deref(), by.until);
+        end
+    }
+
     /// One renew, timed and reported to the renew callbacks before its outcome is acted on.
-    async fn renew_and_report(&self, term: &Leadership, written: &mut Versioned) -> Renewal {
+    async fn renew_and_report(
+        &self,
+        term: &Leadership,
+        mark: &TermMark,
+        written: &mut Versioned,
+    ) -> Renewal {
         let started = Instant::now();
         let mut slow_path = false;
-        let renewal = self.renew(term, written, &mut slow_path).await;
+        let renewal = self.renew(term, mark, written, &mut slow_path).await;
         let outcome = match &renewal {
             Renewal::Renewed => RenewOutcome::Renewed { slow_path },
-            Renewal::Superseded(holder) => RenewOutcome::Superseded {
-                holder: holder.clone(),
+            Renewal::Superseded(by) => RenewOutcome::Superseded {
+                holder: by.holder.clone(),
             },
             Renewal::Failed(err) => RenewOutcome::Failed {
                 error: err.to_string(),
@@ -118,13 +215,14 @@ impl LeaderElector {
     async fn renew(
         &self,
         term: &Leadership,
+        mark: &TermMark,
         written: &mut Versioned,
         slow_path: &mut bool,
     ) -> Renewal {
         let deadline = term.valid_until();
         let mut record = written.record.clone();
         record.lease_duration_seconds = self.config.lease_duration_seconds();
-        record.renew_time = Some(chrono::Utc::now());
+        record.renew_time = Some(whole_seconds(chrono::Utc::now()));
         for attempt in 0..2 {
             let sent_at = Instant::now();
             let result = self
@@ -147,17 +245,13 @@ impl LeaderElector {
                 Err(LockError::Conflict { .. }) if attempt == 0 => {
                     *slow_path = true;
                     match self.bounded(deadline, self.lock.get()).await {
-                        Ok(Some(fresh)) if self.is_term_record(&fresh, term) => {
+                        Ok(Some(fresh)) if self.holds(&fresh, mark) => {
                             // Keep what a coordinator may have changed meanwhile.
                             record.strategy = fresh.record.strategy;
                             record.preferred_holder = fresh.record.preferred_holder;
                             written.version = fresh.version;
                         }
-                        Ok(fresh) => {
-                            return Renewal::Superseded(
-                                fresh.and_then(|v| v.record.holder().map(str::to_owned)),
-                            )
-                        }
+                        Ok(fresh) => return Renewal::Superseded(Superseder::of(fresh.as_ref())),
                         Err(err) => return Renewal::Failed(err),
                     }
                 }
@@ -178,29 +272,29 @@ impl LeaderElector {
 
     /// Ends the term on cancellation, then releases the lock if so configured. The term ends
     /// before the release is written, so nobody can see two leaders at once.
-    async fn step_down(&self, term: &Leadership) -> Ended {
+    async fn step_down(&self, term: &Leadership, mark: &TermMark) -> Ended {
         tracing::info!(
             fencing_token = term.fencing_token(),
             "stopped leading: cancelled"
         );
         self.shared.stopped(term, StopReason::Cancelled);
-        let released =
-            self.config.release_on_cancel && self.release_if_ours(term.fencing_token()).await;
+        let released = self.config.release_on_cancel && self.release_if_ours(mark).await;
         if released {
             self.shared.released(term);
         }
         Ended::Cancelled { released }
     }
 
-    /// Hands the lock over if the record still belongs to the term with `token` (holder this
-    /// candidate, `leaderTransitions` that token): re-reads, and only then writes holder "" with
-    /// a 1 s lease. Gives up after the renew deadline. Returns whether it released.
-    pub(super) async fn release_if_ours(&self, token: u64) -> bool {
+    /// Hands the lock over if the record is still exactly the term marked `mark` (holder this
+    /// candidate, `leaderTransitions` its token, acquireTime its mark, so never a twin's term):
+    /// re-reads, and only then writes holder "" with a 1 s lease. Gives up after the renew
+    /// deadline. Returns whether it released.
+    pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
         let deadline = self.call_deadline();
         loop {
-            match self.try_release(token, deadline).await {
+            match self.try_release(mark, deadline).await {
                 Ok(true) => {
-                    tracing::info!(fencing_token = token, "released the lock");
+                    tracing::info!(fencing_token = mark.token, "released the lock");
                     return true;
                 }
                 Ok(false) => {
@@ -222,14 +316,14 @@ impl LeaderElector {
         }
     }
 
-    async fn try_release(&self, token: u64, deadline: Instant) -> Result<bool, LockError> {
+    async fn try_release(&self, mark: &TermMark, deadline: Instant) -> Result<bool, LockError> {
         let Some(fresh) = self.bounded(deadline, self.lock.get()).await? else {
             return Ok(false);
         };
-        if !self.holds(&fresh, token) {
+        if !self.holds(&fresh, mark) {
             return Ok(false);
         }
-        let now = chrono::Utc::now();
+        let now = whole_seconds(chrono::Utc::now());
         let released = LeaderElectionRecord {
             holder_identity: String::new(),
             lease_duration_seconds: 1,

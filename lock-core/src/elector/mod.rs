@@ -2,6 +2,7 @@
 
 mod hints;
 mod leading;
+mod memory;
 pub(crate) mod shared;
 mod standby;
 
@@ -14,10 +15,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    ConfigError, ElectionConfig, ElectionEvent, ElectorHandle, LeaderElectionRecord, Leadership,
-    Lock, LockError, LockResult, RenewReport, StopReason, Versioned,
+    ConfigError, ElectionConfig, ElectionEvent, ElectorHandle, LeaderElectionRecord, Lock,
+    LockError, LockResult, RenewReport, StopReason, Versioned,
 };
 use hints::Hints;
+use memory::{Memory, TermMark};
 use shared::Shared;
 use standby::StandbyEnd;
 
@@ -124,8 +126,9 @@ impl LeaderElector {
             self.config.use_hints,
             self.config.retry_period,
         );
+        let mut memory = Memory::default();
         loop {
-            let (term, written) = match self.stand_by(&mut hints, &cancel).await {
+            let (term, written) = match self.stand_by(&mut hints, &mut memory, &cancel).await {
                 StandbyEnd::Won(term, written) => (term, written),
                 StandbyEnd::Cancelled { released } => return RunOutcome::Cancelled { released },
             };
@@ -142,17 +145,21 @@ impl LeaderElector {
     }
 
     /// The record this candidate writes to start a term, keeping what the previous
-    /// record says about coordination.
+    /// record says about coordination. Its `acquireTime` carries random microseconds: the mark
+    /// by which this process later recognises the record as its own write, which another
+    /// process using the same identity (a twin) cannot reproduce but by a one-in-a-million
+    /// chance.
     fn record_for_term(
         &self,
         previous: Option<&LeaderElectionRecord>,
         leader_transitions: i32,
     ) -> LeaderElectionRecord {
-        let now = chrono::Utc::now();
+        let now = whole_seconds(chrono::Utc::now());
+        let micros = rand::random_range(1..1_000_000i64);
         LeaderElectionRecord {
             holder_identity: self.config.identity.clone(),
             lease_duration_seconds: self.config.lease_duration_seconds(),
-            acquire_time: Some(now),
+            acquire_time: Some(now + chrono::Duration::microseconds(micros)),
             renew_time: Some(now),
             leader_transitions,
             strategy: previous.and_then(|r| r.strategy.clone()),
@@ -160,15 +167,10 @@ impl LeaderElector {
         }
     }
 
-    /// True when `current` still belongs to `term`.
-    fn is_term_record(&self, current: &Versioned, term: &Leadership) -> bool {
-        self.holds(current, term.fencing_token())
-    }
-
-    /// True when `current` names this candidate as the holder of the term with `token`.
-    fn holds(&self, current: &Versioned, token: u64) -> bool {
-        current.record.holder_identity == self.config.identity
-            && u64::try_from(current.record.leader_transitions).ok() == Some(token)
+    /// True when `current` is still the record of the term marked `mark`: this identity, that
+    /// token and the acquireTime this process wrote (not a twin's record with the same name).
+    fn holds(&self, current: &Versioned, mark: &TermMark) -> bool {
+        mark.marks(&current.record, &self.config.identity)
     }
 
     /// Runs a lock call, failing it as unavailable if it does not answer by `deadline`.
@@ -193,8 +195,10 @@ impl LeaderElector {
     fn call_deadline(&self) -> Instant {
         Instant::now() + self.config.renew_deadline
     }
+}
 
-    fn token_of(record: &LeaderElectionRecord) -> u64 {
-        u64::try_from(record.leader_transitions).unwrap_or(0)
-    }
+/// `time` without its fraction of a second: record times are whole seconds, as client-go's
+/// `metav1.Time` writes them, except for the mark in a new term's `acquireTime`.
+pub(crate) fn whole_seconds(time: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    time - chrono::Duration::nanoseconds(i64::from(time.timestamp_subsec_nanos()))
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::{ElectionEvent, ElectionState, Leadership, RenewReport, StopReason};
 
@@ -107,13 +108,18 @@ impl Shared {
             .retain(|subscriber| subscriber.send(event.clone()).is_ok());
     }
 
-    /// Records the holder last observed, announcing a change.
-    pub(crate) fn observed_leader(&self, leader: Option<&str>) {
+    /// Records the holder last observed and when its observed lease runs out, announcing a
+    /// change of holder.
+    pub(crate) fn observed_leader(&self, leader: Option<&str>, until: Option<Instant>) {
         let changed = self.state.send_if_modified(|state| {
+            let until = leader.and(until);
             if state.leader.as_deref() == leader {
+                // Same holder, a later renew: not a change worth waking receivers for.
+                state.leader_valid_until = until;
                 return false;
             }
             state.leader = leader.map(str::to_owned);
+            state.leader_valid_until = until;
             true
         });
         if changed {
@@ -132,6 +138,7 @@ impl Shared {
         self.state.send_modify(|state| {
             leader_changed = state.leader.as_deref() != Some(self.identity.as_str());
             state.leader = Some(self.identity.clone());
+            state.leader_valid_until = None;
             state.leadership = Some(term.clone());
         });
         if leader_changed {
@@ -152,7 +159,10 @@ impl Shared {
     /// Announces a release; the lock is free now, which `Released` says already, so the state
     /// changes without a separate `NewLeader(None)`.
     pub(crate) fn released(&self, term: &Leadership) {
-        self.state.send_modify(|state| state.leader = None);
+        self.state.send_modify(|state| {
+            state.leader = None;
+            state.leader_valid_until = None;
+        });
         self.emit(ElectionEvent::Released {
             fencing_token: term.fencing_token(),
         });

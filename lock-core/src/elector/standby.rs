@@ -1,18 +1,32 @@
 //! Standing by: watch the lock, judge expiry on the local clock, take the lock when it is free.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::memory::{Memory, TermMark};
 use super::{Hints, LeaderElector};
 use crate::{Hint, Leadership, LockError, Version, Versioned};
+
+/// However quiet the hints, a standby that waits on them reads the lock at least this often.
+/// A hint stream can lie by omission (a Redis `DEL` sends no message; a subscription can die
+/// without the stream noticing) or by commission (anyone who may publish on the channel can
+/// forge a record with a huge lease): hints may make a standby act sooner, never wait without
+/// bound. Once a minute keeps an idle standby far below one request a second.
+pub(crate) const CONFIRM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// What this candidate knows about the lock: the record (or its absence) and when this
 /// candidate first saw it.
 struct Observation {
     current: Option<Versioned>,
     since: Instant,
+    /// When this candidate last read the lock itself (hints do not count).
+    read_at: Instant,
+    /// The record vanished after this candidate had seen one: the absence is a lease of its
+    /// own, since a leader cut off from the store may still be working.
+    vanished: bool,
     /// A hint or a failed write said the lock may have changed: read before acting.
     stale: bool,
     /// Versions seen before `current`: a hint that carries one of them is late or repeated
@@ -24,15 +38,22 @@ struct Observation {
 const REMEMBERED_VERSIONS: usize = 16;
 
 impl Observation {
-    /// When the observed lease ends; `None` when there is no lease to wait for (no record, or a
-    /// free one).
-    fn expires_at(&self) -> Option<Instant> {
-        let record = &self.current.as_ref()?.record;
-        (!record.is_free()).then(|| self.since + record.lease_duration())
+    /// When the observed lease ends; `None` when there is no lease to wait for (a free record,
+    /// or no record where this candidate never saw one). `own_lease` is what a vanished record
+    /// is waited for.
+    fn expires_at(&self, own_lease: Duration) -> Option<Instant> {
+        match &self.current {
+            None => self.vanished.then(|| self.since + own_lease),
+            Some(seen) if seen.record.is_free() => None,
+            Some(seen) => Some(self.since + seen.record.lease_duration()),
+        }
     }
 
-    fn takeable(&self, now: Instant) -> bool {
-        !self.stale && self.expires_at().is_none_or(|expiry| now >= expiry)
+    fn takeable(&self, now: Instant, own_lease: Duration) -> bool {
+        !self.stale
+            && self
+                .expires_at(own_lease)
+                .is_none_or(|expiry| now >= expiry)
     }
 
     /// True when a hint carries a version older than what this candidate already knows.
@@ -49,13 +70,14 @@ impl Observation {
 /// may have landed.
 #[derive(Clone, Copy)]
 struct Unanswered {
-    token: u64,
+    mark: TermMark,
     sent_at: Instant,
 }
 
 /// The state of one stand-by.
-struct Standby {
+struct Standby<'m> {
     observed: Option<Observation>,
+    memory: &'m mut Memory,
     /// Looks in a row that retried at once (after a lost race or an unanswered write).
     quick_retries: u32,
     unanswered: Option<Unanswered>,
@@ -87,17 +109,27 @@ impl LeaderElector {
     pub(super) async fn stand_by(
         &self,
         hints: &mut Hints,
+        memory: &mut Memory,
         cancel: &CancellationToken,
     ) -> StandbyEnd {
         let mut standby = Standby {
             observed: None,
+            memory,
             quick_retries: 0,
             unanswered: None,
         };
         loop {
-            hints.resubscribe_if_due();
+            if hints.resubscribe_if_due() {
+                // Changes between the last read and the new subscription were missed.
+                if let Some(seen) = standby.observed.as_mut() {
+                    seen.stale = true;
+                }
+            }
             let wake_at = match self.look(&mut standby, hints.active(), cancel).await {
-                Step::Won(term, written) => return StandbyEnd::Won(term, written),
+                Step::Won(term, written) => {
+                    standby.memory.started(&written.record);
+                    return StandbyEnd::Won(term, written);
+                }
                 Step::Again => continue,
                 Step::WaitUntil(at) => at,
                 Step::Cancelled => break,
@@ -105,13 +137,13 @@ impl LeaderElector {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
-                hint = hints.next() => self.apply_hint(&mut standby.observed, hint),
+                hint = hints.next() => self.apply_hint(&mut standby, hint),
                 _ = sleep_until(wake_at) => {}
             }
         }
         // The last write may have made this candidate the holder: hand that back.
         let released = match standby.unanswered {
-            Some(unanswered) => self.release_if_ours(unanswered.token).await,
+            Some(unanswered) => self.release_if_ours(&unanswered.mark).await,
             None => false,
         };
         StandbyEnd::Cancelled { released }
@@ -120,16 +152,20 @@ impl LeaderElector {
     /// Reads the lock if needed, and takes it if it is free or its lease ran out.
     async fn look(
         &self,
-        standby: &mut Standby,
+        standby: &mut Standby<'_>,
         hints_active: bool,
         cancel: &CancellationToken,
     ) -> Step {
+        let own_lease = self.config.lease_duration;
         // With hints, a fresh observation (from a read or from a hint's record) is enough to
-        // wait on; without them, every wake-up that cannot act on the observation polls.
-        let must_read = standby
-            .observed
-            .as_ref()
-            .is_none_or(|seen| seen.stale || (!hints_active && !seen.takeable(Instant::now())));
+        // wait on, for up to CONFIRM_INTERVAL; without them, every wake-up that cannot act on
+        // the observation polls.
+        let now = Instant::now();
+        let must_read = standby.observed.as_ref().is_none_or(|seen| {
+            seen.stale
+                || (!hints_active && !seen.takeable(now, own_lease))
+                || now >= seen.read_at + CONFIRM_INTERVAL
+        });
         if must_read {
             let read = tokio::select! {
                 biased;
@@ -141,7 +177,10 @@ impl LeaderElector {
                     if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
                         return won;
                     }
-                    self.observe(&mut standby.observed, current);
+                    self.observe(&mut standby.observed, standby.memory, current);
+                    if let Some(seen) = standby.observed.as_mut() {
+                        seen.read_at = Instant::now();
+                    }
                 }
                 Err(err) => {
                     report(&err);
@@ -152,29 +191,48 @@ impl LeaderElector {
         let Some(seen) = standby.observed.as_mut() else {
             return Step::WaitUntil(self.next_poll());
         };
-        if let Some(expiry) = seen.expires_at().filter(|at| Instant::now() < *at) {
+        if let Some(expiry) = seen.expires_at(own_lease).filter(|at| Instant::now() < *at) {
             standby.quick_retries = 0;
             let wake_at = if hints_active {
-                expiry
+                expiry.min(seen.read_at + CONFIRM_INTERVAL)
             } else {
                 expiry.min(self.next_poll())
             };
             return Step::WaitUntil(wake_at);
         }
-        let Some(token) = self.next_token(seen.current.as_ref()) else {
-            report(&LockError::Corrupt {
-                lock: self.shared.lock_name.clone(),
-                reason: "leaderTransitions is at its maximum, so no new term could get a \
-                         greater fencing token; delete the record to start the count again"
-                    .to_owned(),
-            });
-            return Step::WaitUntil(self.next_poll());
+        let current = seen.current.clone();
+        let token = match self.next_token(current.as_ref(), standby.memory).await {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                report(&LockError::Corrupt {
+                    lock: self.shared.lock_name.clone(),
+                    reason: format!(
+                        "no new term can get a fencing token above {}, the highest this \
+                         candidate saw on the lock (leaderTransitions is a 32-bit number): \
+                         delete the record and restart every candidate, since each one \
+                         remembers the highest token it saw",
+                        standby.memory.highest_token().unwrap_or(0)
+                    ),
+                });
+                return Step::WaitUntil(self.next_poll());
+            }
+            Err(err) => {
+                report(&err);
+                return Step::WaitUntil(self.next_poll());
+            }
         };
         let sent_at = Instant::now();
-        match self.take(seen.current.as_ref(), token, sent_at).await {
+        let record = self.record_for_term(
+            current.as_ref().map(|seen| &seen.record),
+            i32::try_from(token).expect("next_token stays within i32"),
+        );
+        let mark = TermMark::of(&record);
+        match self.take(current.as_ref(), record, sent_at).await {
             Ok((term, written)) => Step::Won(term, written),
             Err(err) => {
-                seen.stale = true;
+                if let Some(seen) = standby.observed.as_mut() {
+                    seen.stale = true;
+                }
                 match err {
                     LockError::Conflict { .. } | LockError::AlreadyExists { .. } => {
                         tracing::debug!(error = %err, "another candidate wrote first");
@@ -182,7 +240,7 @@ impl LeaderElector {
                     _ => {
                         report(&err);
                         if err.is_retryable() {
-                            standby.unanswered = Some(Unanswered { token, sent_at });
+                            standby.unanswered = Some(Unanswered { mark, sent_at });
                         }
                     }
                 }
@@ -197,52 +255,68 @@ impl LeaderElector {
     }
 
     /// After a write that started a term went unanswered, the next read tells whether it
-    /// landed: if the record names this candidate with that term's token, the term started when
-    /// that write was sent, and it is taken up if it is still valid.
-    fn adopt_unanswered(&self, standby: &mut Standby, current: Option<&Versioned>) -> Option<Step> {
+    /// landed: if the record is exactly the one this process sent (holder, token and the
+    /// acquireTime mark), the term started when that write was sent, and it is taken up if it is
+    /// still valid. A record with this identity and token but another mark is a twin's.
+    fn adopt_unanswered(
+        &self,
+        standby: &mut Standby<'_>,
+        current: Option<&Versioned>,
+    ) -> Option<Step> {
         let unanswered = standby.unanswered.take()?;
         let current = current?;
-        let ours = current.record.holder_identity == self.config.identity
-            && Self::token_of(&current.record) == unanswered.token;
         let valid_until = unanswered.sent_at + self.config.renew_deadline;
-        if !ours || Instant::now() >= valid_until {
+        if !self.holds(current, &unanswered.mark) || Instant::now() >= valid_until {
             return None;
         }
         tracing::info!(
-            fencing_token = unanswered.token,
+            fencing_token = unanswered.mark.token,
             "started leading: an unanswered write had landed"
         );
         let term = Leadership::new(
             self.config.identity.clone(),
-            unanswered.token,
+            unanswered.mark.token,
             unanswered.sent_at,
             self.config.renew_deadline,
         );
         Some(Step::Won(term, current.clone()))
     }
 
-    /// The fencing token of a new term over `current`: 0 for a new record, else one more than
-    /// the record's `leaderTransitions`; `None` when that cannot grow any more.
-    fn next_token(&self, current: Option<&Versioned>) -> Option<u64> {
-        match current {
+    /// The fencing token of a new term over `current`: above the record's
+    /// `leaderTransitions`, above every token this candidate saw on the lock, and, for a new
+    /// record, at least the backend's [`token_floor`](crate::Lock::token_floor). `None` when
+    /// no such token fits the record's 32-bit field.
+    async fn next_token(
+        &self,
+        current: Option<&Versioned>,
+        memory: &Memory,
+    ) -> Result<Option<u64>, LockError> {
+        let above_record = match current {
             None => Some(0),
-            Some(seen) => {
-                let next = seen.record.leader_transitions.max(0).checked_add(1)?;
-                u64::try_from(next).ok()
+            Some(seen) => u64::try_from(seen.record.leader_transitions.max(0))
+                .ok()
+                .map(|token| token + 1),
+        };
+        let above_seen = memory.highest_token().map_or(0, |token| token + 1);
+        let floor = match current {
+            None => {
+                self.bounded(self.call_deadline(), self.lock.token_floor())
+                    .await?
             }
-        }
+            Some(_) => 0,
+        };
+        let token = above_record.map(|token| token.max(above_seen).max(floor));
+        Ok(token.filter(|token| i32::try_from(*token).is_ok()))
     }
 
-    /// Writes a record that starts a term with `token` over `current` (creating it if there is
-    /// none); `sent_at` is when this call started.
+    /// Writes `record`, which starts a term, over `current` (creating it if there is none);
+    /// `sent_at` is when this call started.
     async fn take(
         &self,
         current: Option<&Versioned>,
-        token: u64,
+        record: crate::LeaderElectionRecord,
         sent_at: Instant,
     ) -> Result<(Leadership, Versioned), LockError> {
-        let transitions = i32::try_from(token).expect("next_token stays within i32");
-        let record = self.record_for_term(current.map(|seen| &seen.record), transitions);
         let deadline = self.call_deadline();
         let version = match current {
             None => self.bounded(deadline, self.lock.create(&record)).await?,
@@ -251,6 +325,7 @@ impl LeaderElector {
                     .await?
             }
         };
+        let token = TermMark::of(&record).token;
         let term = Leadership::new(
             self.config.identity.clone(),
             token,
@@ -263,11 +338,18 @@ impl LeaderElector {
 
     /// Takes in a read of the lock: anything new (another version, or the same version with
     /// other content, as after a record was deleted and made again) restarts the lease clock.
-    fn observe(&self, observed: &mut Option<Observation>, current: Option<Versioned>) {
-        let holder = current
-            .as_ref()
-            .and_then(|seen| seen.record.holder())
-            .map(str::to_owned);
+    fn observe(
+        &self,
+        observed: &mut Option<Observation>,
+        memory: &mut Memory,
+        current: Option<Versioned>,
+    ) {
+        let now = Instant::now();
+        let vanished = current.is_none() && memory.saw_record();
+        if let Some(seen) = &current {
+            memory.saw(&seen.record);
+            self.warn_of_twin(memory, seen);
+        }
         match observed {
             Some(seen) if seen.current == current => {
                 seen.stale = false;
@@ -284,33 +366,86 @@ impl LeaderElector {
                     seen.superseded.push_back(old.version);
                 }
                 seen.current = current;
-                seen.since = Instant::now();
+                seen.since = now;
+                seen.vanished = vanished;
                 seen.stale = false;
+                if vanished {
+                    self.warn_vanished();
+                }
             }
             None => {
+                if vanished {
+                    self.warn_vanished();
+                }
                 *observed = Some(Observation {
                     current,
-                    since: Instant::now(),
+                    since: now,
+                    read_at: now,
+                    vanished,
                     stale: false,
                     superseded: VecDeque::new(),
                 });
             }
         }
-        self.shared.observed_leader(holder.as_deref());
+        if let Some(seen) = observed.as_ref() {
+            let holder = seen
+                .current
+                .as_ref()
+                .and_then(|seen| seen.record.holder())
+                .map(str::to_owned);
+            let until = seen
+                .current
+                .as_ref()
+                .and_then(|_| seen.expires_at(self.config.lease_duration));
+            self.shared.observed_leader(holder.as_deref(), until);
+        }
     }
 
-    fn apply_hint(&self, observed: &mut Option<Observation>, hint: Hint) {
+    fn warn_vanished(&self) {
+        tracing::warn!(
+            lease = ?self.config.lease_duration,
+            "the record vanished: waiting a full lease before creating it again, since a leader \
+             cut off from the store may still be working"
+        );
+    }
+
+    /// Says loudly, once per record, that the lock names this identity in a record this process
+    /// did not write: another process uses the same identity (or an earlier run of this one
+    /// held the lock). Such a record is waited for like anyone else's.
+    fn warn_of_twin(&self, memory: &mut Memory, seen: &Versioned) {
+        let identity = &self.config.identity;
+        if seen.record.holder_identity != *identity || memory.is_own(&seen.record, identity) {
+            return;
+        }
+        if memory.first_sight_of_twin(&seen.version) {
+            tracing::error!(
+                "another process uses the identity {identity} on {}: it holds a record this \
+                 process did not write (or an earlier run of this process held it); waiting for \
+                 its lease to run out. Give every instance a unique identity",
+                self.shared.lock_name
+            );
+        }
+    }
+
+    fn apply_hint(&self, standby: &mut Standby<'_>, hint: Hint) {
         match hint {
             Hint::Record(current) => {
-                let late = observed
+                let late = standby
+                    .observed
                     .as_ref()
                     .is_some_and(|seen| seen.is_late(&current.version));
-                if !late {
-                    self.observe(observed, Some(current));
+                if late {
+                    // Late, repeated, or a record made again at a lower version (a backend
+                    // whose counter restarted): a read tells which, instead of guessing.
+                    if let Some(seen) = standby.observed.as_mut() {
+                        seen.stale |= seen.current.as_ref() != Some(&current);
+                    }
+                } else {
+                    self.observe(&mut standby.observed, standby.memory, Some(current));
                 }
             }
             Hint::Changed => {
-                if let Some(seen) = observed {
+                if let Some(seen) = standby.observed.as_mut() {
                     seen.stale = true;
                 }
             }
@@ -318,7 +453,7 @@ impl LeaderElector {
     }
 }
 
-fn report(err: &LockError) {
+pub(super) fn report(err: &LockError) {
     match err {
         LockError::Unavailable { .. } => tracing::warn!(error = %err, "lock call failed; retrying"),
         _ => tracing::error!(error = %err, "lock call failed; retrying"),

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use lock_core::{
-    ElectionConfig, ElectionEvent, ElectorHandle, LeaderElector, Leadership, Lock, RunOutcome,
+    ElectionConfig, ElectionEvent, ElectorHandle, Hint, HintStream, LeaderElectionRecord,
+    LeaderElector, Leadership, Lock, LockResult, RunOutcome, Version, Versioned,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -58,5 +59,47 @@ impl Candidate {
     pub async fn stop(self) -> RunOutcome {
         self.cancel.cancel();
         self.task.await.expect("elector task panicked")
+    }
+}
+
+/// A lock whose change hints the test sends by hand (the inner lock's own hints are not used).
+#[derive(Debug)]
+pub struct ScriptedHints<L> {
+    inner: L,
+    hints: std::sync::Mutex<Option<mpsc::UnboundedReceiver<Hint>>>,
+}
+
+impl<L> ScriptedHints<L> {
+    pub fn new(inner: L, hints: mpsc::UnboundedReceiver<Hint>) -> Self {
+        Self {
+            inner,
+            hints: std::sync::Mutex::new(Some(hints)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl<L: Lock> Lock for ScriptedHints<L> {
+    async fn get(&self) -> LockResult<Option<Versioned>> {
+        self.inner.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
+        self.inner.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> LockResult<Version> {
+        self.inner.update(record, expected).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn watch(&self) -> Option<HintStream> {
+        let hints = self.hints.lock().unwrap().take()?;
+        Some(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(hints),
+        ))
     }
 }

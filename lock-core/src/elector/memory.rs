@@ -1,0 +1,101 @@
+//! What a candidate remembers about its lock for as long as it runs, across all its terms and
+//! stand-bys: the highest fencing token it saw, whether it ever saw a record, and which records
+//! it wrote itself.
+//!
+//! This memory is what keeps two safety rules when the store forgets (a deleted record, a Redis
+//! without persistence): a vanished record is not a free one, and no new term gets a token that
+//! is not above every token this candidate has seen.
+
+use std::collections::VecDeque;
+
+use chrono::{DateTime, Utc};
+
+use crate::{LeaderElectionRecord, Version};
+
+/// How many of its own term records a candidate remembers (to recognise its own record after
+/// its term ended, instead of taking it for a twin's).
+const REMEMBERED_TERMS: usize = 8;
+
+/// The mark of one write that started a term of this process: its token and the acquireTime
+/// with the random microseconds this process chose. A twin (another process with the same
+/// identity) cannot produce the same mark except by a one-in-a-million chance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TermMark {
+    pub(super) token: u64,
+    pub(super) acquire_time: Option<DateTime<Utc>>,
+}
+
+impl TermMark {
+    /// The mark of a record this process wrote to start a term.
+    pub(super) fn of(record: &LeaderElectionRecord) -> Self {
+        Self {
+            token: u64::try_from(record.leader_transitions).unwrap_or(0),
+            acquire_time: record.acquire_time,
+        }
+    }
+
+    /// True when `record` is exactly the term this mark was made for, held by `identity`.
+    pub(super) fn marks(&self, record: &LeaderElectionRecord, identity: &str) -> bool {
+        record.holder_identity == identity
+            && u64::try_from(record.leader_transitions).ok() == Some(self.token)
+            && record.acquire_time == self.acquire_time
+    }
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Memory {
+    /// The highest fencing token seen on the lock, in a record read, hinted or written.
+    highest_token: Option<u64>,
+    /// True once any record (free or held) was seen on the lock.
+    saw_record: bool,
+    /// The terms this process started, newest last.
+    own_terms: VecDeque<TermMark>,
+    /// The version of the last record that named this identity without being ours, so that the
+    /// warning about a twin is given once per record, not once per look.
+    warned_twin: Option<Version>,
+}
+
+impl Memory {
+    /// Takes in a record seen on the lock.
+    pub(super) fn saw(&mut self, record: &LeaderElectionRecord) {
+        self.saw_record = true;
+        if let Ok(token) = u64::try_from(record.leader_transitions) {
+            self.highest_token = Some(self.highest_token.map_or(token, |seen| seen.max(token)));
+        }
+    }
+
+    /// True once any record was seen: an absence after that is a deletion, not a new lock.
+    pub(super) fn saw_record(&self) -> bool {
+        self.saw_record
+    }
+
+    /// The highest token seen, if any.
+    pub(super) fn highest_token(&self) -> Option<u64> {
+        self.highest_token
+    }
+
+    /// Remembers a term this process started.
+    pub(super) fn started(&mut self, record: &LeaderElectionRecord) {
+        self.saw(record);
+        if self.own_terms.len() == REMEMBERED_TERMS {
+            self.own_terms.pop_front();
+        }
+        self.own_terms.push_back(TermMark::of(record));
+    }
+
+    /// True when `record` is one this process wrote to start a term.
+    pub(super) fn is_own(&self, record: &LeaderElectionRecord, identity: &str) -> bool {
+        self.own_terms
+            .iter()
+            .any(|mark| mark.marks(record, identity))
+    }
+
+    /// True the first time a twin's record is seen at `version`.
+    pub(super) fn first_sight_of_twin(&mut self, version: &Version) -> bool {
+        if self.warned_twin.as_ref() == Some(version) {
+            return false;
+        }
+        self.warned_twin = Some(version.clone());
+        true
+    }
+}
