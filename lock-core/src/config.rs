@@ -58,6 +58,11 @@ pub struct ElectionConfig {
     /// Use the lock's change hints when it offers them (on by default). Off means polling every
     /// retry period, as client-go does.
     pub use_hints: bool,
+    /// Seeds the elector's randomness (poll jitter, the acquireTime mark) for a deterministic
+    /// run, as a simulation on tokio's paused clock needs to replay a schedule exactly. `None`
+    /// (the default) seeds from the operating system; never share a seed between real
+    /// candidates, since the marks that tell twins apart would then repeat.
+    pub random_seed: Option<u64>,
 }
 
 impl ElectionConfig {
@@ -72,6 +77,7 @@ impl ElectionConfig {
             release_on_cancel: false,
             rejoin: false,
             use_hints: true,
+            random_seed: None,
         }
     }
 
@@ -102,6 +108,13 @@ impl ElectionConfig {
     /// Sets whether the elector stands by again after losing leadership.
     pub fn with_rejoin(mut self, rejoin: bool) -> Self {
         self.rejoin = rejoin;
+        self
+    }
+
+    /// Seeds the elector's randomness, for deterministic simulations (see
+    /// [`random_seed`](Self::random_seed)).
+    pub fn with_random_seed(mut self, seed: u64) -> Self {
+        self.random_seed = Some(seed);
         self
     }
 

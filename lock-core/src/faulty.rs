@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use crate::{HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned};
+use crate::{
+    Hint, HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned,
+};
 
 /// Wraps a lock and, as told through its [`FaultControl`], delays calls, fails them as
 /// unavailable, answers updates with conflicts, loses replies to writes that did land, and drops
@@ -30,10 +32,21 @@ pub struct FaultyLock<L> {
 }
 
 /// The switches and counters of a [`FaultyLock`]; clones control the same lock.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct FaultControl {
     state: Arc<Mutex<Faults>>,
     counts: Arc<CallCounts>,
+    forged: tokio::sync::broadcast::Sender<Hint>,
+}
+
+impl Default for FaultControl {
+    fn default() -> Self {
+        Self {
+            state: Arc::default(),
+            counts: Arc::default(),
+            forged: tokio::sync::broadcast::channel(64).0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -111,6 +124,12 @@ impl FaultControl {
     /// While `true`, every change hint is delivered twice (as inotify does for one rename).
     pub fn set_repeat_hints(&self, repeat: bool) {
         self.faults().repeat_hints = repeat;
+    }
+
+    /// Delivers `hint` on every open watch stream of this wrapper, as someone who may publish on
+    /// a backend's change channel could forge one.
+    pub fn forge_hint(&self, hint: Hint) {
+        let _ = self.forged.send(hint);
     }
 
     /// Counts of the calls that reached the inner lock.
@@ -224,18 +243,28 @@ impl<L: Lock> Lock for FaultyLock<L> {
     fn watch(&self) -> Option<HintStream> {
         let control = self.control.clone();
         let stream = self.inner.watch()?;
+        let forged = tokio_stream::wrappers::BroadcastStream::new(self.control.forged.subscribe())
+            .filter_map(|hint| futures::future::ready(hint.ok()));
+        let faulty = stream.flat_map(move |hint| {
+            let faults = control.faults();
+            let copies = match (faults.drop_hints, faults.repeat_hints) {
+                (true, _) => vec![],
+                (false, false) => vec![hint],
+                (false, true) => vec![hint.clone(), hint],
+            };
+            futures::stream::iter(copies)
+        });
+        // Ends when the inner stream ends, whatever the forged side does.
         Some(
-            stream
-                .flat_map(move |hint| {
-                    let faults = control.faults();
-                    let copies = match (faults.drop_hints, faults.repeat_hints) {
-                        (true, _) => vec![],
-                        (false, false) => vec![hint],
-                        (false, true) => vec![hint.clone(), hint],
-                    };
-                    futures::stream::iter(copies)
-                })
-                .boxed(),
+            futures::stream::select(
+                faulty
+                    .map(Some)
+                    .chain(futures::stream::once(async { None })),
+                forged.map(Some),
+            )
+            .take_while(|hint| futures::future::ready(hint.is_some()))
+            .filter_map(futures::future::ready)
+            .boxed(),
         )
     }
 

@@ -11,6 +11,46 @@
 //! every new term, a cancellation token cancelled the moment the term ends, and an
 //! [`is_leader`](Leadership::is_leader) that is never stale.
 //!
+//! # The safety rules the elector keeps
+//!
+//! Exactly one candidate may act at a time, and fencing tokens only grow, whatever a store, a
+//! network, a scheduler or another writer does. Each rule has a regression test in
+//! `lock-core/tests/safety_holes.rs` or `elector_paused_clock.rs`:
+//!
+//! - **Expiry is judged on the local clock.** A standby waits the holder's
+//!   `leaseDurationSeconds` from when it *observed* the record change; a leader is leader until
+//!   the *send* time of its last successful renew plus the renew deadline, which is shorter.
+//!   On Linux a term also checks `CLOCK_BOOTTIME`, so a machine woken from a suspend does not
+//!   think its term still runs.
+//! - **A vanished record is not a free lock.** A candidate that saw a record and then sees none
+//!   waits a full lease of its own from when it first saw the absence (a leader cut off from
+//!   the store may still work until its renew deadline). A candidate that never saw a record
+//!   creates it at once.
+//! - **Tokens never go back.** A new term's token is above the replaced record's
+//!   `leaderTransitions`, above every token this candidate saw on the lock (in reads, hints and
+//!   its own writes), and, for a new record, at least the backend's
+//!   [`Lock::token_floor`] (etcd's revision survives a deletion; see each backend for what does
+//!   not).
+//! - **Only our own writes are ours.** A term's record carries a random microsecond mark in
+//!   `acquireTime`; adopting a write whose reply was lost, renewing on the slow path and
+//!   releasing all require that exact mark, so another process with the same identity (a
+//!   twin) never shares a term. A record naming this identity without the mark is waited for
+//!   like any other holder's, and reported.
+//! - **Outside writes end a term at once.** A leader checks with a read as soon as a hint says
+//!   the record may no longer be its own, and ends its term within milliseconds if so (a hint
+//!   alone never ends it: hints can be forged). Editing or deleting the record by hand is a
+//!   forced handover; the overlap left is the time until the leader hears of it (a hint, or its
+//!   next renew when hints are down: at most a retry period).
+//! - **Every answer to "who leads" is as fresh as `is_leader()`.**
+//!   [`ElectorHandle::leader`] names this candidate only while its term is valid by the clock,
+//!   and another holder only while the lease observed for it has not run out.
+//! - **Hints may make a standby act sooner, never wait without bound.** A hint stream that
+//!   ends (backends end it on errors) turns the standby to polling until it is back; however
+//!   quiet the hints, a standby confirms by a read once a minute; a hint older than what is
+//!   known is checked by a read rather than trusted or dropped.
+//! - **Timings are sane.** Every timing lies between [`MIN_TIMING`] and
+//!   [`MAX_LEASE_DURATION`], checked before any arithmetic, besides client-go's rules.
+//!
 //! ```
 //! use std::time::Duration;
 //! use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, MemoryLock, RunOutcome};

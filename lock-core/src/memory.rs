@@ -138,6 +138,13 @@ impl Lock for MemoryLock {
         format!("memory://{}", self.name)
     }
 
+    /// The version counter, which never goes back (a deletion bumps it too), as etcd's
+    /// revision: every record the elector writes has `leaderTransitions` at most the version
+    /// it lands at, so the current counter is above every token the lock ever held.
+    async fn token_floor(&self) -> LockResult<u64> {
+        Ok(self.stored().version)
+    }
+
     fn watch(&self) -> Option<HintStream> {
         let stream = BroadcastStream::new(self.hints.subscribe()).map(|hint| {
             // A lagging receiver missed hints: tell it to read.

@@ -64,6 +64,12 @@ impl Memory {
         }
     }
 
+    /// Takes in an upper bound of tokens written on the lock (a backend's counter), so that the
+    /// next term's token is above it.
+    pub(super) fn saw_token(&mut self, token: u64) {
+        self.highest_token = Some(self.highest_token.map_or(token, |seen| seen.max(token)));
+    }
+
     /// True once any record was seen: an absence after that is a deletion, not a new lock.
     pub(super) fn saw_record(&self) -> bool {
         self.saw_record

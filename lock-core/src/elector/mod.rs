@@ -9,6 +9,7 @@ mod standby;
 use std::future::Future;
 use std::sync::Arc;
 
+use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +44,8 @@ pub struct LeaderElector {
     lock: Arc<dyn Lock>,
     config: ElectionConfig,
     shared: Arc<Shared>,
+    /// Poll jitter and acquireTime marks; seeded from the config for simulations.
+    rng: std::sync::Mutex<rand::rngs::StdRng>,
 }
 
 /// How [`LeaderElector::run`] ended.
@@ -63,10 +66,15 @@ impl LeaderElector {
         config.validate()?;
         let lock: Arc<dyn Lock> = Arc::new(lock);
         let shared = Arc::new(Shared::new(config.identity.clone(), lock.describe()));
+        let rng = match config.random_seed {
+            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+            None => rand::rngs::StdRng::from_os_rng(),
+        };
         Ok(Self {
             lock,
             config,
             shared,
+            rng: std::sync::Mutex::new(rng),
         })
     }
 
@@ -155,7 +163,7 @@ impl LeaderElector {
         leader_transitions: i32,
     ) -> LeaderElectionRecord {
         let now = whole_seconds(chrono::Utc::now());
-        let micros = rand::random_range(1..1_000_000i64);
+        let micros = self.random().random_range(1..1_000_000i64);
         LeaderElectionRecord {
             holder_identity: self.config.identity.clone(),
             lease_duration_seconds: self.config.lease_duration_seconds(),
@@ -188,8 +196,14 @@ impl LeaderElector {
 
     /// When a poll after now should happen: one retry period plus jitter, as client-go does.
     fn next_poll(&self) -> Instant {
-        let jitter = self.config.jitter_factor * rand::random::<f64>();
+        let jitter = self.config.jitter_factor * self.random().random::<f64>();
         Instant::now() + self.config.retry_period + self.config.retry_period.mul_f64(jitter)
+    }
+
+    fn random(&self) -> std::sync::MutexGuard<'_, rand::rngs::StdRng> {
+        self.rng
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn call_deadline(&self) -> Instant {

@@ -27,6 +27,10 @@ struct Observation {
     /// The record vanished after this candidate had seen one: the absence is a lease of its
     /// own, since a leader cut off from the store may still be working.
     vanished: bool,
+    /// For an absence: the backend's token floor read when it was first seen. A create is
+    /// only trusted if the counter moved by nothing but that create since (no record came and
+    /// went while this candidate waited).
+    floor: Option<u64>,
     /// A hint or a failed write said the lock may have changed: read before acting.
     stale: bool,
     /// Versions seen before `current`: a hint that carries one of them is late or repeated
@@ -72,6 +76,9 @@ impl Observation {
 struct Unanswered {
     mark: TermMark,
     sent_at: Instant,
+    /// A create on a backend with a token floor: if it landed, the store may have moved
+    /// meanwhile, which only the check after an answered create can rule out.
+    unchecked_create: bool,
 }
 
 /// The state of one stand-by.
@@ -90,6 +97,15 @@ pub(super) enum StandbyEnd {
     /// Cancelled; `released` when a write of this candidate that went unanswered had landed
     /// and was handed back.
     Cancelled { released: bool },
+}
+
+/// What a write that was to start a term did.
+enum Taken {
+    /// The term started.
+    Term(Leadership, Versioned),
+    /// The record was created, but the store moved meanwhile: no term yet. Also the backend's
+    /// counter now, above every token written meanwhile.
+    HeldBack(Versioned, u64),
 }
 
 /// The result of one look at the lock.
@@ -181,6 +197,7 @@ impl LeaderElector {
                     if let Some(seen) = standby.observed.as_mut() {
                         seen.read_at = Instant::now();
                     }
+                    self.note_floor_of_absence(standby).await;
                 }
                 Err(err) => {
                     report(&err);
@@ -201,8 +218,12 @@ impl LeaderElector {
             return Step::WaitUntil(wake_at);
         }
         let current = seen.current.clone();
-        let token = match self.next_token(current.as_ref(), standby.memory).await {
-            Ok(Some(token)) => token,
+        let floor_seen = seen.floor;
+        let (token, floor) = match self
+            .next_token(current.as_ref(), floor_seen, standby.memory)
+            .await
+        {
+            Ok(Some(chosen)) => chosen,
             Ok(None) => {
                 report(&LockError::Corrupt {
                     lock: self.shared.lock_name.clone(),
@@ -227,8 +248,16 @@ impl LeaderElector {
             i32::try_from(token).expect("next_token stays within i32"),
         );
         let mark = TermMark::of(&record);
-        match self.take(current.as_ref(), record, sent_at).await {
-            Ok((term, written)) => Step::Won(term, written),
+        match self.take(current.as_ref(), record, floor, sent_at).await {
+            Ok(Taken::Term(term, written)) => Step::Won(term, written),
+            Ok(Taken::HeldBack(written, counter)) => {
+                // Our own record, but no term: wait for its lease like everyone else, and
+                // take it over then above every token that may have been written meanwhile.
+                standby.memory.started(&written.record);
+                standby.memory.saw_token(counter);
+                self.observe(&mut standby.observed, standby.memory, Some(written));
+                Step::Again
+            }
             Err(err) => {
                 if let Some(seen) = standby.observed.as_mut() {
                     seen.stale = true;
@@ -240,7 +269,11 @@ impl LeaderElector {
                     _ => {
                         report(&err);
                         if err.is_retryable() {
-                            standby.unanswered = Some(Unanswered { mark, sent_at });
+                            standby.unanswered = Some(Unanswered {
+                                mark,
+                                sent_at,
+                                unchecked_create: current.is_none() && floor > 0,
+                            });
                         }
                     }
                 }
@@ -266,7 +299,13 @@ impl LeaderElector {
         let unanswered = standby.unanswered.take()?;
         let current = current?;
         let valid_until = unanswered.sent_at + self.config.renew_deadline;
-        if !self.holds(current, &unanswered.mark) || Instant::now() >= valid_until {
+        if !self.holds(current, &unanswered.mark) {
+            return None;
+        }
+        // Ours, whether adopted or not: never a twin's.
+        standby.memory.started(&current.record);
+        if unanswered.unchecked_create || Instant::now() >= valid_until {
+            // Held back like an answered create whose store moved: its lease is waited for.
             return None;
         }
         tracing::info!(
@@ -285,12 +324,14 @@ impl LeaderElector {
     /// The fencing token of a new term over `current`: above the record's
     /// `leaderTransitions`, above every token this candidate saw on the lock, and, for a new
     /// record, at least the backend's [`token_floor`](crate::Lock::token_floor). `None` when
-    /// no such token fits the record's 32-bit field.
+    /// no such token fits the record's 32-bit field. Also returns, for a new record, the
+    /// counter when the absence was first seen, against which the create is checked.
     async fn next_token(
         &self,
         current: Option<&Versioned>,
+        floor_seen: Option<u64>,
         memory: &Memory,
-    ) -> Result<Option<u64>, LockError> {
+    ) -> Result<Option<(u64, u64)>, LockError> {
         let above_record = match current {
             None => Some(0),
             Some(seen) => u64::try_from(seen.record.leader_transitions.max(0))
@@ -298,25 +339,32 @@ impl LeaderElector {
                 .map(|token| token + 1),
         };
         let above_seen = memory.highest_token().map_or(0, |token| token + 1);
-        let floor = match current {
+        // A new record's token is above the counter now; whether anything came and went is
+        // judged against the counter when the absence was first seen.
+        let (floor, since) = match current {
             None => {
-                self.bounded(self.call_deadline(), self.lock.token_floor())
-                    .await?
+                let now = self
+                    .bounded(self.call_deadline(), self.lock.token_floor())
+                    .await?;
+                (now, floor_seen.map_or(now, |seen| seen.min(now)))
             }
-            Some(_) => 0,
+            Some(_) => (0, 0),
         };
         let token = above_record.map(|token| token.max(above_seen).max(floor));
-        Ok(token.filter(|token| i32::try_from(*token).is_ok()))
+        Ok(token
+            .filter(|token| i32::try_from(*token).is_ok())
+            .map(|token| (token, since)))
     }
 
-    /// Writes `record`, which starts a term, over `current` (creating it if there is none);
-    /// `sent_at` is when this call started.
+    /// Writes `record`, which starts a term, over `current` (creating it if there is none, at
+    /// or above the token `floor` read before); `sent_at` is when this call started.
     async fn take(
         &self,
         current: Option<&Versioned>,
         record: crate::LeaderElectionRecord,
+        floor: u64,
         sent_at: Instant,
-    ) -> Result<(Leadership, Versioned), LockError> {
+    ) -> Result<Taken, LockError> {
         let deadline = self.call_deadline();
         let version = match current {
             None => self.bounded(deadline, self.lock.create(&record)).await?,
@@ -325,6 +373,20 @@ impl LeaderElector {
                     .await?
             }
         };
+        let moved = match current {
+            None if floor > 0 => self.store_moved_during_create(floor).await?,
+            _ => None,
+        };
+        if let Some(now_floor) = moved {
+            // Whoever led in between is valid until at most a renew deadline after its record
+            // was deleted, which is before now: holding the record for a lease of our own (as
+            // every standby does for it) and taking it over then is safe; leading now is not.
+            tracing::warn!(
+                "the store moved while this candidate created the record, so another term may \
+                 have run meanwhile: holding the record for one lease before leading"
+            );
+            return Ok(Taken::HeldBack(Versioned { record, version }, now_floor));
+        }
         let token = TermMark::of(&record).token;
         let term = Leadership::new(
             self.config.identity.clone(),
@@ -333,7 +395,38 @@ impl LeaderElector {
             self.config.renew_deadline,
         );
         tracing::info!(fencing_token = token, "started leading");
-        Ok((term, Versioned { record, version }))
+        Ok(Taken::Term(term, Versioned { record, version }))
+    }
+
+    /// True when the backend's counter moved by more than this candidate's create since the
+    /// floor was read before it: another record may have come and gone meanwhile (created by
+    /// another candidate that may still lead, then deleted from outside), and the create landed
+    /// on the absence that deletion left (an A-B-A that "create if absent" cannot see).
+    /// Returns the counter now when it moved.
+    async fn store_moved_during_create(&self, floor: u64) -> Result<Option<u64>, LockError> {
+        let now_floor = self
+            .bounded(self.call_deadline(), self.lock.token_floor())
+            .await?;
+        Ok((now_floor > floor + 1).then_some(now_floor))
+    }
+
+    /// When a read showed the record absent, reads the backend's token floor once for that
+    /// absence (see [`Observation::floor`]). A failure leaves it unknown: the create then uses
+    /// a floor read just before it, which guards a shorter span.
+    async fn note_floor_of_absence(&self, standby: &mut Standby<'_>) {
+        let Some(seen) = standby.observed.as_mut() else {
+            return;
+        };
+        if !seen.vanished || seen.floor.is_some() {
+            return;
+        }
+        match self
+            .bounded(self.call_deadline(), self.lock.token_floor())
+            .await
+        {
+            Ok(floor) => seen.floor = Some(floor),
+            Err(err) => tracing::debug!(error = %err, "could not read the token floor"),
+        }
     }
 
     /// Takes in a read of the lock: anything new (another version, or the same version with
@@ -368,6 +461,7 @@ impl LeaderElector {
                 seen.current = current;
                 seen.since = now;
                 seen.vanished = vanished;
+                seen.floor = None;
                 seen.stale = false;
                 if vanished {
                     self.warn_vanished();
@@ -382,6 +476,7 @@ impl LeaderElector {
                     since: now,
                     read_at: now,
                     vanished,
+                    floor: None,
                     stale: false,
                     superseded: VecDeque::new(),
                 });
