@@ -27,6 +27,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::demo::DemoEvent;
 
+/// How many stale answers of one instance a report shows (the count of all is given).
+const STALE_SHOWN: usize = 3;
+
 /// What the test did to an instance's process.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProcessAction {
@@ -305,8 +308,30 @@ impl History {
     /// The violations, then the terms, faults and actions in time order, and the answers.
     pub fn report(&self, violations: &[Violation]) -> String {
         let mut report = String::new();
+        // Stale answers come in runs (the sampler asks every few hundred milliseconds): the
+        // first few of each instance are shown, and how many there were.
+        let mut stale_shown: Vec<(&str, usize)> = Vec::new();
         for violation in violations {
+            if let Violation::StaleAnswer { sample, .. } = violation {
+                let instance = sample.instance.as_str();
+                let count = match stale_shown.iter_mut().find(|(name, _)| *name == instance) {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count
+                    }
+                    None => {
+                        stale_shown.push((instance, 1));
+                        1
+                    }
+                };
+                if count > STALE_SHOWN {
+                    continue;
+                }
+            }
             let _ = writeln!(report, "VIOLATION: {violation}");
+        }
+        for (instance, count) in stale_shown {
+            let _ = writeln!(report, "{count} stale answers from {instance} in all");
         }
         let _ = writeln!(report, "--- terms in start order:");
         for term in self.terms() {
