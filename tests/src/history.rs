@@ -7,8 +7,8 @@
 //!   line, or to the moment it was SIGSTOPped or killed, whichever comes first (a stopped
 //!   process cannot act, and whatever it believes after SIGCONT is no longer a valid term);
 //! - **a token that does not strictly increase** across terms taken in start order;
-//! - **a stale answer**: an instance names itself in `GET /`, or says `is_leader: true` in
-//!   `GET /leader`, while none of its terms runs; or it names another instance that was not
+//! - **a stale answer**: an instance names itself in `GET /`, or says `is_leader: true` or
+//!   names itself as `leader` in `GET /leader`, while none of its terms runs; or it names another instance that was not
 //!   leading within the allowed staleness (a standby may go on naming a leader until the lease
 //!   it observed for it runs out, so the allowance is the lease duration);
 //! - **no leader within a bound** after a fault healed;
@@ -53,6 +53,18 @@ pub enum Answer {
         /// The holder it named.
         leader: Option<String>,
     },
+}
+
+impl Answer {
+    /// True when the answer, given by `instance`, says that `instance` leads: `GET /` names it,
+    /// or `GET /leader` says `is_leader` or names it as the leader (issue 11: everything that
+    /// answers "who leads" names this instance only while its term is valid).
+    pub fn claims(&self, instance: &str) -> bool {
+        match self {
+            Self::Name(name) => name == instance,
+            Self::Leader { is_leader, leader } => *is_leader || leader.as_deref() == Some(instance),
+        }
+    }
 }
 
 /// One sampled answer, with the window in which it was made.
@@ -431,10 +443,7 @@ impl History {
                         )
                 })
             };
-            let claims_self = match &sample.answer {
-                Answer::Name(name) => name == &sample.instance,
-                Answer::Leader { is_leader, .. } => *is_leader,
-            };
+            let claims_self = sample.answer.claims(&sample.instance);
             if claims_self && !leads(&sample.instance, Duration::ZERO) {
                 found.push(Violation::StaleAnswer {
                     sample: sample.clone(),
@@ -704,6 +713,18 @@ mod tests {
         assert_eq!(kinds(&history), Vec::<&str>::new());
         history.sample(named_a(4500));
         assert_eq!(kinds(&history), ["stale"]);
+    }
+
+    #[test]
+    fn naming_itself_as_leader_in_the_leader_endpoint_is_a_claim() {
+        let claim = Answer::Leader {
+            is_leader: false,
+            leader: Some("a".into()),
+        };
+        assert!(claim.claims("a"));
+        assert!(!claim.claims("b"));
+        assert!(Answer::Name("a".into()).claims("a"));
+        assert!(!Answer::Name(String::new()).claims("a"));
     }
 
     #[test]

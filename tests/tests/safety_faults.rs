@@ -19,7 +19,6 @@ use std::time::Duration;
 use chrono::Utc;
 use lock_tests::conformance::unique_name;
 use lock_tests::fault_cluster::{Backend, FaultCluster, LEASE, RENEW_DEADLINE};
-use lock_tests::history::Answer;
 use lock_tests::servers::etcd::EtcdServer;
 use lock_tests::servers::redis::RedisServer;
 use rand::rngs::StdRng;
@@ -184,14 +183,10 @@ async fn cut_off_leader_does_not_name_itself(backend: Backend) {
         tokio::time::sleep_until(cut_at + asked_at).await;
         let answers = cluster.ask(leader).await;
         eprintln!("{context}: {name} answered {answers:?} {asked_at:?} after the cut");
-        let claims_now = matches!(&answers.0, Some(Answer::Name(n)) if *n == name)
-            || matches!(
-                &answers.1,
-                Some(Answer::Leader {
-                    is_leader: true,
-                    ..
-                })
-            );
+        let claims_now = [&answers.0, &answers.1]
+            .into_iter()
+            .flatten()
+            .any(|answer| answer.claims(&name));
         if claims_now {
             claims.push(format!(
                 "{context}: {name} claimed leadership {asked_at:?} after it was cut off: {answers:?}"
@@ -249,14 +244,10 @@ async fn stopped_leader_resumes_without_claiming(backend: Backend) {
             "{context}: nobody took over from the stopped {name} within {TAKEOVER:?}\n{}",
             cluster.reports()
         );
-        let claims_now = matches!(&answers.0, Some(Answer::Name(n)) if *n == name)
-            || matches!(
-                &answers.1,
-                Some(Answer::Leader {
-                    is_leader: true,
-                    ..
-                })
-            );
+        let claims_now = [&answers.0, &answers.1]
+            .into_iter()
+            .flatten()
+            .any(|answer| answer.claims(&name));
         if claims_now {
             claims.push(format!(
                 "{context}: {name}'s first answers after SIGCONT claim leadership: {answers:?}"
