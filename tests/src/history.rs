@@ -8,9 +8,11 @@
 //!   process cannot act, and whatever it believes after SIGCONT is no longer a valid term);
 //! - **a token that does not strictly increase** across terms taken in start order;
 //! - **a stale answer**: an instance names itself in `GET /`, or says `is_leader: true` or
-//!   names itself as `leader` in `GET /leader`, while none of its terms runs; or it names another instance that was not
-//!   leading within the allowed staleness (a standby may go on naming a leader until the lease
-//!   it observed for it runs out, so the allowance is the lease duration);
+//!   names itself as `leader` in `GET /leader`, while none of its terms runs; or it names
+//!   another instance that was not leading within the allowed staleness on either side (a
+//!   standby may go on naming a leader until the lease it observed for it runs out, and may
+//!   read a new leader's record before that leader prints its `leading` line; naming another
+//!   is no claim, so this check is loose);
 //! - **no leader within a bound** after a fault healed;
 //! - **a resumed process whose first event claims its old term**;
 //! - event lines out of order or not of the documented form.
@@ -433,18 +435,22 @@ impl History {
                         .max()
                 })
                 .unwrap_or(sample.sent);
-            let leads = |name: &str, slack: Duration| {
-                let slack = TimeDelta::from_std(slack).unwrap_or(TimeDelta::MAX);
+            let leads = |name: &str, late: Duration, early: Duration| {
+                let late = TimeDelta::from_std(late).unwrap_or(TimeDelta::MAX);
+                let early = TimeDelta::from_std(early).unwrap_or(TimeDelta::MAX);
                 terms.iter().any(|term| {
                     term.instance == name
                         && term.runs_during(
-                            from.checked_sub_signed(slack).unwrap_or(from),
-                            sample.received,
+                            from.checked_sub_signed(late).unwrap_or(from),
+                            sample
+                                .received
+                                .checked_add_signed(early)
+                                .unwrap_or(sample.received),
                         )
                 })
             };
             let claims_self = sample.answer.claims(&sample.instance);
-            if claims_self && !leads(&sample.instance, Duration::ZERO) {
+            if claims_self && !leads(&sample.instance, Duration::ZERO, Duration::ZERO) {
                 found.push(Violation::StaleAnswer {
                     sample: sample.clone(),
                     reason: format!(
@@ -459,7 +465,10 @@ impl History {
                 Answer::Leader { leader, .. } => leader.as_deref(),
             };
             if let Some(other) = named.filter(|n| !n.is_empty() && *n != sample.instance) {
-                if !leads(other, self.other_staleness) {
+                // A standby may read a new leader's record before that leader has printed its
+                // `leading` line: naming another instance early is no claim, so it gets the
+                // same allowance ahead as behind.
+                if !leads(other, self.other_staleness, self.other_staleness) {
                     found.push(Violation::StaleAnswer {
                         sample: sample.clone(),
                         reason: format!(

@@ -267,6 +267,37 @@ async fn stopped_leader_resumes_without_claiming(backend: Backend) {
     history.assert_safe(&test);
 }
 
+/// No fault: the history of a quiet election is clean (the checker finds nothing where there
+/// is nothing), and the leader stays.
+async fn quiet_election_has_a_clean_history(backend: Backend) {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let test = format!("{backend:?}: quiet election");
+    let server = Server::start(backend);
+    let lock = unique_name("quiet");
+    let cluster = FaultCluster::start(backend, server.address(), &lock, &NAMES).await;
+    let (cluster, leader) = settled_leader(cluster, &test).await;
+    tokio::time::sleep(LEASE).await;
+    assert_eq!(
+        cluster.settled_leader(Duration::ZERO).await,
+        Some(leader),
+        "{test}: the leader changed without a fault\n{}",
+        cluster.reports()
+    );
+    let history = cluster.finish().await;
+    assert_eq!(history.terms().len(), 1, "{}", history.report(&[]));
+    history.assert_safe(&test);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_quiet_election_has_a_clean_history() {
+    quiet_election_has_a_clean_history(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_quiet_election_has_a_clean_history() {
+    quiet_election_has_a_clean_history(Backend::Etcd).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_leader_cut_off_and_record_deleted_never_gives_two_leaders_or_a_lower_term() {
     leader_cut_off_and_record_deleted(Backend::Redis).await;
