@@ -155,6 +155,8 @@ async fn leader_cut_off_and_record_deleted(backend: Backend) {
         cluster.record(|h| h.healed(Utc::now()));
         tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
     }
+    // After the last heal: still one leader, followed by the others.
+    let (cluster, _) = settled_leader(cluster, &format!("{test}, after the last heal")).await;
     let history = cluster.finish().await;
     history.assert_safe(&test);
 }
@@ -202,6 +204,8 @@ async fn cut_off_leader_does_not_name_itself(backend: Backend) {
         cluster.record(|h| h.healed(Utc::now()));
         tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
     }
+    // After the last heal: still one leader, followed by the others.
+    let (cluster, _) = settled_leader(cluster, &format!("{test}, after the last heal")).await;
     let history = cluster.finish().await;
     let violations = history.violations();
     assert!(
@@ -256,6 +260,8 @@ async fn stopped_leader_resumes_without_claiming(backend: Backend) {
         cluster.record(|h| h.healed(resumed));
         tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
     }
+    // After the last heal: still one leader, followed by the others.
+    let (cluster, _) = settled_leader(cluster, &format!("{test}, after the last heal")).await;
     let history = cluster.finish().await;
     let violations = history.violations();
     assert!(
