@@ -7,12 +7,20 @@
 //! ```text
 //! lock_tests::conformance_suite!(MyBackend::start());
 //! ```
+//!
+//! For fault tests on real processes: [`proxy`] puts a loopback TCP proxy that the test can
+//! cut, heal and reset between one `demo` instance and its server; [`fault_cluster`] starts
+//! several instances that way and samples their HTTP answers; [`history`] checks what they
+//! said (no two leaders, growing tokens, no stale answer, a leader soon after a heal).
 
 pub mod access;
 pub mod conformance;
 pub mod demo;
 pub mod driver;
 pub mod failover;
+pub mod fault_cluster;
 pub mod go;
+pub mod history;
 pub mod outage;
+pub mod proxy;
 pub mod servers;

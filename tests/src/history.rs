@@ -1,0 +1,753 @@
+//! A checker of what several `demo` instances said during a fault test: their `--json` events,
+//! the moments the test stopped, resumed or killed them, the `GET /` and `GET /leader` answers
+//! sampled from them, and the moments faults healed.
+//!
+//! It fails on:
+//! - **two leaders at once**: an instance leads from its `leading` line to its `stopped_leading`
+//!   line, or to the moment it was SIGSTOPped or killed, whichever comes first (a stopped
+//!   process cannot act, and whatever it believes after SIGCONT is no longer a valid term);
+//! - **a token that does not strictly increase** across terms taken in start order;
+//! - **a stale answer**: an instance names itself in `GET /`, or says `is_leader: true` or
+//!   names itself as `leader` in `GET /leader`, while none of its terms runs; or it names
+//!   another instance that was not leading within the allowed staleness on either side (a
+//!   standby may go on naming a leader until the lease it observed for it runs out, and may
+//!   read a new leader's record before that leader prints its `leading` line; naming another
+//!   is no claim, so this check is loose);
+//! - **no leader within a bound** after a fault healed;
+//! - **a resumed process whose first event claims its old term**;
+//! - event lines out of order or not of the documented form.
+//!
+//! Every time is wall-clock UTC: the demo's `ts` and the test's `Utc::now()` come from the same
+//! machine clock, and no test here steps it. An answer is judged over the whole window from
+//! the request being sent to the reply arriving (it was made somewhere in it), so only answers
+//! that are wrong at every moment of their window count.
+
+use std::fmt::{self, Write as _};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::demo::DemoEvent;
+
+/// How many stale answers of one instance a report shows (the count of all is given).
+const STALE_SHOWN: usize = 3;
+
+/// What the test did to an instance's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProcessAction {
+    /// SIGSTOP: the process is frozen from this moment.
+    Stopped,
+    /// SIGCONT after a stop.
+    Resumed,
+    /// SIGKILL, or any end the process did not choose.
+    Killed,
+}
+
+/// One answer of an instance's HTTP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `GET /`: the name it gave (empty: nobody known to lead).
+    Name(String),
+    /// `GET /leader`: its `is_leader` and `leader` fields.
+    Leader {
+        /// Whether it said it leads.
+        is_leader: bool,
+        /// The holder it named.
+        leader: Option<String>,
+    },
+}
+
+impl Answer {
+    /// True when the answer, given by `instance`, says that `instance` leads: `GET /` names it,
+    /// or `GET /leader` says `is_leader` or names it as the leader (issue 11: everything that
+    /// answers "who leads" names this instance only while its term is valid).
+    pub fn claims(&self, instance: &str) -> bool {
+        match self {
+            Self::Name(name) => name == instance,
+            Self::Leader { is_leader, leader } => *is_leader || leader.as_deref() == Some(instance),
+        }
+    }
+}
+
+/// One sampled answer, with the window in which it was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sample {
+    /// The instance that answered.
+    pub instance: String,
+    /// When the request was sent.
+    pub sent: DateTime<Utc>,
+    /// When the reply arrived.
+    pub received: DateTime<Utc>,
+    /// What it said.
+    pub answer: Answer,
+}
+
+/// One term as the checker counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Term {
+    /// The instance that led.
+    pub instance: String,
+    /// Its fencing token.
+    pub token: Option<u64>,
+    /// The `ts` of its `leading` line.
+    pub start: DateTime<Utc>,
+    /// The `ts` of its `stopped_leading` line, or when the process was stopped or killed,
+    /// whichever came first; `None` while it runs.
+    pub end: Option<DateTime<Utc>>,
+    /// What ended it.
+    pub ended_by: &'static str,
+}
+
+impl Term {
+    /// True when the term runs at some moment of `[from, to]`.
+    fn runs_during(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+        self.start <= to && self.end.is_none_or(|end| end >= from)
+    }
+}
+
+impl fmt::Display for Term {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let token = self
+            .token
+            .map_or_else(|| "?".to_owned(), |token| token.to_string());
+        write!(
+            f,
+            "{} term {token} from {}",
+            self.instance,
+            time(self.start)
+        )?;
+        match self.end {
+            Some(end) => write!(f, " to {} ({})", time(end), self.ended_by),
+            None => write!(f, " (still running)"),
+        }
+    }
+}
+
+/// One broken rule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Violation {
+    /// Two terms of different instances ran at once.
+    TwoLeaders {
+        /// The earlier term.
+        first: Term,
+        /// The later one.
+        second: Term,
+        /// How long they overlapped (to the end of the observation for a running term).
+        overlap: Duration,
+    },
+    /// A term's token is not above the token of the term that started before it.
+    TokenNotIncreasing {
+        /// The earlier term.
+        before: Term,
+        /// The later one.
+        after: Term,
+    },
+    /// An answer named a leader that was not leading when it was made.
+    StaleAnswer {
+        /// The sample.
+        sample: Sample,
+        /// Why it is stale.
+        reason: String,
+    },
+    /// No term ran within the bound after a fault healed.
+    NoLeaderAfterHeal {
+        /// When the fault healed.
+        healed: DateTime<Utc>,
+        /// The bound.
+        within: Duration,
+    },
+    /// A resumed process's first event claimed the term it held when stopped.
+    ClaimAfterResume {
+        /// The instance.
+        instance: String,
+        /// The event.
+        event: String,
+    },
+    /// An instance's event lines are not in time order, or not of the documented form.
+    BadEvents {
+        /// The instance.
+        instance: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TwoLeaders {
+                first,
+                second,
+                overlap,
+            } => write!(f, "TWO LEADERS for {overlap:?}: {first} | {second}"),
+            Self::TokenNotIncreasing { before, after } => {
+                write!(f, "TOKEN NOT INCREASING: {before}, then {after}")
+            }
+            Self::StaleAnswer { sample, reason } => write!(
+                f,
+                "STALE ANSWER from {} between {} and {}: {:?}: {reason}",
+                sample.instance,
+                time(sample.sent),
+                time(sample.received),
+                sample.answer
+            ),
+            Self::NoLeaderAfterHeal { healed, within } => write!(
+                f,
+                "NO LEADER within {within:?} after the fault healed at {}",
+                time(*healed)
+            ),
+            Self::ClaimAfterResume { instance, event } => write!(
+                f,
+                "CLAIM AFTER RESUME: {instance}'s first event after SIGCONT: {event}"
+            ),
+            Self::BadEvents { instance, reason } => write!(f, "BAD EVENTS of {instance}: {reason}"),
+        }
+    }
+}
+
+/// Everything one instance said and what was done to it.
+#[derive(Clone, Debug, Default)]
+struct Instance {
+    name: String,
+    events: Vec<DemoEvent>,
+    unparsed: Vec<String>,
+    actions: Vec<(DateTime<Utc>, ProcessAction)>,
+}
+
+/// The history of one fault test, filled in as it runs and checked at its end.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    instances: Vec<Instance>,
+    samples: Vec<Sample>,
+    heals: Vec<DateTime<Utc>>,
+    faults: Vec<(DateTime<Utc>, String)>,
+    other_staleness: Duration,
+    leader_within: Duration,
+    observed_until: Option<DateTime<Utc>>,
+}
+
+impl History {
+    /// An empty history. `other_staleness`: how long after a leader's term ended another
+    /// instance may still name it (the lease duration); `leader_within`: how soon after a heal
+    /// some instance must lead (lease + 2 s in the issue's acceptance).
+    pub fn new(other_staleness: Duration, leader_within: Duration) -> Self {
+        Self {
+            other_staleness,
+            leader_within,
+            ..Self::default()
+        }
+    }
+
+    fn instance(&mut self, name: &str) -> &mut Instance {
+        if let Some(index) = self.instances.iter().position(|i| i.name == name) {
+            return &mut self.instances[index];
+        }
+        self.instances.push(Instance {
+            name: name.to_owned(),
+            ..Instance::default()
+        });
+        self.instances.last_mut().expect("just pushed")
+    }
+
+    /// Records that the test did `action` to `instance`'s process at `at`.
+    pub fn action(&mut self, instance: &str, at: DateTime<Utc>, action: ProcessAction) {
+        self.instance(instance).actions.push((at, action));
+    }
+
+    /// Records a fault and when it was injected, for the report.
+    pub fn fault(&mut self, at: DateTime<Utc>, what: impl Into<String>) {
+        self.faults.push((at, what.into()));
+    }
+
+    /// Records that the faults healed at `at`: some instance must lead within the bound.
+    pub fn healed(&mut self, at: DateTime<Utc>) {
+        self.heals.push(at);
+        self.fault(at, "healed");
+    }
+
+    /// Records an answer.
+    pub fn sample(&mut self, sample: Sample) {
+        self.samples.push(sample);
+    }
+
+    /// Sets `instance`'s event lines (all of them, read at the end), and the lines that did
+    /// not parse.
+    pub fn events(&mut self, instance: &str, events: Vec<DemoEvent>, unparsed: Vec<String>) {
+        let entry = self.instance(instance);
+        entry.events = events;
+        entry.unparsed = unparsed;
+    }
+
+    /// Sets the end of the observation (a running term counts until then).
+    pub fn observed_until(&mut self, at: DateTime<Utc>) {
+        self.observed_until = Some(at);
+    }
+
+    /// The terms of every instance, in start order.
+    pub fn terms(&self) -> Vec<Term> {
+        let mut terms: Vec<Term> = self.instances.iter().flat_map(terms_of).collect();
+        terms.sort_by_key(|term| term.start);
+        terms
+    }
+
+    /// Every broken rule, in the order of the checks.
+    pub fn violations(&self) -> Vec<Violation> {
+        let terms = self.terms();
+        let mut found = Vec::new();
+        self.check_events(&mut found);
+        self.check_overlaps(&terms, &mut found);
+        check_tokens(&terms, &mut found);
+        self.check_answers(&terms, &mut found);
+        self.check_heals(&terms, &mut found);
+        self.check_resumes(&mut found);
+        found
+    }
+
+    /// Panics with [`report`](Self::report) when any rule is broken.
+    pub fn assert_safe(&self, context: &str) {
+        let violations = self.violations();
+        if !violations.is_empty() {
+            panic!(
+                "{context}: {} violation(s)\n{}",
+                violations.len(),
+                self.report(&violations)
+            );
+        }
+        eprintln!(
+            "{context}: history checked, no violation\n{}",
+            self.report(&[])
+        );
+    }
+
+    /// The violations, then the terms, faults and actions in time order, and the answers.
+    pub fn report(&self, violations: &[Violation]) -> String {
+        let mut report = String::new();
+        // Stale answers come in runs (the sampler asks every few hundred milliseconds): the
+        // first few of each instance are shown, and how many there were.
+        let mut stale_shown: Vec<(&str, usize)> = Vec::new();
+        for violation in violations {
+            if let Violation::StaleAnswer { sample, .. } = violation {
+                let instance = sample.instance.as_str();
+                let count = match stale_shown.iter_mut().find(|(name, _)| *name == instance) {
+                    Some((_, count)) => {
+                        *count += 1;
+                        *count
+                    }
+                    None => {
+                        stale_shown.push((instance, 1));
+                        1
+                    }
+                };
+                if count > STALE_SHOWN {
+                    continue;
+                }
+            }
+            let _ = writeln!(report, "VIOLATION: {violation}");
+        }
+        for (instance, count) in stale_shown {
+            let _ = writeln!(report, "{count} stale answers from {instance} in all");
+        }
+        let _ = writeln!(report, "--- terms in start order:");
+        for term in self.terms() {
+            let _ = writeln!(report, "  {term}");
+        }
+        let mut timeline: Vec<(DateTime<Utc>, String)> = self.faults.clone();
+        for instance in &self.instances {
+            for (at, action) in &instance.actions {
+                timeline.push((*at, format!("{} {action:?}", instance.name)));
+            }
+        }
+        timeline.sort_by_key(|(at, _)| *at);
+        let _ = writeln!(report, "--- faults and signals:");
+        for (at, what) in timeline {
+            let _ = writeln!(report, "  {} {what}", time(at));
+        }
+        let _ = writeln!(report, "--- {} answers sampled", self.samples.len());
+        report
+    }
+
+    fn check_events(&self, found: &mut Vec<Violation>) {
+        for instance in &self.instances {
+            for line in &instance.unparsed {
+                found.push(Violation::BadEvents {
+                    instance: instance.name.clone(),
+                    reason: format!("unparsed line {line}"),
+                });
+            }
+            for pair in instance.events.windows(2) {
+                if pair[1].ts < pair[0].ts {
+                    found.push(Violation::BadEvents {
+                        instance: instance.name.clone(),
+                        reason: format!("{:?} printed before {:?}", pair[1], pair[0]),
+                    });
+                }
+            }
+            if let Some(stranger) = instance.events.iter().find(|e| e.instance != instance.name) {
+                found.push(Violation::BadEvents {
+                    instance: instance.name.clone(),
+                    reason: format!("a line names another instance: {stranger:?}"),
+                });
+            }
+        }
+    }
+
+    fn check_overlaps(&self, terms: &[Term], found: &mut Vec<Violation>) {
+        let until = self.observed_until.unwrap_or_else(Utc::now);
+        for (index, first) in terms.iter().enumerate() {
+            for second in &terms[index + 1..] {
+                if first.instance == second.instance {
+                    continue;
+                }
+                // Sorted by start: they overlap when the second starts before the first ends
+                // (touching ends, a handover within one millisecond, do not count).
+                let first_end = first.end.unwrap_or(until);
+                if second.start < first_end {
+                    let end = first_end.min(second.end.unwrap_or(until));
+                    let overlap = (end - second.start).to_std().unwrap_or_default();
+                    found.push(Violation::TwoLeaders {
+                        first: first.clone(),
+                        second: second.clone(),
+                        overlap,
+                    });
+                }
+            }
+        }
+    }
+
+    fn check_answers(&self, terms: &[Term], found: &mut Vec<Violation>) {
+        for sample in &self.samples {
+            // A request in flight across a stop of the answering process was answered after
+            // the resume: judge it from then.
+            let from = self
+                .instances
+                .iter()
+                .find(|instance| instance.name == sample.instance)
+                .and_then(|instance| {
+                    instance
+                        .actions
+                        .iter()
+                        .filter(|(at, action)| {
+                            *action == ProcessAction::Resumed
+                                && *at >= sample.sent
+                                && *at <= sample.received
+                        })
+                        .map(|(at, _)| *at)
+                        .max()
+                })
+                .unwrap_or(sample.sent);
+            let leads = |name: &str, late: Duration, early: Duration| {
+                let late = TimeDelta::from_std(late).unwrap_or(TimeDelta::MAX);
+                let early = TimeDelta::from_std(early).unwrap_or(TimeDelta::MAX);
+                terms.iter().any(|term| {
+                    term.instance == name
+                        && term.runs_during(
+                            from.checked_sub_signed(late).unwrap_or(from),
+                            sample
+                                .received
+                                .checked_add_signed(early)
+                                .unwrap_or(sample.received),
+                        )
+                })
+            };
+            let claims_self = sample.answer.claims(&sample.instance);
+            if claims_self && !leads(&sample.instance, Duration::ZERO, Duration::ZERO) {
+                found.push(Violation::StaleAnswer {
+                    sample: sample.clone(),
+                    reason: format!(
+                        "{} claims to lead but none of its terms runs",
+                        sample.instance
+                    ),
+                });
+                continue;
+            }
+            let named = match &sample.answer {
+                Answer::Name(name) => Some(name.as_str()),
+                Answer::Leader { leader, .. } => leader.as_deref(),
+            };
+            if let Some(other) = named.filter(|n| !n.is_empty() && *n != sample.instance) {
+                // A standby may read a new leader's record before that leader has printed its
+                // `leading` line: naming another instance early is no claim, so it gets the
+                // same allowance ahead as behind.
+                if !leads(other, self.other_staleness, self.other_staleness) {
+                    found.push(Violation::StaleAnswer {
+                        sample: sample.clone(),
+                        reason: format!(
+                            "names {other}, which did not lead within {:?} before",
+                            self.other_staleness
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    fn check_heals(&self, terms: &[Term], found: &mut Vec<Violation>) {
+        let within = TimeDelta::from_std(self.leader_within).unwrap_or(TimeDelta::MAX);
+        for healed in &self.heals {
+            let bound = *healed + within;
+            if !terms.iter().any(|term| term.runs_during(*healed, bound)) {
+                found.push(Violation::NoLeaderAfterHeal {
+                    healed: *healed,
+                    within: self.leader_within,
+                });
+            }
+        }
+    }
+
+    fn check_resumes(&self, found: &mut Vec<Violation>) {
+        for instance in &self.instances {
+            for (resumed, action) in &instance.actions {
+                if *action != ProcessAction::Resumed {
+                    continue;
+                }
+                let stopped = instance
+                    .actions
+                    .iter()
+                    .filter(|(at, a)| *a == ProcessAction::Stopped && at <= resumed)
+                    .map(|(at, _)| *at)
+                    .max();
+                let Some(stopped) = stopped else { continue };
+                let held = terms_of(instance)
+                    .into_iter()
+                    .find(|term| term.start <= stopped && term.ended_by == "SIGSTOP");
+                let Some(held) = held else { continue };
+                let first = instance.events.iter().find(|event| event.ts >= *resumed);
+                if let Some(event) = first {
+                    let claims_old = event.event == "leading"
+                        && event
+                            .term
+                            .is_some_and(|t| held.token.is_some_and(|h| t <= h));
+                    if claims_old {
+                        found.push(Violation::ClaimAfterResume {
+                            instance: instance.name.clone(),
+                            event: format!("{event:?}"),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_tokens(terms: &[Term], found: &mut Vec<Violation>) {
+    for pair in terms.windows(2) {
+        let increasing = match (pair[0].token, pair[1].token) {
+            (Some(before), Some(after)) => after > before,
+            _ => false,
+        };
+        if !increasing {
+            found.push(Violation::TokenNotIncreasing {
+                before: pair[0].clone(),
+                after: pair[1].clone(),
+            });
+        }
+    }
+}
+
+/// An instance's terms: from each `leading` line to its `stopped_leading` line, cut short by a
+/// stop or a kill of the process.
+fn terms_of(instance: &Instance) -> Vec<Term> {
+    let mut terms: Vec<Term> = Vec::new();
+    for event in &instance.events {
+        match event.event.as_str() {
+            "leading" => terms.push(Term {
+                instance: instance.name.clone(),
+                token: event.term,
+                start: event.ts,
+                end: None,
+                ended_by: "running",
+            }),
+            "stopped_leading" | "released" | "exiting" => {
+                if let Some(open) = terms.last_mut().filter(|term| term.end.is_none()) {
+                    open.end = Some(event.ts);
+                    open.ended_by = "stopped_leading";
+                }
+            }
+            _ => {}
+        }
+    }
+    for term in &mut terms {
+        let cut_short = instance
+            .actions
+            .iter()
+            .filter(|(at, action)| {
+                *action != ProcessAction::Resumed
+                    && *at >= term.start
+                    && term.end.is_none_or(|end| *at < end)
+            })
+            .min_by_key(|(at, _)| *at);
+        if let Some((at, action)) = cut_short {
+            term.end = Some(*at);
+            term.ended_by = match action {
+                ProcessAction::Stopped => "SIGSTOP",
+                _ => "killed",
+            };
+        }
+    }
+    terms
+}
+
+/// A time of day with milliseconds, for reports.
+fn time(at: DateTime<Utc>) -> String {
+    at.format("%H:%M:%S%.3f").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    fn event(instance: &str, event: &str, ms: i64, term: Option<u64>) -> DemoEvent {
+        DemoEvent {
+            arrived: Instant::now(),
+            ts: at(ms),
+            instance: instance.into(),
+            event: event.into(),
+            leader: Some(instance.into()),
+            term,
+        }
+    }
+
+    fn history() -> History {
+        let mut history = History::new(Duration::from_secs(3), Duration::from_secs(5));
+        history.observed_until(at(100_000));
+        history
+    }
+
+    fn kinds(history: &History) -> Vec<&'static str> {
+        history
+            .violations()
+            .iter()
+            .map(|violation| match violation {
+                Violation::TwoLeaders { .. } => "two",
+                Violation::TokenNotIncreasing { .. } => "token",
+                Violation::StaleAnswer { .. } => "stale",
+                Violation::NoLeaderAfterHeal { .. } => "none",
+                Violation::ClaimAfterResume { .. } => "claim",
+                Violation::BadEvents { .. } => "events",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_clean_handover_passes() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 1000, Some(1)),
+            ],
+            vec![],
+        );
+        history.events("b", vec![event("b", "leading", 1000, Some(2))], vec![]);
+        history.healed(at(500));
+        assert_eq!(kinds(&history), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn overlaps_and_token_regressions_are_found() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 3000, Some(1)),
+            ],
+            vec![],
+        );
+        history.events("b", vec![event("b", "leading", 200, Some(0))], vec![]);
+        assert_eq!(kinds(&history), ["two", "token"]);
+    }
+
+    #[test]
+    fn a_stop_ends_a_term_and_a_claim_after_the_resume_is_found() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 9000, Some(1)),
+            ],
+            vec![],
+        );
+        history.action("a", at(1000), ProcessAction::Stopped);
+        history.action("a", at(8000), ProcessAction::Resumed);
+        history.events("b", vec![event("b", "leading", 5000, Some(2))], vec![]);
+        assert_eq!(
+            kinds(&history),
+            Vec::<&str>::new(),
+            "the stop ended a's term"
+        );
+        history.sample(Sample {
+            instance: "a".into(),
+            sent: at(7900),
+            received: at(8010),
+            answer: Answer::Name("a".into()),
+        });
+        history.sample(Sample {
+            instance: "a".into(),
+            sent: at(8020),
+            received: at(8030),
+            answer: Answer::Leader {
+                is_leader: true,
+                leader: Some("a".into()),
+            },
+        });
+        assert_eq!(kinds(&history), ["stale", "stale"]);
+    }
+
+    #[test]
+    fn standbys_may_name_a_leader_until_its_lease_ran_out() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 1000, Some(1)),
+            ],
+            vec![],
+        );
+        let named_a = |ms| Sample {
+            instance: "b".into(),
+            sent: at(ms),
+            received: at(ms + 5),
+            answer: Answer::Name("a".into()),
+        };
+        history.sample(named_a(3500));
+        assert_eq!(kinds(&history), Vec::<&str>::new());
+        history.sample(named_a(4500));
+        assert_eq!(kinds(&history), ["stale"]);
+    }
+
+    #[test]
+    fn naming_itself_as_leader_in_the_leader_endpoint_is_a_claim() {
+        let claim = Answer::Leader {
+            is_leader: false,
+            leader: Some("a".into()),
+        };
+        assert!(claim.claims("a"));
+        assert!(!claim.claims("b"));
+        assert!(Answer::Name("a".into()).claims("a"));
+        assert!(!Answer::Name(String::new()).claims("a"));
+    }
+
+    #[test]
+    fn no_leader_after_a_heal_is_found() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 1000, Some(1)),
+            ],
+            vec![],
+        );
+        history.healed(at(2000));
+        assert_eq!(kinds(&history), ["none"]);
+    }
+}

@@ -1,0 +1,346 @@
+//! A loopback TCP proxy that a test controls, to cut one process off from its server the way
+//! a network partition does, and to heal the cut the way TCP does afterwards.
+//!
+//! [`Proxy::start`] listens on a free port of 127.0.0.1 and forwards every connection to a
+//! target. [`Proxy::cut`] holds the bytes in flight in both directions (nothing is lost, nothing
+//! arrives) and leaves new connections hanging: the kernel completes their handshake, as a
+//! listening socket does, but nothing is forwarded and no upstream connection is made.
+//! [`Proxy::heal`] delivers what was held, late, as retransmits would, and forwards again.
+//! [`Proxy::reset`] drops every open connection with a TCP RST. Dropping the proxy stops it.
+//!
+//! Why hold rather than drop: a partition that loses bytes is a reset, which clients notice at
+//! once; a partition that delays them is what leaves a client waiting on its timeouts, and the
+//! late delivery after the heal is what tests stale replies (a reply to a request that the
+//! sender has already given up on).
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// How much one forwarding step reads at a time.
+const CHUNK: usize = 16 * 1024;
+
+/// The controls every connection task reads.
+#[derive(Debug)]
+struct Controls {
+    /// True while the proxy is cut.
+    cut: watch::Sender<bool>,
+    /// Grows by one with every [`Proxy::reset`].
+    resets: watch::Sender<u64>,
+    /// Connections accepted so far.
+    accepted: AtomicU64,
+    /// Stops everything.
+    stop: CancellationToken,
+}
+
+/// A TCP proxy from a free port of 127.0.0.1 to a target, with cut, heal and reset; stopped
+/// when dropped (the open connections are closed, the port no longer accepts).
+#[derive(Debug)]
+pub struct Proxy {
+    address: SocketAddr,
+    target: SocketAddr,
+    controls: Arc<Controls>,
+}
+
+impl Proxy {
+    /// Starts a proxy to `target` on a free loopback port; must run inside a tokio runtime.
+    ///
+    /// # Panics
+    /// When no port of 127.0.0.1 can be bound.
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap_or_else(|err| panic!("cannot bind a proxy port on 127.0.0.1: {err}"));
+        let address = listener
+            .local_addr()
+            .unwrap_or_else(|err| panic!("cannot read the proxy's port: {err}"));
+        let controls = Arc::new(Controls {
+            cut: watch::channel(false).0,
+            resets: watch::channel(0).0,
+            accepted: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+        });
+        tokio::spawn(accept(listener, target, controls.clone()));
+        Self {
+            address,
+            target,
+            controls,
+        }
+    }
+
+    /// The address clients connect to.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The address the proxy forwards to.
+    pub fn target(&self) -> SocketAddr {
+        self.target
+    }
+
+    /// How many connections the proxy accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.controls.accepted.load(Ordering::SeqCst)
+    }
+
+    /// True while the proxy is [cut](Self::cut).
+    pub fn is_cut(&self) -> bool {
+        *self.controls.cut.borrow()
+    }
+
+    /// Holds every byte in both directions and leaves new connections hanging, until
+    /// [`heal`](Self::heal).
+    pub fn cut(&self) {
+        self.controls.cut.send_replace(true);
+    }
+
+    /// Delivers what was held and forwards again.
+    pub fn heal(&self) {
+        self.controls.cut.send_replace(false);
+    }
+
+    /// Drops every open connection with a TCP RST (both sides see "connection reset"); what was
+    /// held is lost. New connections are served as before (or held, while cut).
+    pub fn reset(&self) {
+        self.controls.resets.send_modify(|count| *count += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.controls.stop.cancel();
+    }
+}
+
+/// Accepts connections until the proxy stops, one task each.
+async fn accept(listener: TcpListener, target: SocketAddr, controls: Arc<Controls>) {
+    loop {
+        let accepted = tokio::select! {
+            () = controls.stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((client, _)) => {
+                controls.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve(client, target, controls.clone()));
+            }
+            // A connection that failed during its handshake, or descriptors running out: the
+            // listener itself is fine; pause briefly so that a persistent error cannot spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// Forwards one connection until either side closes, a reset, or the proxy stops.
+async fn serve(mut client: TcpStream, target: SocketAddr, controls: Arc<Controls>) {
+    let mut resets = controls.resets.subscribe();
+    let mut cut = controls.cut.subscribe();
+    // A connection that arrives while cut hangs: no upstream connection until the heal.
+    let upstream = tokio::select! {
+        () = controls.stop.cancelled() => return,
+        _ = resets.changed() => return abort(&client),
+        upstream = async {
+            wait_until_open(&mut cut).await;
+            TcpStream::connect(target).await
+        } => upstream,
+    };
+    let Ok(mut upstream) = upstream else {
+        // The target refuses: so does the proxy, as abruptly as a closed port.
+        return abort(&client);
+    };
+    let _ = client.set_nodelay(true);
+    let _ = upstream.set_nodelay(true);
+    let reset = {
+        let (mut client_read, mut client_write) = client.split();
+        let (mut upstream_read, mut upstream_write) = upstream.split();
+        let forward = async {
+            tokio::try_join!(
+                pump(
+                    &mut client_read,
+                    &mut upstream_write,
+                    controls.cut.subscribe()
+                ),
+                pump(
+                    &mut upstream_read,
+                    &mut client_write,
+                    controls.cut.subscribe()
+                ),
+            )
+        };
+        tokio::select! {
+            () = controls.stop.cancelled() => false,
+            _ = resets.changed() => true,
+            _ = forward => false,
+        }
+    };
+    if reset {
+        abort(&client);
+        abort(&upstream);
+    }
+}
+
+/// Copies `from` to `to`, waiting while the proxy is cut before each read and each write, so
+/// that bytes read just before a cut are held until the heal; shuts `to` down for writing when
+/// `from` ends.
+async fn pump(
+    from: &mut (impl AsyncReadExt + Unpin),
+    to: &mut (impl AsyncWriteExt + Unpin),
+    mut cut: watch::Receiver<bool>,
+) -> io::Result<()> {
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        wait_until_open(&mut cut).await;
+        let read = from.read(&mut buffer).await?;
+        if read == 0 {
+            to.shutdown().await?;
+            return Ok(());
+        }
+        wait_until_open(&mut cut).await;
+        to.write_all(&buffer[..read]).await?;
+    }
+}
+
+/// Returns once the proxy is not cut (at once when it is not).
+async fn wait_until_open(cut: &mut watch::Receiver<bool>) {
+    // The sender lives as long as the proxy's controls, which outlive every connection task.
+    let _ = cut.wait_for(|cut| !cut).await;
+}
+
+/// Makes the coming close of `stream` a TCP RST (linger 0) instead of an orderly FIN.
+fn abort(stream: &TcpStream) {
+    let _ = stream.set_zero_linger();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHORT: Duration = Duration::from_millis(300);
+    const LONG: Duration = Duration::from_secs(10);
+
+    /// An echo server on a free loopback port.
+    async fn echo_server() -> SocketAddr {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut read, mut write) = stream.split();
+                    let _ = tokio::io::copy(&mut read, &mut write).await;
+                });
+            }
+        });
+        address
+    }
+
+    async fn round_trip(stream: &mut TcpStream, text: &[u8]) -> io::Result<Vec<u8>> {
+        stream.write_all(text).await?;
+        let mut answer = vec![0u8; text.len()];
+        stream.read_exact(&mut answer).await?;
+        Ok(answer)
+    }
+
+    #[tokio::test]
+    async fn forwards_both_ways() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        let answer = tokio::time::timeout(LONG, round_trip(&mut stream, b"hello"))
+            .await
+            .expect("an echo in time")
+            .unwrap();
+        assert_eq!(answer, b"hello");
+        assert_eq!(proxy.accepted(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_cut_holds_bytes_and_the_heal_delivers_them_late() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        round_trip(&mut stream, b"warm").await.unwrap();
+        proxy.cut();
+        assert!(proxy.is_cut());
+        stream.write_all(b"held").await.unwrap();
+        let mut answer = [0u8; 4];
+        assert!(
+            tokio::time::timeout(SHORT, stream.read_exact(&mut answer))
+                .await
+                .is_err(),
+            "nothing arrives while cut"
+        );
+        proxy.heal();
+        tokio::time::timeout(LONG, stream.read_exact(&mut answer))
+            .await
+            .expect("the held bytes arrive after the heal")
+            .unwrap();
+        assert_eq!(&answer, b"held");
+    }
+
+    #[tokio::test]
+    async fn a_connection_made_while_cut_hangs_until_the_heal() {
+        let proxy = Proxy::start(echo_server().await).await;
+        proxy.cut();
+        let mut stream = tokio::time::timeout(LONG, TcpStream::connect(proxy.address()))
+            .await
+            .expect("the kernel completes the handshake")
+            .unwrap();
+        stream.write_all(b"early").await.unwrap();
+        let mut answer = [0u8; 5];
+        assert!(
+            tokio::time::timeout(SHORT, stream.read_exact(&mut answer))
+                .await
+                .is_err(),
+            "no answer while cut"
+        );
+        proxy.heal();
+        tokio::time::timeout(LONG, stream.read_exact(&mut answer))
+            .await
+            .expect("answered after the heal")
+            .unwrap();
+        assert_eq!(&answer, b"early");
+    }
+
+    #[tokio::test]
+    async fn a_reset_drops_connections_and_new_ones_work() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        round_trip(&mut stream, b"one").await.unwrap();
+        proxy.reset();
+        let mut buffer = [0u8; 1];
+        let read = tokio::time::timeout(LONG, stream.read(&mut buffer))
+            .await
+            .expect("the reset is seen in time");
+        match read {
+            Err(err) => assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}"),
+            Ok(count) => panic!("read {count} bytes instead of a reset"),
+        }
+        let mut again = TcpStream::connect(proxy.address()).await.unwrap();
+        let answer = tokio::time::timeout(LONG, round_trip(&mut again, b"two"))
+            .await
+            .expect("an echo in time")
+            .unwrap();
+        assert_eq!(answer, b"two");
+    }
+
+    #[tokio::test]
+    async fn dropping_the_proxy_closes_its_port() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let address = proxy.address();
+        drop(proxy);
+        let mut refused = false;
+        for _ in 0..100 {
+            if TcpStream::connect(address).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "the port still accepts after the drop");
+    }
+}
