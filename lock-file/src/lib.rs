@@ -4,8 +4,8 @@
 //! file system with working `flock`, which excludes most network file systems). No server is
 //! needed:
 //! - the file holds `{"version": N, "record": {...}}`, the record in client-go's JSON form, so
-//!   `cat` shows who leads; the version starts at the clock in microseconds and grows by one
-//!   per write, so it never repeats even when the file is deleted and made again;
+//!   `cat` shows who leads; a new record's version starts at the clock in microseconds (or
+//!   above every version written before, when that is higher) and grows by one per write;
 //! - compare-and-swap is real across processes: an exclusive OS lock on `<file>.lock` is held
 //!   around read-compare-write;
 //! - writes are crash-safe: a temporary file is written and fsynced, then renamed over the lock
@@ -15,6 +15,43 @@
 //!   on it, so many busy elections are best kept in directories of their own; a watching
 //!   standby reads the file once per write of its own lock;
 //! - [`file_operations`] counts this process' reads and writes of lock files.
+//!
+//! # How it stays safe
+//!
+//! - **One file, one lock, whatever the name.** The path is resolved at every call before the
+//!   OS lock file and the rename target are derived from it: a symlink (to the file or to a
+//!   directory on the way) leads to the same `<target>.lock`, and writes rename into the
+//!   target's directory, so the link stays a link. A file with more than one hard link is
+//!   refused ([`LockError::InvalidConfig`], for reads too): a write by rename would split the
+//!   names into two files, two locks nothing ties together. (A hard link made between the check
+//!   and a write is split by that write; the refusal covers links made before.) A record is
+//!   never created through a dangling symlink (the error names the link and its target), and a
+//!   FIFO, socket, device or directory at the lock path or at `<file>.lock` is refused without
+//!   blocking: files are opened with `O_NONBLOCK` and checked on the opened file.
+//! - **What survives what.** The `<file>.lock` file is never deleted by this crate, and it
+//!   keeps, written under the OS lock before the record write that needs them, a version
+//!   ceiling (every version written is below it) and the highest `leaderTransitions` written.
+//!   So deleting the record file makes neither versions nor fencing tokens go back, even with
+//!   the clock stepped back: a record made again starts above the ceiling, and
+//!   [`Lock::token_floor`] is the highest token written plus one. Deleting the `.lock` file too
+//!   forgets both: versions then start at the clock again and the floor is 0, leaving only the
+//!   candidates' memory of the tokens they saw. Records written by hand are not remembered
+//!   until a write through this crate goes over them.
+//! - **Hand edits are noticed, not lost.** Each handle remembers the exact bytes it last read
+//!   or wrote at each recent version; an update from a version whose bytes changed since (a
+//!   record edited by hand without bumping the version) is a [`LockError::Conflict`], so the
+//!   elector reads the edit and acts on it (an edit naming another holder is a forced
+//!   handover). A version passed in from elsewhere cannot be checked this way.
+//! - **Bad values are never overwritten.** The file must be one JSON object with exactly
+//!   `version` (an integer from 0 to 2^64 - 1) and `record` (a client-go record with
+//!   RFC 3339 times and integer counts); anything else (an array, floats, "yesterday" for a
+//!   time, an unknown field, a truncated or larger than 1 MiB file) is
+//!   [`LockError::Corrupt`] and left as it is. `acquireTime` and `renewTime` are kept exactly,
+//!   microseconds included.
+//! - **Hints never hold a standby back.** A lower version after a deletion, or the same
+//!   version with other bytes, is sent as [`Hint::Changed`](lock_core::Hint::Changed) rather
+//!   than dropped as a repeat; a change of the symlink the lock was opened through ends the
+//!   stream, so that the elector resolves the path again.
 //!
 //! ```
 //! use lock_core::{ElectionConfig, LeaderElector, Lock};
