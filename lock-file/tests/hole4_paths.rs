@@ -278,3 +278,39 @@ async fn hole4_a_fifo_socket_or_device_at_the_lock_path_is_refused_without_hangi
     assert!(err.to_string().contains("FIFO"), "{err}");
     assert!(!guarded.exists());
 }
+
+#[tokio::test]
+async fn hole4_hints_through_a_symlink_follow_the_target_and_end_when_the_link_moves() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let real_dir = dir.path().join("real");
+    std::fs::create_dir_all(&real_dir).unwrap();
+    let real = real_dir.join("election.json");
+    let link = dir.path().join("election.json");
+    symlink(&real, &link).unwrap();
+    let direct = FileLock::new(&real);
+    let version = direct.create(&record("a", 1)).await.unwrap();
+    let mut hints = FileLock::new(&link).watch().expect("inotify or polling");
+    let written = direct.update(&record("b", 2), &version).await.unwrap();
+    let limit = Duration::from_secs(5);
+    let hint = tokio::time::timeout(limit, hints.next()).await;
+    match hint {
+        Ok(Some(lock_core::Hint::Record(seen))) => assert_eq!(seen.version, written),
+        other => panic!("expected the record written through the target, got {other:?}"),
+    }
+    // Point the link elsewhere (atomically, as `ln -sfn` does with a rename).
+    let elsewhere = dir.path().join("other.json");
+    let temp_link = dir.path().join("election.json.new");
+    symlink(&elsewhere, &temp_link).unwrap();
+    std::fs::rename(&temp_link, &link).unwrap();
+    let ended = tokio::time::timeout(limit, async {
+        for _ in 0..100 {
+            if hints.next().await.is_none() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "the stream went on after the link moved");
+}
