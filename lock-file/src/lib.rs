@@ -50,8 +50,10 @@
 //!   microseconds included.
 //! - **Hints never hold a standby back.** A lower version after a deletion, or the same
 //!   version with other bytes, is sent as [`Hint::Changed`](lock_core::Hint::Changed) rather
-//!   than dropped as a repeat; a change of the symlink the lock was opened through ends the
-//!   stream, so that the elector resolves the path again.
+//!   than dropped as a repeat. The stream ends (the elector then polls and subscribes again
+//!   later) when it can no longer see every change: the symlink the lock was opened through
+//!   changed (it is resolved again), a watched directory was removed or moved, or the watcher
+//!   failed; a kernel queue overflow is sent as `Changed`.
 //!
 //! ```
 //! use lock_core::{ElectionConfig, LeaderElector, Lock};

@@ -15,9 +15,19 @@ use std::sync::Mutex;
 const KEPT: usize = 8;
 
 /// Bytes per version, most recent last.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Seen {
     versions: Mutex<VecDeque<(u64, Vec<u8>)>>,
+}
+
+/// Shows the versions only: the bytes would swamp a lock's debug output.
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        f.debug_list()
+            .entries(versions.iter().map(|(version, _)| version))
+            .finish()
+    }
 }
 
 impl Seen {

@@ -39,7 +39,8 @@ impl Stream for FileHints {
 /// every write) and sends the new record on every change of it. When the lock's path `given`
 /// is a symlink to `real`, its directory is watched too, and a change of the link ends the
 /// stream: the link may lead elsewhere now, and the elector subscribes again (resolving it
-/// again) after polling meanwhile. `None` when neither inotify nor polling can watch.
+/// again) after polling meanwhile. The stream also ends when a watched directory is removed or
+/// moved, or the watcher reports an error. `None` when neither inotify nor polling can watch.
 pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStream> {
     let (tx, hints) = mpsc::unbounded_channel();
     let tx = Arc::new(Mutex::new(Some(tx)));
@@ -54,16 +55,35 @@ pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStrea
     // or the same version with other bytes, is not dropped: the record was deleted and made
     // again, or edited by hand, and the elector reads it.
     let last_sent: Arc<Mutex<Option<LastSent>>> = Arc::default();
-    let link = alias.clone();
+    let mut dirs = vec![crate::write::parent(real).to_path_buf()];
+    if let Some(dir) = alias.as_deref().map(crate::write::parent) {
+        if !dirs.iter().any(|watched| watched == dir) {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    let watched = dirs.clone();
     let handler = move |event: notify::Result<Event>| {
         let mut sender = tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(send) = sender.as_ref() else { return };
         let hint = match event {
-            Ok(event) if link.as_ref().is_some_and(|link| concerns(&event, link)) => {
+            // The link moved, a watched directory went (its watch with it) or the watcher
+            // failed: this stream can no longer see every change. End it; the elector reads,
+            // polls, and subscribes again later.
+            Ok(event)
+                if alias.as_ref().is_some_and(|link| concerns(&event, link))
+                    || watched.iter().any(|dir| gone(&event, dir)) =>
+            {
                 let _ = send.send(Hint::Changed);
                 *sender = None;
                 return;
             }
+            Err(err) => {
+                tracing::warn!(error = %err, lock, "watching the lock file failed; the elector will poll");
+                *sender = None;
+                return;
+            }
+            // The kernel's queue overflowed: changes may have been missed, read to find out.
+            Ok(event) if event.need_rescan() => Hint::Changed,
             Ok(event) if !concerns(&event, &target) => return,
             Ok(_) => match stored::read(&target, &lock) {
                 Ok(Some(read)) => {
@@ -80,17 +100,9 @@ pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStrea
                 // Deleted, unreadable or corrupt: the elector reads and reports it itself.
                 _ => Hint::Changed,
             },
-            // The watcher hit a problem and may have missed events: read to find out.
-            Err(_) => Hint::Changed,
         };
         let _ = send.send(hint);
     };
-    let mut dirs = vec![crate::write::parent(real).to_path_buf()];
-    if let Some(dir) = alias.as_deref().map(crate::write::parent) {
-        if !dirs.iter().any(|watched| watched == dir) {
-            dirs.push(dir.to_path_buf());
-        }
-    }
     let watcher = start(handler, &dirs)?;
     Some(Box::pin(FileHints {
         _watcher: watcher,
@@ -127,6 +139,15 @@ fn watch_all(watcher: &mut dyn Watcher, dirs: &[PathBuf]) -> notify::Result<()> 
             .map_err(|err| err.add_path(dir.clone()))?;
     }
     Ok(())
+}
+
+/// True when `event` says the watched directory `dir` was removed or moved away (its inotify
+/// watch goes with it).
+fn gone(event: &Event, dir: &PathBuf) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    ) && event.paths.iter().any(|path| path == dir)
 }
 
 /// True when `event` may have changed the file at `target`. A rename within the directory is
