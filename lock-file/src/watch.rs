@@ -18,6 +18,9 @@ use crate::stored;
 /// How often the polling fallback looks at the directory.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// The version and exact bytes of the last record sent as a hint.
+type LastSent = (u64, Vec<u8>);
+
 /// A hint stream that owns the watcher feeding it.
 struct FileHints {
     _watcher: Box<dyn Watcher + Send>,
@@ -32,66 +35,119 @@ impl Stream for FileHints {
     }
 }
 
-/// Watches the directory of `path` (the file itself is replaced by rename on every write) and
-/// sends the new record on every change of `path`. `None` when neither inotify nor polling can
-/// watch the directory.
-pub(crate) fn watch(path: &Path, lock: String) -> Option<HintStream> {
+/// Watches the directory of the record file `real` (the file itself is replaced by rename on
+/// every write) and sends the new record on every change of it. When the lock's path `given`
+/// is a symlink to `real`, its directory is watched too, and a change of the link ends the
+/// stream: the link may lead elsewhere now, and the elector subscribes again (resolving it
+/// again) after polling meanwhile. The stream also ends when a watched directory is removed or
+/// moved, or the watcher reports an error. `None` when neither inotify nor polling can watch.
+pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStream> {
     let (tx, hints) = mpsc::unbounded_channel();
-    let target = path.to_path_buf();
-    // A write may still be reported more than once (a rename from another directory, say);
-    // versions in the file only grow, so a record at or below the last version sent is a
-    // repeat (or older) and is not sent again.
-    let last_sent = Arc::new(Mutex::new(0u64));
+    let tx = Arc::new(Mutex::new(Some(tx)));
+    let target = real.to_path_buf();
+    // The link's name as inotify reports it (under its directory's canonical path).
+    let alias = match (given.parent().map(std::fs::canonicalize), given.file_name()) {
+        (Some(Ok(dir)), Some(name)) => Some(dir.join(name)).filter(|alias| *alias != target),
+        _ => None,
+    };
+    // A write may still be reported more than once (a rename from another directory, say):
+    // the same version with the same bytes is a repeat and is not sent again. A lower version,
+    // or the same version with other bytes, is not dropped: the record was deleted and made
+    // again, or edited by hand, and the elector reads it.
+    let last_sent: Arc<Mutex<Option<LastSent>>> = Arc::default();
+    let mut dirs = vec![crate::write::parent(real).to_path_buf()];
+    if let Some(dir) = alias.as_deref().map(crate::write::parent) {
+        if !dirs.iter().any(|watched| watched == dir) {
+            dirs.push(dir.to_path_buf());
+        }
+    }
+    let watched = dirs.clone();
     let handler = move |event: notify::Result<Event>| {
+        let mut sender = tx.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(send) = sender.as_ref() else { return };
         let hint = match event {
+            // The link moved, a watched directory went (its watch with it) or the watcher
+            // failed: this stream can no longer see every change. End it; the elector reads,
+            // polls, and subscribes again later.
+            Ok(event)
+                if alias.as_ref().is_some_and(|link| concerns(&event, link))
+                    || watched.iter().any(|dir| gone(&event, dir)) =>
+            {
+                let _ = send.send(Hint::Changed);
+                *sender = None;
+                return;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, lock, "watching the lock file failed; the elector will poll");
+                *sender = None;
+                return;
+            }
+            // The kernel's queue overflowed: changes may have been missed, read to find out.
+            Ok(event) if event.need_rescan() => Hint::Changed,
             Ok(event) if !concerns(&event, &target) => return,
             Ok(_) => match stored::read(&target, &lock) {
-                Ok(Some(stored)) => {
+                Ok(Some(read)) => {
                     let mut last = last_sent.lock().unwrap_or_else(|p| p.into_inner());
-                    if stored.version <= *last {
-                        return;
-                    }
-                    *last = stored.version;
-                    Hint::Record(stored.versioned())
+                    let version = read.stored.version;
+                    let hint = match last.as_ref() {
+                        Some((sent, bytes)) if *sent == version && *bytes == read.bytes => return,
+                        Some((sent, _)) if *sent >= version => Hint::Changed,
+                        _ => Hint::Record(read.stored.versioned()),
+                    };
+                    *last = Some((version, read.bytes));
+                    hint
                 }
                 // Deleted, unreadable or corrupt: the elector reads and reports it itself.
                 _ => Hint::Changed,
             },
-            // The watcher hit a problem and may have missed events: read to find out.
-            Err(_) => Hint::Changed,
         };
-        let _ = tx.send(hint);
+        let _ = send.send(hint);
     };
-    let dir = crate::write::parent(path).to_path_buf();
-    let watcher = start(handler, &dir)?;
+    let watcher = start(handler, &dirs)?;
     Some(Box::pin(FileHints {
         _watcher: watcher,
         hints,
     }))
 }
 
-fn start<H>(handler: H, dir: &Path) -> Option<Box<dyn Watcher + Send>>
+fn start<H>(handler: H, dirs: &[PathBuf]) -> Option<Box<dyn Watcher + Send>>
 where
     H: notify::EventHandler + Clone,
 {
     match RecommendedWatcher::new(handler.clone(), notify::Config::default()) {
-        Ok(mut watcher) => match watcher.watch(dir, RecursiveMode::NonRecursive) {
+        Ok(mut watcher) => match watch_all(&mut watcher, dirs) {
             Ok(()) => return Some(Box::new(watcher)),
-            Err(err) => {
-                tracing::warn!(error = %err, dir = %dir.display(), "inotify watch failed; polling instead")
-            }
+            Err(err) => tracing::warn!(error = %err, "inotify watch failed; polling instead"),
         },
         Err(err) => tracing::warn!(error = %err, "inotify unavailable; polling instead"),
     }
     let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
     let mut watcher = PollWatcher::new(handler, config).ok()?;
-    match watcher.watch(dir, RecursiveMode::NonRecursive) {
+    match watch_all(&mut watcher, dirs) {
         Ok(()) => Some(Box::new(watcher)),
         Err(err) => {
-            tracing::warn!(error = %err, dir = %dir.display(), "cannot watch the lock file's directory; the elector will poll");
+            tracing::warn!(error = %err, "cannot watch the lock file's directory; the elector will poll");
             None
         }
     }
+}
+
+fn watch_all(watcher: &mut dyn Watcher, dirs: &[PathBuf]) -> notify::Result<()> {
+    for dir in dirs {
+        watcher
+            .watch(dir, RecursiveMode::NonRecursive)
+            .map_err(|err| err.add_path(dir.clone()))?;
+    }
+    Ok(())
+}
+
+/// True when `event` says the watched directory `dir` was removed or moved away (its inotify
+/// watch goes with it).
+fn gone(event: &Event, dir: &PathBuf) -> bool {
+    matches!(
+        event.kind,
+        EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_))
+    ) && event.paths.iter().any(|path| path == dir)
 }
 
 /// True when `event` may have changed the file at `target`. A rename within the directory is

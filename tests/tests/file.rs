@@ -1,6 +1,9 @@
-//! The conformance suite against the file lock.
+//! The conformance suite against the file lock: once with every candidate on the file's path,
+//! once with every other candidate reaching it through a symlinked directory (issue 11, hole 4:
+//! one file under two names must still be one lock).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lock_core::Lock;
@@ -49,3 +52,52 @@ impl Backend for FileBackend {
 }
 
 lock_tests::conformance_suite!(async { FileBackend::new() });
+
+/// Like [`FileBackend`], but every other lock handed out reaches the file through a symlink to
+/// its directory.
+struct AliasedBackend {
+    files: FileBackend,
+    handed_out: AtomicUsize,
+}
+
+impl AliasedBackend {
+    fn new() -> Self {
+        let files = FileBackend::new();
+        let link = files.dir.path().join("alias");
+        std::os::unix::fs::symlink(files.dir.path(), &link)
+            .unwrap_or_else(|err| panic!("symlink {}: {err}", link.display()));
+        Self {
+            files,
+            handed_out: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for AliasedBackend {
+    async fn lock(&self, name: &str) -> Arc<dyn Lock> {
+        if self
+            .handed_out
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(2)
+        {
+            return self.files.lock(name).await;
+        }
+        let path = self.files.dir.path().join(format!("alias/{name}.json"));
+        Arc::new(FileLock::new(path))
+    }
+
+    async fn write_raw(&self, name: &str, bytes: &[u8]) {
+        self.files.write_raw(name, bytes).await;
+    }
+
+    async fn read_raw(&self, name: &str) -> Option<Vec<u8>> {
+        self.files.read_raw(name).await
+    }
+}
+
+mod through_a_symlinked_directory {
+    use super::AliasedBackend;
+
+    lock_tests::conformance_suite!(async { AliasedBackend::new() });
+}
