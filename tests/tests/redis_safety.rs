@@ -7,7 +7,6 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use futures::StreamExt;
 use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, LockError, Version};
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
 use lock_tests::driver::{get_eventually, hints_end, next_hint, next_record, served_watch};
