@@ -42,7 +42,9 @@
 //!   refused as `Corrupt` before anything is written. A new record's version starts above
 //!   the server clock in microseconds and above the highest version the election ever had,
 //!   kept in the hash `{key}:versions` next to the record, which a `DEL` of the record leaves:
-//!   a version never repeats after a deletion, even when the server clock stepped back.
+//!   a version never repeats after a deletion, even when the server clock stepped back. (Should
+//!   versions still go back, after `FLUSHALL` or a lost dataset, the elector reads again on a
+//!   hint older than what it knows instead of dropping it.)
 //! - **Lost records and fencing tokens.** The token is the record's `leaderTransitions`; there
 //!   is no counter that survives the record's loss, so [`token_floor`](lock_core::Lock::token_floor)
 //!   stays 0. A Redis without persistence that restarts, a failover to a replica that lagged,

@@ -424,3 +424,27 @@ async fn hole14_versions_never_go_back_after_a_deletion() {
     );
     assert!(v1.is_older_than(&v2));
 }
+
+#[tokio::test]
+async fn a_versions_key_that_is_not_a_counter_is_corrupt_and_left_untouched() {
+    let server = RedisServer::start();
+    let lock = lock_with(&server, "versions-garbage", quick()).await;
+    let versions = format!("{}:versions", lock.key());
+    let mut admin = admin(&server).await;
+    for garbage in ["007", "soon", "9007199254740992"] {
+        let _: () = admin.hset(&versions, "version", garbage).await.unwrap();
+        let message = assert_corrupt(lock.create(&record("a", 0)).await, garbage);
+        assert!(message.contains(&versions), "{message}");
+        let kept: String = admin.hget(&versions, "version").await.unwrap();
+        assert_eq!(kept, garbage);
+        let exists: bool = admin.exists(lock.key()).await.unwrap();
+        assert!(!exists, "no record written");
+    }
+    // A string in its place is refused the same way.
+    let _: () = admin.del(&versions).await.unwrap();
+    let _: () = admin.set(&versions, "x").await.unwrap();
+    assert_corrupt(lock.create(&record("a", 0)).await, "a string");
+    // Deleted by hand, the election starts again.
+    let _: () = admin.del(&versions).await.unwrap();
+    lock.create(&record("a", 0)).await.unwrap();
+}
