@@ -17,8 +17,8 @@ pub const NAMESPACE: &str = "default";
 
 /// Commands that only the lock's Lua script runs, inside one `EVALSHA`: they are part of the
 /// request that sent the script, not requests of their own. `info` is the benchmark's own.
-const NOT_CLIENT_COMMANDS: [&str; 7] = [
-    "type", "hmget", "hset", "pexpire", "publish", "time", "info",
+const NOT_CLIENT_COMMANDS: [&str; 8] = [
+    "type", "hmget", "hset", "pexpire", "persist", "publish", "time", "info",
 ];
 
 /// A running server of one backend (a directory for the file backend).

@@ -2,7 +2,8 @@
 
 /// The commands the lock sends, directly or from its script, each granted with `+`:
 /// - `evalsha`, `script|load`: the compare-and-swap script (loaded again after `NOSCRIPT`);
-/// - `type`, `hmget`, `hset`, `pexpire`, `publish`, `time`: what the script calls;
+/// - `type`, `hmget`, `hset`, `pexpire`, `persist`, `publish`, `time`: what the script calls
+///   (on the election's key and its `:versions` companion, both under the prefix);
 /// - `subscribe`, `unsubscribe`, `ping`: the change-hint connection (shared by the elections of
 ///   a client, it unsubscribes from an election nobody watches any more) and its keep-alive;
 /// - `select`: sent on connecting when the URL names a database other than 0.
@@ -15,6 +16,7 @@ pub const ACL_COMMANDS: &[&str] = &[
     "hmget",
     "hset",
     "pexpire",
+    "persist",
     "publish",
     "time",
     "subscribe",
@@ -30,7 +32,7 @@ pub const ACL_COMMANDS: &[&str] = &[
 /// ```
 /// assert_eq!(
 ///     lock_redis::acl_rules("leader-election:"),
-///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +publish +time +subscribe +unsubscribe +ping +select"
+///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select"
 /// );
 /// ```
 pub fn acl_rules(key_prefix: &str) -> String {

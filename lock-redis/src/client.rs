@@ -26,11 +26,11 @@ use crate::{names, RedisLock, RedisLockOptions};
 ///   which is made on first use and made again after it breaks.
 /// - Every [`watch`](lock_core::Lock::watch) is served by the client's hub: one tokio task that
 ///   subscribes each watched election's channel once, hands each announcement to that
-///   election's watches, unsubscribes when the last watch of an election is dropped, and
-///   after a lost connection connects again, subscribes again and tells every watch
-///   [`Hint::Changed`](lock_core::Hint::Changed). The connection exists only while something
-///   is watched; the task starts with the first watch and ends when the client, its locks and
-///   their watches are all dropped.
+///   election's watches and unsubscribes when the last watch of an election is dropped. When
+///   the connection is lost (or a `SUBSCRIBE` refused) the watches it served end, so that
+///   their electors poll; their next watches connect again. The connection exists only while
+///   something is watched; the task starts with the first watch and ends when the client, its
+///   locks and their watches are all dropped.
 ///
 /// Clones are cheap and share everything. [`RedisLock::connect`] and [`RedisLock::new`] make a
 /// client of their own for a single election.

@@ -21,12 +21,20 @@ struct Announcement {
     record: LeaderElectionRecord,
 }
 
-/// A stream of hints for the lock: [`Hint::Changed`] after every (re)subscription of its channel
-/// (changes may have been missed while not subscribed; a watch made while the channel is
-/// subscribed gets it at once), [`Hint::Record`] for every announced write. The hub subscribes
-/// again, with a backoff, whenever the connection is lost; the stream ends only when dropped
-/// (or at once when polled outside a tokio runtime). It registers with the hub on its first
-/// poll, and a watch that is not read keeps at most a few hints (see [`Inbox`]).
+/// A stream of hints for the lock: [`Hint::Changed`] once its channel is subscribed (changes may
+/// have been missed before; a watch made while the channel is subscribed gets it at once), then
+/// [`Hint::Record`] for every announced write (or `Changed` for one it cannot read).
+///
+/// The stream **ends** when it can no longer be served, never pretending to be live: when the
+/// server refuses `SUBSCRIBE` (an ACL without the channel), when the pub/sub connection is lost
+/// or fails its keep-alive, when it cannot be made, and at once while the hub waits out its
+/// back-off after such a failure (or when polled outside a tokio runtime). The elector then
+/// polls and calls [`watch`](lock_core::Lock::watch) again later, which connects again.
+///
+/// Hints only wake the elector: a `DEL` of the key announces nothing, and anyone allowed to
+/// `PUBLISH` on the channel can announce anything; the elector confirms by reads. It registers
+/// with the hub on its first poll, and a watch that is not read keeps at most a few hints (see
+/// [`Inbox`]).
 pub(crate) fn watch(inner: Arc<Inner>) -> HintStream {
     Watch {
         lock: inner,
@@ -71,18 +79,24 @@ impl Stream for Watch {
                 }
             }
         }
-        this.inbox.poll_next(cx).map(Some)
+        this.inbox.poll_next(cx)
     }
 }
 
 /// The hint a published message gives: the record it carries, or just "changed" when it
 /// cannot be read (hints are never trusted for more than waking the elector up).
 pub(crate) fn hint(message: &Msg) -> Hint {
-    match serde_json::from_slice::<Announcement>(message.get_payload_bytes()) {
-        Ok(announcement) => Hint::Record(Versioned {
-            record: announcement.record,
-            version: crate::lock::counter_version(announcement.version),
-        }),
+    let announcement = serde_json::from_slice::<Announcement>(message.get_payload_bytes())
+        .map_err(|err| err.to_string())
+        .and_then(|announcement| {
+            let counter = crate::counter::parse(&announcement.version)?;
+            Ok(Versioned {
+                record: announcement.record,
+                version: crate::counter::version(counter),
+            })
+        });
+    match announcement {
+        Ok(versioned) => Hint::Record(versioned),
         Err(err) => {
             tracing::debug!(channel = %message.get_channel_name(), error = %err, "unreadable change announcement");
             Hint::Changed

@@ -4,12 +4,21 @@
 //! A watch registers its channel and an [`Inbox`]; the hub subscribes each channel once (when
 //! its first watcher comes), hands every message to that channel's watchers, and unsubscribes
 //! when the last watcher of a channel is gone. While nothing is watched there is no pub/sub
-//! connection at all. After the connection is lost the hub connects again with
-//! [`reconnect_backoff`] and subscribes every channel still watched; each confirmation gives the
-//! channel's watchers [`Hint::Changed`](lock_core::Hint::Changed), since writes may have been
-//! missed in between. A connection that dies without closing is noticed by one `PING` every
-//! [`KEEPALIVE`] (per client, not per election) that must be answered within the response
-//! timeout.
+//! connection at all. Each confirmation gives the channel's watchers
+//! [`Hint::Changed`](lock_core::Hint::Changed), since writes may have been missed before.
+//!
+//! **A watch that cannot be served ends** (its inbox is closed) rather than staying open while
+//! nothing can arrive, because the elector counts an open hint stream as live and waits on it:
+//! - a refused `SUBSCRIBE` (an ACL without the channel) ends that channel's watches;
+//! - a lost connection, a `PING` or (un)subscription unanswered within the response timeout,
+//!   or a connection that cannot be made ends every watch;
+//! - after such a failure the hub waits [`reconnect_backoff`] before it connects again, and a
+//!   watch made meanwhile ends at once.
+//!
+//! The elector then polls and calls `watch` again after a back-off of its own; that watch
+//! connects again (one connection for all the client's watches, as before). A connection that
+//! dies without closing is noticed by one `PING` every [`KEEPALIVE`] (per client, not per
+//! election) that must be answered within the response timeout.
 //!
 //! The task is started by the first watch and ends when the client, all its locks and all their
 //! watches are dropped (they hold the senders of its command channel).
@@ -25,7 +34,7 @@ use lock_core::reconnect_backoff;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use redis::{Msg, RedisResult};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
-use tokio::time::{sleep, sleep_until, timeout, Instant};
+use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::errors::ErrorContext;
 use crate::inbox::Inbox;
@@ -170,9 +179,9 @@ struct Done {
 
 enum Sent {
     Request(Request),
+    /// The `PING` that checks that a `SUBSCRIBE` of this channel took effect.
+    Verify(Arc<str>),
     Ping,
-    /// The back-off after a refused `SUBSCRIBE` of this channel has passed.
-    Retry(Arc<str>),
 }
 
 enum Outcome {
@@ -197,8 +206,11 @@ struct Task {
     settings: Arc<HubSettings>,
     book: Subscriptions,
     link: Link,
-    /// Failed connection attempts in a row.
+    /// Failed or lost connections in a row.
     failures: u32,
+    /// Until when the hub waits after a failed or lost connection before it connects again:
+    /// watches made meanwhile end at once.
+    quiet_until: Option<Instant>,
     /// Counts connections, so that answers from a lost one are ignored.
     generation: u64,
     in_flight: FuturesUnordered<BoxFuture<'static, Done>>,
@@ -212,6 +224,7 @@ async fn run(settings: Arc<HubSettings>, mut commands: UnboundedReceiver<Command
         book: Subscriptions::default(),
         link: Link::Idle,
         failures: 0,
+        quiet_until: None,
         generation: 0,
         in_flight: FuturesUnordered::new(),
     };
@@ -274,7 +287,7 @@ impl Task {
         let unwatched = self.book.is_unwatched();
         match (&self.link, unwatched) {
             (Link::Idle, false) => {
-                self.link = Link::Connecting(connect(self.settings.clone(), self.failures));
+                self.link = Link::Connecting(connect(self.settings.clone()));
             }
             (Link::Connecting(_) | Link::Up { .. }, true) => {
                 tracing::debug!(server = %self.settings.server, "no watch left; closing the change hint connection");
@@ -287,6 +300,11 @@ impl Task {
 
     fn command(&mut self, command: Command) {
         let request = match command {
+            Command::Watch { inbox, .. } if self.is_quiet() => {
+                tracing::debug!(server = %self.settings.server, "change hints are unavailable for a moment after a failure; the watch ends at once");
+                inbox.close();
+                None
+            }
             Command::Watch { id, channel, inbox } => self.book.watch(id, &channel, inbox),
             Command::Unwatch { id, channel } => self.book.unwatch(id, &channel),
         };
@@ -309,27 +327,40 @@ impl Task {
                 }
             }
             Err(reason) => {
-                self.link = Link::Idle;
-                self.failures = self.failures.saturating_add(1);
-                let failures = self.failures;
+                let channels = self.book.watched_channels();
+                self.drop_link();
+                let failures = self.fail();
                 if failures == 1 {
-                    tracing::warn!(server = %self.settings.server, %reason, "cannot connect for change hints; retrying");
+                    tracing::warn!(server = %self.settings.server, %reason, channels, "cannot connect for change hints; the watches end and their electors poll");
                 } else {
-                    tracing::debug!(server = %self.settings.server, %reason, failures, "cannot connect for change hints; retrying");
+                    tracing::debug!(server = %self.settings.server, %reason, channels, failures, "cannot connect for change hints; the watches end and their electors poll");
                 }
             }
         }
     }
 
-    /// The connection broke or stopped answering: connect again after a back-off (the first
-    /// one after a connection that answered, a longer one after a connection that never did).
+    /// The connection broke or stopped answering: every watch ends; a later watch connects
+    /// again, after a back-off (the first one after a connection that answered, a longer one
+    /// after a connection that never did).
     fn lost(&mut self, reason: String) {
-        tracing::debug!(server = %self.settings.server, %reason, channels = self.book.watched_channels(), "change hint connection lost; connecting again");
+        tracing::info!(server = %self.settings.server, %reason, channels = self.book.watched_channels(), "change hint connection lost; the watches end and their electors poll");
         self.drop_link();
-        self.failures = self.failures.saturating_add(1);
+        self.fail();
     }
 
-    /// Forgets the connection (closing it) and everything sent on it.
+    /// Counts a failure and starts the back-off; returns the failures in a row.
+    fn fail(&mut self) -> u32 {
+        self.failures = self.failures.saturating_add(1);
+        self.quiet_until = Some(Instant::now() + reconnect_backoff(self.failures));
+        self.failures
+    }
+
+    /// True during the back-off after a failure.
+    fn is_quiet(&self) -> bool {
+        self.quiet_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Forgets the connection (closing it) and everything sent on it, and ends every watch.
     fn drop_link(&mut self) {
         self.link = Link::Idle;
         self.generation = self.generation.wrapping_add(1);
@@ -344,6 +375,36 @@ impl Task {
         let mut sink = sink.clone();
         self.track(Sent::Ping, "PING", async move {
             sink.ping::<redis::Value>().await.map(drop)
+        });
+    }
+
+    /// Checks that the `SUBSCRIBE` of `channel` the server just answered took effect.
+    ///
+    /// The client library reports a refused `SUBSCRIBE` (`NOPERM` from an ACL without the
+    /// channel or without `+subscribe`) as a success: it hands the error reply to the command
+    /// and drops it. So the hub asks `PING` right after it, on the same connection, in order:
+    /// a connection with at least one subscription answers `["pong", ""]` (subscribed mode),
+    /// one without answers `PONG`. A plain `PONG` means the subscription was refused, and the
+    /// channel's watches end. When other channels of the client are subscribed on the
+    /// connection this cannot tell, and a refused channel's watch stays open without hints;
+    /// an ACL grants or refuses the channels of one key prefix alike, and the elector's
+    /// confirming read (once a minute) bounds the wait in any case.
+    fn verify(&mut self, channel: Arc<str>) {
+        let Link::Up { sink, .. } = &self.link else {
+            return;
+        };
+        let mut sink = sink.clone();
+        self.track(Sent::Verify(channel), "PING", async move {
+            match sink.ping::<redis::Value>().await? {
+                redis::Value::Array(_) | redis::Value::Push { .. } => Ok(()),
+                other => Err(redis::RedisError::from((
+                    redis::ErrorKind::ResponseError,
+                    "SUBSCRIBE refused: the connection is not subscribed after it",
+                    format!(
+                        "PING answered {other:?}; the user needs +subscribe and the channel in its ACL channel patterns"
+                    ),
+                ))),
+            }
         });
     }
 
@@ -408,32 +469,19 @@ impl Task {
             Outcome::Lost(reason) => return self.lost(reason),
             outcome => outcome,
         };
-        if !matches!(done.what, Sent::Retry(_)) {
-            // The server answered: the next loss starts the back-off from the beginning.
-            self.failures = 0;
-        }
+        // The server answered: the next loss starts the back-off from the beginning.
+        self.failures = 0;
         match (done.what, outcome) {
             (Sent::Request(Request::Subscribe(channel)), Outcome::Refused(reason)) => {
-                let refusals = self.book.refused(&channel);
-                if refusals == 1 {
-                    tracing::warn!(server = %self.settings.server, %channel, %reason, "SUBSCRIBE refused; retrying");
-                } else {
-                    tracing::debug!(server = %self.settings.server, %channel, %reason, refusals, "SUBSCRIBE refused; retrying");
-                }
-                let generation = self.generation;
-                self.in_flight.push(
-                    async move {
-                        sleep(reconnect_backoff(refusals)).await;
-                        Done {
-                            generation,
-                            what: Sent::Retry(channel),
-                            outcome: Outcome::Answered,
-                        }
-                    }
-                    .boxed(),
-                );
+                let ended = self.book.refused(&channel);
+                tracing::warn!(server = %self.settings.server, %channel, %reason, watches = ended, "SUBSCRIBE refused: no change hints for this election; its watches end and their electors poll");
             }
-            (Sent::Request(Request::Subscribe(channel)), _) => {
+            (Sent::Request(Request::Subscribe(channel)), _) => self.verify(channel),
+            (Sent::Verify(channel), Outcome::Refused(reason)) => {
+                let ended = self.book.refused(&channel);
+                tracing::warn!(server = %self.settings.server, %channel, %reason, watches = ended, "SUBSCRIBE refused: no change hints for this election; its watches end and their electors poll");
+            }
+            (Sent::Verify(channel), _) => {
                 let next = self.book.subscribed(&channel);
                 self.send(next);
             }
@@ -446,10 +494,6 @@ impl Task {
                 let next = self.book.unsubscribed(&channel);
                 self.send(next);
             }
-            (Sent::Retry(channel), _) => {
-                let next = self.book.retry(&channel);
-                self.send(next);
-            }
             // Any answer, also an error, shows the connection is alive.
             (Sent::Ping, _) => {
                 if let Link::Up { ping_due, .. } = &mut self.link {
@@ -460,16 +504,9 @@ impl Task {
     }
 }
 
-/// Makes a pub/sub connection within the connect timeout, after the back-off for `failures`
-/// failed attempts in a row.
-fn connect(
-    settings: Arc<HubSettings>,
-    failures: u32,
-) -> BoxFuture<'static, Result<PubSub, String>> {
+/// Makes a pub/sub connection within the connect timeout.
+fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<PubSub, String>> {
     async move {
-        if failures > 0 {
-            sleep(reconnect_backoff(failures)).await;
-        }
         let limit = settings.connect_timeout;
         match timeout(limit, settings.client.get_async_pubsub()).await {
             Ok(Ok(pubsub)) => Ok(pubsub),

@@ -1,5 +1,5 @@
 //! The hints waiting for one watch: a small bounded queue that coalesces when the watch falls
-//! behind.
+//! behind, and that the hub closes when the watch can no longer be served.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -18,6 +18,10 @@ pub(crate) const INBOX_CAPACITY: usize = 16;
 /// behind would act on the newest record anyway, and `Changed` tells it to read that record
 /// from the server: nothing is lost but time, and a slow watcher never grows memory. A
 /// `Changed` right after another `Changed` is dropped for the same reason.
+///
+/// [Closed](Self::close) by the hub when the subscription behind it is lost or refused: the
+/// watch then gives what waits and ends, so that the elector polls instead of waiting on
+/// hints that cannot come.
 #[derive(Debug, Default)]
 pub(crate) struct Inbox {
     state: Mutex<State>,
@@ -27,6 +31,8 @@ pub(crate) struct Inbox {
 struct State {
     hints: VecDeque<Hint>,
     waker: Option<Waker>,
+    /// No hint will come any more: the watch ends once `hints` is empty.
+    closed: bool,
 }
 
 impl Inbox {
@@ -47,11 +53,25 @@ impl Inbox {
         }
     }
 
-    /// The oldest waiting hint, or `Pending` (and a wake-up on the next push).
-    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Hint> {
+    /// Ends the watch: no hint will come any more (hints already waiting are still given).
+    pub fn close(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.closed = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// The oldest waiting hint; `None` once closed and empty; or `Pending` (and a wake-up on
+    /// the next push or on closing).
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Hint>> {
         let mut state = self.lock();
         match state.hints.pop_front() {
-            Some(hint) => Poll::Ready(hint),
+            Some(hint) => Poll::Ready(Some(hint)),
+            None if state.closed => Poll::Ready(None),
             None => {
                 state.waker = Some(cx.waker().clone());
                 Poll::Pending
@@ -70,7 +90,7 @@ impl Inbox {
     pub fn drain(&self) -> Vec<Hint> {
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let mut hints = Vec::new();
-        while let Poll::Ready(hint) = self.poll_next(&mut cx) {
+        while let Poll::Ready(Some(hint)) = self.poll_next(&mut cx) {
             hints.push(hint);
         }
         hints
@@ -150,5 +170,20 @@ mod tests {
             .is_pending());
         inbox.push(Hint::Changed);
         assert!(flag.0.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_closed_inbox_gives_what_waits_and_then_ends() {
+        let inbox = Inbox::default();
+        inbox.push(record(1));
+        inbox.close();
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert_eq!(inbox.poll_next(&mut cx), Poll::Ready(Some(record(1))));
+        assert_eq!(inbox.poll_next(&mut cx), Poll::Ready(None));
+        assert_eq!(
+            inbox.poll_next(&mut cx),
+            Poll::Ready(None),
+            "and stays ended"
+        );
     }
 }

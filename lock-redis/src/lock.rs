@@ -14,7 +14,8 @@ use crate::client::ClientInner;
 use crate::errors::ErrorContext;
 use crate::names::Names;
 use crate::script::{Reply, SCRIPT};
-use crate::{hints, RedisClient, RedisLockOptions};
+use crate::seen::Seen;
+use crate::{counter, hints, RedisClient, RedisLockOptions};
 
 /// A leader election lock kept in Redis: one hash per election, changed only by a Lua script
 /// that compares and swaps atomically on the server.
@@ -28,8 +29,12 @@ use crate::{hints, RedisClient, RedisLockOptions};
 ///   to decide a write, and never uses `WATCH`.
 /// - Anything else in the key (a string set by hand, a list, a hash without a valid record) is
 ///   reported as [`LockError::Corrupt`] naming the key, and nothing is overwritten.
+/// - An update writes only over the exact record bytes this lock read or wrote at the version
+///   it names, so a value changed by hand under an unchanged version is never overwritten.
+/// - The hash `{key}:versions` keeps the highest version ever written, so that versions never
+///   repeat after the record is deleted.
 /// - [`watch`](Lock::watch) subscribes to `{key}:changes` on its client's pub/sub connection
-///   and turns the announcements into hints.
+///   and turns the announcements into hints; the stream ends when it cannot be served.
 ///
 /// A lock runs on the connections of a [`RedisClient`]: [`connect`](Self::connect) and
 /// [`new`](Self::new) make a client of its own, [`RedisClient::lock`] makes the locks of many
@@ -47,6 +52,8 @@ pub(crate) struct Inner {
     pub names: Names,
     pub describe: String,
     pub errors: ErrorContext,
+    /// The record bytes at the versions this lock read or wrote, for `update`.
+    pub seen: Seen,
 }
 
 impl RedisLock {
@@ -97,6 +104,7 @@ impl RedisLock {
                 names,
                 describe,
                 errors,
+                seen: Seen::default(),
             }),
         })
     }
@@ -136,20 +144,16 @@ impl RedisLock {
     }
 
     /// Runs the script with `operation` and its arguments and reads its reply.
-    async fn run(
-        &self,
-        operation: &str,
-        record: Option<&str>,
-        expected: &str,
-    ) -> LockResult<Reply> {
+    async fn run(&self, operation: &str, arguments: Arguments<'_>) -> LockResult<Reply> {
         let inner = &self.inner;
         let mut invocation = SCRIPT.key(&inner.names.key);
         invocation
+            .key(&inner.names.versions)
             .arg(operation)
-            .arg(record.unwrap_or_default())
-            .arg(expected)
-            .arg(&inner.names.channel)
-            .arg(inner.client.options.abandoned_ttl_millis());
+            .arg(arguments.record.unwrap_or_default())
+            .arg(arguments.expected)
+            .arg(inner.client.options.abandoned_ttl_millis())
+            .arg(arguments.expected_bytes);
         let invocation = &invocation;
         let read_only = operation == "get";
         let value: redis::Value = self
@@ -158,6 +162,43 @@ impl RedisLock {
             })
             .await?;
         Reply::parse(value).map_err(|reason| inner.errors.unexpected(reason))
+    }
+
+    /// Checks what the key holds (`bytes` at `version`): a record under a canonical version,
+    /// which is then remembered as seen; otherwise `Corrupt`.
+    fn check(&self, bytes: &[u8], version: &str) -> LockResult<Versioned> {
+        let counter = counter::parse(version).map_err(|reason| self.corrupt(reason))?;
+        let record = LeaderElectionRecord::from_json(bytes).map_err(|err| {
+            self.corrupt(format!(
+                "the field record is not a leader election record: {err}"
+            ))
+        })?;
+        self.inner.seen.remember(version, bytes);
+        Ok(Versioned {
+            record,
+            version: counter::version(counter),
+        })
+    }
+
+    /// The version the script wrote, remembered with the bytes it wrote.
+    fn written(&self, version: &str, json: &str) -> LockResult<Version> {
+        let counter = counter::parse(version).map_err(|reason| {
+            self.inner
+                .errors
+                .unexpected(format!("the script wrote a version it must not: {reason}"))
+        })?;
+        self.inner.seen.remember(version, json.as_bytes());
+        Ok(counter::version(counter))
+    }
+
+    /// The bytes the key held at `expected` as this lock saw them, read now if it did not see
+    /// them; `None` when the key holds no record at that version (a conflict).
+    async fn bytes_at(&self, expected: &Version) -> LockResult<Option<Arc<[u8]>>> {
+        if let Some(bytes) = self.inner.seen.lookup(expected.as_str()) {
+            return Ok(Some(bytes));
+        }
+        let _ = self.get().await?;
+        Ok(self.inner.seen.lookup(expected.as_str()))
     }
 
     fn corrupt(&self, reason: impl Into<String>) -> LockError {
@@ -177,27 +218,23 @@ impl RedisLock {
 #[async_trait::async_trait]
 impl Lock for RedisLock {
     async fn get(&self) -> LockResult<Option<Versioned>> {
-        match self.run("get", None, "").await? {
+        match self.run("get", Arguments::default()).await? {
             Reply::None => Ok(None),
-            Reply::Found { record, version } => {
-                let record = LeaderElectionRecord::from_json(&record).map_err(|err| {
-                    self.corrupt(format!(
-                        "the field record is not a leader election record: {err}"
-                    ))
-                })?;
-                Ok(Some(Versioned {
-                    record,
-                    version: counter_version(version),
-                }))
-            }
+            Reply::Found { record, version } => self.check(&record, &version).map(Some),
             Reply::Corrupt { reason } => Err(self.corrupt(reason)),
             other => Err(self.unexpected("get", &other)),
         }
     }
 
     async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
-        match self.run("create", Some(&record.to_json()), "").await? {
-            Reply::Written { version } => Ok(counter_version(version)),
+        self.options().check_ttl_against(record.lease_duration())?;
+        let json = record.to_json();
+        let arguments = Arguments {
+            record: Some(&json),
+            ..Arguments::default()
+        };
+        match self.run("create", arguments).await? {
+            Reply::Written { version } => self.written(&version, &json),
             Reply::Exists => Err(LockError::AlreadyExists {
                 lock: self.describe(),
             }),
@@ -211,15 +248,31 @@ impl Lock for RedisLock {
         record: &LeaderElectionRecord,
         expected: &Version,
     ) -> LockResult<Version> {
-        match self
-            .run("update", Some(&record.to_json()), expected.as_str())
-            .await?
-        {
-            Reply::Written { version } => Ok(counter_version(version)),
-            Reply::Conflict { .. } => Err(LockError::Conflict {
-                lock: self.describe(),
-                expected: expected.to_string(),
-            }),
+        let conflict = || LockError::Conflict {
+            lock: self.describe(),
+            expected: expected.to_string(),
+        };
+        self.options().check_ttl_against(record.lease_duration())?;
+        let Some(expected_bytes) = self.bytes_at(expected).await? else {
+            return Err(conflict());
+        };
+        let json = record.to_json();
+        let arguments = Arguments {
+            record: Some(&json),
+            expected: expected.as_str(),
+            expected_bytes: &expected_bytes,
+        };
+        match self.run("update", arguments).await? {
+            Reply::Written { version } => self.written(&version, &json),
+            Reply::Conflict { current: None } => Err(conflict()),
+            // What is there now: a value that is not a record is reported as such (and was not
+            // written over); a record is remembered for the caller's next attempt.
+            Reply::Conflict {
+                current: Some((bytes, version)),
+            } => {
+                self.check(&bytes, &version)?;
+                Err(conflict())
+            }
             Reply::Corrupt { reason } => Err(self.corrupt(reason)),
             other => Err(self.unexpected("update", &other)),
         }
@@ -244,11 +297,13 @@ impl fmt::Debug for RedisLock {
     }
 }
 
-/// The script's version is a counter that only grows (it starts at the server clock in
-/// microseconds), so it is an ordered version; anything else stays an opaque token.
-pub(crate) fn counter_version(token: String) -> Version {
-    match token.parse::<u64>() {
-        Ok(counter) => Version::ordered(counter),
-        Err(_) => Version::new(token),
-    }
+/// The arguments of one script run besides the operation.
+#[derive(Default)]
+struct Arguments<'a> {
+    /// create, update: the record to write.
+    record: Option<&'a str>,
+    /// update: the version the caller read.
+    expected: &'a str,
+    /// update: the exact bytes the key held at that version.
+    expected_bytes: &'a [u8],
 }

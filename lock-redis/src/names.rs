@@ -8,8 +8,13 @@ use redis::{ConnectionAddr, ConnectionInfo};
 pub(crate) struct Names {
     /// The hash that holds the record and its version: `{prefix}{{name}}`.
     pub key: String,
-    /// The pub/sub channel on which every write is announced: `{key}:changes`.
+    /// The pub/sub channel on which every write is announced: `{key}:changes` (the script
+    /// derives it from the key the same way).
     pub channel: String,
+    /// The hash that keeps the highest version ever written for the election, so that a
+    /// record deleted and created again never repeats a version: `{key}:versions`. It shares
+    /// the key's hash tag (one Redis Cluster slot) and its prefix (one ACL key pattern).
+    pub versions: String,
 }
 
 impl Names {
@@ -34,7 +39,12 @@ impl Names {
         }
         let key = format!("{prefix}{{{name}}}");
         let channel = format!("{key}:changes");
-        Ok(Self { key, channel })
+        let versions = format!("{key}:versions");
+        Ok(Self {
+            key,
+            channel,
+            versions,
+        })
     }
 }
 
@@ -107,6 +117,7 @@ mod tests {
         let names = Names::new("leader-election:", "orders").unwrap();
         assert_eq!(names.key, "leader-election:{orders}");
         assert_eq!(names.channel, "leader-election:{orders}:changes");
+        assert_eq!(names.versions, "leader-election:{orders}:versions");
     }
 
     #[test]

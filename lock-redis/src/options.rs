@@ -33,8 +33,12 @@ pub struct RedisLockOptions {
     /// It may hold neither braces nor white space.
     pub key_prefix: String,
     /// When set, the key expires this long after the last write, so that an election nobody
-    /// takes part in any more does not stay in Redis forever. Off by default. It must be much
-    /// longer than the election's lease duration: an expired key is a free lock.
+    /// takes part in any more does not stay in Redis forever. Off by default. It must be at
+    /// least twice the election's lease duration: a write of a record whose lease is longer
+    /// than half of it fails as [`InvalidConfig`](LockError::InvalidConfig), and the script
+    /// never sets an expiry below twice the written lease either (an expired key is a vanished
+    /// record). When it is unset, every write removes an expiry that an earlier setting left,
+    /// so that a rolling change that turns it off never leaves a key to expire under a leader.
     pub abandoned_ttl: Option<Duration>,
     /// A PEM file of certificate authorities that `rediss://` servers are checked against,
     /// instead of the system's trusted roots.
@@ -113,6 +117,18 @@ impl RedisLockOptions {
         Ok(())
     }
 
+    /// Checks that the expiry, if any, is at least twice `lease`, the lease of a record about
+    /// to be written.
+    pub(crate) fn check_ttl_against(&self, lease: Duration) -> LockResult<()> {
+        match self.abandoned_ttl {
+            Some(ttl) if ttl < lease.saturating_mul(2) => Err(LockError::InvalidConfig(format!(
+                "abandoned_ttl ({ttl:?}) is shorter than twice the lease duration ({lease:?}): the key could expire under a leader that renews normally; raise abandoned_ttl to at least {:?} or leave it unset",
+                lease.saturating_mul(2)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// The expiry as whole milliseconds (rounded up, at most about 31 000 years, which Redis
     /// still accepts), 0 for none.
     pub(crate) fn abandoned_ttl_millis(&self) -> u64 {
@@ -159,6 +175,22 @@ mod tests {
             .with_response_timeout(zero)
             .validate()
             .is_err());
+    }
+
+    #[test]
+    fn hole6_a_ttl_below_twice_the_lease_is_refused_with_what_to_change() {
+        let lease = Duration::from_secs(15);
+        let options = RedisLockOptions::new().with_abandoned_ttl(Duration::from_secs(29));
+        let Err(LockError::InvalidConfig(message)) = options.check_ttl_against(lease) else {
+            panic!("accepted a TTL below twice the lease");
+        };
+        assert!(
+            message.contains("raise abandoned_ttl to at least 30s"),
+            "{message}"
+        );
+        let options = RedisLockOptions::new().with_abandoned_ttl(Duration::from_secs(30));
+        assert!(options.check_ttl_against(lease).is_ok());
+        assert!(RedisLockOptions::new().check_ttl_against(lease).is_ok());
     }
 
     #[test]

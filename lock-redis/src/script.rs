@@ -5,6 +5,7 @@ use std::sync::LazyLock;
 use redis::Value;
 
 /// The script's source: every check, the version counter, the expiry and the announcement.
+/// Its opening comment says why updates compare the exact bytes the client read.
 pub const SCRIPT_SOURCE: &str = include_str!("script.lua");
 
 /// The script, sent as `EVALSHA` and loaded with `SCRIPT LOAD` when the server answers
@@ -23,8 +24,9 @@ pub(crate) enum Reply {
     Written { version: String },
     /// `create`: a record is there already.
     Exists,
-    /// `update`: the version moved on to `current` (`None`: the record is gone).
-    Conflict { current: Option<String> },
+    /// `update`: the record is gone (`current` is `None`), or the key holds `current`: the
+    /// record's bytes and their version, which moved on or are not the bytes the caller read.
+    Conflict { current: Option<(Vec<u8>, String)> },
     /// The key holds something that is not a record; nothing was written.
     Corrupt { reason: String },
 }
@@ -55,8 +57,9 @@ impl Reply {
                 version: text(version),
             },
             [b"exists"] => Self::Exists,
-            [b"conflict", current] => Self::Conflict {
-                current: (!current.is_empty()).then(|| text(current)),
+            [b"conflict", b""] => Self::Conflict { current: None },
+            [b"conflict", version, record] => Self::Conflict {
+                current: Some((record.to_vec(), text(version))),
             },
             [b"corrupt", reason] => Self::Corrupt {
                 reason: text(reason),
@@ -95,9 +98,9 @@ mod tests {
             Ok(Reply::Conflict { current: None })
         );
         assert_eq!(
-            Reply::parse(bulk(&["conflict", "9"])),
+            Reply::parse(bulk(&["conflict", "9", "{}"])),
             Ok(Reply::Conflict {
-                current: Some("9".into())
+                current: Some((b"{}".to_vec(), "9".into()))
             })
         );
     }
@@ -108,6 +111,7 @@ mod tests {
         assert!(Reply::parse(Value::Int(3)).is_err());
         assert!(Reply::parse(bulk(&["found", "{}"])).is_err());
         assert!(Reply::parse(bulk(&["ok"])).is_err());
+        assert!(Reply::parse(bulk(&["conflict", "9"])).is_err());
         assert!(Reply::parse(Value::Array(vec![Value::Int(1)])).is_err());
     }
 }

@@ -1,6 +1,6 @@
 //! The hub's book of watched channels: who watches each channel, what the server has been asked,
-//! and which `SUBSCRIBE` or `UNSUBSCRIBE` to send next. No I/O: the hub sends what this asks
-//! for and reports the answers back.
+//! and which `SUBSCRIBE` or `UNSUBSCRIBE` to send next; it ends the watches of a refused channel
+//! or a lost connection. No I/O: the hub sends what this asks for and reports the answers back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,8 +35,6 @@ enum State {
     Subscribed,
     /// `UNSUBSCRIBE` sent, no answer yet.
     Unsubscribing,
-    /// The server refused `SUBSCRIBE`; the hub asks again after a back-off.
-    Refused,
 }
 
 /// One channel: its watchers and its state. At most one command per channel is on its way, so
@@ -45,8 +43,6 @@ enum State {
 struct Channel {
     watchers: Vec<(WatchId, Arc<Inbox>)>,
     state: State,
-    /// Refusals in a row, for the back-off.
-    refusals: u32,
 }
 
 /// Every channel somebody watches (or that is still being unsubscribed from).
@@ -81,7 +77,6 @@ impl Subscriptions {
             .or_insert_with(|| Channel {
                 watchers: Vec::new(),
                 state: State::Unsubscribed,
-                refusals: 0,
             });
         if entry.state == State::Subscribed {
             inbox.push(Hint::Changed);
@@ -110,15 +105,17 @@ impl Subscriptions {
             .collect()
     }
 
-    /// The connection is gone: nothing is subscribed, and channels nobody watches are
-    /// forgotten.
+    /// The connection is gone (or could not be made): nothing is subscribed, and every
+    /// watch ends (its inbox is closed), so that its elector polls instead of trusting a
+    /// stream that cannot deliver. A later watch starts afresh on a new connection.
     pub fn disconnected(&mut self) {
         self.connected = false;
-        self.channels.retain(|_, channel| {
-            channel.state = State::Unsubscribed;
-            channel.refusals = 0;
-            !channel.watchers.is_empty()
-        });
+        for (_, channel) in self.channels.drain() {
+            for (_, inbox) in channel.watchers {
+                inbox.close();
+            }
+        }
+        self.watchers = 0;
     }
 
     /// The server confirmed `SUBSCRIBE channel`: its watchers get [`Hint::Changed`], since
@@ -126,7 +123,6 @@ impl Subscriptions {
     pub fn subscribed(&mut self, channel: &str) -> Option<Request> {
         let entry = self.channels.get_mut(channel)?;
         entry.state = State::Subscribed;
-        entry.refusals = 0;
         for (_, inbox) in &entry.watchers {
             inbox.push(Hint::Changed);
         }
@@ -140,24 +136,17 @@ impl Subscriptions {
         self.next_request(channel)
     }
 
-    /// The server refused `SUBSCRIBE channel`; returns how many times in a row, for the
-    /// back-off before [`retry`](Self::retry).
-    pub fn refused(&mut self, channel: &str) -> u32 {
-        let Some(entry) = self.channels.get_mut(channel) else {
+    /// The server refused `SUBSCRIBE channel` (an ACL without the channel, say): the
+    /// channel's watches end, and it is forgotten. Returns how many watches ended.
+    pub fn refused(&mut self, channel: &str) -> usize {
+        let Some(entry) = self.channels.remove(channel) else {
             return 0;
         };
-        entry.state = State::Refused;
-        entry.refusals = entry.refusals.saturating_add(1);
-        entry.refusals
-    }
-
-    /// The back-off after a refusal has passed: subscribe again if still watched.
-    pub fn retry(&mut self, channel: &str) -> Option<Request> {
-        let entry = self.channels.get_mut(channel)?;
-        if entry.state == State::Refused {
-            entry.state = State::Unsubscribed;
+        for (_, inbox) in &entry.watchers {
+            inbox.close();
         }
-        self.next_request(channel)
+        self.watchers -= entry.watchers.len();
+        entry.watchers.len()
     }
 
     /// Hands a message on `channel` to its watchers, making the hint only if someone takes
@@ -276,25 +265,17 @@ mod tests {
     }
 
     #[test]
-    fn a_new_connection_subscribes_every_watched_channel_again() {
+    fn a_connection_subscribes_every_channel_watched_before_it() {
         let mut book = Subscriptions::default();
         let inbox = Arc::new(Inbox::default());
         // Watches made before the connection wait for it.
         assert_eq!(book.watch(1, "x", inbox.clone()), None);
         assert_eq!(book.watch(2, "y", inbox.clone()), None);
+        book.watch(3, "z", Arc::new(Inbox::default()));
+        book.unwatch(3, "z");
         let mut requests = book.connected();
         requests.sort_by_key(|request| format!("{request:?}"));
         assert_eq!(requests, [subscribe("x").unwrap(), subscribe("y").unwrap()]);
-        book.subscribed("x");
-        book.subscribed("y");
-        inbox.drain();
-
-        book.watch(3, "z", Arc::new(Inbox::default()));
-        book.unwatch(3, "z");
-        book.disconnected();
-        assert_eq!(book.watched_channels(), 2);
-        assert_eq!(book.deliver("x", record), 0, "not subscribed any more");
-        assert_eq!(book.connected().len(), 2, "z is forgotten");
         book.subscribed("x");
         book.subscribed("y");
         assert_eq!(
@@ -305,15 +286,43 @@ mod tests {
     }
 
     #[test]
-    fn a_refused_subscription_is_asked_again_after_the_back_off() {
+    fn a_refused_subscription_ends_the_channels_watches() {
         let mut book = Subscriptions::default();
         book.connected();
-        book.watch(1, "x", Arc::new(Inbox::default()));
+        let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        book.watch(1, "x", a.clone());
+        book.watch(2, "y", b.clone());
         assert_eq!(book.refused("x"), 1);
-        assert_eq!(book.refused("x"), 2);
-        assert_eq!(book.retry("x"), subscribe("x"));
+        assert!(ended(&a));
+        assert!(!ended(&b), "another channel");
+        assert_eq!(book.watched_channels(), 1);
+        assert_eq!(book.unwatch(1, "x"), None, "already forgotten");
+        // Watched again: asked again.
+        assert_eq!(
+            book.watch(3, "x", Arc::new(Inbox::default())),
+            subscribe("x")
+        );
+    }
+
+    #[test]
+    fn a_lost_connection_ends_every_watch() {
+        let mut book = Subscriptions::default();
+        book.connected();
+        let (a, b) = (Arc::new(Inbox::default()), Arc::new(Inbox::default()));
+        book.watch(1, "x", a.clone());
+        book.watch(2, "y", b.clone());
         book.subscribed("x");
-        book.unwatch(1, "x");
-        assert_eq!(book.retry("x"), None, "only refused channels are retried");
+        book.disconnected();
+        assert!(book.is_unwatched());
+        assert_eq!(a.drain(), [Hint::Changed], "what waited is still given");
+        assert!(ended(&a) && ended(&b));
+        assert_eq!(book.unwatch(1, "x"), None);
+        assert!(book.connected().is_empty(), "nothing to subscribe again");
+    }
+
+    /// True when the inbox's watch has ended.
+    fn ended(inbox: &Inbox) -> bool {
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        inbox.poll_next(&mut cx) == std::task::Poll::Ready(None)
     }
 }

@@ -1,5 +1,6 @@
-//! Helpers for the tests of one backend's driver: reading its change hints and reading through
-//! a restart, each bounded in time.
+//! Helpers for the tests of one backend's driver: reading its change hints, waiting for a hint
+//! stream to end, watching again until a watch is served, and reading through a restart, each
+//! bounded in time.
 
 use std::time::Duration;
 
@@ -40,4 +41,33 @@ pub async fn get_eventually(lock: &impl Lock) -> Option<Versioned> {
             Err(err) => panic!("get keeps failing: {err}"),
         }
     }
+}
+
+/// Waits for the stream to end (skipping the hints it still gives), within [`PATIENCE`];
+/// panics if it stays open.
+pub async fn hints_end(hints: &mut HintStream, what: &str) {
+    let ended = tokio::time::timeout(PATIENCE, async {
+        for _ in 0..1000 {
+            if hints.next().await.is_none() {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ended, Ok(true), "{what}: the hint stream did not end");
+}
+
+/// Calls `watch` until a watch is served (its first hint is `Changed`), as the elector does
+/// after a watch ended: at most 50 attempts, 200 ms apart, each waiting up to [`PATIENCE`].
+pub async fn served_watch(lock: &impl Lock) -> HintStream {
+    for _ in 0..50 {
+        let mut hints = lock.watch().expect("the lock gives hints");
+        match tokio::time::timeout(PATIENCE, hints.next()).await {
+            Ok(Some(Hint::Changed)) => return hints,
+            Ok(None) => tokio::time::sleep(Duration::from_millis(200)).await,
+            other => panic!("unexpected first answer of a watch: {other:?}"),
+        }
+    }
+    panic!("no watch of {} was served in 50 attempts", lock.describe())
 }

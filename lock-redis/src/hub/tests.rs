@@ -43,8 +43,8 @@ async fn alive_tasks_become(expected: usize) {
     });
 }
 
-/// The next hint the hub gives `inbox`.
-async fn next(inbox: &Inbox) -> Hint {
+/// The next hint the hub gives `inbox` (`None`: the watch ended).
+async fn next(inbox: &Inbox) -> Option<Hint> {
     tokio::time::timeout(PATIENCE, std::future::poll_fn(|cx| inbox.poll_next(cx)))
         .await
         .expect("a hint within 10 s")
@@ -80,18 +80,19 @@ fn outside_a_runtime_a_watch_is_refused_instead_of_panicking() {
 }
 
 #[tokio::test]
-async fn a_connection_that_stops_answering_pings_is_replaced() {
+async fn hole8_a_connection_that_stops_answering_pings_ends_its_watches() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}", listener.local_addr().unwrap());
     let (accepted_tx, mut accepted) = unbounded_channel();
     let (pongs_tx, mut pongs) = unbounded_channel();
     tokio::spawn(async move {
-        // The first connection wedges after it subscribed: it never answers a PING.
-        let mut answers_pings = false;
+        // The first connection wedges after it subscribed: it answers the PING that checks
+        // the subscription, and never another.
+        let mut pings_answered = 1;
         while let Ok((socket, _)) = listener.accept().await {
             let _ = accepted_tx.send(());
-            tokio::spawn(serve(socket, answers_pings.then(|| pongs_tx.clone())));
-            answers_pings = true;
+            tokio::spawn(serve(socket, pings_answered, pongs_tx.clone(), false));
+            pings_answered = usize::MAX;
         }
     });
     let hub = Hub::new(HubSettings {
@@ -100,24 +101,86 @@ async fn a_connection_that_stops_answering_pings_is_replaced() {
     });
     let inbox = Arc::new(Inbox::default());
     let _watch = hub.watch("p:{a}:changes", inbox.clone()).unwrap();
-    assert_eq!(next(&inbox).await, Hint::Changed, "subscribed");
+    assert_eq!(next(&inbox).await, Some(Hint::Changed), "subscribed");
     assert_eq!(accepted.recv().await, Some(()));
 
-    // One unanswered PING later the hub connects again, subscribes again and says so.
-    assert_eq!(next(&inbox).await, Hint::Changed, "subscribed again");
+    // One unanswered PING later the watch ends: its elector polls instead of waiting.
+    assert_eq!(next(&inbox).await, None, "the watch ended");
+    assert!(
+        accepted.try_recv().is_err(),
+        "no connection made behind its back"
+    );
+
+    // A later watch (after the back-off) connects again; that connection answers its
+    // keep-alives and is kept.
+    let mut served = None;
+    for _ in 0..50 {
+        let inbox = Arc::new(Inbox::default());
+        let watch = hub.watch("p:{a}:changes", inbox.clone()).unwrap();
+        if next(&inbox).await == Some(Hint::Changed) {
+            served = Some((watch, inbox));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_watch, inbox) = served.expect("a watch is served again after the back-off");
     assert_eq!(accepted.try_recv(), Ok(()), "on a second connection");
-    // That one answers its keep-alives and is kept.
+    // The pongs so far checked subscriptions; keep-alives follow.
+    while pongs.try_recv().is_ok() {}
     for _ in 0..3 {
         tokio::time::timeout(PATIENCE, pongs.recv())
             .await
             .expect("a keep-alive within 10 s");
     }
     assert!(accepted.try_recv().is_err(), "no third connection");
+    assert!(inbox.drain().is_empty(), "and the watch stays open");
+}
+
+#[tokio::test]
+async fn hole8_a_refused_subscribe_ends_the_watch_though_the_library_reports_success() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}", listener.local_addr().unwrap());
+    let (pongs, _) = unbounded_channel();
+    tokio::spawn(async move {
+        if let Ok((socket, _)) = listener.accept().await {
+            serve(socket, usize::MAX, pongs, true).await;
+        }
+    });
+    let hub = Hub::new(settings(&url));
+    let inbox = Arc::new(Inbox::default());
+    let _watch = hub.watch("p:{a}:changes", inbox.clone()).unwrap();
+    assert_eq!(next(&inbox).await, None, "the watch ended without a hint");
+}
+
+#[tokio::test]
+async fn hole8_a_server_that_cannot_be_reached_ends_the_watch_and_later_ones_during_the_back_off() {
+    let hub = Hub::new(settings(NO_SERVER));
+    let inbox = Arc::new(Inbox::default());
+    let _watch = hub.watch("p:{a}:changes", inbox.clone()).unwrap();
+    assert_eq!(
+        next(&inbox).await,
+        None,
+        "connection refused: the watch ended"
+    );
+    let during = Arc::new(Inbox::default());
+    let _second = hub.watch("p:{a}:changes", during.clone()).unwrap();
+    assert_eq!(
+        next(&during).await,
+        None,
+        "ended at once during the back-off"
+    );
 }
 
 /// A stand-in for a pub/sub connection to Redis: confirms `SUBSCRIBE` and `UNSUBSCRIBE`,
-/// answers `PING` only if it has somewhere to report it, and `+OK` to anything else.
-async fn serve(mut socket: TcpStream, pongs: Option<UnboundedSender<()>>) {
+/// answers the first `pings_answered` `PING`s in subscribed mode (reporting each to `pongs`)
+/// and no other, and `+OK` to anything else. With `refuse`, it refuses `SUBSCRIBE` with the
+/// error an ACL gives and answers `PING` outside subscribed mode, as Redis does then.
+async fn serve(
+    mut socket: TcpStream,
+    mut pings_answered: usize,
+    pongs: UnboundedSender<()>,
+    refuse: bool,
+) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -131,18 +194,21 @@ async fn serve(mut socket: TcpStream, pongs: Option<UnboundedSender<()>>) {
             let name = command.first().map(|name| name.to_ascii_lowercase());
             let argument = command.get(1).cloned().unwrap_or_default();
             let reply = match name.as_deref() {
+                Some("subscribe") if refuse => {
+                    "-NOPERM this user has no permissions to access one of the channels used as arguments\r\n".to_owned()
+                }
                 Some(kind @ ("subscribe" | "unsubscribe")) => format!(
                     "*3\r\n${}\r\n{kind}\r\n${}\r\n{argument}\r\n:1\r\n",
                     kind.len(),
                     argument.len()
                 ),
-                Some("ping") => match &pongs {
-                    Some(pongs) => {
-                        let _ = pongs.send(());
-                        "*2\r\n$4\r\npong\r\n$0\r\n\r\n".to_owned()
-                    }
-                    None => continue,
-                },
+                Some("ping") if refuse => "+PONG\r\n".to_owned(),
+                Some("ping") if pings_answered > 0 => {
+                    pings_answered -= 1;
+                    let _ = pongs.send(());
+                    "*2\r\n$4\r\npong\r\n$0\r\n\r\n".to_owned()
+                }
+                Some("ping") => continue,
                 _ => "+OK\r\n".to_owned(),
             };
             if socket.write_all(reply.as_bytes()).await.is_err() {
