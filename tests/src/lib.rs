@@ -14,5 +14,7 @@ pub mod demo;
 pub mod driver;
 pub mod failover;
 pub mod go;
+pub mod hint_end;
 pub mod outage;
+pub mod relay;
 pub mod servers;
