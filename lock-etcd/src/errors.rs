@@ -35,6 +35,9 @@ pub(crate) enum Fault {
     StaleToken,
     /// A bad endpoint or setting.
     Config,
+    /// An answer above the client's message limit (4 MiB, tonic's default for decoding): the
+    /// key holds a value far larger than any record.
+    TooLarge,
     /// Anything that may pass: network, timeout, server down or without a leader.
     Transient,
 }
@@ -46,6 +49,9 @@ impl ErrorContext {
     ///   missing;
     /// - a bad endpoint, or credentials for a server without authentication, are
     ///   `InvalidConfig`;
+    /// - an answer above the client's message limit is `Corrupt`: the only thing in an answer
+    ///   that can grow that large is the key's value, and no record comes near it (the message
+    ///   names the size and the limit);
     /// - everything else (refused or dropped connections, TLS handshakes with an untrusted
     ///   server, no leader, timeouts, an expired login) is `Unavailable`. That includes a
     ///   refused TLS client certificate: with TLS 1.3 the client often only sees the connection
@@ -66,6 +72,14 @@ impl ErrorContext {
                 self.lock
             )),
             Fault::Config => LockError::InvalidConfig(format!("{}: {reason}", self.lock)),
+            Fault::TooLarge => LockError::Corrupt {
+                lock: self.lock.clone(),
+                reason: format!(
+                    "the key {} holds a value too large to be a leader election record, so the \
+                     client would not read it ({reason})",
+                    self.key
+                ),
+            },
             Fault::StaleToken | Fault::Transient => {
                 let mut reason = reason;
                 if let Some(hint) = self.tls_hint(&reason) {
@@ -155,6 +169,10 @@ pub(crate) fn classify(err: &Error) -> Fault {
                 || message.contains("etcdserver: permission denied")
             {
                 Fault::Permission
+            } else if status.code() == Code::OutOfRange
+                && message.contains("message length too large")
+            {
+                Fault::TooLarge
             } else if status.code() == Code::Unauthenticated
                 || message.contains("etcdserver: invalid auth token")
             {
@@ -252,6 +270,19 @@ mod tests {
         ] {
             let mapped = context(None).map(Error::GRpcStatus(status));
             assert!(mapped.is_retryable(), "{mapped:?}");
+        }
+    }
+
+    #[test]
+    fn an_answer_above_the_message_limit_is_corrupt_and_names_size_and_limit() {
+        let err = Error::GRpcStatus(Status::out_of_range(
+            "Error, decoded message length too large: found 5242939 bytes, the limit is: 4194304 bytes",
+        ));
+        let mapped = context(None).map(err);
+        assert!(matches!(mapped, LockError::Corrupt { .. }), "{mapped:?}");
+        let message = mapped.to_string();
+        for part in ["leader-election/orders", "5242939 bytes", "4194304 bytes"] {
+            assert!(message.contains(part), "{message}");
         }
     }
 

@@ -1,5 +1,8 @@
-//! Change hints: etcd's watch on the lock's key, resumed after every disconnect from the last
-//! revision it saw, and restarted from now after a compaction.
+//! Change hints: etcd's watch on the lock's key, from a given revision or from now. The
+//! stream ends at the first failure (a refused or cancelled watch, a lost connection, an
+//! answer the client cannot read): a stream that is open must be live, because the elector
+//! trusts an open stream to announce changes and stops polling while it lasts. After the end
+//! the elector polls, and calls [`watch`](lock_core::Lock::watch) again after a back-off.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,17 +13,25 @@ use futures::StreamExt;
 use lock_core::{Hint, HintStream, LeaderElectionRecord, Version, Versioned};
 use tokio::time::timeout;
 
+use crate::errors::Fault;
 use crate::lock::Inner;
 
 /// etcd's event type for a put (`mvccpb.Event.EventType`).
 const PUT: i32 = 0;
 
+/// How many times in a row the watch starts over from now after etcd compacted the revisions it
+/// was to resume from, before it gives up and ends. Starting from now cannot be compacted, so
+/// more than one in a row means the watch keeps falling behind; the elector polls instead.
+const COMPACTION_RESTARTS: u32 = 3;
+
 /// The watch's state between two hints.
 enum State {
-    /// Not watching; after `failures` failed attempts in a row.
-    Unwatched { failures: u32 },
+    /// Not watching yet (or again, at once, after a compaction).
+    Unwatched,
     /// Watching: responses arrive on `stream` (which must be kept: dropping it ends the watch).
     Watching { stream: Box<WatchStream> },
+    /// The watch failed: the stream ends once the pending hints are given.
+    Ended,
 }
 
 /// One hint stream's watch.
@@ -31,74 +42,97 @@ struct Watch {
     state: State,
     /// Hints taken from one response and not given yet.
     pending: VecDeque<Hint>,
+    /// Restarts after a compaction since the last response with events.
+    compaction_restarts: u32,
 }
 
-/// A stream of hints for the lock: [`Hint::Changed`] after every (re)established watch
-/// (changes may have been missed meanwhile) and after a compaction, [`Hint::Record`] for every
-/// put of a record, [`Hint::Changed`] for deletions and for values that are not records. It
-/// watches again, with a backoff, whenever the watch fails, and ends only when dropped. It
-/// connects on its first poll, watching from `start` (a revision) or, with `None`, from now.
+/// A stream of hints for the lock: [`Hint::Changed`] once the watch is established (changes may
+/// have been missed before) and after a compaction, [`Hint::Record`] for every put of a record,
+/// [`Hint::Changed`] for deletions and for values that are not records. It connects on its
+/// first poll, watching from `start` (a revision) or, with `None`, from now.
+///
+/// It ends (after the hints it already has) when the watch cannot be established, when the
+/// server cancels or ends it (except for a compaction of the revisions it was to resume from:
+/// then it says "changed" and watches on from now, which misses nothing the elector needs, since
+/// it reads the lock on "changed"), when the connection is lost, and when a change cannot be
+/// read (a value above the client's message limit, which no record comes near). Every end is
+/// logged at warn (error for a value that is too large) with its reason.
 pub(crate) fn watch(inner: Arc<Inner>, start: Option<i64>) -> HintStream {
     let watch = Watch {
         inner,
         next_revision: start,
-        state: State::Unwatched { failures: 0 },
+        state: State::Unwatched,
         pending: VecDeque::new(),
+        compaction_restarts: 0,
     };
     futures::stream::unfold(watch, |mut watch| async move {
-        let hint = watch.next().await;
+        let hint = watch.next().await?;
         Some((hint, watch))
     })
     .boxed()
 }
 
 impl Watch {
-    /// Runs the watch until it has a hint to give.
-    async fn next(&mut self) -> Hint {
+    /// Runs the watch until it has a hint to give; `None` once it ended.
+    async fn next(&mut self) -> Option<Hint> {
         loop {
             if let Some(hint) = self.pending.pop_front() {
-                return hint;
+                return Some(hint);
             }
-            let state = std::mem::replace(&mut self.state, State::Unwatched { failures: 0 });
-            self.state = match state {
-                State::Unwatched { failures } => {
-                    if failures > 0 {
-                        tokio::time::sleep(lock_core::reconnect_backoff(failures)).await;
+            let state = std::mem::replace(&mut self.state, State::Ended);
+            match state {
+                State::Ended => return None,
+                State::Unwatched => match self.establish().await {
+                    Ok(stream) => {
+                        tracing::debug!(lock = %self.inner.describe, from = ?self.next_revision, "watching for change hints");
+                        self.state = State::Watching {
+                            stream: Box::new(stream),
+                        };
+                        return Some(Hint::Changed);
                     }
-                    match self.establish().await {
-                        Err(Refusal::Compacted) => State::Unwatched { failures: 0 },
-                        Ok(stream) => {
-                            tracing::debug!(lock = %self.inner.describe, from = ?self.next_revision, "watching for change hints");
-                            self.state = State::Watching {
-                                stream: Box::new(stream),
-                            };
-                            return Hint::Changed;
-                        }
-                        Err(Refusal::Failed(reason)) => {
-                            if failures == 0 {
-                                tracing::warn!(lock = %self.inner.describe, %reason, "cannot watch for change hints; retrying");
-                            } else {
-                                tracing::debug!(lock = %self.inner.describe, %reason, failures, "cannot watch for change hints; retrying");
-                            }
-                            State::Unwatched {
-                                failures: failures.saturating_add(1),
-                            }
-                        }
-                    }
-                }
-                State::Watching { mut stream } => match stream.message().await {
-                    Ok(Some(response)) => self.receive(response, stream),
-                    Ok(None) => {
-                        tracing::debug!(lock = %self.inner.describe, "the watch ended; watching again");
-                        State::Unwatched { failures: 1 }
-                    }
-                    Err(err) => {
-                        tracing::debug!(lock = %self.inner.describe, error = %crate::errors::describe(&err), "the watch failed; watching again");
-                        State::Unwatched { failures: 1 }
+                    Err(Refusal::Compacted) => self.state = self.restart_after_compaction(),
+                    Err(Refusal::Failed(reason)) => {
+                        tracing::warn!(lock = %self.inner.describe, %reason, "cannot watch for change hints; polling until the next attempt");
                     }
                 },
-            };
+                State::Watching { mut stream } => match stream.message().await {
+                    Ok(Some(response)) => self.state = self.receive(response, stream),
+                    Ok(None) => {
+                        tracing::warn!(lock = %self.inner.describe, "the server ended the watch; polling until the next attempt");
+                    }
+                    Err(err) => self.report_failure(&err),
+                },
+            }
         }
+    }
+
+    /// Logs why the open watch failed; the stream ends.
+    fn report_failure(&self, err: &etcd_client::Error) {
+        let reason = crate::errors::describe(err);
+        if crate::errors::classify(err) == Fault::TooLarge {
+            tracing::error!(
+                lock = %self.inner.describe,
+                key = %self.inner.key,
+                %reason,
+                "a change to the key is too large to be a leader election record, so the watch \
+                 cannot read it; polling until the next attempt (fix or delete the value by hand)"
+            );
+        } else {
+            tracing::warn!(lock = %self.inner.describe, %reason, "the watch failed; polling until the next attempt");
+        }
+    }
+
+    /// After a compaction of the revisions the watch was to start from: say "changed" (read the
+    /// lock) and watch again from now, unless that keeps happening.
+    fn restart_after_compaction(&mut self) -> State {
+        self.compaction_restarts += 1;
+        if self.compaction_restarts > COMPACTION_RESTARTS {
+            tracing::warn!(lock = %self.inner.describe, restarts = COMPACTION_RESTARTS, "the watch keeps falling behind compactions; polling until the next attempt");
+            return State::Ended;
+        }
+        self.next_revision = None;
+        self.pending.push_back(Hint::Changed);
+        State::Unwatched
     }
 
     /// Opens a watch and waits for etcd to confirm it, within the connect and request
@@ -135,9 +169,12 @@ impl Watch {
             }
         };
         if first.canceled() {
-            let compacted = first.compact_revision() > 0;
-            self.cancelled(&first);
-            return Err(if compacted {
+            return Err(if first.compact_revision() > 0 {
+                tracing::debug!(
+                    lock = %inner.describe,
+                    compacted = first.compact_revision(),
+                    "the revisions to watch from were compacted; watching again from now"
+                );
                 Refusal::Compacted
             } else {
                 failed(format!(
@@ -152,9 +189,8 @@ impl Watch {
             (Some(start), Some(current)) if current.saturating_add(1) < start => {
                 // The store is behind revisions already seen: it was restored or rebuilt. A
                 // watch from `start` would miss everything until the store catches up.
-                self.next_revision = None;
                 return Err(failed(format!(
-                    "the store is at revision {current}, before revisions already seen (up to {}); watching from now",
+                    "the store is at revision {current}, before revisions already seen (up to {}): it was restored or rebuilt",
                     start - 1
                 )));
             }
@@ -188,6 +224,7 @@ impl Watch {
             }
             return;
         }
+        self.compaction_restarts = 0;
         for event in events {
             if let Some(kv) = &event.kv {
                 self.advance(kv.mod_revision);
@@ -230,8 +267,8 @@ impl Watch {
     }
 
     /// The server cancelled the watch. After a compaction of the revisions it was to start
-    /// from: say "changed" and watch again from now. Otherwise (a refused permission, for
-    /// example) watch again after the backoff.
+    /// from: say "changed" and watch again from now. Otherwise (a refused permission, a member
+    /// that lost its leader, for example) the stream ends.
     fn cancelled(&mut self, response: &WatchResponse) -> State {
         if response.compact_revision() > 0 {
             tracing::debug!(
@@ -239,12 +276,10 @@ impl Watch {
                 compacted = response.compact_revision(),
                 "the watch's revisions were compacted; watching again from now"
             );
-            self.next_revision = None;
-            self.pending.push_back(Hint::Changed);
-            State::Unwatched { failures: 0 }
+            self.restart_after_compaction()
         } else {
-            tracing::warn!(lock = %self.inner.describe, reason = %cancel_reason(response), "the server cancelled the watch; watching again");
-            State::Unwatched { failures: 1 }
+            tracing::warn!(lock = %self.inner.describe, reason = %cancel_reason(response), "the server cancelled the watch; polling until the next attempt");
+            State::Ended
         }
     }
 }
@@ -253,7 +288,7 @@ impl Watch {
 enum Refusal {
     /// Its start revision was compacted away: watch again from now, at once.
     Compacted,
-    /// Anything else: watch again after the backoff.
+    /// Anything else: the stream ends.
     Failed(String),
 }
 

@@ -12,8 +12,13 @@
 //!   `create_revision` or `mod_revision`; values that are not records are reported as
 //!   [`Corrupt`](lock_core::LockError::Corrupt) and never overwritten.
 //! - **Hints, not truth**: [`watch`](lock_core::Lock::watch) streams etcd's watch events for the
-//!   key, resumes after reconnects from the last revision it saw, and starts over from now
-//!   after a compaction.
+//!   key and starts over from now after a compaction; it ends when the watch fails or the
+//!   connection is lost (an open stream is trusted to be live), and the elector polls and
+//!   watches again.
+//! - **Tokens that survive a deletion**: [`token_floor`](lock_core::Lock::token_floor) is the
+//!   store's revision plus one, above every `leaderTransitions` the key ever carried.
+//! - **Oversized values**: a value above the client's 4 MiB message limit is reported as
+//!   [`Corrupt`](lock_core::LockError::Corrupt), naming its size and the limit.
 //! - **Bounded calls**: every request has a [timeout](EtcdLockOptions::request_timeout) well
 //!   below the elector's renew deadline.
 //! - **Secure deployments**: TLS with a custom CA and client certificates, and etcd users
@@ -49,6 +54,7 @@
 
 mod connection;
 mod errors;
+mod floor;
 mod hints;
 mod lock;
 mod names;

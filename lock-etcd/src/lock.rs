@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use etcd_client::Client;
+use etcd_client::{Client, GetOptions};
 use lock_core::{
     HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned,
 };
@@ -14,7 +14,7 @@ use crate::errors::{self, ErrorContext, Fault};
 use crate::names::{self, Endpoints};
 use crate::transactions::{self, Outcome, Stored};
 use crate::vouched::Vouched;
-use crate::{hints, EtcdLockOptions};
+use crate::{floor, hints, EtcdLockOptions};
 
 /// A leader election lock kept in etcd: one key per election, changed only by transactions
 /// that compare and swap on the key's `mod_revision`.
@@ -30,8 +30,10 @@ use crate::{hints, EtcdLockOptions};
 /// - A value that is not a record (`etcdctl put leader-election/orders hello`) is reported as
 ///   [`LockError::Corrupt`] naming the key, and never overwritten, not even by an update at
 ///   its revision (see the module `vouched` in the source for why).
-/// - [`watch`](Lock::watch) streams etcd's watch events for the key as hints, and survives
-///   compactions and reconnects.
+/// - [`watch`](Lock::watch) streams etcd's watch events for the key as hints, survives
+///   compactions, and ends when the watch fails or the connection is lost.
+/// - [`token_floor`](Lock::token_floor) is the store's revision plus one: after a deletion, a
+///   new record's token stays above every token the key carried.
 /// - [`describe`](Lock::describe) names servers, user and key, as in
 ///   `etcd://elector@127.0.0.1:2379/leader-election/orders` (`etcds://` over TLS), never a
 ///   password.
@@ -75,8 +77,12 @@ impl EtcdLock {
         options: EtcdLockOptions,
     ) -> LockResult<Self> {
         let lock = Self::new(endpoints, name, options)?;
-        lock.inner.read().await?;
-        Ok(lock)
+        match lock.inner.read().await {
+            // The server answered, the login and the permission hold: what the key holds is
+            // for `get` to report.
+            Ok(_) | Err(LockError::Corrupt { .. }) => Ok(lock),
+            Err(err) => Err(err),
+        }
     }
 
     /// Makes the lock without contacting the server: the client connects (and logs in) on the
@@ -133,6 +139,7 @@ impl EtcdLock {
     /// this or another lock on the key handed out): they are replayed as hints first, unless
     /// etcd compacted them away, in which case the stream says [`Changed`](lock_core::Hint::Changed)
     /// and goes on from the current revision. A version that is not a revision starts from now.
+    /// Like `watch`, it ends when the watch fails.
     pub fn watch_from(&self, after: &Version) -> HintStream {
         let start = revision_of(after).and_then(|revision| revision.checked_add(1));
         hints::watch(self.inner.clone(), start)
@@ -326,6 +333,24 @@ impl Lock for EtcdLock {
 
     fn watch(&self) -> Option<HintStream> {
         Some(hints::watch(self.inner.clone(), None))
+    }
+
+    /// The store's revision plus one, from a count-only read of the key (one small answer
+    /// whatever the key holds); see the module `floor` in the source for why that is above
+    /// every token the key ever carried.
+    async fn token_floor(&self) -> LockResult<u64> {
+        let inner = &self.inner;
+        let key = inner.key.clone();
+        let options = GetOptions::new().with_count_only();
+        let response = inner
+            .request(|mut client| async move { client.get(key, Some(options)).await })
+            .await?;
+        let Some(header) = response.header() else {
+            return Err(inner
+                .errors
+                .unexpected("a read answered without the store's revision"));
+        };
+        floor::floor_at(&inner.describe, header.revision())
     }
 }
 

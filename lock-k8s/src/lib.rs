@@ -17,6 +17,14 @@
 //!   the in-cluster service account; the namespace from the options, else the service
 //!   account's, else `default` ([`resolve_namespace`]); [`default_identity`] is `POD_NAME`,
 //!   else the hostname plus a random suffix.
+//! - **No record is not a free record**: an object without the annotation, or a Lease without
+//!   a spec or a holder, reads as no record (`None`), so an elector that saw a record there
+//!   waits a lease; `create` then writes the record onto the object by compare-and-swap.
+//! - **Hints that end when they fail**: the watch's stream ends at its first error, and the
+//!   elector polls until it watches again.
+//! - **Writes sent once**: the client retries reads only; a write whose answer was lost (a 504
+//!   from a proxy) is [`Unavailable`](lock_core::LockError::Unavailable), never repeated into a
+//!   conflict.
 //! - **RBAC that says what is missing**: a refused request names the user, the verb, the
 //!   resource and the namespace. The lock needs `get`, `list`, `watch`, `create` and `update`
 //!   on its resource in its namespace, nothing cluster-wide (see `deploy/` in the repository).

@@ -36,15 +36,18 @@ pub type EndpointsLock = ObjectLock<Endpoints>;
 /// [`ConfigMapLock`] and [`EndpointsLock`]).
 ///
 /// - The version is the object's `resourceVersion`, opaque.
-/// - `create` posts the object; the API server's 409 `AlreadyExists` is
-///   [`AlreadyExists`](LockError::AlreadyExists).
+/// - `create` posts the object. When the object exists but holds no record, `create` writes the
+///   record onto it by compare-and-swap on its `resourceVersion` (a lost race is
+///   [`Conflict`](LockError::Conflict)); [`AlreadyExists`](LockError::AlreadyExists) means a
+///   record is there.
 /// - `update` replaces the object carrying the expected `resourceVersion`, so the API server
 ///   compares and swaps: its 409 `Conflict`, and 404 (the object was deleted), are
 ///   [`Conflict`](LockError::Conflict). The object is the one last read or written at that
 ///   version (or read afresh), so labels, other annotations and data stay as they were.
 /// - An annotation that is not a record is [`Corrupt`](LockError::Corrupt) and never
-///   overwritten; an object without the annotation (or a Lease without a spec) reads as a free
-///   record that `update` may take.
+///   overwritten; an object without the annotation (or a Lease without a spec or a holder)
+///   reads as no record (`None`), not as a free one: an elector that saw a record there waits
+///   a full lease before it creates one, since the leader may still be leading.
 /// - [`watch`](Lock::watch) watches the one object (field selector `metadata.name`).
 /// - A 403 is [`Forbidden`](LockError::Forbidden), naming the user, the verb, the resource and
 ///   the namespace, and the Role that grants what is needed (see `deploy/`).
@@ -70,8 +73,8 @@ pub(crate) struct Inner<K: LockObject> {
     pub options: KubeLockOptions,
     pub describe: String,
     pub errors: ErrorContext,
-    /// The object as last read or written, when it held a record: the base of the next update
-    /// at its version.
+    /// The object as last read or written: the base of the next update at its version (when it
+    /// holds a record) or of the next create (when it holds none).
     last: Mutex<Option<K>>,
 }
 
@@ -162,17 +165,71 @@ impl<K: LockObject> ObjectLock<K> {
             .map_err(|_| self.inner.errors.timed_out(limit))
     }
 
-    /// The record and version of `object`, remembering it as the base of the next update.
-    fn versioned(&self, object: K) -> LockResult<Versioned> {
-        let version = version_of(&object).ok_or_else(|| {
-            self.unexpected("the API server sent an object without resourceVersion")
-        })?;
-        let record = self
-            .inner
-            .record_of(&object)
-            .map_err(|reason| self.corrupt(reason))?;
+    /// The record and version of `object` (`None` when it holds no record), remembering it as
+    /// the base of the next update or create.
+    fn versioned(&self, object: K) -> LockResult<Option<Versioned>> {
+        let version = self.version(&object)?;
+        let record = object.record().map_err(|reason| self.corrupt(reason))?;
         self.remember(Some(object));
-        Ok(Versioned { record, version })
+        Ok(record.map(|record| Versioned { record, version }))
+    }
+
+    /// The version of an object the API server sent.
+    fn version(&self, object: &K) -> LockResult<Version> {
+        version_of(object)
+            .ok_or_else(|| self.unexpected("the API server sent an object without resourceVersion"))
+    }
+
+    /// The version at which `object`, just written with a record, now stands.
+    fn written(&self, object: K) -> LockResult<Version> {
+        match self.versioned(object)? {
+            Some(versioned) => Ok(versioned.version),
+            None => Err(self
+                .unexpected("the API server answered a write with an object without the record")),
+        }
+    }
+
+    /// Writes `record` onto `object` (which holds none) by compare-and-swap on its
+    /// `resourceVersion`: someone else's write in between is a lost race.
+    async fn write_onto(
+        &self,
+        mut object: K,
+        record: &LeaderElectionRecord,
+    ) -> LockResult<Version> {
+        let version = self.version(&object)?;
+        object.set_record(record);
+        self.replace(object, &version, "create").await
+    }
+
+    /// Replaces the object with `object` if it is still at `expected`.
+    async fn replace(&self, mut object: K, expected: &Version, verb: &str) -> LockResult<Version> {
+        let inner = &self.inner;
+        object.meta_mut().resource_version = Some(expected.as_str().to_owned());
+        let params = PostParams::default();
+        let name = object.name_any();
+        match self
+            .call(inner.api.replace(&name, &params, &object))
+            .await?
+        {
+            Ok(updated) => self.written(updated),
+            Err(err) if is_status(&err, 409, None) || is_status(&err, 404, None) => {
+                self.remember(None);
+                Err(self.conflict(expected))
+            }
+            Err(err) => Err(inner.errors.map(verb, err)),
+        }
+    }
+
+    /// The remembered object, if it holds no record: the base of a create.
+    fn remembered_without_record(&self) -> Option<K> {
+        let last = self
+            .inner
+            .last
+            .lock()
+            .unwrap_or_else(|err| err.into_inner());
+        last.as_ref()
+            .filter(|object| matches!(object.record(), Ok(None)))
+            .cloned()
     }
 
     fn remember(&self, object: Option<K>) {
@@ -219,13 +276,6 @@ impl<K: LockObject> ObjectLock<K> {
     }
 }
 
-impl<K: LockObject> Inner<K> {
-    /// The record `object` holds: a free record when it holds none yet.
-    pub fn record_of(&self, object: &K) -> Result<LeaderElectionRecord, String> {
-        Ok(object.record()?.unwrap_or_default())
-    }
-}
-
 /// An object's `resourceVersion` as a version.
 pub(crate) fn version_of<K: Resource>(object: &K) -> Option<Version> {
     object
@@ -241,7 +291,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
     async fn get(&self) -> LockResult<Option<Versioned>> {
         let inner = &self.inner;
         match self.call(inner.api.get_opt(&inner.name)).await? {
-            Ok(Some(object)) => self.versioned(object).map(Some),
+            Ok(Some(object)) => self.versioned(object),
             Ok(None) => {
                 self.remember(None);
                 Ok(None)
@@ -252,14 +302,37 @@ impl<K: LockObject> Lock for ObjectLock<K> {
 
     async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
         let inner = &self.inner;
+        // The object was read without a record: write onto it (saves a failed POST).
+        if let Some(object) = self.remembered_without_record() {
+            return self.write_onto(object, record).await;
+        }
         let object = K::with_record(&inner.namespace, &inner.name, record);
         let params = PostParams::default();
         match self.call(inner.api.create(&params, &object)).await? {
-            Ok(created) => Ok(self.versioned(created)?.version),
+            Ok(created) => self.written(created),
             Err(err) if is_status(&err, 409, Some("AlreadyExists")) => {
-                Err(LockError::AlreadyExists {
-                    lock: inner.describe.clone(),
-                })
+                // The object exists: AlreadyExists only if it holds a record.
+                let current = match self.call(inner.api.get_opt(&inner.name)).await? {
+                    Ok(Some(current)) => current,
+                    // Deleted since: someone else is at work on it, a lost race.
+                    Ok(None) => {
+                        return Err(LockError::Conflict {
+                            lock: inner.describe.clone(),
+                            expected: "no object".to_owned(),
+                        })
+                    }
+                    Err(err) => return Err(inner.errors.map("get", err)),
+                };
+                match current.record() {
+                    Err(reason) => Err(self.corrupt(reason)),
+                    Ok(Some(_)) => {
+                        self.remember(Some(current));
+                        Err(LockError::AlreadyExists {
+                            lock: inner.describe.clone(),
+                        })
+                    }
+                    Ok(None) => self.write_onto(current, record).await,
+                }
             }
             Err(err) => Err(inner.errors.map("create", err)),
         }
@@ -283,30 +356,23 @@ impl<K: LockObject> Lock for ObjectLock<K> {
                     if version_of(&current).as_ref() != Some(expected) {
                         return Err(self.conflict(expected));
                     }
-                    inner
-                        .record_of(&current)
-                        .map_err(|reason| self.corrupt(reason))?;
                     current
                 }
                 Ok(None) => return Err(self.conflict(expected)),
                 Err(err) => return Err(inner.errors.map("get", err)),
             },
         };
-        object.set_record(record);
-        object.meta_mut().resource_version = Some(expected.as_str().to_owned());
-        let params = PostParams::default();
-        let name = object.name_any();
-        match self
-            .call(inner.api.replace(&name, &params, &object))
-            .await?
+        // Only a record is updated: a value that is not one is left alone, and an object
+        // without a record at this version means the record vanished (a conflict).
+        if object
+            .record()
+            .map_err(|reason| self.corrupt(reason))?
+            .is_none()
         {
-            Ok(updated) => Ok(self.versioned(updated)?.version),
-            Err(err) if is_status(&err, 409, None) || is_status(&err, 404, None) => {
-                self.remember(None);
-                Err(self.conflict(expected))
-            }
-            Err(err) => Err(inner.errors.map("update", err)),
+            return Err(self.conflict(expected));
         }
+        object.set_record(record);
+        self.replace(object, expected, "update").await
     }
 
     fn describe(&self) -> String {

@@ -41,9 +41,10 @@ pub trait LockObject:
     /// Which kind this is.
     const KIND: LockKind;
 
-    /// The record the object holds. `Ok(None)` when the object holds none yet (an annotation
-    /// kind without the annotation), which reads as a free record; `Err` says why what it
-    /// holds is not a record.
+    /// The record the object holds. `Ok(None)` when the object holds none (an annotation kind
+    /// without the annotation, a Lease without a spec or without a holder): that is no record,
+    /// not a free one, so an elector that saw a record there waits a lease before it takes the
+    /// lock. `Err` says why what it holds is not a record.
     fn record(&self) -> Result<Option<LeaderElectionRecord>, String>;
 
     /// Puts `record` into the object, leaving everything else in it as it was.
@@ -64,10 +65,16 @@ fn metadata(namespace: &str, name: &str) -> ObjectMeta {
 impl LockObject for Lease {
     const KIND: LockKind = LockKind::Lease;
 
+    /// A Lease holds a record when its spec names a holder, even an empty one (a released
+    /// record: client-go writes `holderIdentity` always). A Lease without a spec, or whose spec
+    /// lost its holder (emptied by hand, `kubectl patch`), holds none: reading it as a free
+    /// record would let a standby take it at once while its leader still leads.
     fn record(&self) -> Result<Option<LeaderElectionRecord>, String> {
-        Ok(Some(lease_spec_to_record(
-            self.spec.as_ref().unwrap_or(&LeaseSpec::default()),
-        )))
+        Ok(self
+            .spec
+            .as_ref()
+            .filter(|spec| spec.holder_identity.is_some())
+            .map(lease_spec_to_record))
     }
 
     fn set_record(&mut self, record: &LeaderElectionRecord) {
@@ -239,6 +246,47 @@ mod tests {
         assert_eq!(record.strategy, None);
         let empty = lease_spec_to_record(&LeaseSpec::default());
         assert_eq!(empty, LeaderElectionRecord::default());
+    }
+
+    /// Hole 1 (issue 11): a Lease without a spec or a holder is no record (an elector that saw
+    /// one waits a lease), while a released record (an empty holder) is still a record.
+    #[test]
+    fn hole1_a_lease_without_spec_or_holder_holds_no_record() {
+        let mut lease = Lease::default();
+        assert_eq!(lease.record().unwrap(), None, "no spec");
+        lease.spec = Some(LeaseSpec::default());
+        assert_eq!(lease.record().unwrap(), None, "an empty spec");
+        lease.spec = Some(LeaseSpec {
+            lease_transitions: Some(4),
+            lease_duration_seconds: Some(15),
+            ..LeaseSpec::default()
+        });
+        assert_eq!(lease.record().unwrap(), None, "a spec without a holder");
+        let released = LeaderElectionRecord {
+            lease_duration_seconds: 1,
+            leader_transitions: 4,
+            ..LeaderElectionRecord::default()
+        };
+        lease.set_record(&released);
+        assert_eq!(lease.record().unwrap(), Some(released), "a released record");
+    }
+
+    /// Issue 11: the elector tells its own write from a twin's by acquireTime's microseconds,
+    /// so a Lease's MicroTime keeps them both ways.
+    #[test]
+    fn acquire_time_microseconds_survive_the_lease_both_ways() {
+        let record = LeaderElectionRecord {
+            holder_identity: "a".into(),
+            lease_duration_seconds: 15,
+            acquire_time: Some(Utc.timestamp_opt(1_700_000_000, 123_456_000).unwrap()),
+            renew_time: Some(Utc.timestamp_opt(1_700_000_001, 1_000).unwrap()),
+            ..LeaderElectionRecord::default()
+        };
+        let json = serde_json::to_value(record_to_lease_spec(&record)).unwrap();
+        assert_eq!(json["acquireTime"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(json["renewTime"], "2023-11-14T22:13:21.000001Z");
+        let spec: LeaseSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(lease_spec_to_record(&spec), record);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The etcd lock against a real `etcd` (started by the test helpers on free loopback ports):
-//! the lock contract, values written by hand, change hints across compactions and a server
-//! restart, TLS with client certificates, users with roles, a dead or wedged server, and
+//! the lock contract, values written by hand, change hints across compactions and their end
+//! when the server dies, the token floor after a deletion, a value too large to read, TLS with client certificates, users with roles, a dead or wedged server, and
 //! revisions that keep growing across restarts. The create and update races are the
 //! conformance suite's (`tests/etcd.rs`).
 
@@ -14,6 +14,7 @@ use lock_core::{
 };
 use lock_etcd::{EtcdLock, EtcdLockOptions};
 use lock_tests::driver::{get_eventually, next_hint, next_record};
+use lock_tests::hint_end::stream_ends_within;
 use lock_tests::servers::etcd::EtcdServer;
 use tokio_util::sync::CancellationToken;
 
@@ -223,8 +224,8 @@ async fn lock_with_name(server: &EtcdServer, name: &str) -> EtcdLock {
 }
 
 #[tokio::test]
-async fn hints_carry_records_and_survive_compaction_and_a_restart() {
-    let mut server = EtcdServer::start();
+async fn hints_carry_records_and_survive_compaction() {
+    let server = EtcdServer::start();
     let watcher = lock(&server, "hints").await;
     let writer = lock(&server, "hints").await;
     let mut hints = watcher.watch().expect("the etcd lock gives hints");
@@ -258,16 +259,180 @@ async fn hints_carry_records_and_survive_compaction_and_a_restart() {
     server.compact();
     let v3 = writer.create(&record("c", 0)).await.unwrap();
     assert_eq!(next_record(&mut hints).await, (record("c", 0), v3.clone()));
+}
 
-    // Killed and restarted on the same data: the watch comes back and says "read".
+/// Hole 8 (issue 11): a watch whose server died must end its stream, or standbys trust a dead
+/// stream and never poll. The elector's next watch, once the server is back, gives hints again.
+#[tokio::test]
+async fn hole8_a_watch_ends_when_etcd_dies_and_a_new_one_gives_hints_after_the_restart() {
+    let mut server = EtcdServer::start();
+    let watcher = lock(&server, "hints-dead").await;
+    let writer = lock(&server, "hints-dead").await;
+    let mut hints = watcher.watch().expect("the etcd lock gives hints");
+    assert_eq!(next_hint(&mut hints).await, Hint::Changed, "watching");
+    let v1 = writer.create(&record("a", 0)).await.unwrap();
+    assert_eq!(next_record(&mut hints).await, (record("a", 0), v1.clone()));
+
+    // Killed: the stream ends (after the lost connection is noticed), without a restart.
+    server.kill();
+    let (_, took) = stream_ends_within(&mut hints, PROMPTLY).await;
+    assert!(took < PROMPTLY, "ended after {took:?}");
+
+    // While the server is down a new watch ends at once instead of retrying inside the stream.
+    let mut refused = watcher.watch().expect("hints");
+    let (given, _) = stream_ends_within(&mut refused, PROMPTLY).await;
+    assert!(
+        given.is_empty(),
+        "no hints from a watch that failed: {given:?}"
+    );
+
+    // Restarted on the same data: a new watch says "read", then carries the next write.
+    server.restart();
+    let current = get_eventually(&writer).await.expect("the record survived");
+    assert_eq!(current.version, v1);
+    let mut hints = watcher.watch().expect("hints");
+    assert_eq!(next_hint(&mut hints).await, Hint::Changed, "watching again");
+    let v2 = writer.update(&record("a", 1), &v1).await.unwrap();
+    assert!(v1.is_older_than(&v2));
+    assert_eq!(next_record(&mut hints).await, (record("a", 1), v2));
+}
+
+/// Hole 1 (issue 11), etcd: after the record is deleted, the token floor is still above every
+/// token it carried (and above every revision that wrote it), also across a restart, so a new
+/// term never starts back at 0.
+#[tokio::test]
+async fn hole1_the_token_floor_stays_above_the_tokens_of_a_deleted_record() {
+    let mut server = EtcdServer::start();
+    let lock = lock(&server, "floor").await;
+    let floor = lock.token_floor().await.unwrap();
+    assert!(floor >= 1, "a fresh store's floor: {floor}");
+    // Five takeovers, as electors write them: one more transition per write.
+    let mut version = lock.create(&record("a", 0)).await.unwrap();
+    for transitions in 1..=5 {
+        let holder = ["a", "b"][usize::try_from(transitions).unwrap() % 2];
+        version = lock
+            .update(&record(holder, transitions), &version)
+            .await
+            .unwrap();
+    }
+    server.delete(lock.key());
+    assert!(lock.get().await.unwrap().is_none());
+
+    let floor = lock.token_floor().await.unwrap();
+    assert!(
+        floor > 5,
+        "the floor {floor} is not above the deleted token 5"
+    );
+    assert!(
+        floor > u64::try_from(number(&version)).unwrap(),
+        "the floor {floor} is not above the revision {version} that wrote the record"
+    );
+    assert_eq!(
+        i64::try_from(floor).unwrap(),
+        server.revision() + 1,
+        "one past the store's revision"
+    );
+
+    // Another process, and the same after a restart: revisions never go back.
     server.kill();
     server.restart();
-    assert_eq!(next_hint(&mut hints).await, Hint::Changed, "watching again");
-    let current = get_eventually(&writer).await.expect("the record survived");
-    assert_eq!(current.version, v3);
-    let v4 = writer.update(&record("c", 1), &v3).await.unwrap();
-    assert!(v3.is_older_than(&v4));
-    assert_eq!(next_record(&mut hints).await, (record("c", 1), v4));
+    get_eventually(&lock).await;
+    let fresh = lock_with_name(&server, "floor").await;
+    let after_restart = fresh.token_floor().await.unwrap();
+    assert!(after_restart >= floor, "{after_restart} after {floor}");
+    // A term started at the floor is above every old token, and a record there is stored.
+    let start = i32::try_from(after_restart).unwrap();
+    fresh.create(&record("c", start)).await.unwrap();
+    assert_eq!(
+        fresh
+            .get()
+            .await
+            .unwrap()
+            .unwrap()
+            .record
+            .leader_transitions,
+        start
+    );
+}
+
+/// Issue 11: the elector tells its own write from a twin's by acquireTime's microseconds, so
+/// the lock must store and return them exactly (etcd keeps the JSON bytes).
+#[tokio::test]
+async fn acquire_time_microseconds_are_kept_exactly() {
+    let server = EtcdServer::start();
+    let lock = lock(&server, "micros").await;
+    let acquired = chrono::DateTime::from_timestamp(1_700_000_000, 123_456_000).unwrap();
+    let renewed = chrono::DateTime::from_timestamp(1_700_000_003, 654_321_000).unwrap();
+    let written = LeaderElectionRecord {
+        acquire_time: Some(acquired),
+        renew_time: Some(renewed),
+        ..record("a", 3)
+    };
+    let v1 = lock.create(&written).await.unwrap();
+    let read = lock.get().await.unwrap().unwrap();
+    assert_eq!(read.record, written);
+    assert_eq!(read.record.acquire_time, Some(acquired));
+    let stored = server.get(lock.key()).unwrap();
+    assert!(
+        stored.contains(r#""acquireTime":"2023-11-14T22:13:20.123456Z""#),
+        "{stored}"
+    );
+    let renewed_again = LeaderElectionRecord {
+        renew_time: Some(chrono::DateTime::from_timestamp(1_700_000_005, 1_000).unwrap()),
+        ..written
+    };
+    lock.update(&renewed_again, &v1).await.unwrap();
+    assert_eq!(lock.get().await.unwrap().unwrap().record, renewed_again);
+}
+
+/// Hole 14 (issue 11), etcd: a 5 MB value is above the client's message limit. Reading it must
+/// be a clear Corrupt naming the size and the limit (not a retryable fault), nothing is written
+/// over it, and a watch that meets it ends instead of failing and replaying it forever.
+#[tokio::test]
+async fn hole14_a_5mb_value_is_corrupt_and_ends_the_watch() {
+    const BIG: usize = 5 * 1024 * 1024;
+    let server = EtcdServer::builder()
+        .max_request_bytes(u32::try_from(BIG * 2).unwrap())
+        .start();
+    let lock = lock(&server, "huge").await;
+    let v1 = lock.create(&record("a", 0)).await.unwrap();
+    let mut hints = lock.watch().expect("hints");
+    assert_eq!(next_hint(&mut hints).await, Hint::Changed, "watching");
+
+    let mut raw = within(etcd_client::Client::connect([server.endpoint()], None))
+        .await
+        .expect("a raw client");
+    let put = within(raw.put(lock.key(), vec![b'x'; BIG], None))
+        .await
+        .expect("put 5 MB");
+    let big_revision = put.header().unwrap().revision();
+
+    let (given, _) = stream_ends_within(&mut hints, PROMPTLY).await;
+    assert!(
+        given.iter().all(|hint| !matches!(hint, Hint::Record(_))),
+        "no record from a value that is not one: {given:?}"
+    );
+
+    let corrupt = |result: Result<(), LockError>, what: &str| {
+        let err = result.expect_err(what);
+        let message = err.to_string();
+        assert!(matches!(err, LockError::Corrupt { .. }), "{what}: {err:?}");
+        assert!(message.contains(lock.key()), "{what}: {message}");
+        assert!(message.contains("too large"), "{what}: {message}");
+        assert!(message.contains("the limit is"), "{what}: {message}");
+    };
+    corrupt(lock.get().await.map(drop), "get");
+    corrupt(lock.create(&record("b", 9)).await.map(drop), "create");
+    corrupt(lock.update(&record("b", 9), &v1).await.map(drop), "update");
+    assert_eq!(server.mod_revision(lock.key()), Some(big_revision));
+    // A lock made now connects (the server and the login are fine) and reports the same.
+    let fresh = lock_with_name(&server, "huge").await;
+    corrupt(fresh.get().await.map(drop), "a fresh lock's get");
+
+    // Deleted by hand, the key works again.
+    server.delete(lock.key());
+    assert!(lock.get().await.unwrap().is_none());
+    lock.create(&record("b", 9)).await.unwrap();
 }
 
 #[tokio::test]
@@ -307,16 +472,19 @@ async fn writes_missed_while_disconnected_are_replayed_unless_compacted() {
     );
     drop(hints);
 
-    // A restart in between is the same: the writes made before the watch is back are
-    // replayed, from the last revision it saw.
+    // A restart in between ends the watch; one made after it from the last version seen
+    // replays the writes made meanwhile.
     let mut hints = lock.watch().unwrap();
     assert_eq!(next_hint(&mut hints).await, Hint::Changed, "watching");
     server.kill();
+    stream_ends_within(&mut hints, PROMPTLY).await;
     server.restart();
     let current = get_eventually(&lock).await.unwrap();
     assert_eq!(current.version, v4);
     let v5 = lock.update(&record("a", 4), &v4).await.unwrap();
     let v6 = lock.update(&record("a", 5), &v5).await.unwrap();
+    let mut hints = lock.watch_from(&v4);
+    assert_eq!(next_hint(&mut hints).await, Hint::Changed, "watching");
     assert_eq!(next_record(&mut hints).await, (record("a", 4), v5));
     assert_eq!(next_record(&mut hints).await, (record("a", 5), v6));
 }
@@ -413,11 +581,15 @@ async fn a_user_restricted_to_the_prefix_can_do_everything() {
         .unwrap()
         .contains("\"holderIdentity\":\"a\""));
 
-    // A restart forgets every login token: the lock logs in again by itself.
+    // A restart forgets every login token: the lock logs in again by itself. The watch ends
+    // with the server; a new one (logged in anew) replays what it missed.
     server.kill();
+    stream_ends_within(&mut hints, PROMPTLY).await;
     server.restart();
     assert_eq!(get_eventually(&lock).await.unwrap().version, v2);
     let v3 = lock.update(&record("a", 2), &v2).await.unwrap();
+    let mut hints = lock.watch_from(&v2);
+    assert_eq!(next_hint(&mut hints).await, Hint::Changed);
     assert_eq!(next_record(&mut hints).await, (record("a", 2), v3));
 
     // Outside its prefix the user is refused, and the message names the key and the fix.

@@ -47,6 +47,7 @@ struct RestrictedUser {
 pub struct EtcdServerBuilder {
     tls: bool,
     users: Vec<RestrictedUser>,
+    max_request_bytes: Option<u32>,
 }
 
 impl EtcdServerBuilder {
@@ -72,6 +73,13 @@ impl EtcdServerBuilder {
             password: password.into(),
             prefix: prefix.into(),
         });
+        self
+    }
+
+    /// Accepts requests (and so values) up to `bytes` (`--max-request-bytes`; etcd's default is
+    /// 1.5 MiB), for tests of values larger than any record.
+    pub fn max_request_bytes(mut self, bytes: u32) -> Self {
+        self.max_request_bytes = Some(bytes);
         self
     }
 
@@ -345,6 +353,9 @@ impl EtcdServer {
             .arg("--election-timeout=250")
             .arg("--logger=zap")
             .arg("--log-outputs=stderr");
+        if let Some(bytes) = self.settings.max_request_bytes {
+            command.arg(format!("--max-request-bytes={bytes}"));
+        }
         if let Some(certificates) = &self.certificates {
             command
                 .arg(format!(
