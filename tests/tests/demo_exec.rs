@@ -517,3 +517,41 @@ async fn hole_5_sighup_stops_the_command_and_releases_as_sigterm_does() {
             .expect("a record");
     assert_eq!(record["record"]["holderIdentity"], "", "{record}");
 }
+
+/// Issue 11, hole 5, the other side: a stop of the leader shorter than its renew deadline
+/// pauses its command with it, and the command goes on when the leader does (its term is
+/// still valid), instead of staying stopped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_a_short_stop_of_the_leader_pauses_its_command_and_resumes_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 path").to_owned();
+    let log = dir.path().join("beats.log");
+    let mut a = start_beating("a", &lock, &log);
+    let first = first_beats_of("a", &log).await;
+    a.signal(Signal::SIGSTOP);
+    wait_until(
+        "a's command stopped with a",
+        Duration::from_millis(500),
+        || process_state(first.pid) == Some('T'),
+    )
+    .await;
+    let paused = read_beats(&log)[0].last;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal(Signal::SIGCONT);
+    wait_until("a's command beating again", Duration::from_secs(2), || {
+        read_beats(&log)[0].last > paused
+    })
+    .await;
+    assert!(!is_dead(first.pid), "the same command goes on");
+    assert!(
+        a.events()
+            .iter()
+            .all(|event| event.event != "stopped_leading"),
+        "{}",
+        a.report()
+    );
+    a.interrupt();
+    assert!(a.wait_exit(EXIT).await.success(), "{}", a.report());
+    assert_one_child_at_a_time(&log);
+}
