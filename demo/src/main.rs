@@ -42,6 +42,7 @@ use crate::exec::Exec;
 use crate::metrics::Metrics;
 use crate::output::Output;
 use crate::printable::printable;
+use crate::writer::LogQueue;
 
 /// The exit status for flags that make no valid election, as for other usage errors.
 const USAGE_ERROR: u8 = 2;
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
         return supervisor::main(&args[2..]);
     }
     let cli = Cli::parse().with_identity();
-    init_logs();
+    let logs = init_logs();
     let config = cli.election_config();
     if let Err(err) = config.validate() {
         fail(&err);
@@ -82,6 +83,9 @@ fn main() -> ExitCode {
     // Lock calls the election gave up on (a file lock held elsewhere, a hung server) may still
     // occupy a blocking thread: exit without waiting for them.
     runtime.shutdown_background();
+    if let Some(logs) = logs {
+        logs.drain(FINAL_LINES);
+    }
     status
 }
 
@@ -91,16 +95,28 @@ fn fail(message: &dyn std::fmt::Display) {
     eprintln!("error: {}", printable(&message.to_string()));
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors by default).
-fn init_logs() {
+/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors by default), through a queue
+/// that never blocks the election ([`writer::LogQueue`]); `None` when that queue's thread
+/// cannot start, and logs are then written directly.
+fn init_logs() -> Option<LogQueue> {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::WARN.into())
         .from_env_lossy();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match LogQueue::spawn(std::io::stderr()) {
+        Ok(queue) => {
+            let writer = queue.clone();
+            logs.with_writer(move || writer.clone()).init();
+            Some(queue)
+        }
+        Err(err) => {
+            logs.with_writer(std::io::stderr).init();
+            tracing::warn!(error = %err, "cannot start the log thread: logs may block");
+            None
+        }
+    }
 }
 
 /// Takes part in the election until a signal, printing every event (and serving HTTP, and

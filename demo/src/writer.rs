@@ -4,10 +4,16 @@
 //!
 //! A thread of its own, not a task: a blocking `write` on a full pipe would hold one of the
 //! runtime's two worker threads for as long as the reader sleeps.
+//!
+//! Logs on stderr go through a [`LogQueue`] for the same reason: the elector logs on its own
+//! task (a term that ends is a warning, written before the release), so a stderr nobody reads
+//! would hold up the hand-over just as a stalled stdout would.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How many lines may wait for a slow reader: far more than a burst of events (a handover is a
 /// handful), few enough that the memory they take stays small.
@@ -109,6 +115,73 @@ fn write_lines(mut out: impl Write, queued: &Receiver<String>) {
     }
 }
 
+/// A writer for the log subscriber that queues each write (one formatted log line) for a
+/// thread that writes them to `out`; never blocks. Lines that do not fit are dropped and
+/// counted in a line of their own once the thread can write again.
+#[derive(Clone)]
+pub struct LogQueue {
+    lines: SyncSender<Vec<u8>>,
+    /// Lines queued and not yet written.
+    pending: Arc<AtomicUsize>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl LogQueue {
+    /// Starts the thread that writes log lines to `out`.
+    pub fn spawn(mut out: impl Write + Send + 'static) -> std::io::Result<Self> {
+        let (lines, queued) = mpsc::sync_channel::<Vec<u8>>(QUEUE_LINES);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let queue = Self {
+            lines,
+            pending: pending.clone(),
+            dropped: dropped.clone(),
+        };
+        std::thread::Builder::new()
+            .name("log-lines".into())
+            .spawn(move || {
+                while let Ok(line) = queued.recv() {
+                    let count = dropped.swap(0, Ordering::SeqCst);
+                    if count > 0 {
+                        let notice =
+                            format!("{count} log lines dropped: stderr is not being read\n");
+                        let _ = out.write_all(notice.as_bytes());
+                    }
+                    // Nowhere to report a failure to write the logs.
+                    let _ = out.write_all(&line).and_then(|()| out.flush());
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                }
+            })?;
+        Ok(queue)
+    }
+
+    /// Waits up to `timeout` for the queued lines to be written (before the process exits).
+    pub fn drain(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.pending.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Write for LogQueue {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        match self.lines.try_send(buf.to_vec()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.pending.fetch_sub(1, Ordering::SeqCst);
+                self.dropped.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Condvar, Mutex};
@@ -204,5 +277,35 @@ mod tests {
         let started = std::time::Instant::now();
         queue.finish(Duration::from_millis(200));
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn hole_9_log_lines_never_block_and_drops_are_counted() {
+        let gate = Gate::default();
+        let mut logs = LogQueue::spawn(gate.clone()).unwrap();
+        logs.write_all(b"log 0\n").unwrap();
+        gate.wait_until(|state| state.waiting);
+        let started = std::time::Instant::now();
+        for i in 1..=QUEUE_LINES + 3 {
+            logs.write_all(format!("log {i}\n").as_bytes()).unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "writes never block"
+        );
+        gate.open();
+        logs.drain(Duration::from_secs(10));
+        logs.write_all(b"after\n").unwrap();
+        logs.drain(Duration::from_secs(10));
+        let text = gate.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            QUEUE_LINES + 1 + 1 + 1,
+            "{:?}",
+            &lines[lines.len() - 3..]
+        );
+        assert!(text.contains("3 log lines dropped: stderr is not being read"));
+        assert_eq!(lines.last(), Some(&"after"));
     }
 }

@@ -273,15 +273,20 @@ impl Demo {
         Self::spawn(name, args, true)
     }
 
-    /// Starts `demo ARGS` like [`Demo::start_with`] but never reads its stdout: the pipe stays
-    /// open and fills up, as with a reader that stopped reading. [`Demo::events`] stays empty.
+    /// Starts `demo ARGS` like [`Demo::start_with`] but never reads its stdout nor its stderr:
+    /// the pipes stay open and fill up, as with a reader that stopped reading. It logs at
+    /// `info` (`RUST_LOG=info`), so that every change of its election writes to stderr.
+    /// [`Demo::events`] and [`Demo::stderr`] stay empty.
     pub fn start_unread(name: &str, args: &[&str]) -> Self {
         Self::spawn(name, args, false)
     }
 
-    fn spawn(name: &str, args: &[&str], read_stdout: bool) -> Self {
+    fn spawn(name: &str, args: &[&str], read_output: bool) -> Self {
         let mut command = demo_command(args);
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if !read_output {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start demo {name}: {err}"));
@@ -289,9 +294,8 @@ impl Demo {
             .id()
             .expect("a process that was just started has an id");
         let pid = Pid::from_raw(i32::try_from(pid).expect("process ids fit in an i32"));
-        let stderr = child.stderr.take().expect("stderr is piped");
         let (sender, lines) = watch::channel(Lines::default());
-        if read_stdout {
+        if read_output {
             let stdout = child.stdout.take().expect("stdout is piped");
             tokio::spawn(read_events(stdout, sender));
         } else {
@@ -300,7 +304,10 @@ impl Demo {
             sender.send_modify(|lines| lines.closed = true);
         }
         let collected = Arc::new(Mutex::new(String::new()));
-        tokio::spawn(read_all(stderr, collected.clone()));
+        if read_output {
+            let stderr = child.stderr.take().expect("stderr is piped");
+            tokio::spawn(read_all(stderr, collected.clone()));
+        }
         Self {
             name: name.to_owned(),
             pid,
@@ -319,9 +326,18 @@ impl Demo {
     /// `/proc/PID/fd/1` (of a demo started with [`Demo::start_unread`]): from then on every
     /// write of the demo to stdout blocks. Returns how many bytes it took.
     pub fn fill_stdout_pipe(&self) -> usize {
+        self.fill_pipe(1)
+    }
+
+    /// Fills the demo's stderr pipe as [`Demo::fill_stdout_pipe`] fills stdout's.
+    pub fn fill_stderr_pipe(&self) -> usize {
+        self.fill_pipe(2)
+    }
+
+    fn fill_pipe(&self, fd: u8) -> usize {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let path = format!("/proc/{}/fd/1", self.pid);
+        let path = format!("/proc/{}/fd/{fd}", self.pid);
         let mut pipe = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())

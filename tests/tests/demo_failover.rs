@@ -197,6 +197,48 @@ async fn hole_9_a_stdout_nobody_reads_does_not_stall_the_election() {
     assert_eq!(holder(&lock_path).as_deref(), Some(""), "b released");
 }
 
+/// Issue 11, hole 9, on stderr: the elector logs on its own task (the end of a term, before
+/// the release is written: at `info` on CTRL+C, as a warning when the term is lost), so a
+/// stderr pipe nobody reads held a leader's hand-over. With the leader's stderr full, a standby must still take over
+/// at once, and the leader still exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_9_a_stderr_nobody_reads_does_not_stall_the_hand_over() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock_path = dir.path().join("election.json");
+    let lock = lock_path.to_str().expect("a UTF-8 temporary path");
+    let long_lease = [
+        "--lock-file",
+        lock,
+        "--lease-duration",
+        "20s",
+        "--renew-deadline",
+        "15s",
+        "--retry-period",
+        "1s",
+    ];
+    let mut args = vec!["--instance", "a"];
+    args.extend(long_lease);
+    let mut a = Demo::start_unread("a", &args);
+    wait_until("a holding the lock", STARTUP, || {
+        holder(&lock_path).as_deref() == Some("a")
+    })
+    .await;
+    let filled = a.fill_stderr_pipe();
+    assert!(filled > 0, "the pipe took the filler");
+    let mut b = Demo::start("b", &long_lease);
+    b.wait_for("following a", STARTUP, |event| event.event == "following")
+        .await;
+    a.interrupt();
+    b.wait_for("leading", Duration::from_secs(5), |event| {
+        event.event == "leading"
+    })
+    .await;
+    let status = a.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    b.interrupt();
+    assert!(b.wait_exit(EXIT).await.success(), "{}", b.report());
+}
+
 /// Issue 11, hole 13: a holder identity with a newline and terminal escapes printed a forged
 /// `c: leading (term 99)` line and raw escapes. Text lines escape every control character: one
 /// line for the holder, and no ESC byte.
