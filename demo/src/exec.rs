@@ -57,7 +57,7 @@ pub struct Exec {
     pub lock: String,
 }
 
-/// How one term ended for the supervisor.
+/// How one term ended for the exec task.
 enum TermEnd {
     /// The term ended; the command was stopped. Wait for the next one.
     Lost,
@@ -94,7 +94,7 @@ pub async fn supervise(
             return Some(1);
         }
     };
-    let mut supervisor = Supervisor {
+    let mut runner = Runner {
         exec,
         output,
         resumed,
@@ -107,7 +107,7 @@ pub async fn supervise(
         };
         match event {
             Some(ElectionEvent::StartedLeading(term)) => {
-                match supervisor.lead(&term, &shutdown).await {
+                match runner.lead(&term, &shutdown).await {
                     TermEnd::Lost => {}
                     TermEnd::Shutdown => break None,
                     TermEnd::Exit(status) => break Some(status),
@@ -122,13 +122,14 @@ pub async fn supervise(
     status
 }
 
-struct Supervisor {
+/// Runs the command for the terms of this instance (the demo's side of exec mode).
+struct Runner {
     exec: Exec,
     output: Arc<Mutex<Output>>,
     resumed: Signal,
 }
 
-impl Supervisor {
+impl Runner {
     /// Runs the command for one term.
     async fn lead(&mut self, term: &Leadership, shutdown: &CancellationToken) -> TermEnd {
         loop {
@@ -235,7 +236,7 @@ impl Supervisor {
     }
 
     /// SIGTERM to the command's group, SIGKILL after the grace period; waits for its exit.
-    /// Nothing here waits on output: the requests are single bytes to the supervisor, and
+    /// Nothing here waits on output: the requests are single bytes to the supervisor process, and
     /// event lines are queued ([`crate::writer`]).
     async fn stop(&self, child: &mut SupervisedChild, term: &Leadership) {
         let pid = child.id();

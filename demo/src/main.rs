@@ -123,7 +123,7 @@ fn init_logs() -> Option<LogQueue> {
 /// running the command, when asked to); then prints `exiting`.
 async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
     // The first signal cancels `shutdown`. Without a command that is the election's own token;
-    // in exec mode the supervisor stops the command first and then cancels the election.
+    // in exec mode the exec task stops the command first and then cancels the election.
     let shutdown = CancellationToken::new();
     let election = if cli.command.is_empty() {
         shutdown.clone()
@@ -191,7 +191,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             }
         }
     }
-    let supervisor = (!cli.command.is_empty()).then(|| {
+    let exec_task = (!cli.command.is_empty()).then(|| {
         let exec = Exec {
             command: cli.command.clone(),
             grace_period: cli.grace_period(),
@@ -209,8 +209,8 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
     });
     tracing::info!(lock = %handle.lock_name(), "standing by");
     let finished = tokio::spawn(elector.run(election)).await;
-    let child_status = match supervisor {
-        Some(supervisor) => supervisor.await.ok().flatten(),
+    let child_status = match exec_task {
+        Some(exec_task) => exec_task.await.ok().flatten(),
         None => None,
     };
     {
