@@ -555,3 +555,32 @@ async fn hole_5_a_short_stop_of_the_leader_pauses_its_command_and_resumes_it() {
     assert!(a.wait_exit(EXIT).await.success(), "{}", a.report());
     assert_one_child_at_a_time(&log);
 }
+
+/// Issue 11, holes 5 and 9: the kill path must never wait on output. A command that floods a
+/// stdout nobody reads fills the pipe the demo writes its lines to; CTRL+C must still stop the
+/// command, release the lock and exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_the_kill_path_never_waits_on_output() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock_path = dir.path().join("election.json");
+    let lock = lock_path.to_str().expect("a UTF-8 path").to_owned();
+    let mut args = vec!["--instance".to_owned(), "a".to_owned()];
+    args.extend(flags(&lock));
+    args.extend(["--", "yes", "flooding stdout"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut a = Demo::start_unread("a", &args);
+    wait_until("a holding the lock", STARTUP, || {
+        std::fs::read_to_string(&lock_path)
+            .is_ok_and(|text| text.contains(r#""holderIdentity":"a""#))
+    })
+    .await;
+    // `yes` fills the pipe within moments; give it one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.interrupt();
+    let status = a.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).expect("the lock file"))
+            .expect("a record");
+    assert_eq!(record["record"]["holderIdentity"], "", "{record}");
+}
