@@ -23,16 +23,19 @@ the others follow and stand by. Each instance prints one line per change it sees
 leading (with its term, a fencing token that grows with every new term), whom it follows, when
 it stops leading and why, and when it hands the lock over.
 
-CTRL+C (or SIGTERM) makes a leader end its term first and then release the lock, so a standby
-takes over at once instead of waiting for the lease to run out; a second CTRL+C exits at once
-(status 130). A leader that is killed outright is replaced when its lease expires.
+CTRL+C (or SIGTERM, or SIGHUP when the terminal closes) makes a leader end its term first and
+then release the lock, so a standby takes over at once instead of waiting for the lease to run
+out; a second CTRL+C exits at once (status 130). A leader that is killed outright is replaced
+when its lease expires.
 
 As a sidecar, --http ADDR serves GET / ({\"name\":\"<leader>\"}, as the old Kubernetes
 leader-elector sidecar did), GET /leader (the leader, this instance, its term and lease),
 GET /healthz (500 when this instance believes it leads but stopped renewing) and GET /metrics
 (Prometheus text). With `-- CMD ARGS...` the demo runs CMD only while it leads: started on every
 new term with LEADER_FENCING_TOKEN, LEADER_IDENTITY and LEADER_LOCK in its environment, sent
-SIGTERM the moment the term ends and SIGKILL after --grace-period.";
+SIGTERM the moment the term ends and SIGKILL after --grace-period. A supervisor process kills
+the command when the demo dies (even by SIGKILL) and stops it while the demo is stopped; it goes
+on only if the term outlived the stop.";
 
 const EXAMPLES: &str = "\
 Example: try failover with three terminals on one machine (they share the default lock file;
@@ -60,8 +63,9 @@ Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON wi
 pub struct Cli {
     /// This instance's name, written into the lock as the leader's identity. Must be unique
     /// among the instances that share a lock. Defaults to $POD_NAME when it is set (as the
-    /// downward API sets it in a pod), else this machine's hostname (with --backend k8s, the
-    /// hostname and a random suffix).
+    /// downward API sets it in a pod), else this machine's hostname and a random suffix
+    /// (hostname_1a2b3c4d), new for every process, so that instances started without a name
+    /// never share one.
     #[arg(long = "instance", env = "DEMO_INSTANCE", value_name = "NAME")]
     pub instance_flag: Option<String>,
 
@@ -133,17 +137,17 @@ pub struct Cli {
 
     /// How long standbys wait after they last saw the leader renew before they may take over
     /// (a leader that was killed is replaced after this long).
-    #[arg(long, env = "DEMO_LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "DEMO_LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = parse_timing)]
     pub lease_duration: Duration,
 
     /// How long the leader stays leader without a successful renew; must be shorter than the
     /// lease duration, so a leader always steps down before anyone else may take over.
-    #[arg(long, env = "DEMO_RENEW_DEADLINE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "DEMO_RENEW_DEADLINE", value_name = "DURATION", default_value = "10s", value_parser = parse_timing)]
     pub renew_deadline: Duration,
 
     /// How often the leader renews and standbys check the lock (standbys are woken at once by
     /// changes when the backend reports them); the renew deadline must exceed 1.2 times this.
-    #[arg(long, env = "DEMO_RETRY_PERIOD", value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "DEMO_RETRY_PERIOD", value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
     pub retry_period: Duration,
 
     /// On CTRL+C, do not release the lock: standbys then wait for the lease to expire, as with
@@ -152,9 +156,12 @@ pub struct Cli {
     pub no_release: bool,
 
     /// Print one JSON object per line instead of text: {"ts", "instance", "event", "leader",
-    /// "term"}, with event one of leading, following, stopped_leading, released, exiting; in
-    /// exec mode also child_started, child_stopped and child_exited, which add "pid" (and
-    /// "exit_code" and "signal" when it ended).
+    /// "term"}, with event one of leading, following, stopped_leading (which adds "reason"),
+    /// released, exiting; in exec mode also child_started, child_stopped and child_exited, which
+    /// add "pid" (and "exit_code" and "signal" when it ended). Lines that a stdout nobody reads
+    /// could not take are dropped (the election never waits for them) and counted in a
+    /// lines_dropped line with "count" once it can write again; text output says "N event
+    /// lines dropped". Text output escapes control characters in names and reasons.
     #[arg(long, env = "DEMO_JSON", value_parser = BoolishValueParser::new())]
     pub json: bool,
 
@@ -187,16 +194,15 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// Settles the identity: --instance, else $POD_NAME, else the hostname (with a random
-    /// suffix for --backend k8s, as client-go's examples do, so replicas never share one).
+    /// Settles the identity: --instance, else $POD_NAME, else the hostname with a random
+    /// suffix, on every backend. Two processes that share an identity would each take the
+    /// other's term for its own, so the default must differ between processes even on one
+    /// machine (the hostname alone does not); lock-k8s already builds such a default for
+    /// client-go's pods, and it serves every backend as well.
     pub fn with_identity(mut self) -> Self {
-        self.instance = match (&self.instance_flag, self.backend) {
-            (Some(name), _) => name.clone(),
-            (None, Backend::K8s) => lock_k8s::default_identity(),
-            (None, _) => std::env::var("POD_NAME")
-                .ok()
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(hostname),
+        self.instance = match &self.instance_flag {
+            Some(name) => name.clone(),
+            None => lock_k8s::default_identity(),
         };
         self
     }
@@ -252,20 +258,48 @@ impl Cli {
     }
 }
 
-/// This machine's hostname, the default instance name.
-fn hostname() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
-}
-
 /// The lock file shared by every instance that does not name one.
 fn default_lock_file() -> PathBuf {
     std::env::temp_dir().join("leader-election-demo.json")
 }
 
-/// Parses a human duration such as `15s`, `500ms` or `1m30s`.
+/// The longest duration any flag takes. Far beyond any sensible timing, and small enough that
+/// adding it to an instant, multiplying it by a small factor or turning it into float seconds
+/// never overflows (huge values used to panic deep in the election).
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The shortest lease, renew deadline or retry period: lock calls get a fraction of these as
+/// their time limit, and below a millisecond that rounds to nothing ("no answer within 0ns").
+const MIN_TIMING: Duration = Duration::from_millis(1);
+
+/// Parses a human duration such as `15s`, `500ms` or `1m30s`, at most [`MAX_DURATION`].
+/// Checked here rather than only in the election's validation so that clap's message names
+/// the flag and the value, with usage status 2.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|err| format!("{err}; write a duration such as 15s, 500ms or 1m30s"))
+    let duration = humantime::parse_duration(text)
+        .map_err(|err| format!("{err}; write a duration such as 15s, 500ms or 1m30s"))?;
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "{} is longer than the longest allowed, {}",
+            humantime::format_duration(duration),
+            humantime::format_duration(MAX_DURATION)
+        ));
+    }
+    Ok(duration)
+}
+
+/// Parses an election timing (lease, renew deadline, retry period): a duration from
+/// [`MIN_TIMING`] to [`MAX_DURATION`].
+fn parse_timing(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration < MIN_TIMING {
+        return Err(format!(
+            "{} is shorter than the shortest allowed, {}",
+            humantime::format_duration(duration),
+            humantime::format_duration(MIN_TIMING)
+        ));
+    }
+    Ok(duration)
 }
 
 #[cfg(test)]
@@ -376,5 +410,36 @@ mod tests {
             cli.election_config().validate().unwrap_err().to_string(),
             "leaseDuration must be greater than renewDeadline"
         );
+    }
+
+    #[test]
+    fn hole_12_durations_out_of_range_are_rejected_naming_the_flag() {
+        for (flag, value) in [
+            ("--lease-duration", "500000000000years"),
+            ("--retry-period", "18446744073709551613s"),
+            ("--renew-deadline", "3ns"),
+            ("--retry-period", "999us"),
+            ("--grace-period", "25h"),
+            ("--health-tolerance", "1000years"),
+        ] {
+            let err = parse(&[flag, value]).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            let message = err.to_string();
+            assert!(message.contains(flag), "{message}");
+            assert!(message.contains(value), "{message}");
+        }
+        let edges = parse(&[
+            "--lease-duration",
+            "24h",
+            "--renew-deadline",
+            "1ms",
+            "--retry-period",
+            "1ms",
+            "--health-tolerance",
+            "0s",
+        ])
+        .unwrap();
+        assert_eq!(edges.lease_duration, Duration::from_secs(86_400));
+        assert_eq!(edges.retry_period, Duration::from_millis(1));
     }
 }

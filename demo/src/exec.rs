@@ -1,28 +1,31 @@
 //! Exec mode (`demo [options] -- CMD ARGS...`): runs a command only while this instance leads.
 //!
 //! On every new term the command starts with `LEADER_FENCING_TOKEN`, `LEADER_IDENTITY` and
-//! `LEADER_LOCK` in its environment, in a process group of its own. The moment the term ends
-//! (the elector ends it, or its validity runs out by the clock, whichever comes first) the
-//! group gets SIGTERM, and SIGKILL after the grace period. A command that exits on its own
+//! `LEADER_LOCK` in its environment, in a process group of its own, under a supervisor process
+//! ([`crate::supervisor`]) that kills it the moment the demo dies and stops it while the demo is
+//! stopped. The moment the term ends (the elector ends it, or its validity runs out by the
+//! clock, whichever comes first) the group gets SIGTERM, and SIGKILL after the grace period.
+//! When the demo goes on after a stop, the command goes on only if the term is still valid,
+//! and is killed otherwise. A command that exits on its own
 //! while this instance leads is reported and, per `--on-child-exit`, either ends the term and
 //! the program (with the command's status) or is started again. On shutdown the command is
 //! stopped first and only then is the election cancelled (which releases the lock), so the next
 //! leader's command cannot start before this one has ended.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lock_core::{ElectionEvent, Leadership};
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::process::{Child, Command};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::child::{Environment, SupervisedChild};
 use crate::output::{Line, Output};
+use crate::printable::printable;
 
 /// The shortest time between two starts of the command within one term (`restart`).
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
@@ -54,26 +57,7 @@ pub struct Exec {
     pub lock: String,
 }
 
-/// The process group of the running command (0: none), for a forced exit to kill.
-#[derive(Clone, Debug, Default)]
-pub struct RunningChild(Arc<AtomicI32>);
-
-impl RunningChild {
-    /// Sends SIGKILL to the command's process group, if one runs.
-    pub fn kill(&self) {
-        let pgid = self.0.load(Ordering::SeqCst);
-        if pgid > 0 {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-        }
-    }
-
-    fn set(&self, pid: Option<u32>) {
-        let pid = pid.and_then(|pid| i32::try_from(pid).ok()).unwrap_or(0);
-        self.0.store(pid, Ordering::SeqCst);
-    }
-}
-
-/// How one term ended for the supervisor.
+/// How one term ended for the exec task.
 enum TermEnd {
     /// The term ended; the command was stopped. Wait for the next one.
     Lost,
@@ -81,6 +65,13 @@ enum TermEnd {
     Shutdown,
     /// The command exited on its own and the policy is to release and exit with this status.
     Exit(u8),
+}
+
+/// How one run of the command ended.
+enum RunEnd {
+    Shutdown,
+    Lost,
+    Exited(std::io::Result<ExitStatus>),
 }
 
 /// Runs the command across terms until `shutdown` (then it stops the command and cancels the
@@ -91,13 +82,22 @@ pub async fn supervise(
     mut events: mpsc::UnboundedReceiver<ElectionEvent>,
     shutdown: CancellationToken,
     election: CancellationToken,
-    output: Arc<Mutex<Output<std::io::Stdout>>>,
-    running: RunningChild,
+    output: Arc<Mutex<Output>>,
 ) -> Option<u8> {
-    let supervisor = Supervisor {
+    // SIGCONT: this process was stopped and goes on; its command waits for a word (see
+    // `crate::supervisor`). Without the handler the command would stay stopped for good.
+    let resumed = match signal(SignalKind::from_raw(nix::libc::SIGCONT)) {
+        Ok(resumed) => resumed,
+        Err(err) => {
+            eprintln!("error: cannot watch for SIGCONT: {err}");
+            election.cancel();
+            return Some(1);
+        }
+    };
+    let mut runner = Runner {
         exec,
         output,
-        running,
+        resumed,
     };
     let status = loop {
         let event = tokio::select! {
@@ -107,7 +107,7 @@ pub async fn supervise(
         };
         match event {
             Some(ElectionEvent::StartedLeading(term)) => {
-                match supervisor.lead(&term, &shutdown).await {
+                match runner.lead(&term, &shutdown).await {
                     TermEnd::Lost => {}
                     TermEnd::Shutdown => break None,
                     TermEnd::Exit(status) => break Some(status),
@@ -122,25 +122,29 @@ pub async fn supervise(
     status
 }
 
-struct Supervisor {
+/// Runs the command for the terms of this instance (the demo's side of exec mode).
+struct Runner {
     exec: Exec,
-    output: Arc<Mutex<Output<std::io::Stdout>>>,
-    running: RunningChild,
+    output: Arc<Mutex<Output>>,
+    resumed: Signal,
 }
 
-impl Supervisor {
+impl Runner {
     /// Runs the command for one term.
-    async fn lead(&self, term: &Leadership, shutdown: &CancellationToken) -> TermEnd {
+    async fn lead(&mut self, term: &Leadership, shutdown: &CancellationToken) -> TermEnd {
         loop {
             if !term.is_leader() {
                 return TermEnd::Lost;
             }
-            let mut child = match self.spawn(term) {
+            let mut child = match self.spawn(term).await {
                 Ok(child) => child,
                 Err(err) => {
+                    let program = self.exec.command.first().map_or("", String::as_str);
+                    let message = err.to_string();
                     eprintln!(
-                        "error: cannot start {:?}: {err}",
-                        self.exec.command.first().map_or("", String::as_str)
+                        "error: cannot start {}: {}",
+                        printable(&format!("{program:?}")),
+                        printable(&message)
                     );
                     match self.exec.on_child_exit {
                         OnChildExit::ReleaseAndExit => return TermEnd::Exit(CANNOT_START),
@@ -153,17 +157,34 @@ impl Supervisor {
                     }
                 }
             };
-            let pid = child.id().unwrap_or(0);
+            let pid = child.id();
             let token = term.fencing_token();
             self.print(&Line::ChildStarted { term: token, pid });
             let started = tokio::time::Instant::now();
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => {
+            let end = loop {
+                tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break RunEnd::Shutdown,
+                    () = until_lost(term) => break RunEnd::Lost,
+                    _ = self.resumed.recv() => {
+                        // The command was stopped with this process (at most a poll later).
+                        // It goes on only if the term outlived the pause; otherwise another
+                        // instance may lead already, and it must not run another moment.
+                        if term.is_leader() {
+                            child.resume().await;
+                        } else {
+                            child.kill().await;
+                        }
+                    }
+                    status = child.wait() => break RunEnd::Exited(status),
+                }
+            };
+            match end {
+                RunEnd::Shutdown => {
                     self.stop(&mut child, term).await;
                     return TermEnd::Shutdown;
                 }
-                () = until_lost(term) => {
+                RunEnd::Lost => {
                     self.stop(&mut child, term).await;
                     // A renew that landed just before the deadline keeps the term: run again.
                     if term.is_leader() {
@@ -171,13 +192,16 @@ impl Supervisor {
                     }
                     return TermEnd::Lost;
                 }
-                status = child.wait() => {
-                    self.running.set(None);
+                RunEnd::Exited(status) => {
                     let status = status.unwrap_or_else(|err| {
                         tracing::error!(error = %err, "cannot wait for the command");
                         ExitStatus::default()
                     });
-                    self.print(&Line::ChildExited { term: token, pid, status });
+                    self.print(&Line::ChildExited {
+                        term: token,
+                        pid,
+                        status,
+                    });
                     match self.exec.on_child_exit {
                         OnChildExit::ReleaseAndExit => return TermEnd::Exit(exit_code(status)),
                         OnChildExit::Restart => {
@@ -202,32 +226,21 @@ impl Supervisor {
         }
     }
 
-    fn spawn(&self, term: &Leadership) -> std::io::Result<Child> {
-        let (program, args) = self
-            .exec
-            .command
-            .split_first()
-            .ok_or_else(|| std::io::Error::other("no command"))?;
-        let child = Command::new(program)
-            .args(args)
-            .env("LEADER_FENCING_TOKEN", term.fencing_token().to_string())
-            .env("LEADER_IDENTITY", &self.exec.identity)
-            .env("LEADER_LOCK", &self.exec.lock)
-            // A group of its own: CTRL+C in a terminal reaches only the demo, which stops the
-            // command in order; signals go to the whole group (a shell and what it started).
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()?;
-        self.running.set(child.id());
-        Ok(child)
+    async fn spawn(&self, term: &Leadership) -> std::io::Result<SupervisedChild> {
+        let env = Environment {
+            token: term.fencing_token(),
+            identity: &self.exec.identity,
+            lock: &self.exec.lock,
+        };
+        SupervisedChild::spawn(&self.exec.command, &env).await
     }
 
     /// SIGTERM to the command's group, SIGKILL after the grace period; waits for its exit.
-    async fn stop(&self, child: &mut Child, term: &Leadership) {
-        let pid = child.id().unwrap_or(0);
-        if let Ok(pgid) = i32::try_from(pid) {
-            let _ = killpg(Pid::from_raw(pgid), Signal::SIGTERM);
-        }
+    /// Nothing here waits on output: the requests are single bytes to the supervisor process, and
+    /// event lines are queued ([`crate::writer`]).
+    async fn stop(&self, child: &mut SupervisedChild, term: &Leadership) {
+        let pid = child.id();
+        child.terminate().await;
         let status = match tokio::time::timeout(self.exec.grace_period, child.wait()).await {
             Ok(status) => status,
             Err(_) => {
@@ -235,14 +248,14 @@ impl Supervisor {
                     grace_period = ?self.exec.grace_period,
                     "the command outlived its grace period: SIGKILL"
                 );
-                if let Ok(pgid) = i32::try_from(pid) {
-                    let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-                }
+                child.kill().await;
                 child.wait().await
             }
         };
-        self.running.set(None);
-        let status = status.unwrap_or_default();
+        let status = status.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "the command ended unreported");
+            ExitStatus::from_raw(9)
+        });
         self.print(&Line::ChildStopped {
             term: term.fencing_token(),
             pid,
@@ -275,7 +288,6 @@ async fn until_lost(term: &Leadership) {
 
 /// The status to exit with for the command's: its code, or 128 + the signal that ended it.
 pub fn exit_code(status: ExitStatus) -> u8 {
-    use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => u8::try_from(code & 0xff).unwrap_or(1),
         (None, Some(signal)) => u8::try_from(128 + signal).unwrap_or(1),
@@ -285,8 +297,6 @@ pub fn exit_code(status: ExitStatus) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::process::ExitStatusExt;
-
     use super::*;
 
     #[test]

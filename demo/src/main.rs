@@ -10,19 +10,27 @@
 //!
 //! This file only wires the modules together: [`cli`] (the flags), [`backend`] (the lock they
 //! choose), [`output`] (the event lines), [`shutdown`] (the signals), [`http`] (the endpoint),
-//! [`metrics`] (what `/metrics` reports) and [`exec`] (the command of exec mode).
+//! [`metrics`] (what `/metrics` reports), [`exec`] (the command of exec mode, run through
+//! [`child`] under a [`supervisor`] process, which is this binary started with a hidden first
+//! argument), [`writer`] (the thread that writes event lines) and [`printable`] (escaping what
+//! the lock and servers say before it reaches a terminal).
 
 mod backend;
+mod child;
 mod cli;
 mod exec;
 mod http;
 mod metrics;
 mod output;
+mod printable;
 mod shutdown;
+mod supervisor;
+mod writer;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use clap::Parser;
 use lock_core::{ElectionConfig, LeaderElector, RunOutcome};
@@ -30,23 +38,33 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
 use crate::cli::Cli;
-use crate::exec::{Exec, RunningChild};
+use crate::exec::Exec;
 use crate::metrics::Metrics;
 use crate::output::Output;
+use crate::printable::printable;
+use crate::writer::LogQueue;
 
 /// The exit status for flags that make no valid election, as for other usage errors.
 const USAGE_ERROR: u8 = 2;
 
+/// How long the last event lines may take to reach a stdout that is read slowly; one that is
+/// not read at all cannot hold the exit up longer.
+const FINAL_LINES: Duration = Duration::from_secs(2);
+
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(supervisor::ARG) {
+        return supervisor::main(&args[2..]);
+    }
     let cli = Cli::parse().with_identity();
-    init_logs();
+    let logs = init_logs();
     let config = cli.election_config();
     if let Err(err) = config.validate() {
-        eprintln!("error: {err}");
+        fail(&err);
         return ExitCode::from(USAGE_ERROR);
     }
     if let Err(err) = cli.validate_exec() {
-        eprintln!("error: {err}");
+        fail(&err);
         return ExitCode::from(USAGE_ERROR);
     }
     // Two threads: the HTTP endpoint answers while the election's task waits on a slow lock.
@@ -57,7 +75,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the runtime: {err}");
+            fail(&format!("cannot start the runtime: {err}"));
             return ExitCode::FAILURE;
         }
     };
@@ -65,45 +83,61 @@ fn main() -> ExitCode {
     // Lock calls the election gave up on (a file lock held elsewhere, a hung server) may still
     // occupy a blocking thread: exit without waiting for them.
     runtime.shutdown_background();
+    if let Some(logs) = logs {
+        logs.drain(FINAL_LINES);
+    }
     status
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors by default).
-fn init_logs() {
+/// Prints `error: MESSAGE` on stderr, with control characters escaped: messages quote what
+/// servers and lock files said.
+fn fail(message: &dyn std::fmt::Display) {
+    eprintln!("error: {}", printable(&message.to_string()));
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors by default), through a queue
+/// that never blocks the election ([`writer::LogQueue`]); `None` when that queue's thread
+/// cannot start, and logs are then written directly.
+fn init_logs() -> Option<LogQueue> {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::WARN.into())
         .from_env_lossy();
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match LogQueue::spawn(std::io::stderr()) {
+        Ok(queue) => {
+            let writer = queue.clone();
+            logs.with_writer(move || writer.clone()).init();
+            Some(queue)
+        }
+        Err(err) => {
+            logs.with_writer(std::io::stderr).init();
+            tracing::warn!(error = %err, "cannot start the log thread: logs may block");
+            None
+        }
+    }
 }
 
 /// Takes part in the election until a signal, printing every event (and serving HTTP, and
 /// running the command, when asked to); then prints `exiting`.
 async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
     // The first signal cancels `shutdown`. Without a command that is the election's own token;
-    // in exec mode the supervisor stops the command first and then cancels the election.
+    // in exec mode the exec task stops the command first and then cancels the election.
     let shutdown = CancellationToken::new();
     let election = if cli.command.is_empty() {
         shutdown.clone()
     } else {
         CancellationToken::new()
     };
-    let running = RunningChild::default();
-    let on_forced_exit = {
-        let running = running.clone();
-        move || running.kill()
-    };
-    if let Err(err) = shutdown::cancel_on_signal(shutdown.clone(), on_forced_exit) {
-        eprintln!("error: cannot handle signals: {err}");
+    if let Err(err) = shutdown::cancel_on_signal(shutdown.clone()) {
+        fail(&format!("cannot handle signals: {err}"));
         return ExitCode::FAILURE;
     }
     let lock = match cli.backend.open(cli).await {
         Ok(lock) => lock,
         Err(err) => {
-            eprintln!("error: {err}");
+            fail(&err);
             return ExitCode::from(USAGE_ERROR);
         }
     };
@@ -111,15 +145,22 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
     let elector = match LeaderElector::new(lock, config) {
         Ok(elector) => elector,
         Err(err) => {
-            eprintln!("error: {err}");
+            fail(&err);
             return ExitCode::from(USAGE_ERROR);
         }
     };
     let handle = elector.handle();
     let metrics = Arc::new(Metrics::new(&cli.election_name()));
-    // Lines are printed inline by the elector, before its next lock call: a `stopped_leading`
-    // line is out before the release that lets another instance lead is written.
-    let output = Arc::new(Mutex::new(Output::stdout(&cli.instance, cli.json)));
+    // Lines are rendered and stamped inline by the elector, before its next lock call (a
+    // `stopped_leading` line's `ts` precedes the release that lets another instance lead), and
+    // written by a thread of their own, so that a stdout nobody reads never stalls the election.
+    let output = match Output::stdout(&cli.instance, cli.json) {
+        Ok(output) => Arc::new(Mutex::new(output)),
+        Err(err) => {
+            fail(&format!("cannot start the output thread: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
     elector.on_event({
         let output = output.clone();
         let metrics = metrics.clone();
@@ -145,12 +186,12 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         match http::serve(addr, endpoint).await {
             Ok(bound) => eprintln!("serving HTTP on http://{bound}"),
             Err(err) => {
-                eprintln!("error: cannot serve HTTP on {addr}: {err}");
+                fail(&format!("cannot serve HTTP on {addr}: {err}"));
                 return ExitCode::FAILURE;
             }
         }
     }
-    let supervisor = (!cli.command.is_empty()).then(|| {
+    let exec_task = (!cli.command.is_empty()).then(|| {
         let exec = Exec {
             command: cli.command.clone(),
             grace_period: cli.grace_period(),
@@ -164,25 +205,28 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             shutdown.clone(),
             election.clone(),
             output.clone(),
-            running,
         ))
     });
     tracing::info!(lock = %handle.lock_name(), "standing by");
     let finished = tokio::spawn(elector.run(election)).await;
-    let child_status = match supervisor {
-        Some(supervisor) => supervisor.await.ok().flatten(),
+    let child_status = match exec_task {
+        Some(exec_task) => exec_task.await.ok().flatten(),
         None => None,
     };
-    output.lock().unwrap_or_else(|p| p.into_inner()).exiting();
+    {
+        let mut output = output.lock().unwrap_or_else(|p| p.into_inner());
+        output.exiting();
+        output.finish(FINAL_LINES);
+    }
     match finished {
         Ok(RunOutcome::Cancelled { .. }) => child_status.map_or(ExitCode::SUCCESS, ExitCode::from),
         Ok(RunOutcome::LostLeadership(reason)) => {
             // Not reached: the demo rejoins after losing.
-            eprintln!("error: the election ended: {reason}");
+            fail(&format!("the election ended: {reason}"));
             ExitCode::FAILURE
         }
         Err(err) => {
-            eprintln!("error: the election failed: {err}");
+            fail(&format!("the election failed: {err}"));
             ExitCode::FAILURE
         }
     }

@@ -1,14 +1,23 @@
 //! Event lines on stdout: one line per election event, as text (`b: following a`) or as one
 //! JSON object per line (`--json`), each written whole and flushed at once. In exec mode the
 //! child's start, stop and exit get lines too.
+//!
+//! Lines are rendered (and stamped) where the event happens, and written by a thread of their
+//! own ([`crate::writer`]): printing never blocks the election, even when nobody reads stdout.
+//! Text lines escape control characters ([`crate::printable`]): names and reasons come from
+//! the lock and from servers. JSON lines are escaped by serde.
 
 use std::io::{self, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use lock_core::{ElectionEvent, StopReason};
 use serde::Serialize;
+
+use crate::printable::printable;
+use crate::writer::LineQueue;
 
 /// One line to print.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,6 +79,12 @@ struct JsonLine<'a> {
     event: &'static str,
     leader: Option<&'a str>,
     term: Option<u64>,
+    /// `stopped_leading` only: why the term ended, as the text line says it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    /// `lines_dropped` only: how many lines were dropped because stdout was not being read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    count: Option<u64>,
     /// Child lines only: the child's process id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pid: Option<u32>,
@@ -81,33 +96,39 @@ struct JsonLine<'a> {
     signal: Option<Option<i32>>,
 }
 
-/// Turns election events into lines for one instance and writes them.
-pub struct Output<W: Write> {
+/// Turns election events into lines for one instance and queues them for writing.
+pub struct Output {
     instance: String,
     json: bool,
-    /// The leader as this instance last knew it.
+    /// The leader as this instance last knew it (from the events: what the lines report, not
+    /// an answer to "who leads now", which only the elector's handle gives).
     leader: Option<String>,
-    out: W,
-    write_failed: bool,
+    queue: LineQueue,
 }
 
-impl Output<io::Stdout> {
+impl Output {
     /// Lines for `instance` on stdout, as JSON when `json`.
-    pub fn stdout(instance: &str, json: bool) -> Self {
+    pub fn stdout(instance: &str, json: bool) -> io::Result<Self> {
         Self::new(instance, json, io::stdout())
     }
-}
 
-impl<W: Write> Output<W> {
-    /// Lines for `instance` written to `out`, as JSON when `json`.
-    pub fn new(instance: &str, json: bool, out: W) -> Self {
-        Self {
+    /// Lines for `instance` written to `out` by a thread of their own, as JSON when `json`.
+    pub fn new(instance: &str, json: bool, out: impl Write + Send + 'static) -> io::Result<Self> {
+        let notice = {
+            let instance = instance.to_owned();
+            Box::new(move |count| dropped_notice(&instance, json, count, Utc::now()))
+        };
+        Ok(Self {
             instance: instance.to_owned(),
             json,
             leader: None,
-            out,
-            write_failed: false,
-        }
+            queue: LineQueue::spawn(out, notice)?,
+        })
+    }
+
+    /// Writes what is queued, waiting at most `timeout` for a reader that stopped reading.
+    pub fn finish(&mut self, timeout: Duration) {
+        self.queue.finish(timeout);
     }
 
     /// Prints the line an election event calls for, if any, and notes the leader it names.
@@ -163,18 +184,8 @@ impl<W: Write> Output<W> {
     }
 
     fn print(&mut self, line: &Line) {
-        let mut text = self.render(line, Utc::now());
-        text.push('\n');
-        let written = self
-            .out
-            .write_all(text.as_bytes())
-            .and_then(|()| self.out.flush());
-        if let Err(err) = written {
-            if !self.write_failed {
-                tracing::warn!(error = %err, "cannot write event lines to stdout");
-                self.write_failed = true;
-            }
-        }
+        let text = self.render(line, Utc::now());
+        self.queue.push(text);
     }
 
     /// The text of a line (without the newline), stamped `now` when it is JSON.
@@ -187,15 +198,19 @@ impl<W: Write> Output<W> {
     }
 
     fn render_text(&self, line: &Line) -> String {
-        let instance = &self.instance;
+        let instance = printable(&self.instance);
         match line {
             Line::Leading { term } => format!("{instance}: leading (term {term})"),
             Line::Following => match &self.leader {
-                Some(leader) => format!("{instance}: following {leader}"),
+                Some(leader) => format!("{instance}: following {}", printable(leader)),
                 None => format!("{instance}: no leader"),
             },
             Line::StoppedLeading { term, reason } => {
-                format!("{instance}: stopped leading (term {term}): {reason}")
+                let reason = reason.to_string();
+                format!(
+                    "{instance}: stopped leading (term {term}): {}",
+                    printable(&reason)
+                )
             }
             Line::Released { .. } => format!("{instance}: released leadership"),
             Line::Exiting => format!("{instance}: exiting"),
@@ -226,12 +241,18 @@ impl<W: Write> Output<W> {
                 ("child_exited", Some(*term), Some(*pid), Some(status))
             }
         };
+        let reason = match line {
+            Line::StoppedLeading { reason, .. } => Some(reason.to_string()),
+            _ => None,
+        };
         let json = JsonLine {
             ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
             instance: &self.instance,
             event,
             leader: self.leader.as_deref(),
             term,
+            reason,
+            count: None,
             pid,
             exit_code: status.map(ExitStatus::code),
             signal: status.map(ExitStatus::signal),
@@ -241,17 +262,61 @@ impl<W: Write> Output<W> {
     }
 }
 
+/// The line that stands for `count` lines dropped because stdout was not being read:
+/// `a: 3 event lines dropped: stdout is not being read`, or a `lines_dropped` JSON object
+/// with `count`.
+fn dropped_notice(instance: &str, json: bool, count: u64, now: DateTime<Utc>) -> String {
+    if !json {
+        return format!(
+            "{}: {count} event lines dropped: stdout is not being read",
+            printable(instance)
+        );
+    }
+    let line = JsonLine {
+        ts: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        instance,
+        event: "lines_dropped",
+        leader: None,
+        term: None,
+        reason: None,
+        count: Some(count),
+        pid: None,
+        exit_code: None,
+        signal: None,
+    };
+    serde_json::to_string(&line).expect("an event line serializes")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::sync::{Arc, Mutex};
+
+    /// A writer whose bytes the test reads afterwards.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     fn text_lines(instance: &str, events: &[ElectionEvent]) -> Vec<String> {
-        let mut output = Output::new(instance, false, Vec::new());
+        let out = Shared::default();
+        let mut output = Output::new(instance, false, out.clone()).unwrap();
         for event in events {
             output.event(event);
         }
         output.exiting();
-        String::from_utf8(output.out)
+        output.finish(Duration::from_secs(10));
+        let bytes = out.0.lock().unwrap().clone();
+        String::from_utf8(bytes)
             .unwrap()
             .lines()
             .map(str::to_owned)
@@ -291,7 +356,7 @@ mod tests {
 
     #[test]
     fn json_lines_have_the_documented_shape() {
-        let mut output = Output::new("b", true, Vec::new());
+        let mut output = Output::new("b", true, Vec::new()).unwrap();
         output.leader = Some("a".into());
         let at = DateTime::parse_from_rfc3339("2026-11-21T08:00:00.123456Z")
             .unwrap()
@@ -307,13 +372,13 @@ mod tests {
         };
         assert_eq!(
             output.render(&line, at),
-            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"stopped_leading","leader":null,"term":7}"#
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"stopped_leading","leader":null,"term":7,"reason":"the election was cancelled"}"#
         );
     }
 
     #[test]
     fn child_lines_add_the_pid_and_how_it_ended() {
-        let mut output = Output::new("a", true, Vec::new());
+        let mut output = Output::new("a", true, Vec::new()).unwrap();
         output.leader = Some("a".into());
         let at = DateTime::parse_from_rfc3339("2026-11-21T08:00:00.123Z")
             .unwrap()
@@ -349,7 +414,7 @@ mod tests {
 
     #[test]
     fn the_known_leader_follows_the_events() {
-        let mut output = Output::new("b", true, Vec::new());
+        let mut output = Output::new("b", true, Vec::new()).unwrap();
         output.event(&ElectionEvent::NewLeader(Some("a".into())));
         assert_eq!(output.leader.as_deref(), Some("a"));
         output.event(&stopped(
@@ -361,5 +426,47 @@ mod tests {
         assert_eq!(output.leader.as_deref(), Some("c"));
         output.event(&ElectionEvent::Released { fencing_token: 3 });
         assert_eq!(output.leader, None);
+    }
+
+    #[test]
+    fn hole_13_text_lines_escape_what_the_lock_and_servers_say() {
+        let hostile = "x\nc: leading (term 99)\u{1b}[2J";
+        let lines = text_lines(
+            "b\u{1b}]0;t\u{7}",
+            &[
+                ElectionEvent::NewLeader(Some(hostile.into())),
+                stopped(
+                    4,
+                    StopReason::Superseded {
+                        holder: Some(hostile.into()),
+                    },
+                ),
+            ],
+        );
+        assert_eq!(lines.len(), 3, "{lines:#?}");
+        assert_eq!(
+            lines[0],
+            r"b\u{1b}]0;t\u{7}: following x\nc: leading (term 99)\u{1b}[2J"
+        );
+        assert!(
+            lines[1].contains(r"x\nc: leading (term 99)\u{1b}[2J"),
+            "{lines:#?}"
+        );
+        assert!(lines.iter().all(|line| !line.chars().any(char::is_control)));
+    }
+
+    #[test]
+    fn dropped_lines_are_reported_as_text_and_json() {
+        let at = DateTime::parse_from_rfc3339("2026-11-21T08:00:00.123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            dropped_notice("a", false, 3, at),
+            "a: 3 event lines dropped: stdout is not being read"
+        );
+        assert_eq!(
+            dropped_notice("a", true, 3, at),
+            r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"a","event":"lines_dropped","leader":null,"term":null,"count":3}"#
+        );
     }
 }

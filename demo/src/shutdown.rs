@@ -1,6 +1,9 @@
-//! Shutdown on CTRL+C (SIGINT) or SIGTERM: the first signal cancels the election (in exec mode:
-//! stops the command first), which ends the term and hands the lock over; a second one exits at
-//! once with status 130.
+//! Shutdown on CTRL+C (SIGINT), SIGTERM or SIGHUP: the first signal cancels the election (in
+//! exec mode: stops the command first), which ends the term and hands the lock over; a second
+//! one exits at once with status 130.
+//!
+//! SIGHUP (the terminal was closed) counts as SIGTERM: its default action would end the demo on
+//! the spot, with its term unreleased and, in exec mode, its command left to the supervisor.
 
 use std::io;
 
@@ -10,16 +13,13 @@ use tokio_util::sync::CancellationToken;
 /// The exit status after a second signal: 128 + SIGINT, as shells report an interrupt.
 const INTERRUPTED: i32 = 130;
 
-/// Cancels `cancel` on the first SIGINT or SIGTERM and exits the process on the second, after
-/// calling `before_exit` (exec mode kills its command there).
+/// Cancels `cancel` on the first SIGINT, SIGTERM or SIGHUP and exits the process on the second
+/// (in exec mode the command's supervisor then kills the command: see `crate::supervisor`).
 ///
 /// The signals are watched on a thread of their own, so a second CTRL+C works even while the
 /// election's thread is busy or stuck. The handlers are installed before this returns: a signal
 /// that arrives afterwards is never handled by the default action.
-pub fn cancel_on_signal(
-    cancel: CancellationToken,
-    before_exit: impl FnOnce() + Send + 'static,
-) -> io::Result<()> {
+pub fn cancel_on_signal(cancel: CancellationToken) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()?;
@@ -28,6 +28,7 @@ pub fn cancel_on_signal(
         Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         }
     };
     std::thread::Builder::new()
@@ -39,7 +40,6 @@ pub fn cancel_on_signal(
                 cancel.cancel();
                 let second = signals.next().await;
                 tracing::warn!("{second} again: exiting without finishing the hand-over");
-                before_exit();
                 std::process::exit(INTERRUPTED);
             })
         })?;
@@ -49,14 +49,16 @@ pub fn cancel_on_signal(
 struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
 }
 
 impl Signals {
-    /// Waits for the next SIGINT or SIGTERM and names it.
+    /// Waits for the next SIGINT, SIGTERM or SIGHUP and names it.
     async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.interrupt.recv() => "SIGINT",
             _ = self.terminate.recv() => "SIGTERM",
+            _ = self.hangup.recv() => "SIGHUP",
         }
     }
 }

@@ -98,8 +98,8 @@ fn build_demo(profile_dir: &Path) {
     );
 }
 
-/// A `demo` command with the given arguments and no `DEMO_*` settings inherited from the
-/// environment, so that only the arguments count.
+/// A `demo` command with the given arguments and no `DEMO_*` settings (nor `POD_NAME`)
+/// inherited from the environment, so that only the arguments count.
 ///
 /// The process is killed when its handle is dropped, and also (through util-linux's `setpriv`,
 /// where it is installed) when the thread that started it ends, so that not even an aborting
@@ -114,7 +114,8 @@ fn demo_command(args: &[&str]) -> Command {
     };
     command.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("DEMO_") {
+        // $POD_NAME would be the default identity: only the arguments count.
+        if name.to_string_lossy().starts_with("DEMO_") || name == "POD_NAME" {
             command.env_remove(name);
         }
     }
@@ -160,6 +161,8 @@ pub struct DemoEvent {
     pub leader: Option<String>,
     /// The line's `term`: the fencing token, for `leading`, `stopped_leading` and `released`.
     pub term: Option<u64>,
+    /// The line's `reason`: why the term ended, for `stopped_leading` only.
+    pub reason: Option<String>,
 }
 
 /// The events a `--json` line may name.
@@ -178,7 +181,13 @@ impl DemoEvent {
         let object = value.as_object().ok_or("not a JSON object")?;
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        if keys != ["event", "instance", "leader", "term", "ts"] {
+        let stopped = object.get("event").and_then(Value::as_str) == Some("stopped_leading");
+        let expected: &[&str] = if stopped {
+            &["event", "instance", "leader", "reason", "term", "ts"]
+        } else {
+            &["event", "instance", "leader", "term", "ts"]
+        };
+        if keys != expected {
             return Err(format!("unexpected keys {keys:?}"));
         }
         let text = |key: &str| object[key].as_str().ok_or(format!("{key} is not a string"));
@@ -212,6 +221,11 @@ impl DemoEvent {
         if term.is_some() != has_term {
             return Err(format!("term {term:?} does not fit event {event:?}"));
         }
+        let reason = if stopped {
+            Some(text("reason")?.to_owned())
+        } else {
+            None
+        };
         Ok(Self {
             arrived,
             ts,
@@ -219,6 +233,7 @@ impl DemoEvent {
             event: event.to_owned(),
             leader,
             term,
+            reason,
         })
     }
 }
@@ -247,11 +262,31 @@ pub struct Demo {
 impl Demo {
     /// Starts `demo --instance NAME --json` with further `args`, reading its stdout and stderr.
     pub fn start(name: &str, args: &[&str]) -> Self {
-        let mut command = demo_command(&["--instance", name, "--json"]);
-        command
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        let mut all = vec!["--instance", name, "--json"];
+        all.extend_from_slice(args);
+        Self::start_with(name, &all)
+    }
+
+    /// Starts `demo ARGS` with exactly `args` (`name` only labels it in reports), reading its
+    /// stdout and stderr. Without `--json` every stdout line lands in [`Demo::unparsed`].
+    pub fn start_with(name: &str, args: &[&str]) -> Self {
+        Self::spawn(name, args, true)
+    }
+
+    /// Starts `demo ARGS` like [`Demo::start_with`] but never reads its stdout nor its stderr:
+    /// the pipes stay open and fill up, as with a reader that stopped reading. It logs at
+    /// `info` (`RUST_LOG=info`), so that every change of its election writes to stderr.
+    /// [`Demo::events`] and [`Demo::stderr`] stay empty.
+    pub fn start_unread(name: &str, args: &[&str]) -> Self {
+        Self::spawn(name, args, false)
+    }
+
+    fn spawn(name: &str, args: &[&str], read_output: bool) -> Self {
+        let mut command = demo_command(args);
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        if !read_output {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start demo {name}: {err}"));
@@ -259,12 +294,20 @@ impl Demo {
             .id()
             .expect("a process that was just started has an id");
         let pid = Pid::from_raw(i32::try_from(pid).expect("process ids fit in an i32"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
         let (sender, lines) = watch::channel(Lines::default());
-        tokio::spawn(read_events(stdout, sender));
+        if read_output {
+            let stdout = child.stdout.take().expect("stdout is piped");
+            tokio::spawn(read_events(stdout, sender));
+        } else {
+            // The unread pipe stays in `child` (closed when it is dropped); it counts as ended
+            // so that [`Demo::wait_exit`] waits only for the exit.
+            sender.send_modify(|lines| lines.closed = true);
+        }
         let collected = Arc::new(Mutex::new(String::new()));
-        tokio::spawn(read_all(stderr, collected.clone()));
+        if read_output {
+            let stderr = child.stderr.take().expect("stderr is piped");
+            tokio::spawn(read_all(stderr, collected.clone()));
+        }
         Self {
             name: name.to_owned(),
             pid,
@@ -272,6 +315,45 @@ impl Demo {
             lines,
             stderr: collected,
         }
+    }
+
+    /// The process id of the demo.
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Fills the demo's stdout pipe to the brim by writing filler into it through
+    /// `/proc/PID/fd/1` (of a demo started with [`Demo::start_unread`]): from then on every
+    /// write of the demo to stdout blocks. Returns how many bytes it took.
+    pub fn fill_stdout_pipe(&self) -> usize {
+        self.fill_pipe(1)
+    }
+
+    /// Fills the demo's stderr pipe as [`Demo::fill_stdout_pipe`] fills stdout's.
+    pub fn fill_stderr_pipe(&self) -> usize {
+        self.fill_pipe(2)
+    }
+
+    fn fill_pipe(&self, fd: u8) -> usize {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = format!("/proc/{}/fd/{fd}", self.pid);
+        let mut pipe = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&path)
+            .unwrap_or_else(|err| panic!("cannot open {path}: {err}"));
+        let filler = [b'#'; 4096];
+        let mut written = 0;
+        // A pipe holds at most 1 MiB unless an administrator raised the limit: 64 MiB bounds it.
+        while written < 64 << 20 {
+            match pipe.write(&filler) {
+                Ok(count) => written += count,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return written,
+                Err(err) => panic!("cannot fill {path}: {err}"),
+            }
+        }
+        panic!("{path} took 64 MiB without filling up: is it a pipe?");
     }
 
     /// The instance name.
@@ -489,6 +571,7 @@ mod tests {
             event: event.into(),
             leader: None,
             term,
+            reason: None,
         }
     }
 
@@ -500,6 +583,14 @@ mod tests {
         assert_eq!(event.term, Some(7));
         assert_eq!(event.ts.timestamp_subsec_millis(), 123);
         let following = r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"following","leader":null,"term":null}"#;
+        let stopped = r#"{"ts":"2026-11-21T08:00:00.123Z","instance":"b","event":"stopped_leading","leader":null,"term":7,"reason":"the election was cancelled"}"#;
+        assert_eq!(
+            DemoEvent::parse(stopped, Instant::now())
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("the election was cancelled")
+        );
         assert_eq!(
             DemoEvent::parse(following, Instant::now()).unwrap().leader,
             None

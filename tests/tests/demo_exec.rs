@@ -306,3 +306,281 @@ fn leads(demo: &Demo) -> bool {
         .find(|event| event.event == "leading" || event.event == "stopped_leading")
         .is_some_and(|event| event.event == "leading")
 }
+
+/// A child that appends `beat <pid> <token> <identity> <ns>` to `log` every 50 ms until it is
+/// killed (it ignores nothing: SIGTERM ends it).
+fn beating_script(log: &Path) -> String {
+    format!(
+        r#"while :; do echo "beat $$ $LEADER_FENCING_TOKEN $LEADER_IDENTITY $(date +%s%N)" >> '{}'; sleep 0.05; done"#,
+        log.display()
+    )
+}
+
+fn start_beating(name: &str, lock: &str, log: &Path) -> Demo {
+    let mut args = flags(lock);
+    args.extend(["--", "sh", "-c"].map(str::to_owned));
+    args.push(beating_script(log));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Demo::start(name, &args)
+}
+
+/// The beats of one child: its pid and identity, and its first and last beat.
+#[derive(Clone, Debug)]
+struct Beats {
+    pid: i32,
+    token: u64,
+    identity: String,
+    first: DateTime<Utc>,
+    last: DateTime<Utc>,
+}
+
+/// The children that beat in `log`, in the order they first beat.
+fn read_beats(log: &Path) -> Vec<Beats> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut children: Vec<Beats> = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A line being written while the test reads may be cut short: skip it.
+        let ["beat", pid, token, identity, ns] = fields[..] else {
+            continue;
+        };
+        let (Ok(pid), Ok(token), Ok(ns)) = (pid.parse(), token.parse(), ns.parse::<i64>()) else {
+            continue;
+        };
+        let at = DateTime::from_timestamp_nanos(ns);
+        match children.iter_mut().find(|child| child.pid == pid) {
+            Some(child) => child.last = child.last.max(at),
+            None => children.push(Beats {
+                pid,
+                token,
+                identity: identity.to_owned(),
+                first: at,
+                last: at,
+            }),
+        }
+    }
+    children.sort_by_key(|child| child.first);
+    children
+}
+
+/// Fails when two children beat at the same time.
+fn assert_one_child_at_a_time(log: &Path) {
+    let children = read_beats(log);
+    for pair in children.windows(2) {
+        assert!(
+            pair[0].last < pair[1].first,
+            "two commands ran at once: {children:#?}"
+        );
+        assert!(pair[0].token < pair[1].token, "{children:#?}");
+    }
+}
+
+/// The process state letter of `pid` from /proc (`None`: gone; `Z`: dead, not yet reaped).
+fn process_state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+fn is_dead(pid: i32) -> bool {
+    matches!(process_state(pid), None | Some('Z'))
+}
+
+/// Waits until `name`'s command beats and returns its beats.
+async fn first_beats_of(name: &str, log: &Path) -> Beats {
+    wait_until(&format!("beats of {name}'s command"), STARTUP, || {
+        read_beats(log).iter().any(|child| child.identity == name)
+    })
+    .await;
+    read_beats(log)
+        .into_iter()
+        .find(|child| child.identity == name)
+        .expect("beats")
+}
+
+/// Issue 11, hole 5: after `kill -9` of an exec-mode leader its command kept running while
+/// another instance started its own. The command must die with its demo, well within the lease,
+/// and never beat at the same time as the next leader's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_kill_9_of_an_exec_leader_kills_its_command() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 path").to_owned();
+    let log = dir.path().join("beats.log");
+    let mut a = start_beating("a", &lock, &log);
+    let first = first_beats_of("a", &log).await;
+    let mut b = start_beating("b", &lock, &log);
+    b.wait_for("following a", STARTUP, |event| event.event == "following")
+        .await;
+    a.signal(Signal::SIGKILL);
+    // The lease is 4 s: the command must be gone long before anyone may take over.
+    let killed = tokio::time::Instant::now();
+    wait_until(
+        "the end of a's command after kill -9 of a",
+        Duration::from_secs(1),
+        || is_dead(first.pid),
+    )
+    .await;
+    eprintln!("a's command died {:?} after a", killed.elapsed());
+    let _ = a.wait_exit(EXIT).await;
+    b.wait_for("leading", STARTUP, |event| event.event == "leading")
+        .await;
+    first_beats_of("b", &log).await;
+    b.interrupt();
+    assert!(b.wait_exit(EXIT).await.success(), "{}", b.report());
+    assert_one_child_at_a_time(&log);
+}
+
+/// Issue 11, hole 5: SIGSTOP of an exec-mode leader left its command running; after the lease
+/// another instance started its own, so two ran at once. The command must stop with its demo
+/// (state T) within moments, stay stopped while the other instance's command runs, and never
+/// run again once its demo resumes after its term ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_sigstop_of_an_exec_leader_stops_its_command() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 path").to_owned();
+    let log = dir.path().join("beats.log");
+    let mut a = start_beating("a", &lock, &log);
+    let first = first_beats_of("a", &log).await;
+    let mut b = start_beating("b", &lock, &log);
+    b.wait_for("following a", STARTUP, |event| event.event == "following")
+        .await;
+    a.signal(Signal::SIGSTOP);
+    wait_until(
+        "a's command stopped with a",
+        Duration::from_millis(500),
+        || process_state(first.pid) == Some('T'),
+    )
+    .await;
+    b.wait_for("leading", STARTUP, |event| event.event == "leading")
+        .await;
+    let second = first_beats_of("b", &log).await;
+    assert_eq!(
+        process_state(first.pid),
+        Some('T'),
+        "a's command stays stopped"
+    );
+    a.signal(Signal::SIGCONT);
+    // Its term ended while it was stopped: the command is ended, not resumed.
+    wait_until(
+        "the end of a's command after a resumed",
+        Duration::from_secs(5),
+        || is_dead(first.pid),
+    )
+    .await;
+    a.wait_for("stopped_leading", EXIT, |event| {
+        event.event == "stopped_leading"
+    })
+    .await;
+    let beats = read_beats(&log);
+    let old = beats
+        .iter()
+        .find(|child| child.pid == first.pid)
+        .expect("a's beats");
+    assert!(old.last < second.first, "{beats:#?}");
+    // The standby first: it would take over from b's release and start one more command.
+    a.interrupt();
+    assert!(a.wait_exit(EXIT).await.success(), "{}", a.report());
+    b.interrupt();
+    assert!(b.wait_exit(EXIT).await.success(), "{}", b.report());
+    assert_one_child_at_a_time(&log);
+}
+
+/// Issue 11, hole 5: SIGHUP (closing the terminal) made an exec-mode leader exit with status
+/// 129 without stopping its command or releasing the lock. It must act as SIGTERM: stop the
+/// command, release, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_sighup_stops_the_command_and_releases_as_sigterm_does() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock_path = dir.path().join("election.json");
+    let lock = lock_path.to_str().expect("a UTF-8 path").to_owned();
+    let log = dir.path().join("children.log");
+    let mut a = start("a", &lock, &log);
+    a.wait_for("leading", STARTUP, |event| event.event == "leading")
+        .await;
+    wait_until("a running child", STARTUP, || {
+        read_log(&log).last().is_some_and(|line| !line.stop)
+    })
+    .await;
+    a.signal(Signal::SIGHUP);
+    let status = a.wait_exit(EXIT).await;
+    assert!(status.success(), "{status}\n{}", a.report());
+    let lines = read_log(&log);
+    assert!(
+        lines.len() == 2 && lines[1].stop,
+        "the command got SIGTERM and ended: {lines:?}"
+    );
+    let names: Vec<String> = a.events().into_iter().map(|event| event.event).collect();
+    assert_eq!(names, ["leading", "stopped_leading", "released", "exiting"]);
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).expect("the lock file"))
+            .expect("a record");
+    assert_eq!(record["record"]["holderIdentity"], "", "{record}");
+}
+
+/// Issue 11, hole 5, the other side: a stop of the leader shorter than its renew deadline
+/// pauses its command with it, and the command goes on when the leader does (its term is
+/// still valid), instead of staying stopped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_a_short_stop_of_the_leader_pauses_its_command_and_resumes_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 path").to_owned();
+    let log = dir.path().join("beats.log");
+    let mut a = start_beating("a", &lock, &log);
+    let first = first_beats_of("a", &log).await;
+    a.signal(Signal::SIGSTOP);
+    wait_until(
+        "a's command stopped with a",
+        Duration::from_millis(500),
+        || process_state(first.pid) == Some('T'),
+    )
+    .await;
+    let paused = read_beats(&log)[0].last;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal(Signal::SIGCONT);
+    wait_until("a's command beating again", Duration::from_secs(2), || {
+        read_beats(&log)[0].last > paused
+    })
+    .await;
+    assert!(!is_dead(first.pid), "the same command goes on");
+    assert!(
+        a.events()
+            .iter()
+            .all(|event| event.event != "stopped_leading"),
+        "{}",
+        a.report()
+    );
+    a.interrupt();
+    assert!(a.wait_exit(EXIT).await.success(), "{}", a.report());
+    assert_one_child_at_a_time(&log);
+}
+
+/// Issue 11, holes 5 and 9: the kill path must never wait on output. A command that floods a
+/// stdout nobody reads fills the pipe the demo writes its lines to; CTRL+C must still stop the
+/// command, release the lock and exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hole_5_the_kill_path_never_waits_on_output() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock_path = dir.path().join("election.json");
+    let lock = lock_path.to_str().expect("a UTF-8 path").to_owned();
+    let mut args = vec!["--instance".to_owned(), "a".to_owned()];
+    args.extend(flags(&lock));
+    args.extend(["--", "yes", "flooding stdout"].map(str::to_owned));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut a = Demo::start_unread("a", &args);
+    wait_until("a holding the lock", STARTUP, || {
+        std::fs::read_to_string(&lock_path)
+            .is_ok_and(|text| text.contains(r#""holderIdentity":"a""#))
+    })
+    .await;
+    // `yes` fills the pipe within moments; give it one.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.interrupt();
+    let status = a.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&lock_path).expect("the lock file"))
+            .expect("a record");
+    assert_eq!(record["record"]["holderIdentity"], "", "{record}");
+}
