@@ -43,21 +43,6 @@ pub async fn get_eventually(lock: &impl Lock) -> Option<Versioned> {
     }
 }
 
-/// Waits for the stream to end (skipping the hints it still gives), within [`PATIENCE`];
-/// panics if it stays open.
-pub async fn hints_end(hints: &mut HintStream, what: &str) {
-    let ended = tokio::time::timeout(PATIENCE, async {
-        for _ in 0..1000 {
-            if hints.next().await.is_none() {
-                return true;
-            }
-        }
-        false
-    })
-    .await;
-    assert_eq!(ended, Ok(true), "{what}: the hint stream did not end");
-}
-
 /// Calls `watch` until a watch is served (its first hint is `Changed`), as the elector does
 /// after a watch ended: at most 50 attempts, 200 ms apart, each waiting up to [`PATIENCE`].
 pub async fn served_watch(lock: &impl Lock) -> HintStream {

@@ -609,6 +609,7 @@ mod tests {
             event: event.into(),
             leader: Some(instance.into()),
             term,
+            reason: None,
         }
     }
 

@@ -24,5 +24,4 @@ pub mod hint_end;
 pub mod history;
 pub mod outage;
 pub mod proxy;
-pub mod relay;
 pub mod servers;

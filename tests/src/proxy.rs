@@ -6,7 +6,9 @@
 //! arrives) and leaves new connections hanging: the kernel completes their handshake, as a
 //! listening socket does, but nothing is forwarded and no upstream connection is made.
 //! [`Proxy::heal`] delivers what was held, late, as retransmits would, and forwards again.
-//! [`Proxy::reset`] drops every open connection with a TCP RST. Dropping the proxy stops it.
+//! [`Proxy::reset`] drops every open connection with a TCP RST; [`Proxy::down`] does that and
+//! also resets every new connection until the heal, as a server that went away. Dropping the
+//! proxy stops it.
 //!
 //! Why hold rather than drop: a partition that loses bytes is a reset, which clients notice at
 //! once; a partition that delays them is what leaves a client waiting on its timeouts, and the
@@ -36,6 +38,8 @@ struct Controls {
     resets: watch::Sender<u64>,
     /// Connections accepted so far.
     accepted: AtomicU64,
+    /// True while new connections are reset at once ([`Proxy::down`]).
+    down: std::sync::atomic::AtomicBool,
     /// Stops everything.
     stop: CancellationToken,
 }
@@ -65,6 +69,7 @@ impl Proxy {
             cut: watch::channel(false).0,
             resets: watch::channel(0).0,
             accepted: AtomicU64::new(0),
+            down: std::sync::atomic::AtomicBool::new(false),
             stop: CancellationToken::new(),
         });
         tokio::spawn(accept(listener, target, controls.clone()));
@@ -101,9 +106,17 @@ impl Proxy {
         self.controls.cut.send_replace(true);
     }
 
-    /// Delivers what was held and forwards again.
+    /// Delivers what was held and forwards again (and accepts again after [`down`](Self::down)).
     pub fn heal(&self) {
+        self.controls.down.store(false, Ordering::SeqCst);
         self.controls.cut.send_replace(false);
+    }
+
+    /// Resets every open connection and every new one until [`heal`](Self::heal): the server
+    /// seems gone, and clients notice at once.
+    pub fn down(&self) {
+        self.controls.down.store(true, Ordering::SeqCst);
+        self.reset();
     }
 
     /// Drops every open connection with a TCP RST (both sides see "connection reset"); what was
@@ -140,6 +153,9 @@ async fn accept(listener: TcpListener, target: SocketAddr, controls: Arc<Control
 
 /// Forwards one connection until either side closes, a reset, or the proxy stops.
 async fn serve(mut client: TcpStream, target: SocketAddr, controls: Arc<Controls>) {
+    if controls.down.load(Ordering::SeqCst) {
+        return abort(&client);
+    }
     let mut resets = controls.resets.subscribe();
     let mut cut = controls.cut.subscribe();
     // A connection that arrives while cut hangs: no upstream connection until the heal.

@@ -13,7 +13,8 @@ use lock_core::{
     RunOutcome, Version,
 };
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions};
-use lock_tests::driver::{get_eventually, hints_end, next_hint, next_record, served_watch};
+use lock_tests::driver::{get_eventually, next_hint, next_record, served_watch};
+use lock_tests::hint_end::hints_end;
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;

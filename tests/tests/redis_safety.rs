@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, LockError, Version};
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
-use lock_tests::driver::{get_eventually, hints_end, next_hint, next_record, served_watch};
+use lock_tests::driver::{get_eventually, next_hint, next_record, served_watch};
+use lock_tests::hint_end::hints_end;
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
 

@@ -9,7 +9,7 @@ use lock_k8s::{kube_config, KubeLockOptions, LeaseLock, LockKind};
 use lock_tests::conformance::{unique_name, Backend};
 use lock_tests::driver::{next_hint, next_record};
 use lock_tests::hint_end::stream_ends_within;
-use lock_tests::relay::TcpRelay;
+use lock_tests::proxy::Proxy;
 use lock_tests::servers::kube::ADMIN_USER;
 
 use super::backend::{KubeBackend, NAMESPACE};
@@ -95,14 +95,14 @@ async fn hole1_an_emptied_lease_is_no_record_and_create_writes_onto_it() {
 async fn hole8_a_watch_ends_when_the_connection_to_the_api_server_is_lost() {
     let backend = KubeBackend::start(LockKind::Lease).await;
     let server = backend.server;
-    let relay = TcpRelay::start(server.port()).await;
+    let relay = Proxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], server.port()))).await;
     let kubeconfig = server
         .dir()
-        .join(format!("kubeconfig-relay-{}.yaml", relay.port()));
+        .join(format!("kubeconfig-relay-{}.yaml", relay.address().port()));
     let text = std::fs::read_to_string(server.kubeconfig(ADMIN_USER)).expect("kubeconfig");
     let relayed = text.replace(
         &server.url(),
-        &format!("https://127.0.0.1:{}", relay.port()),
+        &format!("https://127.0.0.1:{}", relay.address().port()),
     );
     assert_ne!(text, relayed, "the kubeconfig names the server's URL");
     std::fs::write(&kubeconfig, relayed).expect("write the kubeconfig");
@@ -116,7 +116,7 @@ async fn hole8_a_watch_ends_when_the_connection_to_the_api_server_is_lost() {
     let mut hints = lock.watch().expect("hints");
     assert_eq!(next_record(&mut hints).await, (record("a", 0), v1.clone()));
 
-    relay.cut();
+    relay.down();
     let (given, took) = stream_ends_within(&mut hints, PROMPTLY).await;
     assert!(
         given
@@ -131,7 +131,7 @@ async fn hole8_a_watch_ends_when_the_connection_to_the_api_server_is_lost() {
     let (given, _) = stream_ends_within(&mut refused, PROMPTLY).await;
     assert!(given.is_empty(), "no hints from a failed watch: {given:?}");
 
-    relay.restore();
+    relay.heal();
     let mut hints = lock.watch().expect("hints");
     assert_eq!(next_record(&mut hints).await, (record("a", 0), v1.clone()));
     let v2 = writer.update(&record("a", 1), &v1).await.expect("update");
