@@ -34,41 +34,35 @@ struct Term {
     renewed_at: Mutex<Stamp>,
 }
 
-/// The send time of a successful write on both clocks.
-#[derive(Clone, Copy)]
-struct Stamp {
+/// The send time of a write on both clocks, read when the write is sent: a suspend while the
+/// write is in flight then counts after the send, as it does for the standbys.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamp {
     /// Tokio's monotonic clock (paused in tests).
-    at: Instant,
+    pub(crate) at: Instant,
     /// The boot clock, which also counts suspend; `None` where there is none.
     boot: Option<Duration>,
 }
 
 impl Stamp {
-    /// `sent_at` on tokio's clock, and the same moment on the boot clock (now, less the time
-    /// that passed since then on tokio's clock).
-    fn of(sent_at: Instant) -> Self {
-        let since = Instant::now().saturating_duration_since(sent_at);
+    /// Now, on both clocks.
+    pub(crate) fn now() -> Self {
         Self {
-            at: sent_at,
-            boot: crate::boot_clock::now().map(|boot| boot.saturating_sub(since)),
+            at: Instant::now(),
+            boot: crate::boot_clock::now(),
         }
     }
 }
 
 impl Leadership {
-    pub(crate) fn new(
-        identity: String,
-        token: u64,
-        sent_at: Instant,
-        renew_deadline: Duration,
-    ) -> Self {
+    pub(crate) fn new(identity: String, token: u64, sent: Stamp, renew_deadline: Duration) -> Self {
         Self {
             inner: Arc::new(Term {
                 identity,
                 token,
                 renew_deadline,
                 lost: CancellationToken::new(),
-                renewed_at: Mutex::new(Stamp::of(sent_at)),
+                renewed_at: Mutex::new(sent),
             }),
         }
     }
@@ -128,14 +122,14 @@ impl Leadership {
         self.inner.lost.cancelled()
     }
 
-    pub(crate) fn renewed(&self, sent_at: Instant) {
+    pub(crate) fn renewed(&self, sent: Stamp) {
         let mut renewed_at = self
             .inner
             .renewed_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sent_at > renewed_at.at {
-            *renewed_at = Stamp::of(sent_at);
+        if sent.at > renewed_at.at {
+            *renewed_at = sent;
         }
     }
 
@@ -169,7 +163,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn is_leader_turns_false_at_the_deadline_without_any_loop() {
         let sent = Instant::now();
-        let term = Leadership::new("a".into(), 3, sent, Duration::from_secs(10));
+        let term = Leadership::new("a".into(), 3, Stamp::now(), Duration::from_secs(10));
         assert!(term.is_leader());
         tokio::time::advance(Duration::from_millis(9_999)).await;
         assert!(term.is_leader());
@@ -183,9 +177,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn renewal_extends_and_never_moves_back() {
         let sent = Instant::now();
-        let term = Leadership::new("a".into(), 1, sent, Duration::from_secs(10));
-        term.renewed(sent + Duration::from_secs(4));
-        term.renewed(sent + Duration::from_secs(2));
+        let term = Leadership::new("a".into(), 1, Stamp::now(), Duration::from_secs(10));
+        let later = |by: u64| Stamp {
+            at: sent + Duration::from_secs(by),
+            boot: crate::boot_clock::now(),
+        };
+        term.renewed(later(4));
+        term.renewed(later(2));
         assert_eq!(term.renewed_at(), sent + Duration::from_secs(4));
         term.end();
         assert!(!term.is_leader());

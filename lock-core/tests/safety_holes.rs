@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{
-    ElectionState, FaultyLock, Hint, LeaderElectionRecord, Leadership, Lock, LockResult,
-    MemoryLock, Version, Versioned,
+    ElectionConfig, ElectionState, FaultyLock, Hint, LeaderElectionRecord, Leadership, Lock,
+    LockResult, MemoryLock, Version, Versioned,
 };
 use support::{config, start, Candidate, ScriptedHints, LEASE, RENEW_DEADLINE, RETRY};
 use tokio::time::{sleep, Instant};
@@ -329,7 +329,9 @@ async fn hole8_a_silent_deletion_is_found_by_the_confirming_read() {
     let mut b = start(deaf, config("b"));
     sleep(RETRY).await;
     lock.delete();
-    let term = b.next_term(Duration::from_secs(60) + LEASE * 2).await;
+    // Found within a minute; then the vanished ghost's lease is waited for, capped at four of
+    // b's own leases.
+    let term = b.next_term(Duration::from_secs(60) + LEASE * 5).await;
     assert_eq!(term.fencing_token(), 4, "above the ghost's token");
     b.stop().await;
 }
@@ -427,5 +429,286 @@ async fn hole1_a_leader_back_from_a_cut_starts_above_its_own_last_token() {
     let second = a.next_term(LEASE * 2).await;
     assert!(second.fencing_token() > first.fencing_token());
     assert!(Instant::now() >= first.renewed_at() + RENEW_DEADLINE);
+    a.stop().await;
+}
+
+// Found by an adversarial review of the fixes above (each failed before its fix).
+
+/// A backend with no token floor and no hints (Redis or Kubernetes while polling, or any
+/// backend that keeps the trait's default `token_floor` of 0).
+#[derive(Debug, Clone)]
+struct NoFloor(MemoryLock);
+
+#[async_trait::async_trait]
+impl Lock for NoFloor {
+    async fn get(&self) -> LockResult<Option<Versioned>> {
+        self.0.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
+        self.0.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> LockResult<Version> {
+        self.0.update(record, expected).await
+    }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
+    LeaderElectionRecord {
+        holder_identity: holder.into(),
+        lease_duration_seconds: 15,
+        leader_transitions: token,
+        ..Default::default()
+    }
+}
+
+/// A record that vanished, then came and went again between two polls of a standby: the
+/// standby keeps counting the lease of the *first* absence and creates while the term that
+/// came and went (its leader cut off) is still valid. Both also get the same token.
+#[tokio::test(start_paused = true)]
+async fn hole1_a_record_that_came_and_went_between_two_polls_is_not_missed() {
+    let mut failures = Vec::new();
+    for seed in 0..20u64 {
+        let lock = MemoryLock::new("aba");
+        lock.create(&held_by("z", 3)).await.unwrap();
+        let a_lock = FaultyLock::new(NoFloor(lock.clone()));
+        let a_cable = a_lock.faults();
+        let b_lock = FaultyLock::new(NoFloor(lock.clone()));
+        let b_cable = b_lock.faults();
+        let mut a = start(a_lock, config("a").with_random_seed(seed));
+        let b = start(b_lock, config("b").with_random_seed(seed + 1000));
+        sleep(Duration::from_millis(500)).await;
+        b_cable.set_unavailable(true);
+        sleep(Duration::from_millis(500)).await;
+        lock.delete();
+        sleep(Duration::from_secs(7)).await;
+        b_cable.set_unavailable(false);
+        let term_a = a.next_term(Duration::from_secs(40)).await;
+        // a is cut off at once, and its record deleted: a deletion under a cut-off leader.
+        a_cable.set_unavailable(true);
+        lock.delete();
+        let deleted = Instant::now();
+        let mut overlap = None;
+        while Instant::now() < deleted + Duration::from_secs(30) {
+            if term_a.is_leader() && b.handle.is_leader() {
+                let tb = b.handle.leadership().unwrap();
+                overlap = Some(format!(
+                    "seed {seed}: a (token {}) valid until {:?} and b (token {}) lead at once, {:?} after the deletion",
+                    term_a.fencing_token(),
+                    term_a.valid_until() - deleted,
+                    tb.fencing_token(),
+                    Instant::now() - deleted
+                ));
+                break;
+            }
+            sleep(TICK).await;
+        }
+        if let Some(o) = overlap {
+            failures.push(o);
+        }
+        a.stop().await;
+        b.stop().await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn never_both(a: &lock_core::Leadership, b: &support::Candidate) -> Option<String> {
+    if a.is_leader() && b.handle.is_leader() {
+        let tb = b.handle.leadership().unwrap();
+        return Some(format!(
+            "a (token {}) valid for {:?} more while b leads (token {})",
+            a.fencing_token(),
+            a.valid_until() - Instant::now(),
+            tb.fencing_token()
+        ));
+    }
+    None
+}
+
+/// A forged hint that shows the *current* version as free (anyone who can PUBLISH and read the
+/// key can make one): the standby takes over by a compare-and-swap that succeeds, while the
+/// leader's term is valid; the leader hears of it only through a slow read.
+#[tokio::test(start_paused = true)]
+async fn hole8_a_forged_free_hint_is_confirmed_by_a_read_before_a_takeover() {
+    let lock = MemoryLock::new("forged-free");
+    let slow = FaultyLock::new(lock.clone());
+    let a_faults = slow.faults();
+    let mut a = start(slow, config("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    a_faults.set_latency(Duration::from_secs(3));
+    let (send, hints) = tokio::sync::mpsc::unbounded_channel();
+    let b = start(ScriptedHints::new(lock.clone(), hints), config("b"));
+    sleep(Duration::from_secs(6)).await;
+    let current = lock.get().await.unwrap().unwrap();
+    send.send(Hint::Record(Versioned {
+        record: LeaderElectionRecord {
+            holder_identity: String::new(),
+            ..current.record.clone()
+        },
+        version: current.version.clone(),
+    }))
+    .unwrap();
+    for _ in 0..100 {
+        if let Some(o) = never_both(&term, &b) {
+            panic!("{o}");
+        }
+        sleep(TICK).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// One forged ghost hint a minute: the confirming read restarts the dead leader's lease each
+/// time, so a killed leader is never replaced.
+#[tokio::test(start_paused = true)]
+async fn hole8_a_forged_hint_each_minute_never_stops_the_election() {
+    let lock = MemoryLock::new("ghost-each-minute");
+    let mut a = start(lock.clone(), config("a"));
+    a.next_term(Duration::from_secs(1)).await;
+    let (send, hints) = tokio::sync::mpsc::unbounded_channel();
+    let b = start(ScriptedHints::new(lock.clone(), hints), config("b"));
+    sleep(TICK).await;
+    a.task.abort();
+    let killed = Instant::now();
+    let current = lock.get().await.unwrap().unwrap();
+    for i in 0..10u64 {
+        send.send(Hint::Record(Versioned {
+            record: LeaderElectionRecord {
+                holder_identity: "ghost".into(),
+                lease_duration_seconds: i32::MAX,
+                ..current.record.clone()
+            },
+            version: Version::from(1_000_000 + i),
+        }))
+        .unwrap();
+        sleep(Duration::from_secs(50)).await;
+    }
+    assert!(
+        b.handle.is_leader(),
+        "nobody leads {:?} after the leader was killed (one forged hint every 50 s)",
+        Instant::now() - killed
+    );
+    b.stop().await;
+}
+
+/// One forged hint with leaderTransitions at i32::MAX: every standby that got it can never
+/// start a term again (until restarted), whatever the store holds.
+#[tokio::test(start_paused = true)]
+async fn hole8_a_forged_huge_token_never_stops_the_election() {
+    let lock = MemoryLock::new("huge-token");
+    let mut a = start(lock.clone(), config("a"));
+    a.next_term(Duration::from_secs(1)).await;
+    let (send, hints) = tokio::sync::mpsc::unbounded_channel();
+    let b = start(ScriptedHints::new(lock.clone(), hints), config("b"));
+    sleep(TICK).await;
+    send.send(Hint::Record(Versioned {
+        record: LeaderElectionRecord {
+            holder_identity: "ghost".into(),
+            lease_duration_seconds: 1,
+            leader_transitions: i32::MAX,
+            ..Default::default()
+        },
+        version: Version::from(1_000_000u64),
+    }))
+    .unwrap();
+    sleep(TICK).await;
+    a.task.abort();
+    sleep(Duration::from_secs(600)).await;
+    assert!(
+        b.handle.is_leader(),
+        "nobody leads 10 min after the leader was killed"
+    );
+    b.stop().await;
+}
+
+/// A rolling change of timings: a leads with a 60 s lease and 50 s renew deadline; b has the
+/// defaults. a is cut off and the record deleted: b waits its own 15 s lease for the vanished
+/// record, not the 60 s it saw in a's record.
+#[tokio::test(start_paused = true)]
+async fn hole1_a_vanished_record_is_waited_for_with_its_holders_longer_lease() {
+    let lock = MemoryLock::new("mixed");
+    let cut = FaultyLock::new(lock.clone());
+    let cable = cut.faults();
+    let long = ElectionConfig::new("a")
+        .with_lease_duration(Duration::from_secs(60))
+        .with_renew_deadline(Duration::from_secs(50));
+    let mut a = start(cut, long);
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let b = start(lock.clone(), config("b"));
+    sleep(RETRY).await;
+    cable.set_unavailable(true);
+    lock.delete();
+    for _ in 0..600 {
+        if let Some(o) = never_both(&term, &b) {
+            panic!("{o}");
+        }
+        sleep(TICK).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// An outside write keeps the leader's exact record (holder, token, acquireTime mark) but
+/// shortens its lease (kubectl edit of leaseDurationSeconds). The leader hears of it, reads,
+/// finds "its own" record and carries on; the standby waits only the new 1 s lease.
+#[tokio::test(start_paused = true)]
+async fn hole2_an_outside_edit_that_shortens_the_leaders_lease_ends_its_term() {
+    let lock = MemoryLock::new("own-short");
+    let slow = FaultyLock::new(lock.clone());
+    let a_faults = slow.faults();
+    let mut a = start(slow, config("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let b = start(lock.clone(), config("b"));
+    sleep(RETRY + Duration::from_millis(10)).await; // just after a renew
+    let current = lock.get().await.unwrap().unwrap();
+    let edited = LeaderElectionRecord {
+        lease_duration_seconds: 1,
+        ..current.record.clone()
+    };
+    lock.update(&edited, &current.version).await.unwrap();
+    sleep(TICK).await; // a has read "its own" record back and carries on
+    a_faults.set_latency(Duration::from_millis(800)); // a store answering in 0.8 s
+    for _ in 0..300 {
+        if let Some(o) = never_both(&term, &b) {
+            panic!("{o}");
+        }
+        sleep(TICK / 10).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A suspend (the boot clock runs, the monotonic one does not) while a renew is in flight: the
+/// term's boot stamp is derived *after* the reply as "boot now less the monotonic time since the
+/// send", so the whole suspend is counted as if it were before the send and the term looks
+/// fresh although more than the renew deadline passed in real time since the renew was sent.
+/// (std::thread::sleep stands in for the suspend: it moves the boot clock, not tokio's paused
+/// clock.)
+#[tokio::test(start_paused = true)]
+async fn hole7_a_suspend_during_a_renew_counts_after_its_send() {
+    let quick = |id: &str| {
+        ElectionConfig::new(id)
+            .with_lease_duration(Duration::from_secs(3))
+            .with_renew_deadline(Duration::from_secs(2))
+            .with_retry_period(Duration::from_millis(500))
+    };
+    let slow = FaultyLock::new(MemoryLock::new("suspend"));
+    let faults = slow.faults();
+    let mut a = start(slow, quick("a"));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    faults.set_latency(Duration::from_millis(300));
+    sleep(Duration::from_millis(600)).await; // the renew sent at 0.5 s is in flight
+    std::thread::sleep(Duration::from_millis(2_500)); // suspended for 2.5 s
+    sleep(Duration::from_millis(300)).await; // its reply arrives
+    assert!(
+        !term.is_leader(),
+        "2.5 s of real time passed since the last renew was sent (renew deadline 2 s), yet the term is valid"
+    );
     a.stop().await;
 }

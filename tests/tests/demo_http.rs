@@ -328,10 +328,12 @@ async fn healthz_fails_for_a_leader_whose_backend_stops_answering_and_recovers()
         unhealthy_after >= Duration::from_secs(2),
         "500 only once lease + tolerance passed since the last renew: {unhealthy_after:?}"
     );
-    // The endpoint answers while the backend hangs, and says this instance does not lead.
+    // The endpoint answers while the backend hangs, and says this instance does not lead; nor
+    // does it name itself as the leader, since its term is over (issue 11, hole 7), although
+    // the health check still judges the holder it last observed.
     let leader = a.json("/leader").await;
     assert_eq!(leader["is_leader"], false, "{leader}");
-    assert_eq!(leader["leader"], "a", "{leader}");
+    assert_eq!(leader["leader"], Json::Null, "{leader}");
     assert_eq!(master_status(&a.metrics().await), 0.0);
     assert!(number(&a.metrics().await, "leader_election_renew_failures_total") >= 1.0);
 

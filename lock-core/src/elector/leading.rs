@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::TermMark;
 use super::{whole_seconds, Hints, LeaderElector};
+use crate::leadership::Stamp;
 use crate::{
     Hint, LeaderElectionRecord, Leadership, LockError, RenewOutcome, RenewReport, StopReason,
     Versioned,
@@ -82,7 +83,7 @@ impl LeaderElector {
                 }
                 _ = sleep_until(next_renew) => {}
                 hint = hints.next() => {
-                    if !self.hint_may_end_term(&hint, &written, &mark) {
+                    if !self.hint_may_end_term(&hint, &written) {
                         continue;
                     }
                     // The record may no longer be this term's (an outside write, a deletion):
@@ -134,17 +135,24 @@ impl LeaderElector {
         }
     }
 
-    /// True when `hint` may mean the record is no longer this term's: anything but a record
-    /// this term wrote (the hint of its own last write, or a late one of an earlier write).
-    fn hint_may_end_term(&self, hint: &Hint, written: &Versioned, mark: &TermMark) -> bool {
+    /// True when `hint` may mean the record is no longer this term's: anything but a write of
+    /// this term (the hint of its last write, or a late one of an earlier write). A write by
+    /// someone else that kept this term's mark is checked too: it may have shortened the lease.
+    fn hint_may_end_term(&self, hint: &Hint, written: &Versioned) -> bool {
         match hint {
             Hint::Changed => true,
             Hint::Record(seen) => {
-                let own_write =
-                    seen.version == written.version || seen.version.is_older_than(&written.version);
-                !own_write && !self.holds(seen, mark)
+                seen.version != written.version && !seen.version.is_older_than(&written.version)
             }
         }
+    }
+
+    /// True when `fresh` is this term's record (its mark) with a lease at least this
+    /// candidate's: someone who rewrote it with a shorter lease let standbys take over sooner
+    /// than this term's renew deadline allows for, so the term must end.
+    fn still_ours(&self, fresh: &Versioned, mark: &TermMark) -> bool {
+        self.holds(fresh, mark)
+            && fresh.record.lease_duration_seconds >= self.config.lease_duration_seconds()
     }
 
     /// Reads the lock to see whether the record is still this term's.
@@ -155,7 +163,7 @@ impl LeaderElector {
         written: &mut Versioned,
     ) -> Check {
         match self.bounded(term.valid_until(), self.lock.get()).await {
-            Ok(Some(fresh)) if self.holds(&fresh, mark) => {
+            Ok(Some(fresh)) if self.still_ours(&fresh, mark) => {
                 if fresh.version != written.version {
                     // Our record, rewritten by someone who kept it ours: renew over it.
                     written.version = fresh.version;
@@ -224,7 +232,7 @@ impl LeaderElector {
         record.lease_duration_seconds = self.config.lease_duration_seconds();
         record.renew_time = Some(whole_seconds(chrono::Utc::now()));
         for attempt in 0..2 {
-            let sent_at = Instant::now();
+            let sent = Stamp::now();
             let result = self
                 .bounded(deadline, self.lock.update(&record, &written.version))
                 .await;
@@ -237,7 +245,7 @@ impl LeaderElector {
                     ));
                 }
                 Ok(version) => {
-                    term.renewed(sent_at);
+                    term.renewed(sent);
                     *written = Versioned { record, version };
                     tracing::debug!(fencing_token = term.fencing_token(), "renewed");
                     return Renewal::Renewed;
@@ -245,7 +253,7 @@ impl LeaderElector {
                 Err(LockError::Conflict { .. }) if attempt == 0 => {
                     *slow_path = true;
                     match self.bounded(deadline, self.lock.get()).await {
-                        Ok(Some(fresh)) if self.holds(&fresh, mark) => {
+                        Ok(Some(fresh)) if self.still_ours(&fresh, mark) => {
                             // Keep what a coordinator may have changed meanwhile.
                             record.strategy = fresh.record.strategy;
                             record.preferred_holder = fresh.record.preferred_holder;

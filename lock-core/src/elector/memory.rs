@@ -44,8 +44,11 @@ impl TermMark {
 
 #[derive(Debug, Default)]
 pub(super) struct Memory {
-    /// The highest fencing token seen on the lock, in a record read, hinted or written.
+    /// The highest fencing token seen on the lock, in a record read or written.
     highest_token: Option<u64>,
+    /// The highest fencing token a hint carried. Kept apart: a hint can be forged, and a
+    /// forged huge token must never make every new term impossible.
+    highest_hinted: Option<u64>,
     /// True once any record (free or held) was seen on the lock.
     saw_record: bool,
     /// The terms this process started, newest last.
@@ -56,11 +59,16 @@ pub(super) struct Memory {
 }
 
 impl Memory {
-    /// Takes in a record seen on the lock.
-    pub(super) fn saw(&mut self, record: &LeaderElectionRecord) {
+    /// Takes in a record seen on the lock, in a read (or write) or in a hint.
+    pub(super) fn saw(&mut self, record: &LeaderElectionRecord, from_hint: bool) {
         self.saw_record = true;
         if let Ok(token) = u64::try_from(record.leader_transitions) {
-            self.highest_token = Some(self.highest_token.map_or(token, |seen| seen.max(token)));
+            let highest = if from_hint {
+                &mut self.highest_hinted
+            } else {
+                &mut self.highest_token
+            };
+            *highest = Some(highest.map_or(token, |seen| seen.max(token)));
         }
     }
 
@@ -75,14 +83,19 @@ impl Memory {
         self.saw_record
     }
 
-    /// The highest token seen, if any.
+    /// The highest token seen in reads and writes, if any.
     pub(super) fn highest_token(&self) -> Option<u64> {
         self.highest_token
     }
 
+    /// The highest token a hint carried, if any.
+    pub(super) fn highest_hinted(&self) -> Option<u64> {
+        self.highest_hinted
+    }
+
     /// Remembers a term this process started.
     pub(super) fn started(&mut self, record: &LeaderElectionRecord) {
-        self.saw(record);
+        self.saw(record, false);
         if self.own_terms.len() == REMEMBERED_TERMS {
             self.own_terms.pop_front();
         }

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::{Memory, TermMark};
 use super::{Hints, LeaderElector};
+use crate::leadership::Stamp;
 use crate::{Hint, Leadership, LockError, Version, Versioned};
 
 /// However quiet the hints, a standby that waits on them reads the lock at least this often.
@@ -33,6 +34,17 @@ struct Observation {
     floor: Option<u64>,
     /// A hint or a failed write said the lock may have changed: read before acting.
     stale: bool,
+    /// `current` came from a hint, not a read: a hint can be forged, so a takeover that it
+    /// would allow is confirmed by a read first.
+    from_hint: bool,
+    /// The last record (or absence) a read showed, and when a read first showed it: a
+    /// confirming read of the same record keeps that time, so hints in between (forged ones
+    /// too) can never push a lease further out.
+    last_read: Option<(Option<Versioned>, Instant)>,
+    /// How long a vanished record is waited for besides this candidate's own lease: the lease
+    /// of the last held record a read showed (its holder may use longer timings, as during a
+    /// rolling change), at most [`VANISHED_LEASE_CAP`] times this candidate's own.
+    vanished_lease: Duration,
     /// Versions seen before `current`: a hint that carries one of them is late or repeated
     /// (for backends whose versions have no order; ordered ones are compared directly).
     superseded: VecDeque<Version>,
@@ -41,23 +53,34 @@ struct Observation {
 /// How many superseded versions a standby remembers to recognise late hints.
 const REMEMBERED_VERSIONS: usize = 16;
 
+/// A vanished record is waited for with at most this many of this candidate's own leases, even
+/// when its last holder claimed a longer one: the bound that keeps a deleted ghost record with
+/// a lease of decades from stopping the election, while a holder with somewhat longer timings
+/// (a rolling change) is still waited for.
+const VANISHED_LEASE_CAP: u32 = 4;
+
 impl Observation {
     /// When the observed lease ends; `None` when there is no lease to wait for (a free record,
     /// or no record where this candidate never saw one). `own_lease` is what a vanished record
     /// is waited for.
     fn expires_at(&self, own_lease: Duration) -> Option<Instant> {
         match &self.current {
-            None => self.vanished.then(|| self.since + own_lease),
+            None => self
+                .vanished
+                .then(|| self.since + own_lease.max(self.vanished_lease)),
             Some(seen) if seen.record.is_free() => None,
             Some(seen) => Some(self.since + seen.record.lease_duration()),
         }
     }
 
+    /// True when the observation allows a takeover now, as far as its lease goes.
+    fn expired(&self, now: Instant, own_lease: Duration) -> bool {
+        self.expires_at(own_lease)
+            .is_none_or(|expiry| now >= expiry)
+    }
+
     fn takeable(&self, now: Instant, own_lease: Duration) -> bool {
-        !self.stale
-            && self
-                .expires_at(own_lease)
-                .is_none_or(|expiry| now >= expiry)
+        !self.stale && !self.from_hint && self.expired(now, own_lease)
     }
 
     /// True when a hint carries a version older than what this candidate already knows.
@@ -75,7 +98,7 @@ impl Observation {
 #[derive(Clone, Copy)]
 struct Unanswered {
     mark: TermMark,
-    sent_at: Instant,
+    sent: Stamp,
     /// A create on a backend with a token floor: if it landed, the store may have moved
     /// meanwhile, which only the check after an answered create can rule out.
     unchecked_create: bool,
@@ -97,6 +120,33 @@ pub(super) enum StandbyEnd {
     /// Cancelled; `released` when a write of this candidate that went unanswered had landed
     /// and was handed back.
     Cancelled { released: bool },
+}
+
+/// How a create that starts a term is checked for an A-B-A: a record that came and went
+/// (created by another candidate that may still lead, then deleted) while this candidate saw
+/// only the absence, which "create if absent" cannot tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CreateCheck {
+    /// A takeover by compare-and-swap on a version, or a first create on a backend without a
+    /// token floor by a candidate that never saw a record: nothing to check.
+    None,
+    /// The backend's counter must have moved by nothing but the create since this value.
+    MovedSince(u64),
+    /// The backend cannot tell (no floor, or the floor when the absence began is unknown):
+    /// hold the created record for a lease before leading.
+    HoldBack,
+}
+
+impl CreateCheck {
+    fn for_create(takeover: bool, vanished: bool, floor: u64, floor_seen: Option<u64>) -> Self {
+        match (takeover, vanished, floor_seen) {
+            (true, _, _) => Self::None,
+            (false, false, _) if floor == 0 => Self::None,
+            (false, false, _) => Self::MovedSince(floor),
+            (false, true, Some(seen)) if floor > 0 => Self::MovedSince(seen.min(floor)),
+            (false, true, _) => Self::HoldBack,
+        }
+    }
 }
 
 /// What a write that was to start a term did.
@@ -179,6 +229,7 @@ impl LeaderElector {
         let now = Instant::now();
         let must_read = standby.observed.as_ref().is_none_or(|seen| {
             seen.stale
+                || (seen.from_hint && seen.expired(now, own_lease))
                 || (!hints_active && !seen.takeable(now, own_lease))
                 || now >= seen.read_at + CONFIRM_INTERVAL
         });
@@ -193,7 +244,7 @@ impl LeaderElector {
                     if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
                         return won;
                     }
-                    self.observe(&mut standby.observed, standby.memory, current);
+                    self.observe(&mut standby.observed, standby.memory, current, false);
                     if let Some(seen) = standby.observed.as_mut() {
                         seen.read_at = Instant::now();
                     }
@@ -218,11 +269,8 @@ impl LeaderElector {
             return Step::WaitUntil(wake_at);
         }
         let current = seen.current.clone();
-        let floor_seen = seen.floor;
-        let (token, floor) = match self
-            .next_token(current.as_ref(), floor_seen, standby.memory)
-            .await
-        {
+        let (floor_seen, vanished) = (seen.floor, seen.vanished);
+        let (token, floor) = match self.next_token(current.as_ref(), standby.memory).await {
             Ok(Some(chosen)) => chosen,
             Ok(None) => {
                 report(&LockError::Corrupt {
@@ -242,20 +290,24 @@ impl LeaderElector {
                 return Step::WaitUntil(self.next_poll());
             }
         };
-        let sent_at = Instant::now();
+        let sent = Stamp::now();
         let record = self.record_for_term(
             current.as_ref().map(|seen| &seen.record),
             i32::try_from(token).expect("next_token stays within i32"),
         );
         let mark = TermMark::of(&record);
-        match self.take(current.as_ref(), record, floor, sent_at).await {
+        let check = CreateCheck::for_create(current.is_some(), vanished, floor, floor_seen);
+        match self
+            .take(current.as_ref(), record, check, floor, sent)
+            .await
+        {
             Ok(Taken::Term(term, written)) => Step::Won(term, written),
             Ok(Taken::HeldBack(written, counter)) => {
                 // Our own record, but no term: wait for its lease like everyone else, and
                 // take it over then above every token that may have been written meanwhile.
                 standby.memory.started(&written.record);
                 standby.memory.saw_token(counter);
-                self.observe(&mut standby.observed, standby.memory, Some(written));
+                self.observe(&mut standby.observed, standby.memory, Some(written), false);
                 Step::Again
             }
             Err(err) => {
@@ -271,8 +323,8 @@ impl LeaderElector {
                         if err.is_retryable() {
                             standby.unanswered = Some(Unanswered {
                                 mark,
-                                sent_at,
-                                unchecked_create: current.is_none() && floor > 0,
+                                sent,
+                                unchecked_create: check != CreateCheck::None,
                             });
                         }
                     }
@@ -298,7 +350,7 @@ impl LeaderElector {
     ) -> Option<Step> {
         let unanswered = standby.unanswered.take()?;
         let current = current?;
-        let valid_until = unanswered.sent_at + self.config.renew_deadline;
+        let valid_until = unanswered.sent.at + self.config.renew_deadline;
         if !self.holds(current, &unanswered.mark) {
             return None;
         }
@@ -315,21 +367,21 @@ impl LeaderElector {
         let term = Leadership::new(
             self.config.identity.clone(),
             unanswered.mark.token,
-            unanswered.sent_at,
+            unanswered.sent,
             self.config.renew_deadline,
         );
         Some(Step::Won(term, current.clone()))
     }
 
     /// The fencing token of a new term over `current`: above the record's
-    /// `leaderTransitions`, above every token this candidate saw on the lock, and, for a new
-    /// record, at least the backend's [`token_floor`](crate::Lock::token_floor). `None` when
-    /// no such token fits the record's 32-bit field. Also returns, for a new record, the
-    /// counter when the absence was first seen, against which the create is checked.
+    /// `leaderTransitions`, above every token this candidate read on the lock, above the tokens
+    /// hints carried unless that would not fit (a forged huge token must not stop the
+    /// election), and, for a new record, at least the backend's
+    /// [`token_floor`](crate::Lock::token_floor). `None` when no such token fits the record's
+    /// 32-bit field. Also returns the floor read (0 for a takeover).
     async fn next_token(
         &self,
         current: Option<&Versioned>,
-        floor_seen: Option<u64>,
         memory: &Memory,
     ) -> Result<Option<(u64, u64)>, LockError> {
         let above_record = match current {
@@ -338,32 +390,37 @@ impl LeaderElector {
                 .ok()
                 .map(|token| token + 1),
         };
-        let above_seen = memory.highest_token().map_or(0, |token| token + 1);
-        // A new record's token is above the counter now; whether anything came and went is
-        // judged against the counter when the absence was first seen.
-        let (floor, since) = match current {
+        let above_read = memory.highest_token().map_or(0, |token| token + 1);
+        let floor = match current {
             None => {
-                let now = self
-                    .bounded(self.call_deadline(), self.lock.token_floor())
-                    .await?;
-                (now, floor_seen.map_or(now, |seen| seen.min(now)))
+                self.bounded(self.call_deadline(), self.lock.token_floor())
+                    .await?
             }
-            Some(_) => (0, 0),
+            Some(_) => 0,
         };
-        let token = above_record.map(|token| token.max(above_seen).max(floor));
-        Ok(token
-            .filter(|token| i32::try_from(*token).is_ok())
-            .map(|token| (token, since)))
+        let fits = |token: &u64| i32::try_from(*token).is_ok();
+        let Some(token) = above_record
+            .map(|token| token.max(above_read).max(floor))
+            .filter(fits)
+        else {
+            return Ok(None);
+        };
+        let with_hinted = memory
+            .highest_hinted()
+            .map(|hinted| token.max(hinted.saturating_add(1)))
+            .filter(fits);
+        Ok(Some((with_hinted.unwrap_or(token), floor)))
     }
 
     /// Writes `record`, which starts a term, over `current` (creating it if there is none, at
-    /// or above the token `floor` read before); `sent_at` is when this call started.
+    /// or above the token `floor` read before); `sent` is when this call started.
     async fn take(
         &self,
         current: Option<&Versioned>,
         record: crate::LeaderElectionRecord,
+        check: CreateCheck,
         floor: u64,
-        sent_at: Instant,
+        sent: Stamp,
     ) -> Result<Taken, LockError> {
         let deadline = self.call_deadline();
         let version = match current {
@@ -373,9 +430,10 @@ impl LeaderElector {
                     .await?
             }
         };
-        let moved = match current {
-            None if floor > 0 => self.store_moved_during_create(floor).await?,
-            _ => None,
+        let moved = match check {
+            CreateCheck::None => None,
+            CreateCheck::MovedSince(since) => self.store_moved_during_create(since).await?,
+            CreateCheck::HoldBack => Some(floor),
         };
         if let Some(now_floor) = moved {
             // Whoever led in between is valid until at most a renew deadline after its record
@@ -391,7 +449,7 @@ impl LeaderElector {
         let term = Leadership::new(
             self.config.identity.clone(),
             token,
-            sent_at,
+            sent,
             self.config.renew_deadline,
         );
         tracing::info!(fencing_token = token, "started leading");
@@ -429,25 +487,52 @@ impl LeaderElector {
         }
     }
 
-    /// Takes in a read of the lock: anything new (another version, or the same version with
-    /// other content, as after a record was deleted and made again) restarts the lease clock.
+    /// Takes in a read (or, with `from_hint`, a hint) of the lock: anything new (another
+    /// version, or the same version with other content, as after a record was deleted and made
+    /// again) restarts the lease clock, except that a read showing the record an earlier read
+    /// showed keeps the time that read first saw it.
     fn observe(
         &self,
         observed: &mut Option<Observation>,
         memory: &mut Memory,
         current: Option<Versioned>,
+        from_hint: bool,
     ) {
         let now = Instant::now();
         let vanished = current.is_none() && memory.saw_record();
         if let Some(seen) = &current {
-            memory.saw(&seen.record);
+            memory.saw(&seen.record, from_hint);
             self.warn_of_twin(memory, seen);
         }
+        // Only a record: an absence read twice may hide a record that came and went between.
+        let first_read = observed
+            .as_ref()
+            .and_then(|seen| seen.last_read.as_ref())
+            .filter(|(read, _)| !from_hint && current.is_some() && *read == current)
+            .map_or(now, |(_, at)| *at);
         match observed {
             Some(seen) if seen.current == current => {
                 seen.stale = false;
+                if !from_hint {
+                    seen.from_hint = false;
+                    if seen.last_read.as_ref().map(|(read, _)| read) != Some(&current) {
+                        seen.last_read = Some((current, seen.since));
+                    }
+                }
             }
             Some(seen) => {
+                if vanished {
+                    seen.vanished_lease = seen
+                        .last_read
+                        .as_ref()
+                        .and_then(|(read, _)| read.as_ref())
+                        .filter(|read| !read.record.is_free())
+                        .map_or(Duration::ZERO, |read| {
+                            read.record
+                                .lease_duration()
+                                .min(self.config.lease_duration * VANISHED_LEASE_CAP)
+                        });
+                }
                 let replaced = seen
                     .current
                     .take()
@@ -458,11 +543,15 @@ impl LeaderElector {
                     }
                     seen.superseded.push_back(old.version);
                 }
-                seen.current = current;
-                seen.since = now;
+                seen.since = if from_hint { now } else { first_read };
                 seen.vanished = vanished;
                 seen.floor = None;
                 seen.stale = false;
+                seen.from_hint = from_hint;
+                if !from_hint {
+                    seen.last_read = Some((current.clone(), seen.since));
+                }
+                seen.current = current;
                 if vanished {
                     self.warn_vanished();
                 }
@@ -472,12 +561,15 @@ impl LeaderElector {
                     self.warn_vanished();
                 }
                 *observed = Some(Observation {
-                    current,
+                    current: current.clone(),
                     since: now,
                     read_at: now,
                     vanished,
                     floor: None,
                     stale: false,
+                    from_hint,
+                    last_read: (!from_hint).then(|| (current, now)),
+                    vanished_lease: Duration::ZERO,
                     superseded: VecDeque::new(),
                 });
             }
@@ -536,7 +628,7 @@ impl LeaderElector {
                         seen.stale |= seen.current.as_ref() != Some(&current);
                     }
                 } else {
-                    self.observe(&mut standby.observed, standby.memory, Some(current));
+                    self.observe(&mut standby.observed, standby.memory, Some(current), true);
                 }
             }
             Hint::Changed => {
