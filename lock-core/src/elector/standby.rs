@@ -568,7 +568,7 @@ impl LeaderElector {
                     floor: None,
                     stale: false,
                     from_hint,
-                    last_read: (!from_hint).then(|| (current, now)),
+                    last_read: (!from_hint).then_some((current, now)),
                     vanished_lease: Duration::ZERO,
                     superseded: VecDeque::new(),
                 });
