@@ -23,31 +23,36 @@
 //!   On Linux a term also checks `CLOCK_BOOTTIME`, so a machine woken from a suspend does not
 //!   think its term still runs.
 //! - **A vanished record is not a free lock.** A candidate that saw a record and then sees none
-//!   waits a full lease of its own from when it first saw the absence (a leader cut off from
-//!   the store may still work until its renew deadline). A candidate that never saw a record
-//!   creates it at once.
+//!   waits a full lease from when it first saw the absence (its own, or the last holder's if
+//!   longer, up to four of its own): a leader cut off from the store may still work until its
+//!   renew deadline. A candidate that never saw a record creates it at once. A create over a
+//!   vanished record is trusted only where the backend's [`Lock::token_floor`] shows nothing
+//!   but that create happened since the absence began; otherwise the created record is held
+//!   for a lease before its term starts (a record may have come and gone unseen).
 //! - **Tokens never go back.** A new term's token is above the replaced record's
-//!   `leaderTransitions`, above every token this candidate saw on the lock (in reads, hints and
-//!   its own writes), and, for a new record, at least the backend's
-//!   [`Lock::token_floor`] (etcd's revision survives a deletion; see each backend for what does
-//!   not).
+//!   `leaderTransitions`, above every token this candidate read on the lock and wrote, above
+//!   the tokens hints carried unless that would make every term impossible, and, for a new
+//!   record, at least the backend's [`Lock::token_floor`] (etcd's revision survives a deletion;
+//!   see each backend for what does not).
 //! - **Only our own writes are ours.** A term's record carries a random microsecond mark in
 //!   `acquireTime`; adopting a write whose reply was lost, renewing on the slow path and
 //!   releasing all require that exact mark, so another process with the same identity (a
 //!   twin) never shares a term. A record naming this identity without the mark is waited for
 //!   like any other holder's, and reported.
 //! - **Outside writes end a term at once.** A leader checks with a read as soon as a hint says
-//!   the record may no longer be its own, and ends its term within milliseconds if so (a hint
-//!   alone never ends it: hints can be forged). Editing or deleting the record by hand is a
-//!   forced handover; the overlap left is the time until the leader hears of it (a hint, or its
-//!   next renew when hints are down: at most a retry period).
+//!   the record may have been written by someone else, and ends its term within milliseconds
+//!   if it is no longer its own (or carries its mark with a shorter lease). A hint alone never
+//!   ends it: hints can be forged. Editing or deleting the record by hand is a forced handover;
+//!   the overlap left is the time until the leader hears of it (a hint, or its next renew when
+//!   hints are down: at most a retry period; its renew deadline when it is cut off).
 //! - **Every answer to "who leads" is as fresh as `is_leader()`.**
 //!   [`ElectorHandle::leader`] names this candidate only while its term is valid by the clock,
 //!   and another holder only while the lease observed for it has not run out.
-//! - **Hints may make a standby act sooner, never wait without bound.** A hint stream that
-//!   ends (backends end it on errors) turns the standby to polling until it is back; however
-//!   quiet the hints, a standby confirms by a read once a minute; a hint older than what is
-//!   known is checked by a read rather than trusted or dropped.
+//! - **Hints may make a standby act sooner, never wait without bound, never act wrongly.** A
+//!   hint stream that ends (backends end it on errors) turns the standby to polling until it is
+//!   back; however quiet the hints, a standby confirms by a read once a minute, and a read of a
+//!   record an earlier read showed keeps its first-seen time; a takeover only a hint allows is
+//!   confirmed by a read; a hint older than what is known is checked by a read.
 //! - **Timings are sane.** Every timing lies between [`MIN_TIMING`] and
 //!   [`MAX_LEASE_DURATION`], checked before any arithmetic, besides client-go's rules.
 //!
