@@ -248,7 +248,7 @@ mod tests {
     /// conversion in validation) and nanosecond ones failed every call with "no answer within
     /// 0ns"; both are rejected with a message that names the timing and the limit.
     #[test]
-    fn huge_durations_panic_no_more_and_tiny_ones_are_rejected() {
+    fn hole12_huge_durations_panic_no_more_and_tiny_ones_are_rejected() {
         let base = ElectionConfig::new("a");
         let huge = Duration::from_secs(500_000_000_000 * 365 * 24 * 3600 / 1000);
         let err = message(base.clone().with_lease_duration(huge));

@@ -11,6 +11,23 @@ use tokio::time::Instant;
 /// How long a driver test waits for a hint or a read that should come promptly.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// A record held by `holder` with a 15 s lease and `transitions` as its token.
+pub fn record(holder: &str, transitions: i32) -> LeaderElectionRecord {
+    LeaderElectionRecord {
+        holder_identity: holder.to_owned(),
+        lease_duration_seconds: 15,
+        leader_transitions: transitions,
+        ..LeaderElectionRecord::default()
+    }
+}
+
+/// Runs `future` for at most `limit`; panics if it takes longer.
+pub async fn within<F: std::future::Future>(limit: Duration, future: F) -> F::Output {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("not finished within {limit:?}"))
+}
+
 /// The next hint, within [`PATIENCE`]; panics if the stream ends or stays silent.
 pub async fn next_hint(hints: &mut HintStream) -> Hint {
     tokio::time::timeout(PATIENCE, hints.next())

@@ -221,6 +221,10 @@ pub struct History {
     samples: Vec<Sample>,
     heals: Vec<DateTime<Utc>>,
     faults: Vec<(DateTime<Utc>, String)>,
+    /// When the record was deleted from outside: a candidate that creates it again holds it
+    /// for a lease before it leads, and meanwhile the others name it (see
+    /// [`record_deleted`](Self::record_deleted)).
+    deletions: Vec<DateTime<Utc>>,
     other_staleness: Duration,
     leader_within: Duration,
     observed_until: Option<DateTime<Utc>>,
@@ -257,6 +261,15 @@ impl History {
     /// Records a fault and when it was injected, for the report.
     pub fn fault(&mut self, at: DateTime<Utc>, what: impl Into<String>) {
         self.faults.push((at, what.into()));
+    }
+
+    /// Records that the record was deleted on the server at `at`. After a deletion the
+    /// elector waits a lease, then the candidate that creates the record again holds it for
+    /// another lease before its term starts (the record may have come and gone unseen): for
+    /// that long the others may name an instance that does not lead yet, as the record does.
+    pub fn record_deleted(&mut self, at: DateTime<Utc>) {
+        self.deletions.push(at);
+        self.fault(at, "record deleted on the server");
     }
 
     /// Records that the faults healed at `at`: some instance must lead within the bound.
@@ -468,7 +481,15 @@ impl History {
                 // A standby may read a new leader's record before that leader has printed its
                 // `leading` line: naming another instance early is no claim, so it gets the
                 // same allowance ahead as behind.
-                if !leads(other, self.other_staleness, self.other_staleness) {
+                // After a deletion: the wait for the vanished record, the hold of the record
+                // made again, and the staleness of an answer.
+                let held = self.other_staleness * 3 + Duration::from_secs(2);
+                let holding = self.deletions.iter().any(|deleted| {
+                    *deleted <= sample.received
+                        && sample.received - *deleted
+                            <= TimeDelta::from_std(held).unwrap_or(TimeDelta::MAX)
+                });
+                if !holding && !leads(other, self.other_staleness, self.other_staleness) {
                     found.push(Violation::StaleAnswer {
                         sample: sample.clone(),
                         reason: format!(
@@ -722,6 +743,24 @@ mod tests {
         history.sample(named_a(3500));
         assert_eq!(kinds(&history), Vec::<&str>::new());
         history.sample(named_a(4500));
+        assert_eq!(kinds(&history), ["stale"]);
+    }
+
+    #[test]
+    fn after_a_deletion_the_record_made_again_may_be_named_while_it_is_held() {
+        let mut history = history();
+        history.events("a", vec![event("a", "leading", 0, Some(1))], vec![]);
+        history.record_deleted(at(20_000));
+        let named_c = |ms| Sample {
+            instance: "b".into(),
+            sent: at(ms),
+            received: at(ms + 5),
+            answer: Answer::Name("c".into()),
+        };
+        // c holds the record it made again, without a term yet: within wait + hold + lease.
+        history.sample(named_c(29_000));
+        assert_eq!(kinds(&history), Vec::<&str>::new());
+        history.sample(named_c(32_000));
         assert_eq!(kinds(&history), ["stale"]);
     }
 

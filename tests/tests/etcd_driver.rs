@@ -13,7 +13,7 @@ use lock_core::{
     RunOutcome, Version, Versioned,
 };
 use lock_etcd::{EtcdLock, EtcdLockOptions};
-use lock_tests::driver::{get_eventually, next_hint, next_record};
+use lock_tests::driver::{get_eventually, next_hint, next_record, record};
 use lock_tests::hint_end::stream_ends_within;
 use lock_tests::servers::etcd::EtcdServer;
 use tokio_util::sync::CancellationToken;
@@ -23,15 +23,6 @@ use tokio_util::sync::CancellationToken;
 const PROMPTLY: Duration = Duration::from_secs(20);
 /// The request timeout of the locks in these tests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
-
-fn record(holder: &str, transitions: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.to_owned(),
-        lease_duration_seconds: 15,
-        leader_transitions: transitions,
-        ..LeaderElectionRecord::default()
-    }
-}
 
 /// Short timeouts, so that failures show quickly.
 fn quick() -> EtcdLockOptions {
@@ -47,9 +38,7 @@ async fn lock(server: &EtcdServer, name: &str) -> EtcdLock {
 }
 
 async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PROMPTLY, future)
-        .await
-        .expect("finished within 20 s")
+    lock_tests::driver::within(PROMPTLY, future).await
 }
 
 fn number(version: &Version) -> i64 {

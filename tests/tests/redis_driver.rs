@@ -13,7 +13,7 @@ use lock_core::{
     RunOutcome, Version,
 };
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions};
-use lock_tests::driver::{get_eventually, next_hint, next_record, served_watch};
+use lock_tests::driver::{get_eventually, next_hint, next_record, record, served_watch};
 use lock_tests::hint_end::hints_end;
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
@@ -21,15 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Longest wait for anything that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(10);
-
-fn record(holder: &str, transitions: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.to_owned(),
-        lease_duration_seconds: 15,
-        leader_transitions: transitions,
-        ..LeaderElectionRecord::default()
-    }
-}
 
 /// Short timeouts, so that failures show quickly.
 fn quick() -> RedisLockOptions {
@@ -45,9 +36,7 @@ async fn lock(server: &RedisServer, name: &str) -> RedisLock {
 }
 
 async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PROMPTLY, future)
-        .await
-        .expect("finished within 10 s")
+    lock_tests::driver::within(PROMPTLY, future).await
 }
 
 async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {

@@ -9,22 +9,13 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, LockError, Version};
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
-use lock_tests::driver::{get_eventually, next_hint, next_record, served_watch};
+use lock_tests::driver::{get_eventually, next_hint, next_record, record, served_watch};
 use lock_tests::hint_end::hints_end;
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
 
 /// Longest wait for anything that should happen promptly.
 const PROMPTLY: Duration = Duration::from_secs(10);
-
-fn record(holder: &str, transitions: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.to_owned(),
-        lease_duration_seconds: 15,
-        leader_transitions: transitions,
-        ..LeaderElectionRecord::default()
-    }
-}
 
 /// Short timeouts, so that failures show quickly.
 fn quick() -> RedisLockOptions {
@@ -34,9 +25,7 @@ fn quick() -> RedisLockOptions {
 }
 
 async fn within<F: Future>(future: F) -> F::Output {
-    tokio::time::timeout(PROMPTLY, future)
-        .await
-        .expect("finished within 10 s")
+    lock_tests::driver::within(PROMPTLY, future).await
 }
 
 async fn lock_with(server: &RedisServer, name: &str, options: RedisLockOptions) -> RedisLock {

@@ -138,7 +138,7 @@ async fn leader_cut_off_and_record_deleted(backend: Backend) {
         cluster.record(|h| h.fault(Utc::now(), format!("{name} cut off")));
         tokio::time::sleep(up_to(&mut rng, Duration::from_millis(400))).await;
         server.delete_record(&lock);
-        cluster.record(|h| h.fault(Utc::now(), "record deleted on the server"));
+        cluster.record(|h| h.record_deleted(Utc::now()));
         let taken = cluster.new_leader(leader, cut_at, TAKEOVER).await;
         eprintln!(
             "{context}: {name} cut off; {} took over {:?} after the cut",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use lock_core::{Hint, LeaderElectionRecord, Lock, LockError};
 use lock_k8s::{kube_config, KubeLockOptions, LeaseLock, LockKind};
 use lock_tests::conformance::{unique_name, Backend};
-use lock_tests::driver::{next_hint, next_record};
+use lock_tests::driver::{next_hint, next_record, record};
 use lock_tests::hint_end::stream_ends_within;
 use lock_tests::proxy::Proxy;
 use lock_tests::servers::kube::ADMIN_USER;
@@ -16,15 +16,6 @@ use super::backend::{KubeBackend, NAMESPACE};
 
 /// Longest wait for what should happen promptly (two cores shared with builds and servers).
 const PROMPTLY: Duration = Duration::from_secs(30);
-
-fn record(holder: &str, transitions: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.to_owned(),
-        lease_duration_seconds: 15,
-        leader_transitions: transitions,
-        ..LeaderElectionRecord::default()
-    }
-}
 
 /// Hole 1 (issue 11), Kubernetes: a Lease whose spec was emptied (or lost its holder) under a
 /// leader read as a free record, which a standby took at once while the leader still led. It
