@@ -6,7 +6,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::memory::TermMark;
-use super::{whole_seconds, Hints, LeaderElector};
+use super::{to_micros, whole_seconds, Hints, LeaderElector};
 use crate::leadership::Stamp;
 use crate::{
     Hint, LeaderElectionRecord, Leadership, LockError, RenewOutcome, RenewReport, StopReason,
@@ -230,7 +230,7 @@ impl LeaderElector {
         let deadline = term.valid_until();
         let mut record = written.record.clone();
         record.lease_duration_seconds = self.config.lease_duration_seconds();
-        record.renew_time = Some(whole_seconds(chrono::Utc::now()));
+        record.renew_time = Some(to_micros(chrono::Utc::now()));
         for attempt in 0..2 {
             let sent = Stamp::now();
             let result = self

@@ -162,13 +162,13 @@ impl LeaderElector {
         previous: Option<&LeaderElectionRecord>,
         leader_transitions: i32,
     ) -> LeaderElectionRecord {
-        let now = whole_seconds(chrono::Utc::now());
+        let now = chrono::Utc::now();
         let micros = self.random().random_range(1..1_000_000i64);
         LeaderElectionRecord {
             holder_identity: self.config.identity.clone(),
             lease_duration_seconds: self.config.lease_duration_seconds(),
-            acquire_time: Some(now + chrono::Duration::microseconds(micros)),
-            renew_time: Some(now),
+            acquire_time: Some(whole_seconds(now) + chrono::Duration::microseconds(micros)),
+            renew_time: Some(to_micros(now)),
             leader_transitions,
             strategy: previous.and_then(|r| r.strategy.clone()),
             preferred_holder: previous.and_then(|r| r.preferred_holder.clone()),
@@ -211,8 +211,18 @@ impl LeaderElector {
     }
 }
 
-/// `time` without its fraction of a second: record times are whole seconds, as client-go's
-/// `metav1.Time` writes them, except for the mark in a new term's `acquireTime`.
+/// `time` without its fraction of a second (a released record's times, and the base of a new
+/// term's `acquireTime` mark).
 pub(crate) fn whole_seconds(time: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
     time - chrono::Duration::nanoseconds(i64::from(time.timestamp_subsec_nanos()))
+}
+
+/// `time` to the microsecond, as a record stores it (`metav1.MicroTime`'s precision), so that
+/// what the elector wrote and what it reads back are equal. A renew's `renewTime` keeps its
+/// microseconds: every renew then changes the record, and a store that skips writes which
+/// change nothing (the Kubernetes API server does) cannot turn renews within one second into
+/// no-ops that standbys never see, which would shorten the margin between the leader's renew
+/// deadline and the standbys' lease by up to a second.
+pub(crate) fn to_micros(time: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    time - chrono::Duration::nanoseconds(i64::from(time.timestamp_subsec_nanos() % 1_000))
 }
