@@ -84,7 +84,8 @@ async fn hole1_a_vanished_record_is_not_free_and_its_tokens_do_not_restart() {
     a.stop().await;
 }
 
-/// A lock whose backend can tell a floor for new tokens (as etcd's revision does).
+/// The memory lock with a fixed token floor and no hints: `floor: 0` is a backend without a
+/// floor (Redis, Kubernetes) while polling; above 0, one whose counter survives a deletion.
 #[derive(Debug)]
 struct Floored {
     inner: MemoryLock,
@@ -434,31 +435,6 @@ async fn hole1_a_leader_back_from_a_cut_starts_above_its_own_last_token() {
 
 // Found by an adversarial review of the fixes above (each failed before its fix).
 
-/// A backend with no token floor and no hints (Redis or Kubernetes while polling, or any
-/// backend that keeps the trait's default `token_floor` of 0).
-#[derive(Debug, Clone)]
-struct NoFloor(MemoryLock);
-
-#[async_trait::async_trait]
-impl Lock for NoFloor {
-    async fn get(&self) -> LockResult<Option<Versioned>> {
-        self.0.get().await
-    }
-    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
-        self.0.create(record).await
-    }
-    async fn update(
-        &self,
-        record: &LeaderElectionRecord,
-        expected: &Version,
-    ) -> LockResult<Version> {
-        self.0.update(record, expected).await
-    }
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-}
-
 fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
     LeaderElectionRecord {
         holder_identity: holder.into(),
@@ -477,9 +453,15 @@ async fn hole1_a_record_that_came_and_went_between_two_polls_is_not_missed() {
     for seed in 0..20u64 {
         let lock = MemoryLock::new("aba");
         lock.create(&held_by("z", 3)).await.unwrap();
-        let a_lock = FaultyLock::new(NoFloor(lock.clone()));
+        let a_lock = FaultyLock::new(Floored {
+            inner: lock.clone(),
+            floor: 0,
+        });
         let a_cable = a_lock.faults();
-        let b_lock = FaultyLock::new(NoFloor(lock.clone()));
+        let b_lock = FaultyLock::new(Floored {
+            inner: lock.clone(),
+            floor: 0,
+        });
         let b_cable = b_lock.faults();
         let mut a = start(a_lock, config("a").with_random_seed(seed));
         let b = start(b_lock, config("b").with_random_seed(seed + 1000));

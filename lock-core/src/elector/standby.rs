@@ -354,10 +354,10 @@ impl LeaderElector {
         if !self.holds(current, &unanswered.mark) {
             return None;
         }
-        // Ours, whether adopted or not: never a twin's.
-        standby.memory.started(&current.record);
         if unanswered.unchecked_create || Instant::now() >= valid_until {
-            // Held back like an answered create whose store moved: its lease is waited for.
+            // Ours but not adopted (no twin's), held back like an answered create whose store
+            // moved: its lease is waited for. An adopted one is remembered as a won term.
+            standby.memory.started(&current.record);
             return None;
         }
         tracing::info!(
