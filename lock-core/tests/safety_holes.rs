@@ -694,3 +694,249 @@ async fn hole7_a_suspend_during_a_renew_counts_after_its_send() {
     );
     a.stop().await;
 }
+
+// Found by a second adversarial review (each failed before its fix).
+
+#[tokio::test(start_paused = true)]
+async fn hole1_a_vanished_record_learnt_by_hint_is_waited_for_with_its_longer_lease() {
+    let lock = MemoryLock::new("mixed-hinted");
+    lock.create(&held_by("z", 1)).await.unwrap();
+    let cut = FaultyLock::new(lock.clone());
+    let cable = cut.faults();
+    let long = ElectionConfig::new("a")
+        .with_lease_duration(Duration::from_secs(60))
+        .with_renew_deadline(Duration::from_secs(50));
+    let mut a = start(cut, long);
+    sleep(Duration::from_secs(1)).await;
+    let (send, hints) = tokio::sync::mpsc::unbounded_channel();
+    let b = start(ScriptedHints::new(lock.clone(), hints), config("b"));
+    // a takes z's expired record over at 15 s; b (1 s later) hears of it by a genuine hint.
+    let term = a.next_term(Duration::from_secs(20)).await;
+    send.send(Hint::Record(lock.get().await.unwrap().unwrap()))
+        .unwrap();
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(b.handle.leader().as_deref(), Some("a"));
+    // a is cut off; the record vanishes (a Redis restart, a deletion); b hears of it.
+    cable.set_unavailable(true);
+    lock.delete();
+    send.send(Hint::Changed).unwrap();
+    let gone = Instant::now();
+    while Instant::now() < gone + Duration::from_secs(70) {
+        assert!(
+            !(term.is_leader() && b.handle.is_leader()),
+            "a (valid {:?} more) and b lead at once, {:?} after the record vanished",
+            term.valid_until() - Instant::now(),
+            Instant::now() - gone
+        );
+        sleep(TICK).await;
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A lock whose next create lands but loses its reply, after which reads fail until told
+/// otherwise; its hints never come (a quiet stream).
+#[derive(Debug, Clone)]
+struct GateLock(std::sync::Arc<Gate>);
+
+impl std::ops::Deref for GateLock {
+    type Target = Gate;
+    fn deref(&self) -> &Gate {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+struct Gate {
+    inner: MemoryLock,
+    lose_create: std::sync::atomic::AtomicBool,
+    fail_gets: std::sync::atomic::AtomicBool,
+}
+
+fn unavailable() -> lock_core::LockError {
+    lock_core::LockError::Unavailable {
+        lock: "gate".into(),
+        reason: "injected".into(),
+        source: None,
+    }
+}
+
+#[async_trait::async_trait]
+impl Lock for GateLock {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
+        if self.fail_gets.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(unavailable());
+        }
+        self.inner.get().await
+    }
+    async fn create(
+        &self,
+        record: &LeaderElectionRecord,
+    ) -> lock_core::LockResult<lock_core::Version> {
+        let result = self.inner.create(record).await;
+        if self
+            .lose_create
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+            && result.is_ok()
+        {
+            self.fail_gets
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(unavailable());
+        }
+        result
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &lock_core::Version,
+    ) -> lock_core::LockResult<lock_core::Version> {
+        self.inner.update(record, expected).await
+    }
+    fn describe(&self) -> String {
+        "gate".into()
+    }
+    fn watch(&self) -> Option<lock_core::HintStream> {
+        Some(Box::pin(tokio_stream::pending()))
+    }
+    async fn token_floor(&self) -> lock_core::LockResult<u64> {
+        self.inner.token_floor().await
+    }
+}
+
+/// b's create over a vanished record is one it must not lead with at once (a record came and
+/// went meanwhile: c's, whose leader is cut off). Its reply is lost, and b is cancelled before
+/// a read tells it the create landed: b "releases" that record, writing a free one, and d takes
+/// the free record over at once while c's term is still valid. Had b's reply come back, the
+/// record would have been held for a lease (HeldBack) and d would have waited it.
+#[tokio::test(start_paused = true)]
+async fn hole1_cancelling_never_frees_a_create_that_must_be_held() {
+    let lock = MemoryLock::new("release-unchecked");
+    lock.create(&held_by("z", 1)).await.unwrap();
+    let gate = GateLock(std::sync::Arc::new(Gate {
+        inner: lock.clone(),
+        lose_create: false.into(),
+        fail_gets: false.into(),
+    }));
+    let b = start(gate.clone(), config("b"));
+    sleep(Duration::from_secs(1)).await;
+    lock.delete(); // z's record is lost; b (quiet hints) finds out at z's expiry, at 15 s.
+    sleep(Duration::from_secs(15)).await;
+    assert!(!b.handle.is_leader());
+    // c never saw a record: it creates at once (documented) and leads.
+    let cut = FaultyLock::new(lock.clone());
+    let cable = cut.faults();
+    let mut c = start(cut, config("c"));
+    let term_c = c.next_term(Duration::from_secs(1)).await;
+    sleep(Duration::from_secs(12)).await;
+    // c is cut off and its record lost; b's create is about to come (a lease after 15 s).
+    cable.set_unavailable(true);
+    lock.delete();
+    gate.lose_create
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let gone = Instant::now();
+    while !gate.fail_gets.load(std::sync::atomic::Ordering::SeqCst) {
+        sleep(TICK).await;
+        assert!(
+            Instant::now() < gone + Duration::from_secs(20),
+            "b never created"
+        );
+    }
+    assert!(term_c.is_leader(), "c's term should still be valid here");
+    // b is shut down (reads work again for its release).
+    gate.fail_gets
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    b.cancel.cancel();
+    sleep(TICK).await;
+    let d = start(lock.clone(), config("d"));
+    while term_c.is_leader() {
+        assert!(
+            !d.handle.is_leader(),
+            "c (valid {:?} more, token {}) and d (token {}) lead at once; record: {:?}",
+            term_c.valid_until() - Instant::now(),
+            term_c.fencing_token(),
+            d.handle.leadership().unwrap().fencing_token(),
+            lock.get().await.unwrap().map(|v| v.record)
+        );
+        sleep(TICK).await;
+    }
+    c.stop().await;
+    d.stop().await;
+}
+
+/// A memory lock whose versions are opaque tokens (as a Kubernetes resourceVersion is).
+#[derive(Debug, Clone)]
+struct Opaque(MemoryLock);
+
+fn opaque(v: lock_core::Version) -> lock_core::Version {
+    lock_core::Version::new(v.as_str().to_owned())
+}
+
+#[async_trait::async_trait]
+impl Lock for Opaque {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
+        Ok(self.0.get().await?.map(|v| lock_core::Versioned {
+            record: v.record,
+            version: opaque(v.version),
+        }))
+    }
+    async fn create(
+        &self,
+        record: &LeaderElectionRecord,
+    ) -> lock_core::LockResult<lock_core::Version> {
+        self.0.create(record).await.map(opaque)
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &lock_core::Version,
+    ) -> lock_core::LockResult<lock_core::Version> {
+        self.0.update(record, expected).await.map(opaque)
+    }
+    fn describe(&self) -> String {
+        "opaque".into()
+    }
+}
+
+/// A genuine but late hint (of a renew that b never read, on a backend with opaque versions)
+/// restarts b's view of x's lease: b's `leader()` names x for up to a lease after the lease b
+/// observed for x's newest record ran out, while d already leads.
+#[tokio::test(start_paused = true)]
+async fn hole7_a_late_hint_never_names_a_holder_whose_lease_ran_out() {
+    let lock = MemoryLock::new("late-hint");
+    let store = Opaque(lock.clone());
+    store.create(&held_by("x", 1)).await.unwrap();
+    let (send, hints) = tokio::sync::mpsc::unbounded_channel();
+    let b = start(ScriptedHints::new(store.clone(), hints), config("b"));
+    sleep(Duration::from_secs(1)).await;
+    // x renews twice (then dies); b hears of the renews only by a "changed" hint, and reads v3.
+    let v1 = store.get().await.unwrap().unwrap();
+    let mut renewed = v1.record.clone();
+    renewed.renew_time = Some(chrono::Utc::now());
+    let v2 = store.update(&renewed, &v1.version).await.unwrap();
+    let late = lock_core::Versioned {
+        record: renewed.clone(),
+        version: v2.clone(),
+    };
+    renewed.renew_time = Some(chrono::Utc::now() + chrono::Duration::seconds(1));
+    store.update(&renewed, &v2).await.unwrap();
+    send.send(Hint::Changed).unwrap();
+    let read_v3 = Instant::now();
+    let d = start(store.clone(), config("d").with_hints(false));
+    sleep(Duration::from_secs(7)).await;
+    // The hint of v2 arrives late.
+    send.send(Hint::Record(late)).unwrap();
+    sleep(TICK).await;
+    while Instant::now() < read_v3 + Duration::from_secs(40) {
+        if d.handle.is_leader() {
+            assert_ne!(
+                b.handle.leader().as_deref(),
+                Some("x"),
+                "b names x {:?} after it read x's last record (lease 15 s), while d leads",
+                Instant::now() - read_v3
+            );
+        }
+        sleep(TICK).await;
+    }
+    b.stop().await;
+    d.stop().await;
+}

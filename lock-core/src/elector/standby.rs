@@ -91,6 +91,19 @@ impl Observation {
                 .as_ref()
                 .is_some_and(|known| hinted.is_older_than(&known.version))
     }
+
+    /// True when a hint shows the known term (same holder, token and acquireTime) at a renew
+    /// that is not later than the known one's: a late hint on a backend with opaque versions.
+    /// A wall-clock step back only makes a genuine renew take a read.
+    fn is_older_renew(&self, hinted: &Versioned) -> bool {
+        self.current.as_ref().is_some_and(|known| {
+            known.version != hinted.version
+                && known.record.holder_identity == hinted.record.holder_identity
+                && known.record.leader_transitions == hinted.record.leader_transitions
+                && known.record.acquire_time == hinted.record.acquire_time
+                && hinted.record.renew_time <= known.record.renew_time
+        })
+    }
 }
 
 /// A write that started a term but whose answer was lost (a timeout, a dropped connection): it
@@ -209,7 +222,12 @@ impl LeaderElector {
         }
         // The last write may have made this candidate the holder: hand that back.
         let released = match standby.unanswered {
-            Some(unanswered) => self.release_if_ours(&unanswered.mark).await,
+            // A create that may not start a term at once must stay held for its lease: freeing
+            // it would let a standby in under a term that came and went unseen.
+            Some(unanswered) if !unanswered.unchecked_create => {
+                self.release_if_ours(&unanswered.mark).await
+            }
+            Some(_) => false,
             None => false,
         };
         StandbyEnd::Cancelled { released }
@@ -522,16 +540,19 @@ impl LeaderElector {
             }
             Some(seen) => {
                 if vanished {
-                    seen.vanished_lease = seen
-                        .last_read
-                        .as_ref()
-                        .and_then(|(read, _)| read.as_ref())
-                        .filter(|read| !read.record.is_free())
-                        .map_or(Duration::ZERO, |read| {
-                            read.record
-                                .lease_duration()
-                                .min(self.config.lease_duration * VANISHED_LEASE_CAP)
-                        });
+                    // The last held record a read showed, or the one this candidate last knew
+                    // of (a hint's, which may be a longer-lease holder it never read): the
+                    // longer, within the cap (so a forged hint delays by at most the cap).
+                    let lease_of = |seen: Option<&Versioned>| {
+                        seen.filter(|held| !held.record.is_free())
+                            .map_or(Duration::ZERO, |held| held.record.lease_duration())
+                    };
+                    let read =
+                        lease_of(seen.last_read.as_ref().and_then(|(read, _)| read.as_ref()));
+                    let known = lease_of(seen.current.as_ref());
+                    seen.vanished_lease = read
+                        .max(known)
+                        .min(self.config.lease_duration * VANISHED_LEASE_CAP);
                 }
                 let replaced = seen
                     .current
@@ -617,10 +638,9 @@ impl LeaderElector {
     fn apply_hint(&self, standby: &mut Standby<'_>, hint: Hint) {
         match hint {
             Hint::Record(current) => {
-                let late = standby
-                    .observed
-                    .as_ref()
-                    .is_some_and(|seen| seen.is_late(&current.version));
+                let late = standby.observed.as_ref().is_some_and(|seen| {
+                    seen.is_late(&current.version) || seen.is_older_renew(&current)
+                });
                 if late {
                     // Late, repeated, or a record made again at a lower version (a backend
                     // whose counter restarted): a read tells which, instead of guessing.
