@@ -3,15 +3,19 @@
 //! in-memory lock, each behind its own fault-injecting wrapper, driven by a seeded random
 //! schedule of faults: cut-offs, latency past the renew deadline, lost replies, conflicts,
 //! dropped, repeated and forged hints, the record deleted, replaced by a foreign or free record,
-//! or by a value that is not a record. After every run the terms are checked:
+//! or by a value that is not a record. After every step (and at the end) the terms are checked:
 //!
 //! - never two valid terms at once (a term runs from its start to the earlier of its end and its
 //!   validity by the clock);
 //! - fencing tokens strictly grow in the order terms started;
+//! - no renew of a term is sent after the term ended (its renew deadline passed, or the
+//!   elector gave it up): every write each candidate sends is recorded with its time;
 //! - once the faults stop, someone leads within a bound.
 //!
 //! `SIM_SEEDS=N` runs N seeds (default below: a quick run inside `scripts/test`);
-//! `SIM_SEED=S` replays one seed exactly, which a failure prints.
+//! `SIM_SEED=S` replays one seed exactly, which a failure prints, and `SIM_STEPS=K` stops its
+//! schedule after K steps: a failing seed is shrunk to the fewest steps that still fail
+//! (the schedule's first K steps do not depend on the later ones), and both are printed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Seeds in a default run: a few thousand, under a minute in a debug build.
 const QUICK_SEEDS: u64 = 2_000;
-/// Fault steps per run.
+/// Fault steps per run (unless `SIM_STEPS` says fewer).
 const STEPS: usize = 30;
 /// Once the faults stop, a leader must be there within this bound: a confirming read (a
 /// minute), a vanished record's lease, a foreign holder's lease, and poll jitter.
@@ -53,8 +57,23 @@ impl TermSeen {
     }
 }
 
+/// One write a candidate sent: who, when, and the holder and token it wrote.
+#[derive(Clone, Debug)]
+struct Sent {
+    candidate: usize,
+    at: Instant,
+    holder: String,
+    token: i64,
+}
+
 struct Sim {
     lock: MemoryLock,
+    /// Every write the candidates sent, in order.
+    sent: Arc<Mutex<Vec<Sent>>>,
+    /// The identity of each candidate.
+    identities: Vec<&'static str>,
+    /// Faults injected so far (steps that were not heals).
+    injected: u64,
     faults: Vec<FaultControl>,
     terms: Arc<Mutex<Vec<TermSeen>>>,
     cancel: CancellationToken,
@@ -110,6 +129,9 @@ impl Sim {
             tasks: Vec::new(),
             handles: Vec::new(),
             log: Vec::new(),
+            sent: Arc::new(Mutex::new(Vec::new())),
+            identities: Vec::new(),
+            injected: 0,
             outside_writes: Vec::new(),
             no_floor: false,
         };
@@ -125,6 +147,12 @@ impl Sim {
             };
             let faulty = FaultyLock::new(inner);
             sim.faults.push(faulty.faults());
+            sim.identities.push(identity);
+            let faulty = Recorder {
+                inner: faulty,
+                candidate: index,
+                sent: sim.sent.clone(),
+            };
             let config = ElectionConfig::new(identity)
                 .with_lease_duration(lease)
                 .with_renew_deadline(rd)
@@ -264,9 +292,11 @@ impl Sim {
             }
             _ => {
                 self.heal_one(who);
-                format!("heal {who}")
+                self.log.push(format!("{:?} heal {who}", Instant::now()));
+                return;
             }
         };
+        self.injected += 1;
         self.log.push(format!("{:?} {step}", Instant::now()));
     }
 
@@ -315,16 +345,52 @@ impl Sim {
                 }
             }
         }
+        self.check_renews(&terms)
+    }
+
+    /// No write of a term's holder and token is sent after the term started and after it
+    /// ended (a renew past the deadline, or after the elector gave the term up).
+    fn check_renews(&self, terms: &[TermSeen]) -> Result<(), String> {
+        let sent = self.sent.lock().unwrap();
+        for term in terms {
+            let identity = self.identities[term.candidate];
+            let late = sent.iter().find(|write| {
+                write.candidate == term.candidate
+                    && write.holder == identity
+                    && u64::try_from(write.token).ok() == Some(term.token)
+                    && write.at > term.started
+                    && write.at > term.end()
+            });
+            if let Some(write) = late {
+                return Err(format!(
+                    "renew after the deadline: candidate {} sent a write of its term {} at {:?}, after the term ended at {:?}",
+                    term.candidate, term.token, write.at, term.end()
+                ));
+            }
+        }
         Ok(())
     }
 }
 
-async fn run_seed(seed: u64) -> Result<(), String> {
+/// What one seed did.
+struct SeedRun {
+    steps: usize,
+    faults: u64,
+}
+
+async fn run_seed(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut sim = Sim::start(seed, &mut rng);
-    for _ in 0..STEPS {
+    let mut steps = 0;
+    let mut violation = None;
+    for _ in 0..max_steps.min(STEPS) {
         sleep(Duration::from_millis(rng.random_range(0..4_000))).await;
         sim.fault(&mut rng).await;
+        steps += 1;
+        if let Err(found) = sim.check() {
+            violation = Some(format!("after step {steps}: {found}"));
+            break;
+        }
     }
     sim.heal().await;
     let healed = Instant::now();
@@ -340,11 +406,15 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     for task in sim.tasks.drain(..) {
         let _ = task.await;
     }
-    let result = sim.check().and_then(|()| {
-        led.then_some(())
-            .ok_or_else(|| format!("nobody led within {SETTLE:?} after the faults healed"))
-    });
-    result.map_err(|violation| {
+    let result = match violation {
+        Some(found) => Err(found),
+        None => sim.check().and_then(|()| {
+            led.then_some(())
+                .ok_or_else(|| format!("nobody led within {SETTLE:?} after the faults healed"))
+        }),
+    };
+    let faults = sim.injected;
+    result.map(|()| SeedRun { steps, faults }).map_err(|violation| {
         let terms: Vec<String> = sim
             .terms
             .lock()
@@ -381,42 +451,123 @@ fn seeds() -> Vec<u64> {
     (base..base + count).collect()
 }
 
+/// Runs one seed for at most `max_steps` steps on its own paused runtime.
+fn run_on_paused_clock(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
+    // SIM_TRACE=1 with SIM_SEED prints the elector's logs of that run.
+    let _logs = std::env::var("SIM_TRACE").is_ok().then(|| {
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_test_writer()
+                .finish(),
+        )
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    runtime.block_on(run_seed(seed, max_steps))
+}
+
+/// The fewest steps of `seed`'s schedule that still fail (at most `failed_at`), found by
+/// trying every shorter prefix from the shortest (each run is milliseconds).
+fn shrink(seed: u64, failed_at: usize) -> (usize, String) {
+    for steps in 0..failed_at {
+        if let Err(violation) = run_on_paused_clock(seed, steps) {
+            return (steps, violation);
+        }
+    }
+    let violation = run_on_paused_clock(seed, failed_at)
+        .err()
+        .unwrap_or_else(|| "passed on the second run: the seed does not replay".to_owned());
+    (failed_at, violation)
+}
+
 #[test]
 fn simulated_schedules_never_make_two_leaders_or_reuse_a_token() {
     let seeds = seeds();
+    let max_steps = std::env::var("SIM_STEPS")
+        .ok()
+        .map_or(STEPS, |n| n.parse().expect("SIM_STEPS is a number"));
     let started = std::time::Instant::now();
     let mut failures = Vec::new();
+    let (mut steps, mut faults) = (0, 0);
     for &seed in &seeds {
-        // SIM_TRACE=1 with SIM_SEED prints the elector's logs of that run.
-        let _logs = std::env::var("SIM_TRACE").is_ok().then(|| {
-            tracing::subscriber::set_default(
-                tracing_subscriber::fmt()
-                    .with_max_level(tracing::Level::DEBUG)
-                    .with_test_writer()
-                    .finish(),
-            )
-        });
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        if let Err(violation) = runtime.block_on(run_seed(seed)) {
-            eprintln!("seed {seed} failed (replay: SIM_SEED={seed}): {violation}");
-            failures.push(seed);
-            if failures.len() >= 3 {
-                break;
+        match run_on_paused_clock(seed, max_steps) {
+            Ok(run) => {
+                steps += run.steps;
+                faults += run.faults;
+            }
+            Err(violation) => {
+                let (shortest, shrunk) = shrink(seed, max_steps.min(STEPS));
+                eprintln!(
+                    "seed {seed} failed (replay: SIM_SEED={seed}): {violation}\n\
+                     shrunk to {shortest} steps (replay: SIM_SEED={seed} SIM_STEPS={shortest}): {shrunk}"
+                );
+                failures.push(seed);
+                if failures.len() >= 3 {
+                    break;
+                }
             }
         }
     }
     println!(
-        "simulation: {} seeds from {} in {:.1?}, {} failed",
+        "simulation: {} seeds (from {}), {steps} steps, {faults} faults injected, {} violations, in {:.1?}",
         seeds.len(),
         seeds.first().copied().unwrap_or(0),
+        failures.len(),
         started.elapsed(),
-        failures.len()
     );
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
+}
+
+/// Records every write a candidate sends (before the faults: what the elector asked for, at
+/// the moment it asked), for the renew-deadline check.
+#[derive(Debug)]
+struct Recorder<L> {
+    inner: L,
+    candidate: usize,
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+impl<L> Recorder<L> {
+    fn note(&self, record: &LeaderElectionRecord) {
+        self.sent.lock().unwrap().push(Sent {
+            candidate: self.candidate,
+            at: Instant::now(),
+            holder: record.holder_identity.clone(),
+            token: i64::from(record.leader_transitions),
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl<L: Lock> Lock for Recorder<L> {
+    async fn get(&self) -> lock_core::LockResult<Option<Versioned>> {
+        self.inner.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> lock_core::LockResult<Version> {
+        self.note(record);
+        self.inner.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> lock_core::LockResult<Version> {
+        self.note(record);
+        self.inner.update(record, expected).await
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn watch(&self) -> Option<lock_core::HintStream> {
+        self.inner.watch()
+    }
+    async fn token_floor(&self) -> lock_core::LockResult<u64> {
+        self.inner.token_floor().await
+    }
 }
 
 /// A backend without a token floor whose hints still arrive (Redis, Kubernetes).

@@ -257,6 +257,8 @@ pub struct Demo {
     child: Child,
     lines: watch::Receiver<Lines>,
     stderr: Arc<Mutex<String>>,
+    /// True while stdout is not read ([`Demo::stall_stdout`]).
+    stall: watch::Sender<bool>,
 }
 
 impl Demo {
@@ -265,6 +267,14 @@ impl Demo {
         let mut all = vec!["--instance", name, "--json"];
         all.extend_from_slice(args);
         Self::start_with(name, &all)
+    }
+
+    /// Starts `demo --instance NAME --json` with further `args` and extra environment
+    /// variables `env`, reading its stdout and stderr.
+    pub fn start_with_env(name: &str, args: &[&str], env: &[(String, String)]) -> Self {
+        let mut all = vec!["--instance", name, "--json"];
+        all.extend_from_slice(args);
+        Self::spawn_env(name, &all, true, env)
     }
 
     /// Starts `demo ARGS` with exactly `args` (`name` only labels it in reports), reading its
@@ -282,7 +292,12 @@ impl Demo {
     }
 
     fn spawn(name: &str, args: &[&str], read_output: bool) -> Self {
+        Self::spawn_env(name, args, read_output, &[])
+    }
+
+    fn spawn_env(name: &str, args: &[&str], read_output: bool, env: &[(String, String)]) -> Self {
         let mut command = demo_command(args);
+        command.envs(env.iter().map(|(key, value)| (key, value)));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         if !read_output {
             command.env("RUST_LOG", "info");
@@ -295,9 +310,10 @@ impl Demo {
             .expect("a process that was just started has an id");
         let pid = Pid::from_raw(i32::try_from(pid).expect("process ids fit in an i32"));
         let (sender, lines) = watch::channel(Lines::default());
+        let (stall, stalled) = watch::channel(false);
         if read_output {
             let stdout = child.stdout.take().expect("stdout is piped");
-            tokio::spawn(read_events(stdout, sender));
+            tokio::spawn(read_events(stdout, sender, stalled));
         } else {
             // The unread pipe stays in `child` (closed when it is dropped); it counts as ended
             // so that [`Demo::wait_exit`] waits only for the exit.
@@ -314,7 +330,24 @@ impl Demo {
             child,
             lines,
             stderr: collected,
+            stall,
         }
+    }
+
+    /// Stops reading the demo's stdout and fills its pipe with filler lines (which the reader
+    /// skips later): from now on the demo's writes to stdout block, as when whatever reads its
+    /// output hangs. [`unstall_stdout`](Self::unstall_stdout) reads again. Returns how many
+    /// bytes of filler it took.
+    pub fn stall_stdout(&self) -> usize {
+        self.stall.send_replace(true);
+        // Let a read in progress finish before the filler goes in.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        self.fill_pipe_with(1, &FILLER)
+    }
+
+    /// Reads the demo's stdout again after [`stall_stdout`](Self::stall_stdout).
+    pub fn unstall_stdout(&self) {
+        self.stall.send_replace(false);
     }
 
     /// The process id of the demo.
@@ -335,6 +368,10 @@ impl Demo {
     }
 
     fn fill_pipe(&self, fd: u8) -> usize {
+        self.fill_pipe_with(fd, &[b'#'; 4096])
+    }
+
+    fn fill_pipe_with(&self, fd: u8, filler: &[u8; 4096]) -> usize {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let path = format!("/proc/{}/fd/{fd}", self.pid);
@@ -343,11 +380,10 @@ impl Demo {
             .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
             .open(&path)
             .unwrap_or_else(|err| panic!("cannot open {path}: {err}"));
-        let filler = [b'#'; 4096];
         let mut written = 0;
         // A pipe holds at most 1 MiB unless an administrator raised the limit: 64 MiB bounds it.
         while written < 64 << 20 {
-            match pipe.write(&filler) {
+            match pipe.write(filler) {
                 Ok(count) => written += count,
                 Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => return written,
                 Err(err) => panic!("cannot fill {path}: {err}"),
@@ -468,9 +504,31 @@ impl Demo {
     }
 }
 
-async fn read_events(stdout: impl AsyncRead + Unpin, sender: watch::Sender<Lines>) {
+/// The filler [`Demo::stall_stdout`] writes into a pipe: whole lines of it, each written at
+/// once (a pipe write of at most 4096 bytes is atomic), which the reader skips.
+const FILLER: [u8; 4096] = {
+    let mut line = [b'#'; 4096];
+    line[4095] = b'\n';
+    line
+};
+
+async fn read_events(
+    stdout: impl AsyncRead + Unpin,
+    sender: watch::Sender<Lines>,
+    mut stalled: watch::Receiver<bool>,
+) {
     let mut reader = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = reader.next_line().await {
+    loop {
+        // While stalled, nothing is read: the pipe fills and the demo's writes block.
+        if stalled.wait_for(|stalled| !stalled).await.is_err() {
+            break;
+        }
+        let Ok(Some(line)) = reader.next_line().await else {
+            break;
+        };
+        if !line.is_empty() && line.bytes().all(|byte| byte == b'#') {
+            continue;
+        }
         let arrived = Instant::now();
         match DemoEvent::parse(&line, arrived) {
             Ok(event) => sender.send_modify(|lines| lines.events.push(event)),

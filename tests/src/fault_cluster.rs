@@ -36,19 +36,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long an instance may take to exit after SIGINT.
 const EXIT: Duration = Duration::from_secs(30);
 
-/// The timings every instance runs with, as flags.
-fn timing_flags() -> Vec<String> {
-    let seconds = |d: Duration| format!("{}ms", d.as_millis());
-    vec![
-        "--lease-duration".into(),
-        seconds(LEASE),
-        "--renew-deadline".into(),
-        seconds(RENEW_DEADLINE),
-        "--retry-period".into(),
-        seconds(RETRY_PERIOD),
-    ]
-}
-
 /// Which server the instances elect through, and how a server address becomes flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -75,64 +62,245 @@ impl Backend {
     }
 }
 
-/// One instance: its process, its proxy and its HTTP base URL.
+/// How to start one instance: its name (its `--instance`), its flags (without `--instance`,
+/// `--json` and `--http`, which the cluster adds), extra environment variables, and the proxies
+/// its flags send it through (none for the file backend, one per server member otherwise).
+#[derive(Debug)]
+pub struct MemberSpec {
+    /// `--instance NAME`.
+    pub name: String,
+    /// The backend's flags, the timings and anything else.
+    pub args: Vec<String>,
+    /// Extra environment variables of the process (for example libfaketime's).
+    pub env: Vec<(String, String)>,
+    /// The proxies the flags point at.
+    pub proxies: Vec<Proxy>,
+}
+
+/// One instance: its process, its proxies and its HTTP base URL.
 #[derive(Debug)]
 pub struct Member {
     /// The process.
     pub demo: Demo,
-    /// The proxy between it and the server.
-    pub proxy: Proxy,
+    /// The proxies between it and the server (one per server member; none for a file).
+    pub proxies: Vec<Proxy>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The flags it was started with (without `--instance`), to start a successor.
+    args: Vec<String>,
+    /// The extra environment it was started with.
+    env: Vec<(String, String)>,
+}
+
+impl Member {
+    /// Cuts it off from every server member ([`Proxy::cut`]).
+    pub fn cut(&self) {
+        self.proxies.iter().for_each(Proxy::cut);
+    }
+
+    /// Heals every proxy ([`Proxy::heal`]).
+    pub fn heal(&self) {
+        self.proxies.iter().for_each(Proxy::heal);
+    }
+
+    /// Resets every open connection ([`Proxy::reset`]).
+    pub fn reset(&self) {
+        self.proxies.iter().for_each(Proxy::reset);
+    }
+
+    /// Resets every connection and refuses new ones until the heal ([`Proxy::down`]).
+    pub fn down(&self) {
+        self.proxies.iter().for_each(Proxy::down);
+    }
+}
+
+/// The election timings every instance runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timings {
+    /// `--lease-duration`.
+    pub lease: Duration,
+    /// `--renew-deadline`.
+    pub renew_deadline: Duration,
+    /// `--retry-period`.
+    pub retry_period: Duration,
+}
+
+impl Timings {
+    /// The timings of the fault tests: [`LEASE`], [`RENEW_DEADLINE`], [`RETRY_PERIOD`].
+    pub const DEFAULT: Self = Self {
+        lease: LEASE,
+        renew_deadline: RENEW_DEADLINE,
+        retry_period: RETRY_PERIOD,
+    };
+
+    /// The timings as demo flags.
+    pub fn flags(&self) -> Vec<String> {
+        let millis = |d: Duration| format!("{}ms", d.as_millis());
+        vec![
+            "--lease-duration".into(),
+            millis(self.lease),
+            "--renew-deadline".into(),
+            millis(self.renew_deadline),
+            "--retry-period".into(),
+            millis(self.retry_period),
+        ]
+    }
 }
 
 /// The instances, their history and the sampler.
 #[derive(Debug)]
 pub struct FaultCluster {
     members: Vec<Member>,
+    /// Processes that were replaced (killed or exited), kept for their events.
+    retired: Vec<Demo>,
     history: Arc<Mutex<History>>,
     /// Names of the instances the sampler must leave alone (stopped or gone).
     quiet: Arc<Mutex<Vec<String>>>,
+    /// The instances the sampler asks: name and base URL.
+    targets: Arc<Mutex<Vec<(String, String)>>>,
     sampler: CancellationToken,
     client: reqwest::Client,
+    /// A moment on both clocks, to turn an event's arrival into wall-clock time.
+    epoch: (Instant, chrono::DateTime<Utc>),
+    /// Wall-clock offsets an instance ran with at some time (see
+    /// [`clock_stepped`](Self::clock_stepped)), by instance name.
+    clock_offsets: Vec<(String, chrono::TimeDelta)>,
 }
 
 impl FaultCluster {
     /// Starts one instance per name on `lock` of the server at `server`, each through a proxy
     /// of its own, waits for their HTTP addresses and starts the sampler.
     pub async fn start(backend: Backend, server: SocketAddr, lock: &str, names: &[&str]) -> Self {
-        let mut members = Vec::new();
+        let mut specs = Vec::new();
         for name in names {
             let proxy = Proxy::start(server).await;
             let mut args = backend.flags(proxy.address(), lock);
-            args.extend(timing_flags());
-            args.extend(["--http".into(), "127.0.0.1:0".into()]);
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let demo = Demo::start(name, &args);
-            let base = http_base(&demo).await;
-            members.push(Member { demo, proxy, base });
+            args.extend(Timings::DEFAULT.flags());
+            specs.push(MemberSpec {
+                name: (*name).to_owned(),
+                args,
+                env: Vec::new(),
+                proxies: vec![proxy],
+            });
+        }
+        Self::start_members(specs, Timings::DEFAULT).await
+    }
+
+    /// Starts one instance per spec (adding `--http 127.0.0.1:0`), waits for their HTTP
+    /// addresses and starts the sampler. `timings` set the history's bounds: another instance
+    /// may name a leader up to a lease (and a second) after its term ended, and some instance
+    /// must lead within a lease and two seconds of a heal.
+    pub async fn start_members(specs: Vec<MemberSpec>, timings: Timings) -> Self {
+        let mut members = Vec::new();
+        for spec in specs {
+            members.push(start_member(spec.name, spec.args, spec.env, spec.proxies).await);
         }
         // Standbys may name a leader until the lease they observed for it runs out: a lease
         // from when they saw its last renew, which they see some milliseconds after it was
         // sent; a second covers that delivery. A leader is due within lease + 2 s of a heal
         // (issue 11's acceptance).
         let history = Arc::new(Mutex::new(History::new(
-            LEASE + Duration::from_secs(1),
-            LEASE + Duration::from_secs(2),
+            timings.lease + Duration::from_secs(1),
+            timings.lease + Duration::from_secs(2),
         )));
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .expect("an HTTP client");
+        let targets = members
+            .iter()
+            .map(|m| (m.demo.name().to_owned(), m.base.clone()))
+            .collect();
         let cluster = Self {
             members,
+            retired: Vec::new(),
             history,
             quiet: Arc::new(Mutex::new(Vec::new())),
+            targets: Arc::new(Mutex::new(targets)),
             sampler: CancellationToken::new(),
             client,
+            epoch: (Instant::now(), Utc::now()),
+            clock_offsets: Vec::new(),
         };
         cluster.spawn_sampler();
         cluster
+    }
+
+    /// The wall-clock time of a moment of the test's clock (an event's arrival).
+    pub fn wall_time(&self, at: Instant) -> chrono::DateTime<Utc> {
+        let (instant, utc) = self.epoch;
+        let delta = if at >= instant {
+            chrono::TimeDelta::from_std(at - instant).unwrap_or_default()
+        } else {
+            -chrono::TimeDelta::from_std(instant - at).unwrap_or_default()
+        };
+        utc + delta
+    }
+
+    /// SIGKILL to the instance at `index`, recorded (its term, if any, ends now); waits for
+    /// the process to be gone. [`replace`](Self::replace) starts a successor.
+    pub async fn kill(&mut self, index: usize) {
+        let member = &self.members[index];
+        lock(&self.quiet).push(member.demo.name().to_owned());
+        self.record(|h| h.action(member.demo.name(), Utc::now(), ProcessAction::Killed));
+        member.demo.signal(Signal::SIGKILL);
+        let _ = self.members[index].demo.wait_exit(EXIT).await;
+    }
+
+    /// Sends `signal` (SIGHUP, SIGTERM, SIGINT: an orderly exit) to the instance at `index`
+    /// and waits for it to exit; its events say how its term ended.
+    pub async fn signal_exit(&mut self, index: usize, signal: Signal) {
+        let member = &self.members[index];
+        lock(&self.quiet).push(member.demo.name().to_owned());
+        member.demo.signal(signal);
+        let _ = self.members[index].demo.wait_exit(EXIT).await;
+    }
+
+    /// Starts a successor of the instance at `index` (which must have exited) under the new
+    /// name `name`, with the same flags, proxies and environment; the old process's events
+    /// stay in the history.
+    pub async fn replace(&mut self, index: usize, name: &str) {
+        let old = &self.members[index];
+        let (args, env) = (old.args.clone(), old.env.clone());
+        let proxies = std::mem::take(&mut self.members[index].proxies);
+        let member = start_member(name.to_owned(), args, env, proxies).await;
+        let old = std::mem::replace(&mut self.members[index], member);
+        let new = &self.members[index];
+        let mut targets = lock(&self.targets);
+        targets.retain(|(target, _)| target != old.demo.name());
+        targets.push((new.demo.name().to_owned(), new.base.clone()));
+        self.retired.push(old.demo);
+    }
+
+    /// Records that the wall clock of the instance at `index` was set `offset` away from the
+    /// real one (libfaketime, see [`crate::clock`]). Its events' `ts` then read its own clock:
+    /// when the history is made, each event's `ts` is brought back to real time by the offset
+    /// (of those it ran with, zero included) that best matches when the line arrived.
+    pub fn clock_stepped(&mut self, index: usize, offset: chrono::TimeDelta) {
+        let name = self.members[index].demo.name().to_owned();
+        self.clock_offsets.push((name, offset));
+    }
+
+    /// `events` with each `ts` read on the real clock (see [`clock_stepped`](Self::clock_stepped)).
+    fn real_time_events(&self, name: &str, mut events: Vec<DemoEvent>) -> Vec<DemoEvent> {
+        let offsets: Vec<chrono::TimeDelta> = self
+            .clock_offsets
+            .iter()
+            .filter(|(stepped, _)| stepped == name)
+            .map(|(_, offset)| *offset)
+            .collect();
+        if offsets.is_empty() {
+            return events;
+        }
+        for event in &mut events {
+            let arrived = self.wall_time(event.arrived);
+            let best = std::iter::once(chrono::TimeDelta::zero())
+                .chain(offsets.iter().copied())
+                .min_by_key(|offset| (event.ts - *offset - arrived).abs())
+                .unwrap_or_default();
+            event.ts -= best;
+        }
+        events
     }
 
     /// The instances.
@@ -270,7 +438,7 @@ impl FaultCluster {
         }
         let observed_until = Utc::now();
         for member in &mut self.members {
-            member.proxy.heal();
+            member.heal();
             member.demo.interrupt();
         }
         for member in &mut self.members {
@@ -280,34 +448,30 @@ impl FaultCluster {
         }
         let mut history = lock(&self.history).clone();
         history.observed_until(observed_until);
-        for member in &self.members {
-            history.events(
-                member.demo.name(),
-                member.demo.events(),
-                member.demo.unparsed(),
-            );
+        let demos = self.members.iter().map(|m| &m.demo).chain(&self.retired);
+        for demo in demos {
+            let events = self.real_time_events(demo.name(), demo.events());
+            history.events(demo.name(), events, demo.unparsed());
         }
         history
     }
 
     /// What every process printed, for failure messages.
     pub fn reports(&self) -> String {
-        let reports: Vec<String> = self.members.iter().map(|m| m.demo.report()).collect();
+        let demos = self.members.iter().map(|m| &m.demo).chain(&self.retired);
+        let reports: Vec<String> = demos.map(Demo::report).collect();
         reports.join("\n")
     }
 
     fn spawn_sampler(&self) {
-        let targets: Vec<(String, String)> = self
-            .members
-            .iter()
-            .map(|m| (m.demo.name().to_owned(), m.base.clone()))
-            .collect();
+        let all_targets = self.targets.clone();
         let history = self.history.clone();
         let quiet = self.quiet.clone();
         let stop = self.sampler.clone();
         let client = self.client.clone();
         tokio::spawn(async move {
             while !stop.is_cancelled() {
+                let targets = lock(&all_targets).clone();
                 for (name, base) in &targets {
                     if lock(&quiet).contains(name) {
                         continue;
@@ -365,6 +529,27 @@ async fn sample_once(client: &reqwest::Client, name: &str, base: &str) -> [Optio
         })
     };
     [get("/").await, get("/leader").await]
+}
+
+/// Starts one instance and waits for its HTTP address.
+async fn start_member(
+    name: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    proxies: Vec<Proxy>,
+) -> Member {
+    let mut all = args.clone();
+    all.extend(["--http".into(), "127.0.0.1:0".into()]);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    let demo = Demo::start_with_env(&name, &all, &env);
+    let base = http_base(&demo).await;
+    Member {
+        demo,
+        proxies,
+        base,
+        args,
+        env,
+    }
 }
 
 /// Waits for the `serving HTTP on URL` line on the instance's stderr.

@@ -219,8 +219,15 @@ struct Instance {
 pub struct History {
     instances: Vec<Instance>,
     samples: Vec<Sample>,
-    heals: Vec<DateTime<Utc>>,
+    /// When faults healed, and how soon after each some instance must lead.
+    heals: Vec<(DateTime<Utc>, Duration)>,
     faults: Vec<(DateTime<Utc>, String)>,
+    /// Records written from outside: when, the holder they name (empty for a free record) and
+    /// its lease (see [`outside_write`](Self::outside_write)).
+    outside: Vec<(DateTime<Utc>, String, Duration)>,
+    /// How long a leader may go on after an outside write it could not see at once: its renew
+    /// deadline (see [`outside_write`](Self::outside_write)).
+    outside_grace: Duration,
     /// When the record was deleted from outside: a candidate that creates it again holds it
     /// for a lease before it leads, and meanwhile the others name it (see
     /// [`record_deleted`](Self::record_deleted)).
@@ -274,8 +281,41 @@ impl History {
 
     /// Records that the faults healed at `at`: some instance must lead within the bound.
     pub fn healed(&mut self, at: DateTime<Utc>) {
-        self.heals.push(at);
-        self.fault(at, "healed");
+        self.healed_within(at, self.leader_within);
+    }
+
+    /// Records that the faults healed at `at`, after which some instance must lead within
+    /// `within` (longer than the default after a deletion: the vanished record's wait and the
+    /// new record's hold come first).
+    pub fn healed_within(&mut self, at: DateTime<Utc>, within: Duration) {
+        self.heals.push((at, within));
+        self.fault(at, format!("healed (a leader due within {within:?})"));
+    }
+
+    /// Records that a record naming `holder` (empty: a free record) with lease `lease` was
+    /// written from outside at `at`, by a hand or another program, not through an instance.
+    ///
+    /// What that allows: answers may name `holder` from `at` until its lease and the
+    /// staleness ran out; and the leader of the moment, which learns of the write from a hint
+    /// or its next renew, may still lead for up to `renew_deadline` after `at` while the
+    /// record says otherwise: an overlap that starts after `at` and ends within that grace is
+    /// counted in [`forced_overlaps`](Self::forced_overlaps), not as two leaders. Writing the
+    /// record by hand is an operator's forced handover, which no elector can make atomic.
+    pub fn outside_write(
+        &mut self,
+        at: DateTime<Utc>,
+        holder: &str,
+        lease: Duration,
+        renew_deadline: Duration,
+    ) {
+        self.outside.push((at, holder.to_owned(), lease));
+        self.outside_grace = self.outside_grace.max(renew_deadline);
+        let what = if holder.is_empty() {
+            "a free record written from outside".to_owned()
+        } else {
+            format!("a record of {holder} written from outside")
+        };
+        self.fault(at, what);
     }
 
     /// Records an answer.
@@ -395,6 +435,12 @@ impl History {
                     });
                 }
             }
+            if let Some(reason) = sequence_error(&instance.events) {
+                found.push(Violation::BadEvents {
+                    instance: instance.name.clone(),
+                    reason,
+                });
+            }
             if let Some(stranger) = instance.events.iter().find(|e| e.instance != instance.name) {
                 found.push(Violation::BadEvents {
                     instance: instance.name.clone(),
@@ -405,7 +451,21 @@ impl History {
     }
 
     fn check_overlaps(&self, terms: &[Term], found: &mut Vec<Violation>) {
+        for (first, second, overlap) in self.overlaps(terms) {
+            if !self.forced(&first, &second) {
+                found.push(Violation::TwoLeaders {
+                    first,
+                    second,
+                    overlap,
+                });
+            }
+        }
+    }
+
+    /// Every pair of terms of different instances that ran at once, with how long.
+    fn overlaps(&self, terms: &[Term]) -> Vec<(Term, Term, Duration)> {
         let until = self.observed_until.unwrap_or_else(Utc::now);
+        let mut pairs = Vec::new();
         for (index, first) in terms.iter().enumerate() {
             for second in &terms[index + 1..] {
                 if first.instance == second.instance {
@@ -417,14 +477,33 @@ impl History {
                 if second.start < first_end {
                     let end = first_end.min(second.end.unwrap_or(until));
                     let overlap = (end - second.start).to_std().unwrap_or_default();
-                    found.push(Violation::TwoLeaders {
-                        first: first.clone(),
-                        second: second.clone(),
-                        overlap,
-                    });
+                    pairs.push((first.clone(), second.clone(), overlap));
                 }
             }
         }
+        pairs
+    }
+
+    /// True when `first` went on past an outside write that `second` followed: `second`
+    /// started after the write and `first` ended within the grace after it (see
+    /// [`outside_write`](Self::outside_write)).
+    fn forced(&self, first: &Term, second: &Term) -> bool {
+        let grace = TimeDelta::from_std(self.outside_grace).unwrap_or(TimeDelta::MAX);
+        self.outside.iter().any(|(at, _, _)| {
+            *at <= second.start
+                && first.start <= *at
+                && first.end.is_some_and(|end| end <= *at + grace)
+        })
+    }
+
+    /// Overlaps after an outside write that the grace allows: a leader that learned of a hand
+    /// edit of the record after the instance that took over from it. Reported, not failed.
+    pub fn forced_overlaps(&self) -> Vec<(Term, Term, Duration)> {
+        let terms = self.terms();
+        self.overlaps(&terms)
+            .into_iter()
+            .filter(|(first, second, _)| self.forced(first, second))
+            .collect()
     }
 
     fn check_answers(&self, terms: &[Term], found: &mut Vec<Violation>) {
@@ -489,7 +568,15 @@ impl History {
                         && sample.received - *deleted
                             <= TimeDelta::from_std(held).unwrap_or(TimeDelta::MAX)
                 });
-                if !holding && !leads(other, self.other_staleness, self.other_staleness) {
+                let outside = self.outside.iter().any(|(at, holder, lease)| {
+                    let lasts = TimeDelta::from_std(*lease + self.other_staleness)
+                        .unwrap_or(TimeDelta::MAX);
+                    holder == other && *at <= sample.received && from <= *at + lasts
+                });
+                if !holding
+                    && !outside
+                    && !leads(other, self.other_staleness, self.other_staleness)
+                {
                     found.push(Violation::StaleAnswer {
                         sample: sample.clone(),
                         reason: format!(
@@ -503,13 +590,12 @@ impl History {
     }
 
     fn check_heals(&self, terms: &[Term], found: &mut Vec<Violation>) {
-        let within = TimeDelta::from_std(self.leader_within).unwrap_or(TimeDelta::MAX);
-        for healed in &self.heals {
-            let bound = *healed + within;
+        for (healed, within) in &self.heals {
+            let bound = *healed + TimeDelta::from_std(*within).unwrap_or(TimeDelta::MAX);
             if !terms.iter().any(|term| term.runs_during(*healed, bound)) {
                 found.push(Violation::NoLeaderAfterHeal {
                     healed: *healed,
-                    within: self.leader_within,
+                    within: *within,
                 });
             }
         }
@@ -548,6 +634,44 @@ impl History {
             }
         }
     }
+}
+
+/// What is wrong with the order of one process's events, if anything: a lost or reordered line
+/// shows as a `leading` while a term is open, an end of a term with none open or with another
+/// token, or `following` while leading. A process's last term may be left open (it was killed).
+fn sequence_error(events: &[DemoEvent]) -> Option<String> {
+    let mut open: Option<u64> = None;
+    let mut closed: Option<u64> = None;
+    for event in events {
+        match (event.event.as_str(), open) {
+            // The hand-over after a cancelled term follows its stopped_leading line.
+            ("released", None) if event.term.is_some() && event.term == closed => {}
+            ("leading", None) => open = event.term,
+            ("leading", Some(token)) => {
+                return Some(format!(
+                    "leading (term {:?}) while term {token} is open: an end was lost",
+                    event.term
+                ))
+            }
+            ("stopped_leading" | "released", Some(token)) if event.term == Some(token) => {
+                open = None;
+                closed = Some(token);
+            }
+            ("stopped_leading" | "released", _) => {
+                return Some(format!(
+                    "{} of term {:?} while the open term is {open:?}",
+                    event.event, event.term
+                ))
+            }
+            ("following", Some(token)) => {
+                return Some(format!(
+                    "following while term {token} is open: its end was lost"
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn check_tokens(terms: &[Term], found: &mut Vec<Violation>) {

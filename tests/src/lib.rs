@@ -11,9 +11,13 @@
 //! For fault tests on real processes: [`proxy`] puts a loopback TCP proxy that the test can
 //! cut, heal and reset between one `demo` instance and its server; [`fault_cluster`] starts
 //! several instances that way and samples their HTTP answers; [`history`] checks what they
-//! said (no two leaders, growing tokens, no stale answer, a leader soon after a heal).
+//! said (no two leaders, growing tokens, no stale answer, a leader soon after a heal);
+//! [`campaign`] injects every kind of fault, one after another from a seeded schedule, on
+//! every backend, and turns the histories into the figures of RELIABILITY.md.
 
 pub mod access;
+pub mod campaign;
+pub mod clock;
 pub mod conformance;
 pub mod demo;
 pub mod driver;

@@ -7,8 +7,10 @@
 //! listening socket does, but nothing is forwarded and no upstream connection is made.
 //! [`Proxy::heal`] delivers what was held, late, as retransmits would, and forwards again.
 //! [`Proxy::reset`] drops every open connection with a TCP RST; [`Proxy::down`] does that and
-//! also resets every new connection until the heal, as a server that went away. Dropping the
-//! proxy stops it.
+//! also resets every new connection until the heal, as a server that went away.
+//! [`Proxy::cut_one_way`] holds one direction only (requests reach the server, replies do not,
+//! or the reverse); [`Proxy::slow`] delays every chunk by a fixed time until the heal, as a
+//! congested link. Dropping the proxy stops it.
 //!
 //! Why hold rather than drop: a partition that loses bytes is a reset, which clients notice at
 //! once; a partition that delays them is what leaves a client waiting on its timeouts, and the
@@ -29,11 +31,43 @@ use tokio_util::sync::CancellationToken;
 /// How much one forwarding step reads at a time.
 const CHUNK: usize = 16 * 1024;
 
+/// A direction of the bytes through the proxy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From the client to the server (requests).
+    ToServer,
+    /// From the server to the client (replies, watch events).
+    ToClient,
+}
+
+/// Which directions are held.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Held {
+    to_server: bool,
+    to_client: bool,
+}
+
+impl Held {
+    const BOTH: Self = Self {
+        to_server: true,
+        to_client: true,
+    };
+
+    fn holds(self, direction: Direction) -> bool {
+        match direction {
+            Direction::ToServer => self.to_server,
+            Direction::ToClient => self.to_client,
+        }
+    }
+}
+
 /// The controls every connection task reads.
 #[derive(Debug)]
 struct Controls {
-    /// True while the proxy is cut.
-    cut: watch::Sender<bool>,
+    /// The directions held now (both while cut).
+    cut: watch::Sender<Held>,
+    /// How long every chunk waits before it is forwarded (zero: not slowed).
+    delay: watch::Sender<Duration>,
     /// Grows by one with every [`Proxy::reset`].
     resets: watch::Sender<u64>,
     /// Connections accepted so far.
@@ -66,7 +100,8 @@ impl Proxy {
             .local_addr()
             .unwrap_or_else(|err| panic!("cannot read the proxy's port: {err}"));
         let controls = Arc::new(Controls {
-            cut: watch::channel(false).0,
+            cut: watch::channel(Held::default()).0,
+            delay: watch::channel(Duration::ZERO).0,
             resets: watch::channel(0).0,
             accepted: AtomicU64::new(0),
             down: std::sync::atomic::AtomicBool::new(false),
@@ -97,19 +132,42 @@ impl Proxy {
 
     /// True while the proxy is [cut](Self::cut).
     pub fn is_cut(&self) -> bool {
-        *self.controls.cut.borrow()
+        *self.controls.cut.borrow() == Held::BOTH
     }
 
     /// Holds every byte in both directions and leaves new connections hanging, until
     /// [`heal`](Self::heal).
     pub fn cut(&self) {
-        self.controls.cut.send_replace(true);
+        self.controls.cut.send_replace(Held::BOTH);
     }
 
-    /// Delivers what was held and forwards again (and accepts again after [`down`](Self::down)).
+    /// Holds the bytes going `direction` only, until [`heal`](Self::heal); the other direction
+    /// and new connections go on working (a route lost one way, as asymmetric partitions are).
+    pub fn cut_one_way(&self, direction: Direction) {
+        let held = match direction {
+            Direction::ToServer => Held {
+                to_server: true,
+                to_client: false,
+            },
+            Direction::ToClient => Held {
+                to_server: false,
+                to_client: true,
+            },
+        };
+        self.controls.cut.send_replace(held);
+    }
+
+    /// Delays every chunk, both ways, by `delay` until [`heal`](Self::heal) (order is kept).
+    pub fn slow(&self, delay: Duration) {
+        self.controls.delay.send_replace(delay);
+    }
+
+    /// Delivers what was held, forwards again at full speed (and accepts again after
+    /// [`down`](Self::down)).
     pub fn heal(&self) {
         self.controls.down.store(false, Ordering::SeqCst);
-        self.controls.cut.send_replace(false);
+        self.controls.delay.send_replace(Duration::ZERO);
+        self.controls.cut.send_replace(Held::default());
     }
 
     /// Resets every open connection and every new one until [`heal`](Self::heal): the server
@@ -163,7 +221,8 @@ async fn serve(mut client: TcpStream, target: SocketAddr, controls: Arc<Controls
         () = controls.stop.cancelled() => return,
         _ = resets.changed() => return abort(&client),
         upstream = async {
-            wait_until_open(&mut cut).await;
+            // Only a full cut hangs new connections; one held direction lets them through.
+            let _ = cut.wait_for(|held| *held != Held::BOTH).await;
             TcpStream::connect(target).await
         } => upstream,
     };
@@ -181,12 +240,14 @@ async fn serve(mut client: TcpStream, target: SocketAddr, controls: Arc<Controls
                 pump(
                     &mut client_read,
                     &mut upstream_write,
-                    controls.cut.subscribe()
+                    Direction::ToServer,
+                    &controls
                 ),
                 pump(
                     &mut upstream_read,
                     &mut client_write,
-                    controls.cut.subscribe()
+                    Direction::ToClient,
+                    &controls
                 ),
             )
         };
@@ -202,31 +263,38 @@ async fn serve(mut client: TcpStream, target: SocketAddr, controls: Arc<Controls
     }
 }
 
-/// Copies `from` to `to`, waiting while the proxy is cut before each read and each write, so
-/// that bytes read just before a cut are held until the heal; shuts `to` down for writing when
+/// Copies `from` to `to` (bytes going `direction`), waiting while that direction is held
+/// before each read and each write, so that bytes read just before a cut are held until the
+/// heal, and sleeping the slow delay before each write; shuts `to` down for writing when
 /// `from` ends.
 async fn pump(
     from: &mut (impl AsyncReadExt + Unpin),
     to: &mut (impl AsyncWriteExt + Unpin),
-    mut cut: watch::Receiver<bool>,
+    direction: Direction,
+    controls: &Controls,
 ) -> io::Result<()> {
+    let mut cut = controls.cut.subscribe();
     let mut buffer = vec![0u8; CHUNK];
     loop {
-        wait_until_open(&mut cut).await;
+        wait_until_open(&mut cut, direction).await;
         let read = from.read(&mut buffer).await?;
         if read == 0 {
             to.shutdown().await?;
             return Ok(());
         }
-        wait_until_open(&mut cut).await;
+        let delay = *controls.delay.borrow();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        wait_until_open(&mut cut, direction).await;
         to.write_all(&buffer[..read]).await?;
     }
 }
 
-/// Returns once the proxy is not cut (at once when it is not).
-async fn wait_until_open(cut: &mut watch::Receiver<bool>) {
+/// Returns once `direction` is not held (at once when it is not).
+async fn wait_until_open(cut: &mut watch::Receiver<Held>, direction: Direction) {
     // The sender lives as long as the proxy's controls, which outlive every connection task.
-    let _ = cut.wait_for(|cut| !cut).await;
+    let _ = cut.wait_for(|held| !held.holds(direction)).await;
 }
 
 /// Makes the coming close of `stream` a TCP RST (linger 0) instead of an orderly FIN.
@@ -342,6 +410,54 @@ mod tests {
             .expect("an echo in time")
             .unwrap();
         assert_eq!(answer, b"two");
+    }
+
+    #[tokio::test]
+    async fn a_one_way_cut_lets_requests_through_and_holds_replies() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        round_trip(&mut stream, b"warm").await.unwrap();
+        proxy.cut_one_way(Direction::ToClient);
+        assert!(!proxy.is_cut(), "one way is not a full cut");
+        stream.write_all(b"late").await.unwrap();
+        let mut answer = [0u8; 4];
+        assert!(
+            tokio::time::timeout(SHORT, stream.read_exact(&mut answer))
+                .await
+                .is_err(),
+            "the echo is held on its way back"
+        );
+        // A new connection is made at once (only a full cut hangs them).
+        let mut other = tokio::time::timeout(LONG, TcpStream::connect(proxy.address()))
+            .await
+            .expect("connects")
+            .unwrap();
+        other.write_all(b"x").await.unwrap();
+        proxy.heal();
+        tokio::time::timeout(LONG, stream.read_exact(&mut answer))
+            .await
+            .expect("the held reply arrives after the heal")
+            .unwrap();
+        assert_eq!(&answer, b"late");
+    }
+
+    #[tokio::test]
+    async fn a_slow_proxy_delays_every_chunk_until_the_heal() {
+        let proxy = Proxy::start(echo_server().await).await;
+        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        proxy.slow(SHORT);
+        let started = std::time::Instant::now();
+        let answer = tokio::time::timeout(LONG, round_trip(&mut stream, b"slow"))
+            .await
+            .expect("slow, not lost")
+            .unwrap();
+        assert_eq!(answer, b"slow");
+        // One delay each way.
+        assert!(started.elapsed() >= SHORT * 2, "{:?}", started.elapsed());
+        proxy.heal();
+        let started = std::time::Instant::now();
+        round_trip(&mut stream, b"fast").await.unwrap();
+        assert!(started.elapsed() < SHORT, "{:?}", started.elapsed());
     }
 
     #[tokio::test]

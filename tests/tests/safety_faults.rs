@@ -134,7 +134,7 @@ async fn leader_cut_off_and_record_deleted(backend: Backend) {
         (cluster, leader) = settled_leader(cluster, &context).await;
         let name = cluster.member(leader).demo.name().to_owned();
         let cut_at = Instant::now();
-        cluster.member(leader).proxy.cut();
+        cluster.member(leader).cut();
         cluster.record(|h| h.fault(Utc::now(), format!("{name} cut off")));
         tokio::time::sleep(up_to(&mut rng, Duration::from_millis(400))).await;
         server.delete_record(&lock);
@@ -151,7 +151,7 @@ async fn leader_cut_off_and_record_deleted(backend: Backend) {
         // ended by its own clock before the held bytes arrive.
         let held = LEASE + Duration::from_millis(500) + up_to(&mut rng, Duration::from_secs(1));
         tokio::time::sleep_until(cut_at + held).await;
-        cluster.member(leader).proxy.heal();
+        cluster.member(leader).heal();
         cluster.record(|h| h.healed(Utc::now()));
         tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
     }
@@ -177,7 +177,7 @@ async fn cut_off_leader_does_not_name_itself(backend: Backend) {
         (cluster, leader) = settled_leader(cluster, &context).await;
         let name = cluster.member(leader).demo.name().to_owned();
         let cut_at = Instant::now();
-        cluster.member(leader).proxy.cut();
+        cluster.member(leader).cut();
         cluster.record(|h| h.fault(Utc::now(), format!("{name} cut off")));
         // Its last renew was before the cut, so its renew deadline has passed by then (with
         // 300 ms for its own timers to fire).
@@ -200,7 +200,7 @@ async fn cut_off_leader_does_not_name_itself(backend: Backend) {
             cluster.reports()
         );
         tokio::time::sleep_until(cut_at + LEASE * 2).await;
-        cluster.member(leader).proxy.heal();
+        cluster.member(leader).heal();
         cluster.record(|h| h.healed(Utc::now()));
         tokio::time::sleep(LEASE + Duration::from_secs(2)).await;
     }

@@ -36,6 +36,7 @@ struct AclUser {
 #[must_use]
 pub struct RedisServerBuilder {
     tls: bool,
+    persistent: bool,
     password: Option<String>,
     users: Vec<AclUser>,
 }
@@ -45,6 +46,13 @@ impl RedisServerBuilder {
     /// `127.0.0.1` signed by a CA generated for this server; clients need no certificate.
     pub fn tls(mut self) -> Self {
         self.tls = true;
+        self
+    }
+
+    /// Keeps the data across a kill: an append-only file fsynced on every write
+    /// (`appendonly yes`, `appendfsync always`), which [`RedisServer::restart`] loads again.
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
         self
     }
 
@@ -212,13 +220,55 @@ impl RedisServer {
         self.process.kill();
     }
 
-    /// Kills the server if it runs and starts it again on the same port, with no data.
+    /// Kills the server if it runs and starts it again on the same port: with its data when
+    /// it is [persistent](RedisServerBuilder::persistent), else empty.
     ///
     /// # Panics
     /// When the server does not come up (for example because another process took the port).
     pub fn restart(&mut self) {
         self.kill();
+        if !self.settings.persistent {
+            self.remove_data();
+        }
+        self.spawn_again();
+    }
+
+    /// Kills the server if it runs and starts it again on the same port with no data, even a
+    /// persistent one (its disk lost, or a server that never had persistence).
+    ///
+    /// # Panics
+    /// As [`restart`](Self::restart).
+    pub fn restart_empty(&mut self) {
+        self.kill();
+        self.remove_data();
+        self.spawn_again();
+    }
+
+    /// Closes every client connection in pub/sub mode (`CLIENT KILL TYPE pubsub`) while the
+    /// others go on: hint streams end, commands keep working. Returns how many were closed.
+    ///
+    /// # Panics
+    /// When the server cannot be asked.
+    pub fn kill_pubsub_clients(&self) -> usize {
+        let mut connection = self
+            .admin_client()
+            .get_connection_with_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|err| panic!("cannot reach the test server: {err}"));
+        let killed: i64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut connection)
+            .unwrap_or_else(|err| panic!("CLIENT KILL TYPE pubsub failed: {err}"));
+        usize::try_from(killed).unwrap_or(0)
+    }
+
+    fn remove_data(&self) {
         let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        let _ = std::fs::remove_dir_all(self.dir.path().join("appendonlydir"));
+    }
+
+    fn spawn_again(&mut self) {
         if let Err(log) = self.spawn_and_wait() {
             panic!(
                 "redis-server did not start again on port {}:\n{log}",
@@ -294,7 +344,12 @@ impl RedisServer {
         line("protected-mode no".into());
         line("daemonize no".into());
         line("save \"\"".into());
-        line("appendonly no".into());
+        if self.settings.persistent {
+            line("appendonly yes".into());
+            line("appendfsync always".into());
+        } else {
+            line("appendonly no".into());
+        }
         line(format!("dir \"{dir}\""));
         line(format!("logfile \"{}\"", self.log_path().display()));
         match &self.certificates {
