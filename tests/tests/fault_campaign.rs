@@ -29,7 +29,9 @@ async fn quick(target: TargetKind) {
     let campaign = Campaign::new(target, faults);
     let reports = campaign.run().await;
     let figures = BackendFigures::of(&reports);
-    eprintln!("{}", figures.markdown(target.name()));
+    let markdown = figures.markdown(target.name());
+    eprintln!("{markdown}");
+    write_section(target, campaign.seed, &markdown);
     for report in &reports {
         if let (Some(failure), true) = (&report.failure_report, report.violations.is_empty()) {
             eprintln!("{failure}");
@@ -57,6 +59,19 @@ async fn quick(target: TargetKind) {
         }
     }
     assert!(figures.terms > 0, "some instance led");
+}
+
+/// Writes the backend's section of the report to `$RELIABILITY_OUT/campaign-<backend>.md`
+/// (default `target/reliability/`), which `scripts/reliability` puts into RELIABILITY.md.
+fn write_section(target: TargetKind, seed: u64, markdown: &str) {
+    let dir = std::env::var_os("RELIABILITY_OUT").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability"),
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&dir).expect("make the report directory");
+    let path = dir.join(format!("campaign-{}.md", target.name()));
+    let text = format!("{markdown}\nSeed: `CAMPAIGN_SEED={seed}`.\n");
+    std::fs::write(&path, text).expect("write the campaign report");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,8 @@ pub enum FaultKind {
     ServerRestart,
     /// The server is killed and started again empty, as one without persistence.
     ServerWipe,
+    /// The raft leader of the etcd cluster is killed, then started again.
+    RaftLeaderKill,
     /// The record is deleted from outside.
     Delete,
     /// A record naming another holder is written from outside.
@@ -50,7 +52,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::Cut,
         Self::Reset,
         Self::Refuse,
@@ -61,6 +63,7 @@ impl FaultKind {
         Self::Hangup,
         Self::ServerRestart,
         Self::ServerWipe,
+        Self::RaftLeaderKill,
         Self::Delete,
         Self::Foreign,
         Self::Free,
@@ -83,6 +86,7 @@ impl FaultKind {
             Self::Hangup => "SIGHUP",
             Self::ServerRestart => "server restart",
             Self::ServerWipe => "server restart, data lost",
+            Self::RaftLeaderKill => "etcd raft leader killed",
             Self::Delete => "record deleted",
             Self::Foreign => "foreign record",
             Self::Free => "free record",
@@ -103,6 +107,7 @@ impl FaultKind {
             }
             Self::ServerRestart => matches!(target, TargetKind::Redis | TargetKind::Etcd),
             Self::ServerWipe | Self::HintCut => target == TargetKind::Redis,
+            Self::RaftLeaderKill => target == TargetKind::Etcd,
             Self::Garbage => target.takes_garbage(),
             Self::Stop
             | Self::Kill
@@ -121,6 +126,7 @@ impl FaultKind {
             self,
             Self::ServerRestart
                 | Self::ServerWipe
+                | Self::RaftLeaderKill
                 | Self::Delete
                 | Self::Foreign
                 | Self::Free

@@ -311,6 +311,18 @@ impl Round<'_> {
                 self.target.restart_server(false);
                 self.healed();
             }
+            FaultKind::RaftLeaderKill => {
+                let killed = self.target.kill_raft_leader();
+                detail = match killed {
+                    Some(member) => format!("member {member}"),
+                    None => "no raft leader found".to_owned(),
+                };
+                tokio::time::sleep(hold).await;
+                if let Some(member) = killed {
+                    self.target.restart_member(member);
+                }
+                self.healed();
+            }
             FaultKind::ServerWipe => {
                 self.target.kill_server();
                 tokio::time::sleep(hold).await;

@@ -15,7 +15,7 @@ use lock_core::{LeaderElectionRecord, Lock};
 use lock_k8s::{KubeLockOptions, LockKind, LEADER_ANNOTATION};
 use tempfile::TempDir;
 
-use crate::servers::etcd::EtcdServer;
+use crate::servers::etcd_cluster::EtcdCluster;
 use crate::servers::kube::KubeApiServer;
 use crate::servers::redis::RedisServer;
 
@@ -29,7 +29,7 @@ pub enum TargetKind {
     File,
     /// One `redis-server`, with an append-only file fsynced on every write.
     Redis,
-    /// One etcd member.
+    /// A three-member etcd cluster.
     Etcd,
     /// A Kubernetes Lease on a real kube-apiserver.
     K8sLease,
@@ -79,7 +79,7 @@ impl TargetKind {
 enum Server {
     File(TempDir),
     Redis(RedisServer),
-    Etcd(EtcdServer),
+    Etcd(EtcdCluster),
     /// The test binary's shared API server (one per process: it takes seconds to start).
     Kube(&'static KubeApiServer),
 }
@@ -104,7 +104,11 @@ impl Target {
                     .expect("a temporary directory"),
             ),
             TargetKind::Redis => Server::Redis(RedisServer::builder().persistent().start()),
-            TargetKind::Etcd => Server::Etcd(EtcdServer::start()),
+            TargetKind::Etcd => Server::Etcd(
+                tokio::task::spawn_blocking(EtcdCluster::start)
+                    .await
+                    .expect("start an etcd cluster"),
+            ),
             TargetKind::K8sLease | TargetKind::K8sConfigMap => Server::Kube(
                 tokio::task::spawn_blocking(KubeApiServer::shared)
                     .await
@@ -128,13 +132,16 @@ impl Target {
 
     /// The server addresses an instance's proxies forward to (none for a file).
     pub fn addresses(&self) -> Vec<SocketAddr> {
-        let port = match &self.server {
-            Server::File(_) => return Vec::new(),
-            Server::Redis(server) => server.port(),
-            Server::Etcd(server) => server.client_port(),
-            Server::Kube(server) => server.port(),
+        let ports = match &self.server {
+            Server::File(_) => Vec::new(),
+            Server::Redis(server) => vec![server.port()],
+            Server::Etcd(cluster) => cluster.client_ports(),
+            Server::Kube(server) => vec![server.port()],
         };
-        vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))]
+        ports
+            .into_iter()
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+            .collect()
     }
 
     /// The demo flags of an instance whose proxies listen on `proxies` (in the order of
@@ -206,7 +213,7 @@ impl Target {
             ),
             Server::Etcd(server) => Arc::new(
                 lock_etcd::EtcdLock::new(
-                    &[server.endpoint()],
+                    &server.endpoints(),
                     &self.lock,
                     lock_etcd::EtcdLockOptions::default(),
                 )
@@ -272,10 +279,9 @@ impl Target {
                     .map_err(|err| err.to_string())?;
                 Ok(())
             }
-            Server::Etcd(server) => {
-                server.delete(&format!("leader-election/{}", self.lock));
-                Ok(())
-            }
+            Server::Etcd(cluster) => cluster
+                .etcdctl(&["del", "--", &self.etcd_key()])
+                .map(|_| ()),
             Server::Kube(server) => {
                 let client = admin_client(server).await?;
                 let params = DeleteParams::default();
@@ -315,10 +321,9 @@ impl Target {
                     .map_err(|err| err.to_string())?;
                 Ok(())
             }
-            Server::Etcd(server) => {
-                server.put(&format!("leader-election/{}", self.lock), GARBAGE);
-                Ok(())
-            }
+            Server::Etcd(cluster) => cluster
+                .etcdctl(&["put", "--", &self.etcd_key(), GARBAGE])
+                .map(|_| ()),
             Server::Kube(server) if self.kind == TargetKind::K8sConfigMap => {
                 let client = admin_client(server).await?;
                 let patch = serde_json::json!({
@@ -349,24 +354,42 @@ impl Target {
         matches!(self.server, Server::Redis(_) | Server::Etcd(_))
     }
 
-    /// Kills the server with SIGKILL.
+    /// Kills the server (every etcd member) with SIGKILL.
     pub fn kill_server(&mut self) {
         match &mut self.server {
             Server::Redis(server) => server.kill(),
-            Server::Etcd(server) => server.kill(),
+            Server::Etcd(cluster) => cluster.kill_all(),
             Server::File(_) | Server::Kube(_) => {}
         }
     }
 
     /// Starts the killed server again on its ports: with its data (Redis from its fsynced
-    /// append-only file, etcd from its data directory), or, with `wipe` on Redis, empty, as a
-    /// server without persistence comes back.
+    /// append-only file, etcd members from their data directories), or, with `wipe` on Redis,
+    /// empty, as a server without persistence comes back.
     pub fn restart_server(&mut self, wipe: bool) {
         match &mut self.server {
             Server::Redis(server) if wipe => server.restart_empty(),
             Server::Redis(server) => server.restart(),
-            Server::Etcd(server) => server.restart(),
+            Server::Etcd(cluster) => cluster.restart_all(),
             Server::File(_) | Server::Kube(_) => {}
+        }
+    }
+
+    /// Kills the etcd member that is the raft leader; its index, or `None` when there is no
+    /// etcd cluster or no leader now.
+    pub fn kill_raft_leader(&mut self) -> Option<usize> {
+        let Server::Etcd(cluster) = &mut self.server else {
+            return None;
+        };
+        let leader = cluster.leader()?;
+        cluster.kill(leader);
+        Some(leader)
+    }
+
+    /// Starts etcd member `index` again with its data.
+    pub fn restart_member(&mut self, index: usize) {
+        if let Server::Etcd(cluster) = &mut self.server {
+            cluster.restart(index);
         }
     }
 
@@ -377,6 +400,10 @@ impl Target {
             Server::Redis(server) => Some(server.kill_pubsub_clients()),
             _ => None,
         }
+    }
+
+    fn etcd_key(&self) -> String {
+        format!("leader-election/{}", self.lock)
     }
 
     fn redis_key(&self) -> String {

@@ -3,6 +3,7 @@
 //! the command that installs it.
 
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod kube;
 pub mod ports;
 pub mod process;
