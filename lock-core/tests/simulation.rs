@@ -414,28 +414,30 @@ async fn run_seed(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
         }),
     };
     let faults = sim.injected;
-    result.map(|()| SeedRun { steps, faults }).map_err(|violation| {
-        let terms: Vec<String> = sim
-            .terms
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                format!(
-                    "{:?} candidate {} token {} valid until {:?}",
-                    t.started,
-                    t.candidate,
-                    t.token,
-                    t.end()
-                )
-            })
-            .collect();
-        format!(
-            "{violation}\nschedule:\n  {}\nterms:\n  {}",
-            sim.log.join("\n  "),
-            terms.join("\n  ")
-        )
-    })
+    result
+        .map(|()| SeedRun { steps, faults })
+        .map_err(|violation| {
+            let terms: Vec<String> = sim
+                .terms
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{:?} candidate {} token {} valid until {:?}",
+                        t.started,
+                        t.candidate,
+                        t.token,
+                        t.end()
+                    )
+                })
+                .collect();
+            format!(
+                "{violation}\nschedule:\n  {}\nterms:\n  {}",
+                sim.log.join("\n  "),
+                terms.join("\n  ")
+            )
+        })
 }
 
 fn seeds() -> Vec<u64> {

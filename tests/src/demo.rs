@@ -155,7 +155,8 @@ pub struct DemoEvent {
     pub ts: DateTime<Utc>,
     /// The line's `instance`.
     pub instance: String,
-    /// The line's `event`: `leading`, `following`, `stopped_leading`, `released` or `exiting`.
+    /// The line's `event`: `leading`, `following`, `stopped_leading`, `released` or `exiting`;
+    /// in exec mode also `child_started`, `child_stopped` and `child_exited`.
     pub event: String,
     /// The line's `leader`: the leader as the process knew it.
     pub leader: Option<String>,
@@ -163,16 +164,30 @@ pub struct DemoEvent {
     pub term: Option<u64>,
     /// The line's `reason`: why the term ended, for `stopped_leading` only.
     pub reason: Option<String>,
+    /// The line's `exit_code`, for `child_stopped` and `child_exited` (`None` also when the
+    /// command ended by a signal).
+    pub exit_code: Option<i64>,
 }
 
 /// The events a `--json` line may name.
-const EVENTS: [&str; 5] = [
+const EVENTS: [&str; 8] = [
     "leading",
     "following",
     "stopped_leading",
     "released",
     "exiting",
+    "child_started",
+    "child_stopped",
+    "child_exited",
 ];
+
+impl DemoEvent {
+    /// True for exec mode's lines about the command (`child_started`, `child_stopped`,
+    /// `child_exited`), false for the election's.
+    pub fn is_child(&self) -> bool {
+        self.event.starts_with("child_")
+    }
+}
 
 impl DemoEvent {
     /// Parses one line, checking that it has exactly the documented form.
@@ -181,11 +196,22 @@ impl DemoEvent {
         let object = value.as_object().ok_or("not a JSON object")?;
         let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
         keys.sort_unstable();
-        let stopped = object.get("event").and_then(Value::as_str) == Some("stopped_leading");
-        let expected: &[&str] = if stopped {
-            &["event", "instance", "leader", "reason", "term", "ts"]
-        } else {
-            &["event", "instance", "leader", "term", "ts"]
+        let kind = object.get("event").and_then(Value::as_str);
+        let stopped = kind == Some("stopped_leading");
+        let expected: &[&str] = match kind {
+            Some("stopped_leading") => &["event", "instance", "leader", "reason", "term", "ts"],
+            Some("child_started") => &["event", "instance", "leader", "pid", "term", "ts"],
+            Some("child_stopped" | "child_exited") => &[
+                "event",
+                "exit_code",
+                "instance",
+                "leader",
+                "pid",
+                "signal",
+                "term",
+                "ts",
+            ],
+            _ => &["event", "instance", "leader", "term", "ts"],
         };
         if keys != expected {
             return Err(format!("unexpected keys {keys:?}"));
@@ -217,7 +243,8 @@ impl DemoEvent {
                     .ok_or(format!("term {other} is neither a count nor null"))?,
             ),
         };
-        let has_term = matches!(event, "leading" | "stopped_leading" | "released");
+        let has_term = matches!(event, "leading" | "stopped_leading" | "released")
+            || event.starts_with("child_");
         if term.is_some() != has_term {
             return Err(format!("term {term:?} does not fit event {event:?}"));
         }
@@ -226,6 +253,7 @@ impl DemoEvent {
         } else {
             None
         };
+        let exit_code = object.get("exit_code").and_then(Value::as_i64);
         Ok(Self {
             arrived,
             ts,
@@ -234,6 +262,7 @@ impl DemoEvent {
             leader,
             term,
             reason,
+            exit_code,
         })
     }
 }
@@ -630,6 +659,7 @@ mod tests {
             leader: None,
             term,
             reason: None,
+            exit_code: None,
         }
     }
 

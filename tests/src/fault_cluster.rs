@@ -186,7 +186,7 @@ impl FaultCluster {
         Self::start_members(specs, Timings::DEFAULT).await
     }
 
-    /// Starts one instance per spec (adding `--http 127.0.0.1:0`), waits for their HTTP
+    /// Starts one instance per spec (adding `--http 127.0.0.1:0` before the flags end), waits for their HTTP
     /// addresses and starts the sampler. `timings` set the history's bounds: another instance
     /// may name a leader up to a lease (and a second) after its term ended, and some instance
     /// must lead within a lease and two seconds of a heal.
@@ -346,9 +346,15 @@ impl FaultCluster {
                 let name = self.members[leader].demo.name().to_owned();
                 let followed = self.members.iter().enumerate().all(|(index, member)| {
                     index == leader
-                        || member.demo.events().last().is_some_and(|last| {
-                            last.event == "following" && last.leader.as_deref() == Some(&name)
-                        })
+                        || member
+                            .demo
+                            .events()
+                            .iter()
+                            .rev()
+                            .find(|event| !event.is_child())
+                            .is_some_and(|last| {
+                                last.event == "following" && last.leader.as_deref() == Some(&name)
+                            })
                 });
                 if followed {
                     return Some(leader);
@@ -538,8 +544,10 @@ async fn start_member(
     env: Vec<(String, String)>,
     proxies: Vec<Proxy>,
 ) -> Member {
+    // Before a `--` (exec mode's command), where the demo's own flags end.
     let mut all = args.clone();
-    all.extend(["--http".into(), "127.0.0.1:0".into()]);
+    let at = all.iter().position(|arg| arg == "--").unwrap_or(all.len());
+    all.splice(at..at, ["--http".to_owned(), "127.0.0.1:0".to_owned()]);
     let all: Vec<&str> = all.iter().map(String::as_str).collect();
     let demo = Demo::start_with_env(&name, &all, &env);
     let base = http_base(&demo).await;

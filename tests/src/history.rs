@@ -573,9 +573,7 @@ impl History {
                         .unwrap_or(TimeDelta::MAX);
                     holder == other && *at <= sample.received && from <= *at + lasts
                 });
-                if !holding
-                    && !outside
-                    && !leads(other, self.other_staleness, self.other_staleness)
+                if !holding && !outside && !leads(other, self.other_staleness, self.other_staleness)
                 {
                     found.push(Violation::StaleAnswer {
                         sample: sample.clone(),
@@ -668,6 +666,13 @@ fn sequence_error(events: &[DemoEvent]) -> Option<String> {
                     "following while term {token} is open: its end was lost"
                 ))
             }
+            // Exec mode starts a term's command only while the term is open.
+            ("child_started", open) if event.term != open => {
+                return Some(format!(
+                    "child_started of term {:?} while the open term is {open:?}",
+                    event.term
+                ))
+            }
             _ => {}
         }
     }
@@ -755,6 +760,7 @@ mod tests {
             leader: Some(instance.into()),
             term,
             reason: None,
+            exit_code: None,
         }
     }
 

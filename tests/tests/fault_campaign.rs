@@ -48,7 +48,11 @@ async fn quick(target: TargetKind) {
             );
         }
     }
-    assert_eq!(figures.faults(), faults, "every scheduled fault was injected");
+    assert_eq!(
+        figures.faults(),
+        faults,
+        "every scheduled fault was injected"
+    );
     for kind in FaultKind::ALL.into_iter().filter(|k| k.applies_to(target)) {
         if faults >= kinds {
             assert!(
@@ -59,6 +63,7 @@ async fn quick(target: TargetKind) {
         }
     }
     assert!(figures.terms > 0, "some instance led");
+    assert!(figures.beats > 0, "the leaders' commands ran");
 }
 
 /// Writes the backend's section of the report to `$RELIABILITY_OUT/campaign-<backend>.md`

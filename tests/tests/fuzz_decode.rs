@@ -301,7 +301,12 @@ fn every_backends_decoder_survives_hostile_bytes_and_agrees_with_the_others() {
         proptest::sample::select(HOSTILE).prop_map(str::to_owned),
         any::<u64>().prop_map(|n| n.to_string()),
     ];
-    let contents = (version, object(RECORD_FIELDS), 0..8u8, proptest::collection::vec(any::<u8>(), 0..64))
+    let contents = (
+        version,
+        object(RECORD_FIELDS),
+        0..8u8,
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
         .prop_map(|(version, record, shape, raw)| match shape {
             0 => raw,
             1 => format!(r#"{{"record":{record}}}"#).into_bytes(),
@@ -315,11 +320,18 @@ fn every_backends_decoder_survives_hostile_bytes_and_agrees_with_the_others() {
         if let Ok(Some(versioned)) = read {
             check_portable(&versioned.record, "the file lock")?;
             // The record part, alone, is a record to the shared decoder.
-            let value: serde_json::Value = serde_json::from_slice(&bytes)
-                .map_err(|err| TestCaseError::fail(format!("the file lock took {text:?}, not JSON: {err}")))?;
-            let record = value.get("record").map(ToString::to_string).unwrap_or_default();
-            let shared = LeaderElectionRecord::from_json(record.as_bytes())
-                .map_err(|err| TestCaseError::fail(format!("the file lock took {text:?}; its record {record} is not one: {err}")))?;
+            let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|err| {
+                TestCaseError::fail(format!("the file lock took {text:?}, not JSON: {err}"))
+            })?;
+            let record = value
+                .get("record")
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            let shared = LeaderElectionRecord::from_json(record.as_bytes()).map_err(|err| {
+                TestCaseError::fail(format!(
+                    "the file lock took {text:?}; its record {record} is not one: {err}"
+                ))
+            })?;
             prop_assert_eq!(&shared, &versioned.record);
         }
         Ok(())

@@ -12,10 +12,14 @@
 //! The run's seed is printed first; `CAMPAIGN_SEED=N` replays the same schedule (the faults,
 //! victims and holds; the machine's timing is not replayed).
 //!
+//! Every instance runs in exec mode with a command that beats while its term runs
+//! ([`children`]); a beat outside the term is a violation like two leaders.
+//!
 //! Layout: [`target`] starts a backend and does what an outsider can do to it; [`fault`] names
 //! the faults and builds the schedule; [`stats`] turns segments into the figures of
 //! RELIABILITY.md; this module runs the rounds.
 
+pub mod children;
 pub mod fault;
 pub mod stats;
 pub mod target;
@@ -109,6 +113,7 @@ impl Campaign {
             .prefix("campaign-clocks-")
             .tempdir()
             .expect("a temporary directory");
+        let beats = clock_dir.path().join("beats.log");
         let mut clocks = Vec::new();
         let mut specs = Vec::new();
         for name in NAMES {
@@ -120,6 +125,7 @@ impl Campaign {
             let addresses: Vec<_> = proxies.iter().map(Proxy::address).collect();
             let mut args = target.flags(name, &addresses);
             args.extend(self.timings.flags());
+            args.extend(children::command(&beats));
             specs.push(MemberSpec {
                 name: name.to_owned(),
                 args,
@@ -157,7 +163,9 @@ impl Campaign {
         }
         let reports = cluster.reports();
         let history = cluster.finish().await;
-        SegmentReport::new(
+        let beats = children::read(&beats);
+        let outside = children::outside_terms(&beats, &history.terms(), Utc::now());
+        let mut report = SegmentReport::new(
             self.target,
             number,
             seed,
@@ -165,7 +173,9 @@ impl Campaign {
             &history,
             unsettled,
             reports,
-        )
+        );
+        report.add_children(beats.len(), outside);
+        report
     }
 }
 
@@ -352,7 +362,12 @@ impl Round<'_> {
                 // The write landed between `before` and now; its lease counts from the later.
                 let now = Utc::now();
                 self.cluster.record(|h| {
-                    h.outside_write(before, holder, lease + (now - before).to_std().unwrap_or_default(), renew_deadline);
+                    h.outside_write(
+                        before,
+                        holder,
+                        lease + (now - before).to_std().unwrap_or_default(),
+                        renew_deadline,
+                    );
                     // A foreign holder never renews: its lease runs out, then someone takes over.
                     let within = if holder.is_empty() {
                         lease + Duration::from_secs(2)
@@ -425,4 +440,3 @@ impl Round<'_> {
 fn outcome(result: Result<(), String>) -> String {
     result.err().unwrap_or_default()
 }
-

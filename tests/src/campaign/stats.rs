@@ -39,6 +39,8 @@ pub struct Counts {
     pub claims_after_resume: usize,
     /// Lost, reordered or malformed events.
     pub bad_events: usize,
+    /// Beats of an exec command outside its instance's term.
+    pub children_outside: usize,
     /// Overlaps forced by an outside write (an operator's handover; not violations).
     pub forced_overlaps: usize,
 }
@@ -51,6 +53,7 @@ impl Counts {
         self.no_leader += other.no_leader;
         self.claims_after_resume += other.claims_after_resume;
         self.bad_events += other.bad_events;
+        self.children_outside += other.children_outside;
         self.forced_overlaps += other.forced_overlaps;
     }
 }
@@ -75,6 +78,8 @@ pub struct SegmentReport {
     pub takeovers: Vec<(FaultKind, Duration)>,
     /// How many terms ran.
     pub terms: usize,
+    /// How many beats the exec commands wrote.
+    pub beats: usize,
     /// The history's report and every process's output, kept when the segment failed (or
     /// always, with `CAMPAIGN_VERBOSE=1`).
     pub failure_report: Option<String>,
@@ -124,8 +129,25 @@ impl SegmentReport {
             counts,
             takeovers,
             terms: terms.len(),
+            beats: 0,
             failure_report,
         }
+    }
+
+    /// Adds what the exec commands did: `beats` in all, `outside` those outside their term.
+    pub fn add_children(&mut self, beats: usize, outside: Vec<String>) {
+        self.beats = beats;
+        self.counts.children_outside = outside.len();
+        if !outside.is_empty() && self.failure_report.is_none() {
+            self.failure_report = Some(String::new());
+        }
+        if let Some(report) = &mut self.failure_report {
+            for line in &outside {
+                report.push_str(line);
+                report.push('\n');
+            }
+        }
+        self.violations.extend(outside);
     }
 
     /// One line: the segment, its faults, its terms and whether it passed.
@@ -136,13 +158,14 @@ impl SegmentReport {
             format!("{} VIOLATION(S)", self.violations.len())
         };
         format!(
-            "campaign {} segment {} (seed {}): {} faults, {} terms, {} takeovers, {verdict}",
+            "campaign {} segment {} (seed {}): {} faults, {} terms, {} takeovers, {} command beats, {verdict}",
             self.target.name(),
             self.number,
             self.seed,
             self.injected.len(),
             self.terms,
-            self.takeovers.len()
+            self.takeovers.len(),
+            self.beats
         )
     }
 }
@@ -202,6 +225,8 @@ pub struct BackendFigures {
     pub counts: Counts,
     /// Terms in all.
     pub terms: usize,
+    /// Exec command beats in all.
+    pub beats: usize,
     /// Segments run.
     pub segments: usize,
     /// Seeds of the segments.
@@ -215,6 +240,7 @@ impl BackendFigures {
         for report in reports {
             figures.segments += 1;
             figures.terms += report.terms;
+            figures.beats += report.beats;
             figures.seeds.push(report.seed);
             figures.counts.add(&report.counts);
             for fault in &report.injected {
@@ -248,19 +274,21 @@ impl BackendFigures {
         let _ = writeln!(text, "### {backend}\n");
         let _ = writeln!(
             text,
-            "{} faults in {} segments, {} terms; overlaps {}, token regressions {}, stale \
-             answers {}, no leader in time {}, claims after resume {}, bad events {}; \
-             overlaps forced by an outside write {}. Fault to new leader: p50 {}, p99 {} \
-             ({} takeovers).\n",
+            "{} faults in {} segments, {} terms, {} exec command beats; overlaps {}, token \
+             regressions {}, stale answers {}, no leader in time {}, claims after resume {}, \
+             bad events {}, commands outside their term {}; overlaps forced by an outside \
+             write {}. Fault to new leader: p50 {}, p99 {} ({} takeovers).\n",
             self.faults(),
             self.segments,
             self.terms,
+            self.beats,
             c.overlaps,
             c.token_regressions,
             c.stale_answers,
             c.no_leader,
             c.claims_after_resume,
             c.bad_events,
+            c.children_outside,
             c.forced_overlaps,
             seconds(quantile(&all, 0.5)),
             seconds(quantile(&all, 0.99)),

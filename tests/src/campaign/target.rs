@@ -422,7 +422,9 @@ async fn admin_client(server: &KubeApiServer) -> Result<kube::Client, String> {
 /// A copy of the admin's kubeconfig that sends instance `name` through its proxy at `proxy`
 /// (the server's certificate names 127.0.0.1, so TLS holds through the proxy).
 fn relayed_kubeconfig(server: &KubeApiServer, name: &str, proxy: SocketAddr) -> PathBuf {
-    let path = server.dir().join(format!("kubeconfig-campaign-{name}.yaml"));
+    let path = server
+        .dir()
+        .join(format!("kubeconfig-campaign-{name}.yaml"));
     let text = std::fs::read_to_string(server.admin_kubeconfig()).expect("the kubeconfig");
     let relayed = text.replace(&server.url(), &format!("https://{proxy}"));
     assert_ne!(text, relayed, "the kubeconfig names the server's URL");

@@ -90,7 +90,10 @@ impl EtcdCluster {
 
     /// Every member's client port.
     pub fn client_ports(&self) -> Vec<u16> {
-        self.members.iter().map(|member| member.client_port).collect()
+        self.members
+            .iter()
+            .map(|member| member.client_port)
+            .collect()
     }
 
     /// The member that is the raft leader now, if the running members agree on one.
@@ -153,7 +156,9 @@ impl EtcdCluster {
     }
 
     fn log_path(&self, index: usize) -> PathBuf {
-        self.dir.path().join(format!("{}.log", self.members[index].name))
+        self.dir
+            .path()
+            .join(format!("{}.log", self.members[index].name))
     }
 
     /// The log of member `index`.
@@ -214,7 +219,7 @@ impl EtcdCluster {
                 if !self.members[index].process.is_running() {
                     panic!("etcd member {index} exited; its log:\n{}", self.log(index));
                 }
-                if etcdctl(&[endpoint.clone()], &["endpoint", "health"]).is_ok() {
+                if etcdctl(std::slice::from_ref(&endpoint), &["endpoint", "health"]).is_ok() {
                     break;
                 }
                 assert!(
