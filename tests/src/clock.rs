@@ -71,3 +71,35 @@ impl FakeClock {
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", self.file.display()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wall clock of a process on a [`FakeClock`], read with `date +%s`.
+    fn seconds_of_a_process(clock: &FakeClock) -> i64 {
+        let output = std::process::Command::new("date")
+            .arg("+%s")
+            .envs(clock.env())
+            .output()
+            .expect("run date");
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("date printed seconds")
+    }
+
+    #[test]
+    fn a_step_moves_the_wall_clock_of_the_process_and_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut clock = FakeClock::new(&dir.path().join("clock"));
+        let real = chrono::Utc::now().timestamp();
+        assert!((seconds_of_a_process(&clock) - real).abs() <= 5);
+        clock.set(TimeDelta::hours(2));
+        assert!((seconds_of_a_process(&clock) - real - 7200).abs() <= 5);
+        clock.set(TimeDelta::seconds(-90));
+        assert!((seconds_of_a_process(&clock) - real + 90).abs() <= 5);
+        clock.set(TimeDelta::zero());
+        assert!((seconds_of_a_process(&clock) - real).abs() <= 5);
+    }
+}

@@ -457,7 +457,19 @@ impl FaultCluster {
         let demos = self.members.iter().map(|m| &m.demo).chain(&self.retired);
         for demo in demos {
             let events = self.real_time_events(demo.name(), demo.events());
-            history.events(demo.name(), events, demo.unparsed());
+            let mut unparsed = demo.unparsed();
+            // A line cannot be stamped after it arrived (a second covers the two clocks'
+            // reading apart): one that is was stamped by a wrong clock.
+            for event in &events {
+                if event.ts > self.wall_time(event.arrived) + chrono::TimeDelta::seconds(1) {
+                    unparsed.push(format!(
+                        "stamped {} but arrived at {}: {event:?}",
+                        event.ts,
+                        self.wall_time(event.arrived)
+                    ));
+                }
+            }
+            history.events(demo.name(), events, unparsed);
         }
         history
     }

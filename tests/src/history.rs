@@ -222,6 +222,8 @@ pub struct History {
     /// When faults healed, and how soon after each some instance must lead.
     heals: Vec<(DateTime<Utc>, Duration)>,
     faults: Vec<(DateTime<Utc>, String)>,
+    /// When faults were injected (see [`injected`](Self::injected)).
+    injections: Vec<DateTime<Utc>>,
     /// Records written from outside: when, the holder they name (empty for a free record) and
     /// its lease (see [`outside_write`](Self::outside_write)).
     outside: Vec<(DateTime<Utc>, String, Duration)>,
@@ -268,6 +270,12 @@ impl History {
     /// Records a fault and when it was injected, for the report.
     pub fn fault(&mut self, at: DateTime<Utc>, what: impl Into<String>) {
         self.faults.push((at, what.into()));
+    }
+
+    /// Records that a fault was injected at `at`: from a heal until the next injection, no
+    /// stretch without a leader may last longer than the heal's bound.
+    pub fn injected(&mut self, at: DateTime<Utc>) {
+        self.injections.push(at);
     }
 
     /// Records that the record was deleted on the server at `at`. After a deletion the
@@ -451,7 +459,8 @@ impl History {
     }
 
     fn check_overlaps(&self, terms: &[Term], found: &mut Vec<Violation>) {
-        for (first, second, overlap) in self.overlaps(terms) {
+        let all = self.with_outside_holders(terms);
+        for (first, second, overlap) in self.overlaps(&all) {
             if !self.forced(&first, &second) {
                 found.push(Violation::TwoLeaders {
                     first,
@@ -460,6 +469,27 @@ impl History {
                 });
             }
         }
+    }
+
+    /// `terms` and, for every record written from outside that names a holder, a term of that
+    /// holder for its lease from when the write began: no instance may start one inside it
+    /// (the leader it replaced may run on within the grace, see `forced`). In start order.
+    fn with_outside_holders(&self, terms: &[Term]) -> Vec<Term> {
+        let mut all = terms.to_vec();
+        for (at, holder, lease) in &self.outside {
+            if holder.is_empty() {
+                continue;
+            }
+            all.push(Term {
+                instance: format!("{holder} (written from outside)"),
+                token: None,
+                start: *at,
+                end: Some(*at + TimeDelta::from_std(*lease).unwrap_or(TimeDelta::MAX)),
+                ended_by: "its lease",
+            });
+        }
+        all.sort_by_key(|term| term.start);
+        all
     }
 
     /// Every pair of terms of different instances that ran at once, with how long.
@@ -499,7 +529,7 @@ impl History {
     /// Overlaps after an outside write that the grace allows: a leader that learned of a hand
     /// edit of the record after the instance that took over from it. Reported, not failed.
     pub fn forced_overlaps(&self) -> Vec<(Term, Term, Duration)> {
-        let terms = self.terms();
+        let terms = self.with_outside_holders(&self.terms());
         self.overlaps(&terms)
             .into_iter()
             .filter(|(first, second, _)| self.forced(first, second))
@@ -588,6 +618,7 @@ impl History {
     }
 
     fn check_heals(&self, terms: &[Term], found: &mut Vec<Violation>) {
+        let until = self.observed_until.unwrap_or_else(Utc::now);
         for (healed, within) in &self.heals {
             let bound = *healed + TimeDelta::from_std(*within).unwrap_or(TimeDelta::MAX);
             if !terms.iter().any(|term| term.runs_during(*healed, bound)) {
@@ -595,6 +626,23 @@ impl History {
                     healed: *healed,
                     within: *within,
                 });
+                continue;
+            }
+            // Until the next injection, every stretch without a leader is short too.
+            let next = self
+                .injections
+                .iter()
+                .filter(|at| *at > healed)
+                .min()
+                .copied()
+                .unwrap_or(until);
+            if let Some(gap) = longest_gap(terms, *healed, next) {
+                if gap.1 - gap.0 > TimeDelta::from_std(*within).unwrap_or(TimeDelta::MAX) {
+                    found.push(Violation::NoLeaderAfterHeal {
+                        healed: gap.0,
+                        within: *within,
+                    });
+                }
             }
         }
     }
@@ -612,12 +660,21 @@ impl History {
                     .map(|(at, _)| *at)
                     .max();
                 let Some(stopped) = stopped else { continue };
+                // The term this stop cut short: the latest one that started before it.
                 let held = terms_of(instance)
                     .into_iter()
-                    .find(|term| term.start <= stopped && term.ended_by == "SIGSTOP");
+                    .filter(|term| term.start <= stopped && term.ended_by == "SIGSTOP")
+                    .max_by_key(|term| term.start);
                 let Some(held) = held else { continue };
-                let first = instance.events.iter().find(|event| event.ts >= *resumed);
-                if let Some(event) = first {
+                // Until the old term's end is printed, nothing may claim it (or an older one).
+                let after = instance
+                    .events
+                    .iter()
+                    .filter(|event| event.ts >= *resumed && !event.is_child())
+                    .take_while(|event| {
+                        !matches!(event.event.as_str(), "stopped_leading" | "released")
+                    });
+                for event in after {
                     let claims_old = event.event == "leading"
                         && event
                             .term
@@ -677,6 +734,37 @@ fn sequence_error(events: &[DemoEvent]) -> Option<String> {
         }
     }
     None
+}
+
+/// The longest stretch of `[from, to]` in which no term runs, as its start and end.
+fn longest_gap(
+    terms: &[Term],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = terms
+        .iter()
+        .map(|term| (term.start, term.end.unwrap_or(to)))
+        .filter(|(start, end)| *end > from && *start < to)
+        .collect();
+    spans.sort();
+    let mut cursor = from;
+    let mut longest: Option<(DateTime<Utc>, DateTime<Utc>)> = None;
+    let mut consider = |gap: (DateTime<Utc>, DateTime<Utc>)| {
+        if gap.1 > gap.0 && longest.is_none_or(|l| gap.1 - gap.0 > l.1 - l.0) {
+            longest = Some(gap);
+        }
+    };
+    for (start, end) in spans {
+        if start > cursor {
+            consider((cursor, start));
+        }
+        cursor = cursor.max(end);
+    }
+    if to > cursor {
+        consider((cursor, to));
+    }
+    longest
 }
 
 fn check_tokens(terms: &[Term], found: &mut Vec<Violation>) {
@@ -799,6 +887,72 @@ mod tests {
         history.events("b", vec![event("b", "leading", 1000, Some(2))], vec![]);
         history.healed(at(500));
         assert_eq!(kinds(&history), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_term_inside_a_foreign_lease_is_two_leaders_and_the_replaced_leader_is_forced() {
+        let mut history = history();
+        // a leads; a record of "outsider" with a 3 s lease is written at 1 s; a ends 100 ms
+        // later (forced, within its grace), but b starts at 2 s, inside the foreign lease.
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 1100, Some(1)),
+            ],
+            vec![],
+        );
+        history.events("b", vec![event("b", "leading", 2000, Some(3))], vec![]);
+        history.outside_write(
+            at(1000),
+            "outsider",
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        );
+        assert_eq!(kinds(&history), ["two"]);
+        assert_eq!(
+            history.forced_overlaps().len(),
+            1,
+            "a past the write is forced"
+        );
+        // Starting after the foreign lease ran out is fine.
+        let mut history = super::tests::history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 1100, Some(1)),
+            ],
+            vec![],
+        );
+        history.events("b", vec![event("b", "leading", 4100, Some(3))], vec![]);
+        history.outside_write(
+            at(1000),
+            "outsider",
+            Duration::from_secs(3),
+            Duration::from_secs(2),
+        );
+        assert_eq!(kinds(&history), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_leaderless_stretch_after_the_heal_is_found_even_when_a_term_ran_at_the_heal() {
+        let mut history = history();
+        // a's term runs at the heal (1 s) and ends 1 ms later; b leads only 8 s after that,
+        // before the next fault at 20 s: a gap longer than the bound (5 s).
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 1001, Some(1)),
+            ],
+            vec![],
+        );
+        history.events("b", vec![event("b", "leading", 9001, Some(2))], vec![]);
+        history.injected(at(0));
+        history.healed(at(1000));
+        history.injected(at(20_000));
+        assert_eq!(kinds(&history), ["none"]);
     }
 
     #[test]

@@ -251,12 +251,7 @@ async fn a_command_that_exits_ends_the_term_and_the_demo_with_its_status() {
         .await;
     let status = a.wait_exit(EXIT).await;
     assert_eq!(status.code(), Some(3), "{}", a.report());
-    let names: Vec<String> = a
-        .events()
-        .into_iter()
-        .filter(|event| !event.is_child())
-        .map(|event| event.event)
-        .collect();
+    let names = election_events(&a);
     assert_eq!(
         names,
         ["leading", "stopped_leading", "released", "exiting"],
@@ -301,6 +296,15 @@ async fn with_restart_a_command_that_exits_is_started_again_in_the_same_term() {
     a.interrupt();
     let status = a.wait_exit(EXIT).await;
     assert!(status.success(), "{}", a.report());
+}
+
+/// The names of `demo`'s election events (not its command's), in order.
+fn election_events(demo: &Demo) -> Vec<String> {
+    demo.events()
+        .into_iter()
+        .filter(|event| !event.is_child())
+        .map(|event| event.event)
+        .collect()
 }
 
 /// True when `demo`'s last term began and has not ended.
@@ -515,12 +519,7 @@ async fn hole_5_sighup_stops_the_command_and_releases_as_sigterm_does() {
         lines.len() == 2 && lines[1].stop,
         "the command got SIGTERM and ended: {lines:?}"
     );
-    let names: Vec<String> = a
-        .events()
-        .into_iter()
-        .filter(|event| !event.is_child())
-        .map(|event| event.event)
-        .collect();
+    let names = election_events(&a);
     assert_eq!(names, ["leading", "stopped_leading", "released", "exiting"]);
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&lock_path).expect("the lock file"))

@@ -15,6 +15,10 @@ use crate::history::Term;
 /// machine; still far below any lease.
 pub const SLACK: Duration = Duration::from_millis(300);
 
+/// How long a term may run before its command must have beaten once: the command's start
+/// (a fork and a shell) and its first beat, with room for a loaded machine.
+pub const SILENT_TERM: Duration = Duration::from_secs(2);
+
 /// The arguments that end an instance's flags and run the beating command in exec mode.
 pub fn command(log: &Path) -> Vec<String> {
     // `env -u LD_PRELOAD`: the beat's time is the real one even when the instance's wall
@@ -37,21 +41,47 @@ pub struct Beat {
     pub at: DateTime<Utc>,
 }
 
-/// The beats in `log` (lines cut short while being written are skipped).
-pub fn read(log: &Path) -> Vec<Beat> {
+/// The beats in `log`, and the lines that are not beats (a last line still being written is
+/// neither: it is skipped).
+pub fn read(log: &Path) -> (Vec<Beat>, Vec<String>) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let ["beat", _pid, token, instance, ns] = fields[..] else {
-                return None;
-            };
-            Some(Beat {
-                instance: instance.to_owned(),
-                token: token.parse().ok()?,
-                at: DateTime::from_timestamp_nanos(ns.parse().ok()?),
-            })
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    let mut beats = Vec::new();
+    let mut malformed = Vec::new();
+    for line in complete.lines() {
+        match parse(line) {
+            Some(beat) => beats.push(beat),
+            None => malformed.push(format!("EXEC CHILD WROTE A MALFORMED BEAT: {line:?}")),
+        }
+    }
+    (beats, malformed)
+}
+
+fn parse(line: &str) -> Option<Beat> {
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let ["beat", _pid, token, instance, ns] = fields[..] else {
+        return None;
+    };
+    Some(Beat {
+        instance: instance.to_owned(),
+        token: token.parse().ok()?,
+        at: DateTime::from_timestamp_nanos(ns.parse().ok()?),
+    })
+}
+
+/// Terms that ran for more than [`SILENT_TERM`] with no beat of their command: the command
+/// did not run while it should have (and the check above would have nothing to judge).
+pub fn silent_terms(beats: &[Beat], terms: &[Term], until: DateTime<Utc>) -> Vec<String> {
+    let long = TimeDelta::from_std(SILENT_TERM).unwrap_or_default();
+    terms
+        .iter()
+        .filter(|term| term.end.unwrap_or(until) - term.start > long)
+        .filter(|term| {
+            !beats
+                .iter()
+                .any(|beat| beat.instance == term.instance && Some(beat.token) == term.token)
         })
+        .map(|term| format!("EXEC CHILD NEVER BEAT during {term}"))
         .collect()
 }
 

@@ -145,6 +145,7 @@ impl Campaign {
         };
         let mut injected = Vec::new();
         let mut unsettled = Vec::new();
+        let mut round_errors = Vec::new();
         for (index, kind) in faults.iter().enumerate() {
             let leader = settled(round.cluster, self.timings).await;
             let Some(leader) = leader else {
@@ -154,7 +155,15 @@ impl Campaign {
                 ));
                 break;
             };
-            injected.push(round.inject(*kind, leader).await);
+            let (fault, error) = round.inject(*kind, leader).await;
+            if let Some(error) = error {
+                round_errors.push(format!(
+                    "FAULT NOT INJECTED: {} at {}: {error}",
+                    kind.name(),
+                    fault.at
+                ));
+            }
+            injected.push(fault);
         }
         if unsettled.is_empty() && settled(round.cluster, self.timings).await.is_none() {
             unsettled.push(format!(
@@ -163,8 +172,11 @@ impl Campaign {
         }
         let reports = cluster.reports();
         let history = cluster.finish().await;
-        let beats = children::read(&beats);
-        let outside = children::outside_terms(&beats, &history.terms(), Utc::now());
+        let (beats, mut outside) = children::read(&beats);
+        let terms = history.terms();
+        outside.extend(children::outside_terms(&beats, &terms, Utc::now()));
+        outside.extend(children::silent_terms(&beats, &terms, Utc::now()));
+        unsettled.extend(round_errors);
         let mut report = SegmentReport::new(
             self.target,
             number,
@@ -210,8 +222,9 @@ struct Round<'a> {
 }
 
 impl Round<'_> {
-    /// Injects `kind` (with `leader` leading), holds it, heals it, and records all of it.
-    async fn inject(&mut self, kind: FaultKind, leader: usize) -> Injected {
+    /// Injects `kind` (with `leader` leading), holds it, heals it, and records all of it;
+    /// with the error when the fault could not be injected (then nothing excuses it).
+    async fn inject(&mut self, kind: FaultKind, leader: usize) -> (Injected, Option<String>) {
         let lease = self.timings.lease;
         let hold = self
             .rng
@@ -228,18 +241,31 @@ impl Round<'_> {
             Some(name) => format!("{} on {name} for {hold:?}", kind.name()),
             None => format!("{} for {hold:?}", kind.name()),
         };
-        self.cluster.record(|h| h.fault(at, what));
-        let detail = self.apply(kind, victim, hold).await;
-        Injected {
+        self.cluster.record(|h| {
+            h.injected(at);
+            h.fault(at, what);
+        });
+        let (detail, error) = match self.apply(kind, victim, hold).await {
+            Ok(detail) => (detail, None),
+            Err(error) => (error.clone(), Some(error)),
+        };
+        let fault = Injected {
             kind,
             at,
             victim_was_leader: victim == Some(leader),
             detail,
-        }
+        };
+        (fault, error)
     }
 
-    /// Does the fault and its heal; returns a detail for the report, if any.
-    async fn apply(&mut self, kind: FaultKind, victim: Option<usize>, hold: Duration) -> String {
+    /// Does the fault and its heal; returns a detail for the report, or why the fault could
+    /// not be done (a failed outside write records no excuse and no heal).
+    async fn apply(
+        &mut self,
+        kind: FaultKind,
+        victim: Option<usize>,
+        hold: Duration,
+    ) -> Result<String, String> {
         let Timings {
             lease,
             renew_deadline,
@@ -322,15 +348,13 @@ impl Round<'_> {
                 self.healed();
             }
             FaultKind::RaftLeaderKill => {
-                let killed = self.target.kill_raft_leader();
-                detail = match killed {
-                    Some(member) => format!("member {member}"),
-                    None => "no raft leader found".to_owned(),
-                };
+                let member = self
+                    .target
+                    .kill_raft_leader()
+                    .ok_or("no member says it is the raft leader")?;
+                detail = format!("member {member}");
                 tokio::time::sleep(hold).await;
-                if let Some(member) = killed {
-                    self.target.restart_member(member);
-                }
+                self.target.restart_member(member);
                 self.healed();
             }
             FaultKind::ServerWipe => {
@@ -344,7 +368,7 @@ impl Round<'_> {
                 });
             }
             FaultKind::Delete => {
-                detail = outcome(self.target.delete_record().await);
+                self.target.delete_record().await?;
                 let now = Utc::now();
                 self.cluster.record(|h| {
                     h.record_deleted(now);
@@ -358,16 +382,15 @@ impl Round<'_> {
                     ""
                 };
                 let before = Utc::now();
-                detail = outcome(self.target.write_record(holder, lease).await);
-                // The write landed between `before` and now; its lease counts from the later.
+                self.target.write_record(holder, lease).await?;
+                // The write landed between `before` and now: a standby saw it no earlier than
+                // `before`, so no instance may lead before `before + lease`; the grace of the
+                // leader it replaced counts from the landing, so it is widened by the write's
+                // own time.
                 let now = Utc::now();
+                let landing = (now - before).to_std().unwrap_or_default();
                 self.cluster.record(|h| {
-                    h.outside_write(
-                        before,
-                        holder,
-                        lease + (now - before).to_std().unwrap_or_default(),
-                        renew_deadline,
-                    );
+                    h.outside_write(before, holder, lease, renew_deadline + landing);
                     // A foreign holder never renews: its lease runs out, then someone takes over.
                     let within = if holder.is_empty() {
                         lease + Duration::from_secs(2)
@@ -378,13 +401,10 @@ impl Round<'_> {
                 });
             }
             FaultKind::Garbage => {
-                detail = outcome(self.target.write_garbage().await);
+                self.target.write_garbage().await?;
                 tokio::time::sleep(hold).await;
                 // An operator sees the elector's error and removes the bad value.
-                let removed = outcome(self.target.delete_record().await);
-                if !removed.is_empty() {
-                    detail = format!("{detail} removal: {removed}");
-                }
+                self.target.delete_record().await?;
                 let now = Utc::now();
                 self.cluster.record(|h| {
                     h.record_deleted(now);
@@ -407,6 +427,9 @@ impl Round<'_> {
             }
             FaultKind::HintCut => {
                 let closed = self.target.cut_hints().await.unwrap_or(0);
+                if closed == 0 {
+                    return Err("no hint stream was open to close".to_owned());
+                }
                 detail = format!("{closed} streams closed");
                 self.healed();
             }
@@ -418,7 +441,7 @@ impl Round<'_> {
                 self.healed();
             }
         }
-        detail
+        Ok(detail)
     }
 
     /// Records a heal now, with the default bound (lease + 2 s).
@@ -434,9 +457,4 @@ impl Round<'_> {
         let name = format!("{}{}", NAMES[index], self.generation);
         self.cluster.replace(index, &name).await;
     }
-}
-
-/// An empty string for success, the error otherwise.
-fn outcome(result: Result<(), String>) -> String {
-    result.err().unwrap_or_default()
 }

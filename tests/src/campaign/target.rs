@@ -267,17 +267,7 @@ impl Target {
             Server::File(dir) => std::fs::remove_file(self.lock_file(dir))
                 .map_err(|err| format!("remove the lock file: {err}")),
             Server::Redis(server) => {
-                let mut connection = server
-                    .admin_client()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(|err| err.to_string())?;
-                let _: i64 = redis::cmd("DEL")
-                    .arg(self.redis_key())
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|err| err.to_string())?;
-                Ok(())
+                redis_command(server, redis::cmd("DEL").arg(self.redis_key())).await
             }
             Server::Etcd(cluster) => cluster
                 .etcdctl(&["del", "--", &self.etcd_key()])
@@ -308,18 +298,7 @@ impl Target {
             Server::File(dir) => std::fs::write(self.lock_file(dir), GARBAGE)
                 .map_err(|err| format!("write the lock file: {err}")),
             Server::Redis(server) => {
-                let mut connection = server
-                    .admin_client()
-                    .get_multiplexed_async_connection()
-                    .await
-                    .map_err(|err| err.to_string())?;
-                let () = redis::cmd("SET")
-                    .arg(self.redis_key())
-                    .arg(GARBAGE)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|err| err.to_string())?;
-                Ok(())
+                redis_command(server, redis::cmd("SET").arg(self.redis_key()).arg(GARBAGE)).await
             }
             Server::Etcd(cluster) => cluster
                 .etcdctl(&["put", "--", &self.etcd_key(), GARBAGE])
@@ -409,6 +388,20 @@ impl Target {
     fn redis_key(&self) -> String {
         format!("leader-election:{{{}}}", self.lock)
     }
+}
+
+/// Runs `command` on `server` as its admin.
+async fn redis_command(server: &RedisServer, command: &redis::Cmd) -> Result<(), String> {
+    let mut connection = server
+        .admin_client()
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|err| err.to_string())?;
+    command
+        .query_async::<redis::Value>(&mut connection)
+        .await
+        .map(|_| ())
+        .map_err(|err| err.to_string())
 }
 
 /// The admin's client of `server`.

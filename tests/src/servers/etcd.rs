@@ -254,20 +254,7 @@ impl EtcdServer {
         if self.auth_enabled {
             command.arg(format!("--user=root:{ROOT_PASSWORD}"));
         }
-        let output = match command.args(args).stdin(Stdio::null()).output() {
-            Ok(output) => output,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCDCTL_MISSING}"),
-            Err(err) => panic!("cannot run etcdctl: {err}"),
-        };
-        if output.status.success() {
-            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-        } else {
-            Err(format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
+        run_etcdctl(command.args(args))
     }
 
     /// Stores `value` under `key` by hand (`etcdctl put`); returns the revision of the write.
@@ -430,6 +417,28 @@ impl EtcdServer {
         }
         self.etcdctl(&["auth", "enable"]);
         self.auth_enabled = true;
+    }
+}
+
+/// Runs a prepared `etcdctl` command: its standard output, or its output and error output
+/// when it fails.
+///
+/// # Panics
+/// With [`ETCDCTL_MISSING`] when `etcdctl` is not on `PATH`.
+pub(crate) fn run_etcdctl(command: &mut Command) -> Result<String, String> {
+    let output = match command.stdin(Stdio::null()).output() {
+        Ok(output) => output,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCDCTL_MISSING}"),
+        Err(err) => panic!("cannot run etcdctl: {err}"),
+    };
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
     }
 }
 

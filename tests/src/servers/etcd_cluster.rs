@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::etcd::{ETCDCTL_MISSING, ETCD_MISSING};
+use super::etcd::{run_etcdctl, ETCD_MISSING};
 use super::ports::free_loopback_port;
 use super::process::ServerProcess;
 
@@ -235,26 +235,12 @@ impl EtcdCluster {
 
 /// Runs `etcdctl` against `endpoints`.
 fn etcdctl(endpoints: &[String], args: &[&str]) -> Result<String, String> {
-    let output = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints.join(",")))
-        .arg("--dial-timeout=2s")
-        .arg("--command-timeout=10s")
-        .args(args)
-        .stdin(Stdio::null())
-        .output();
-    let output = match output {
-        Ok(output) => output,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCDCTL_MISSING}"),
-        Err(err) => panic!("cannot run etcdctl: {err}"),
-    };
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ))
-    }
+    run_etcdctl(
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", endpoints.join(",")))
+            .arg("--dial-timeout=2s")
+            .arg("--command-timeout=10s")
+            .args(args),
+    )
 }
