@@ -29,6 +29,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::demo::DemoEvent;
 
+/// How a heal is named among the faults.
+const HEALED: &str = "healed";
+
 /// How many stale answers of one instance a report shows (the count of all is given).
 const STALE_SHOWN: usize = 3;
 
@@ -222,8 +225,6 @@ pub struct History {
     /// When faults healed, and how soon after each some instance must lead.
     heals: Vec<(DateTime<Utc>, Duration)>,
     faults: Vec<(DateTime<Utc>, String)>,
-    /// When faults were injected (see [`injected`](Self::injected)).
-    injections: Vec<DateTime<Utc>>,
     /// Records written from outside: when, the holder they name (empty for a free record) and
     /// its lease (see [`outside_write`](Self::outside_write)).
     outside: Vec<(DateTime<Utc>, String, Duration)>,
@@ -267,15 +268,11 @@ impl History {
         self.instance(instance).actions.push((at, action));
     }
 
-    /// Records a fault and when it was injected, for the report.
+    /// Records a fault and when it was injected: for the report, and as the end of the
+    /// previous heal's watch (from a heal to the next fault, no stretch without a leader may
+    /// last longer than the heal's bound).
     pub fn fault(&mut self, at: DateTime<Utc>, what: impl Into<String>) {
         self.faults.push((at, what.into()));
-    }
-
-    /// Records that a fault was injected at `at`: from a heal until the next injection, no
-    /// stretch without a leader may last longer than the heal's bound.
-    pub fn injected(&mut self, at: DateTime<Utc>) {
-        self.injections.push(at);
     }
 
     /// Records that the record was deleted on the server at `at`. After a deletion the
@@ -297,7 +294,7 @@ impl History {
     /// new record's hold come first).
     pub fn healed_within(&mut self, at: DateTime<Utc>, within: Duration) {
         self.heals.push((at, within));
-        self.fault(at, format!("healed (a leader due within {within:?})"));
+        self.fault(at, format!("{HEALED} (a leader due within {within:?})"));
     }
 
     /// Records that a record naming `holder` (empty: a free record) with lease `lease` was
@@ -628,13 +625,13 @@ impl History {
                 });
                 continue;
             }
-            // Until the next injection, every stretch without a leader is short too.
+            // Until the next fault, every stretch without a leader is short too.
             let next = self
-                .injections
+                .faults
                 .iter()
-                .filter(|at| *at > healed)
+                .filter(|(at, what)| at > healed && !what.starts_with(HEALED))
+                .map(|(at, _)| *at)
                 .min()
-                .copied()
                 .unwrap_or(until);
             if let Some(gap) = longest_gap(terms, *healed, next) {
                 if gap.1 - gap.0 > TimeDelta::from_std(*within).unwrap_or(TimeDelta::MAX) {
@@ -949,9 +946,9 @@ mod tests {
             vec![],
         );
         history.events("b", vec![event("b", "leading", 9001, Some(2))], vec![]);
-        history.injected(at(0));
+        history.fault(at(0), "a cut off");
         history.healed(at(1000));
-        history.injected(at(20_000));
+        history.fault(at(20_000), "b cut off");
         assert_eq!(kinds(&history), ["none"]);
     }
 

@@ -241,10 +241,7 @@ impl Round<'_> {
             Some(name) => format!("{} on {name} for {hold:?}", kind.name()),
             None => format!("{} for {hold:?}", kind.name()),
         };
-        self.cluster.record(|h| {
-            h.injected(at);
-            h.fault(at, what);
-        });
+        self.cluster.record(|h| h.fault(at, what));
         let (detail, error) = match self.apply(kind, victim, hold).await {
             Ok(detail) => (detail, None),
             Err(error) => (error.clone(), Some(error)),
