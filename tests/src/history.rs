@@ -886,11 +886,10 @@ mod tests {
         assert_eq!(kinds(&history), Vec::<&str>::new());
     }
 
-    #[test]
-    fn a_term_inside_a_foreign_lease_is_two_leaders_and_the_replaced_leader_is_forced() {
+    /// a leads until 1.1 s; a record of "outsider" with a 3 s lease is written at 1 s; b
+    /// starts leading at `b_starts` (ms).
+    fn after_a_foreign_write(b_starts: i64) -> History {
         let mut history = history();
-        // a leads; a record of "outsider" with a 3 s lease is written at 1 s; a ends 100 ms
-        // later (forced, within its grace), but b starts at 2 s, inside the foreign lease.
         history.events(
             "a",
             vec![
@@ -899,37 +898,28 @@ mod tests {
             ],
             vec![],
         );
-        history.events("b", vec![event("b", "leading", 2000, Some(3))], vec![]);
+        history.events("b", vec![event("b", "leading", b_starts, Some(3))], vec![]);
         history.outside_write(
             at(1000),
             "outsider",
             Duration::from_secs(3),
             Duration::from_secs(2),
         );
-        assert_eq!(kinds(&history), ["two"]);
+        history
+    }
+
+    #[test]
+    fn a_term_inside_a_foreign_lease_is_two_leaders_and_the_replaced_leader_is_forced() {
+        // b starts inside the foreign lease; a, past the write within its grace, is forced.
+        let inside = after_a_foreign_write(2000);
+        assert_eq!(kinds(&inside), ["two"]);
         assert_eq!(
-            history.forced_overlaps().len(),
+            inside.forced_overlaps().len(),
             1,
             "a past the write is forced"
         );
         // Starting after the foreign lease ran out is fine.
-        let mut history = super::tests::history();
-        history.events(
-            "a",
-            vec![
-                event("a", "leading", 0, Some(1)),
-                event("a", "stopped_leading", 1100, Some(1)),
-            ],
-            vec![],
-        );
-        history.events("b", vec![event("b", "leading", 4100, Some(3))], vec![]);
-        history.outside_write(
-            at(1000),
-            "outsider",
-            Duration::from_secs(3),
-            Duration::from_secs(2),
-        );
-        assert_eq!(kinds(&history), Vec::<&str>::new());
+        assert_eq!(kinds(&after_a_foreign_write(4100)), Vec::<&str>::new());
     }
 
     #[test]
