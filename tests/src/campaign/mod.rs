@@ -246,12 +246,7 @@ impl Round<'_> {
             Ok(detail) => (detail, None),
             Err(error) => (error.clone(), Some(error)),
         };
-        let fault = Injected {
-            kind,
-            at,
-            victim_was_leader: victim == Some(leader),
-            detail,
-        };
+        let fault = Injected { kind, at, detail };
         (fault, error)
     }
 

@@ -18,8 +18,6 @@ pub struct Injected {
     pub kind: FaultKind,
     /// When it was injected.
     pub at: DateTime<Utc>,
-    /// True when it hit the leader of the moment.
-    pub victim_was_leader: bool,
     /// A detail for the report (an outside write's error, the clock step, ...).
     pub detail: String,
 }

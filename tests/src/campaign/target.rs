@@ -125,11 +125,6 @@ impl Target {
         target
     }
 
-    /// The backend.
-    pub fn kind(&self) -> TargetKind {
-        self.kind
-    }
-
     /// The server addresses an instance's proxies forward to (none for a file).
     pub fn addresses(&self) -> Vec<SocketAddr> {
         let ports = match &self.server {
@@ -325,12 +320,6 @@ impl Target {
             }
             Server::Kube(_) => Err("a Lease takes no value that is not a record".into()),
         }
-    }
-
-    /// True when the server can be killed and started again by the campaign (the
-    /// kube-apiserver's restart is not covered).
-    pub fn restartable(&self) -> bool {
-        matches!(self.server, Server::Redis(_) | Server::Etcd(_))
     }
 
     /// Kills the server (every etcd member) with SIGKILL.

@@ -320,9 +320,6 @@ impl EtcdServer {
             .append(true)
             .open(self.log_path())
             .unwrap_or_else(|err| panic!("cannot open {}: {err}", self.log_path().display()));
-        let log_copy = log
-            .try_clone()
-            .unwrap_or_else(|err| panic!("cannot duplicate the log file handle: {err}"));
         let client_url = self.endpoint();
         let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
         let mut command = Command::new("etcd");
@@ -356,17 +353,7 @@ impl EtcdServer {
                 ))
                 .arg("--client-cert-auth");
         }
-        let child = command
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_copy))
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCD_MISSING}"),
-            Err(err) => panic!("cannot run etcd: {err}"),
-        };
+        let child = spawn_etcd(command.current_dir(self.dir.path()), log);
         self.process.started(child);
         let deadline = Instant::now() + START_TIMEOUT;
         let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.client_port));
@@ -417,6 +404,26 @@ impl EtcdServer {
         }
         self.etcdctl(&["auth", "enable"]);
         self.auth_enabled = true;
+    }
+}
+
+/// Starts a prepared `etcd` command with its stdout and stderr appended to `log`.
+///
+/// # Panics
+/// With [`ETCD_MISSING`] when `etcd` is not on `PATH`.
+pub(crate) fn spawn_etcd(command: &mut Command, log: File) -> std::process::Child {
+    let log_copy = log
+        .try_clone()
+        .unwrap_or_else(|err| panic!("cannot duplicate the log file handle: {err}"));
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_copy))
+        .spawn();
+    match child {
+        Ok(child) => child,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCD_MISSING}"),
+        Err(err) => panic!("cannot run etcd: {err}"),
     }
 }
 

@@ -4,12 +4,12 @@
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::etcd::{run_etcdctl, ETCD_MISSING};
+use super::etcd::{run_etcdctl, spawn_etcd};
 use super::ports::free_loopback_port;
 use super::process::ServerProcess;
 
@@ -177,13 +177,13 @@ impl EtcdCluster {
             .append(true)
             .open(self.log_path(index))
             .unwrap_or_else(|err| panic!("cannot open an etcd log: {err}"));
-        let log_copy = log.try_clone().expect("a second handle on the log");
         let member = &self.members[index];
         let client_url = format!("http://127.0.0.1:{}", member.client_port);
         let peer_url = format!("http://127.0.0.1:{}", member.peer_port);
         let data = self.dir.path().join(format!("{}.etcd", member.name));
         // The initial-cluster flags matter on the first start only; a restart finds its data.
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        command
             .arg(format!("--name={}", member.name))
             .arg(format!("--data-dir={}", data.display()))
             .arg(format!("--listen-client-urls={client_url}"))
@@ -198,16 +198,8 @@ impl EtcdCluster {
             .arg("--election-timeout=500")
             .arg("--logger=zap")
             .arg("--log-outputs=stderr")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_copy))
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{ETCD_MISSING}"),
-            Err(err) => panic!("cannot run etcd: {err}"),
-        };
+            .current_dir(self.dir.path());
+        let child = spawn_etcd(&mut command, log);
         self.members[index].process.started(child);
     }
 
