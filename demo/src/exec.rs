@@ -20,7 +20,7 @@ use std::time::Duration;
 use lock_core::{ElectionEvent, Leadership};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
-use tokio::time::{sleep, sleep_until};
+use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::child::{Environment, SupervisedChild};
@@ -165,7 +165,7 @@ impl Runner {
                 tokio::select! {
                     biased;
                     _ = shutdown.cancelled() => break RunEnd::Shutdown,
-                    () = until_lost(term) => break RunEnd::Lost,
+                    () = term.ended() => break RunEnd::Lost,
                     _ = self.resumed.recv() => {
                         // The command was stopped with this process (at most a poll later).
                         // It goes on only if the term outlived the pause; otherwise another
@@ -221,7 +221,7 @@ impl Runner {
     async fn pause(&self, term: &Leadership, shutdown: &CancellationToken) -> Option<TermEnd> {
         tokio::select! {
             _ = shutdown.cancelled() => Some(TermEnd::Shutdown),
-            () = until_lost(term) => Some(TermEnd::Lost),
+            () = term.ended() => Some(TermEnd::Lost),
             _ = sleep(RESTART_BACKOFF) => None,
         }
     }
@@ -268,21 +268,6 @@ impl Runner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .child(line);
-    }
-}
-
-/// Completes when `term` ends: when the elector ends it, or when its validity runs out by the
-/// clock (even if the elector's task has not run since).
-async fn until_lost(term: &Leadership) {
-    loop {
-        tokio::select! {
-            _ = term.lost() => return,
-            _ = sleep_until(term.valid_until()) => {
-                if !term.is_leader() {
-                    return;
-                }
-            }
-        }
     }
 }
 

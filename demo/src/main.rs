@@ -225,6 +225,11 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             fail(&format!("the election ended: {reason}"));
             ExitCode::FAILURE
         }
+        Ok(RunOutcome::WorkReturned { .. }) => {
+            // Not reached: the demo runs its work outside `run_leading`.
+            fail(&"the election ended with its work");
+            ExitCode::FAILURE
+        }
         Err(err) => {
             fail(&format!("the election failed: {err}"));
             ExitCode::FAILURE

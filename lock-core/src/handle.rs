@@ -85,7 +85,8 @@ impl ElectorHandle {
         self.leadership().is_some_and(|term| term.is_leader())
     }
 
-    /// A stream of this elector's events, in order, from now on.
+    /// A stream of this elector's events, in order, from now on; it ends when the elector's
+    /// `run` returns.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
         self.shared.subscribe()
     }

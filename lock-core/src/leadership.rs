@@ -117,9 +117,30 @@ impl Leadership {
         self.inner.lost.clone()
     }
 
-    /// Completes when this term ends.
+    /// Completes when the elector ends this term (it saw the lock taken, could not renew by
+    /// the deadline, or shut down). A term can also run out by the clock before any task of
+    /// the elector runs (after a pause of the process, say): work that must stop then waits
+    /// for [`ended`](Self::ended) instead.
     pub fn lost(&self) -> WaitForCancellationFuture<'_> {
         self.inner.lost.cancelled()
+    }
+
+    /// Completes when this term is over, whichever comes first: the elector's word
+    /// ([`lost`](Self::lost)) or the clock's ([`valid_until`](Self::valid_until) passed without
+    /// a renew). Race the leader's work against it, so that the work stops when
+    /// [`is_leader`](Self::is_leader) turns `false`, not only once the elector has noticed.
+    pub async fn ended(&self) {
+        loop {
+            tokio::select! {
+                () = self.lost() => return,
+                () = tokio::time::sleep_until(self.valid_until()) => {
+                    // A renew that landed meanwhile moved the deadline: wait for the new one.
+                    if !self.is_leader() {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     pub(crate) fn renewed(&self, sent: Stamp) {
@@ -172,6 +193,32 @@ mod tests {
         assert_eq!(term.valid_until(), sent + Duration::from_secs(10));
         // Not cancelled: nothing ran to cancel it, yet the answer is already right.
         assert!(!term.cancellation_token().is_cancelled());
+    }
+
+    /// `ended` completes at the clock deadline without the elector's word, follows renews,
+    /// and completes at once when the elector ends the term.
+    #[tokio::test(start_paused = true)]
+    async fn ended_follows_the_clock_and_the_elector() {
+        let start = Instant::now();
+        let term = Leadership::new("a".into(), 1, Stamp::now(), Duration::from_secs(10));
+        let renewer = term.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            renewer.renewed(Stamp::now());
+        });
+        term.ended().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(16));
+        assert!(!term.cancellation_token().is_cancelled());
+
+        let term = Leadership::new("a".into(), 2, Stamp::now(), Duration::from_secs(10));
+        let ender = term.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            ender.end();
+        });
+        let before = Instant::now();
+        term.ended().await;
+        assert_eq!(before.elapsed(), Duration::from_secs(1));
     }
 
     #[tokio::test(start_paused = true)]

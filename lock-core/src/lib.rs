@@ -106,7 +106,7 @@ pub use config::{
     ConfigError, ElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE,
     DEFAULT_RETRY_PERIOD, JITTER_FACTOR, MAX_JITTER_FACTOR, MAX_LEASE_DURATION, MIN_TIMING,
 };
-pub use elector::{LeaderElector, RunOutcome};
+pub use elector::{LeaderElector, RunOutcome, WorkReturned, RESTART_BACKOFF};
 pub use error::{LockError, LockResult};
 pub use events::{ElectionEvent, ElectionState, StopReason};
 pub use faulty::{CallCounts, FaultControl, FaultyLock};

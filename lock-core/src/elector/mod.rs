@@ -3,6 +3,7 @@
 mod hints;
 mod leading;
 mod memory;
+mod scoped;
 pub(crate) mod shared;
 mod standby;
 
@@ -21,6 +22,7 @@ use crate::{
 };
 use hints::Hints;
 use memory::{Memory, TermMark};
+pub use scoped::{WorkReturned, RESTART_BACKOFF};
 use shared::Shared;
 use standby::StandbyEnd;
 
@@ -58,6 +60,12 @@ pub enum RunOutcome {
     },
     /// Leadership was lost and [`ElectionConfig::rejoin`] is off.
     LostLeadership(StopReason),
+    /// The work of [`run_leading`](LeaderElector::run_leading) returned while its term ran,
+    /// which ended the election. `released` tells whether the lock was handed over.
+    WorkReturned {
+        /// True when the lock was released.
+        released: bool,
+    },
 }
 
 impl LeaderElector {
@@ -83,7 +91,8 @@ impl LeaderElector {
         ElectorHandle::new(self.shared.clone(), self.config.lease_duration)
     }
 
-    /// A stream of this elector's events, in order, from now on.
+    /// A stream of this elector's events, in order, from now on; it ends when [`run`](Self::run)
+    /// returns.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
         self.shared.subscribe()
     }
@@ -119,13 +128,19 @@ impl LeaderElector {
     /// On cancellation a leader first ends its term (its token is cancelled and
     /// [`ElectionEvent::StoppedLeading`] is sent), and then, with
     /// [`release_on_cancel`](ElectionConfig::release_on_cancel), hands the lock over.
+    ///
+    /// When it returns, every event stream from [`subscribe`](Self::subscribe) ends after its
+    /// queued events (`recv` gives `None`), so a loop over one needs no `break` of its own.
+    /// For leader's work scoped to each term, see [`run_leading`](Self::run_leading).
     pub async fn run(self, cancel: CancellationToken) -> RunOutcome {
         let span = tracing::info_span!(
             "election",
             identity = %self.config.identity,
             lock = %self.shared.lock_name
         );
-        self.run_until_done(cancel).instrument(span).await
+        let outcome = self.run_until_done(cancel).instrument(span).await;
+        self.shared.close();
+        outcome
     }
 
     async fn run_until_done(&self, cancel: CancellationToken) -> RunOutcome {

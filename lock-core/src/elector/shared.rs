@@ -17,7 +17,9 @@ pub(crate) struct Shared {
     pub(crate) identity: String,
     pub(crate) lock_name: String,
     pub(crate) state: watch::Sender<ElectionState>,
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<ElectionEvent>>>,
+    /// `None` once the election's `run` returned: streams end then, so a loop over one ends
+    /// with the election.
+    subscribers: Mutex<Option<Vec<mpsc::UnboundedSender<ElectionEvent>>>>,
     callbacks: Mutex<Vec<Callback>>,
     renew_callbacks: Mutex<Vec<RenewCallback>>,
     /// The latest term, kept after it ended: the health check needs its last renew.
@@ -39,7 +41,7 @@ impl Shared {
             identity,
             lock_name,
             state: watch::Sender::new(ElectionState::default()),
-            subscribers: Mutex::new(Vec::new()),
+            subscribers: Mutex::new(Some(Vec::new())),
             callbacks: Mutex::new(Vec::new()),
             renew_callbacks: Mutex::new(Vec::new()),
             last_term: Mutex::new(None),
@@ -56,8 +58,17 @@ impl Shared {
 
     pub(crate) fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers().push(tx);
+        // After the election ended the sender is dropped here: the stream is empty and ended.
+        if let Some(subscribers) = self.subscribers().as_mut() {
+            subscribers.push(tx);
+        }
         rx
+    }
+
+    /// Ends every event stream (after the events already queued) and every later one: the
+    /// election is over.
+    pub(crate) fn close(&self) {
+        self.subscribers().take();
     }
 
     pub(crate) fn add_callback(&self, callback: Callback) {
@@ -86,7 +97,9 @@ impl Shared {
         }
     }
 
-    fn subscribers(&self) -> std::sync::MutexGuard<'_, Vec<mpsc::UnboundedSender<ElectionEvent>>> {
+    fn subscribers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<Vec<mpsc::UnboundedSender<ElectionEvent>>>> {
         self.subscribers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -104,8 +117,9 @@ impl Shared {
         for callback in callbacks {
             callback(&event);
         }
-        self.subscribers()
-            .retain(|subscriber| subscriber.send(event.clone()).is_ok());
+        if let Some(subscribers) = self.subscribers().as_mut() {
+            subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
+        }
     }
 
     /// Records the holder last observed and when its observed lease runs out, announcing a
