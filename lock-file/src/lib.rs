@@ -69,11 +69,6 @@
 //! # }
 //! ```
 
-/// The README's library example, compiled and run as a doc test.
-#[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
-struct ReadmeExample;
-
 mod guard;
 mod marks;
 mod operations;

@@ -1,0 +1,137 @@
+//! `open`: a lock from a URL, for whichever backends this build has.
+
+use std::sync::Arc;
+
+use lock_core::{Lock, LockError, LockResult};
+
+use crate::url::{Backend, LockUrl};
+
+/// The lock of election `name` at `url` (see [`LockUrl`] for the forms), ready for
+/// [`LeaderElector::new`](crate::LeaderElector::new).
+///
+/// No I/O happens here but reading a kubeconfig (Kubernetes): the lock connects on its first
+/// call and reconnects after failures, so an unreachable server shows as retried errors once
+/// the election runs, and a service may start before its store. A URL that cannot be read, a
+/// bad election name, a TLS file that cannot be loaded or a backend left out of this build
+/// (its cargo feature is off) is an [`InvalidConfig`](LockError::InvalidConfig) error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let lock = leader_election::open(&format!("file://{}/", dir.path().display()), "orders").await?;
+/// assert!(lock.describe().ends_with("orders.json"));
+/// # Ok(())
+/// # }
+/// ```
+pub async fn open(url: &str, name: &str) -> LockResult<Arc<dyn Lock>> {
+    let url = LockUrl::parse(url).map_err(|err| LockError::InvalidConfig(err.to_string()))?;
+    open_url(&url, name).await
+}
+
+/// [`open`] for a URL parsed already.
+pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
+    // Unused in a build without any backend.
+    let _ = name;
+    match url {
+        #[cfg(feature = "file")]
+        LockUrl::File {
+            path,
+            election_in_dir,
+        } => {
+            let path = if *election_in_dir {
+                if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+                    return Err(LockError::InvalidConfig(format!(
+                        "election name `{name}` cannot be a file name in {}: use letters, digits, `-` and `_`",
+                        path.display()
+                    )));
+                }
+                path.join(format!("{name}.json"))
+            } else {
+                path.clone()
+            };
+            Ok(Arc::new(lock_file::FileLock::new(path)))
+        }
+        #[cfg(feature = "redis")]
+        LockUrl::Redis { url, ca } => {
+            let mut options = lock_redis::RedisLockOptions::default();
+            if let Some(ca) = ca {
+                options = options.with_tls_ca(ca.clone());
+            }
+            Ok(Arc::new(lock_redis::RedisLock::new(url, name, options)?))
+        }
+        #[cfg(feature = "etcd")]
+        LockUrl::Etcd {
+            endpoints,
+            user,
+            ca,
+        } => {
+            let mut options = lock_etcd::EtcdLockOptions::default();
+            if let Some((user, password)) = user {
+                options = options.with_user(user.clone(), password.clone());
+            }
+            if let Some(ca) = ca {
+                options = options.with_tls_ca(ca.clone());
+            }
+            Ok(Arc::new(lock_etcd::EtcdLock::new(endpoints, name, options)?))
+        }
+        #[cfg(feature = "k8s")]
+        LockUrl::K8s {
+            kind,
+            namespace,
+            kubeconfig,
+        } => {
+            let mut options = lock_k8s::KubeLockOptions::default();
+            if let Some(namespace) = namespace {
+                options = options.with_namespace(namespace.clone());
+            }
+            if let Some(kubeconfig) = kubeconfig {
+                options = options.with_kubeconfig(kubeconfig.clone());
+            }
+            lock_k8s::connect(kind.parse()?, name, options).await
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(not_built(other.backend())),
+    }
+}
+
+/// The error for a URL whose backend this build left out.
+#[allow(dead_code)]
+fn not_built(backend: Backend) -> LockError {
+    LockError::InvalidConfig(format!(
+        "{backend}:// locks are not in this build: turn on the `{backend}` feature of the \
+         leader-election crate (features = [\"{backend}\"] in Cargo.toml)"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_lock_file_in_a_directory_is_named_after_the_election() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}/", dir.path().display());
+        let lock = open(&url, "orders").await.unwrap();
+        assert_eq!(
+            lock.describe(),
+            format!("file://{}", dir.path().join("orders.json").display())
+        );
+        let err = open(&url, "../escape").await.unwrap_err().to_string();
+        assert!(err.contains("cannot be a file name"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_is_an_invalid_config_that_says_what_is_expected() {
+        let err = open("localhost:6379", "orders").await.unwrap_err();
+        assert!(matches!(err, LockError::InvalidConfig(_)), "{err:?}");
+        assert!(err.to_string().contains("SCHEME://"), "{err}");
+    }
+
+    #[cfg(not(feature = "redis"))]
+    #[tokio::test]
+    async fn a_backend_left_out_names_its_feature() {
+        let err = open("redis://127.0.0.1:6379", "orders").await.unwrap_err();
+        assert!(err.to_string().contains("`redis` feature"), "{err}");
+    }
+}

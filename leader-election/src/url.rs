@@ -1,0 +1,400 @@
+//! Lock URLs: one string that says which store holds an election and how to reach it, as a
+//! flag, an environment variable or a config file carries it. Parsing is pure (no I/O) and
+//! knows every scheme whatever features are on, so that a URL for a backend left out of the
+//! build gets an error naming the feature, not "unknown scheme".
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// The store a lock URL names: its scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// `file://`: a lock file on this machine.
+    File,
+    /// `redis://`, `rediss://`: a Redis server.
+    Redis,
+    /// `etcd://`, `etcds://`: an etcd cluster.
+    Etcd,
+    /// `k8s://`: a Kubernetes object.
+    K8s,
+}
+
+impl Backend {
+    /// Every backend, in the order the docs list them.
+    pub const ALL: [Backend; 4] = [Backend::File, Backend::Redis, Backend::Etcd, Backend::K8s];
+
+    /// Its short name: `file`, `redis`, `etcd` or `k8s` (also the cargo feature that builds it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::File => "file",
+            Backend::Redis => "redis",
+            Backend::Etcd => "etcd",
+            Backend::K8s => "k8s",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Backend {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Backend::ALL
+            .into_iter()
+            .find(|backend| backend.name() == text)
+            .ok_or_else(|| UrlError(format!("unknown backend `{text}`: expected {SCHEMES}")))
+    }
+}
+
+/// The schemes, as error messages list them.
+const SCHEMES: &str = "file, redis, etcd or k8s";
+
+/// A lock URL, parsed; [`open`](crate::open) turns it into a lock.
+///
+/// | URL | the lock |
+/// |---|---|
+/// | `file:///var/run/app/leader.json` | that file |
+/// | `file:///var/run/app/` (ends with `/`) | `<election>.json` in that directory |
+/// | `redis://[user:password@]host:port[/db][?ca=PATH]` | key `leader-election:{<election>}` on that server; `rediss://` for TLS, `ca` a PEM file of the CA to trust |
+/// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS |
+/// | `k8s://lease[/NAMESPACE][?kubeconfig=PATH]` | the Lease `<election>` (also `configmap`, `endpoints`); without a namespace, the pod's or the kubeconfig context's |
+///
+/// Paths and passwords are taken as written (no percent-decoding).
+#[derive(Clone, PartialEq, Eq)]
+pub enum LockUrl {
+    /// `file://PATH`.
+    File {
+        /// The lock file, or with `election_in_dir` the directory of `<election>.json`.
+        path: PathBuf,
+        /// The path ended with `/`.
+        election_in_dir: bool,
+    },
+    /// `redis://…` or `rediss://…`.
+    Redis {
+        /// The URL as redis-rs reads it (without this crate's query parameters).
+        url: String,
+        /// `?ca=PATH`: the CA that signs the server's certificate.
+        ca: Option<PathBuf>,
+    },
+    /// `etcd://…` or `etcds://…`.
+    Etcd {
+        /// `http://host:port` (or `https://`) per member.
+        endpoints: Vec<String>,
+        /// `user:password@`.
+        user: Option<(String, String)>,
+        /// `?ca=PATH`.
+        ca: Option<PathBuf>,
+    },
+    /// `k8s://KIND[/NAMESPACE]`.
+    K8s {
+        /// `lease`, `configmap` or `endpoints`.
+        kind: String,
+        /// The namespace, when given.
+        namespace: Option<String>,
+        /// `?kubeconfig=PATH`.
+        kubeconfig: Option<PathBuf>,
+    },
+}
+
+/// A lock URL that cannot be read; the message quotes it (without its password) and says what
+/// is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct UrlError(String);
+
+impl LockUrl {
+    /// Reads `text` as a lock URL.
+    pub fn parse(text: &str) -> Result<Self, UrlError> {
+        let shown = redacted(text);
+        let bad = |why: &str| UrlError(format!("invalid lock URL `{shown}`: {why}"));
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(bad(&format!(
+                "expected SCHEME://…, where SCHEME is {SCHEMES} (see the table in the docs of LockUrl)"
+            )));
+        };
+        let (body, query) = match rest.split_once('?') {
+            Some((body, query)) => (body, Some(query)),
+            None => (rest, None),
+        };
+        let mut params = Params::new(query);
+        let url = match scheme {
+            "file" => {
+                if body.is_empty() {
+                    return Err(bad("no path: write file:///absolute/path.json"));
+                }
+                LockUrl::File {
+                    path: PathBuf::from(body),
+                    election_in_dir: body.ends_with('/'),
+                }
+            }
+            "redis" | "rediss" => {
+                let ca = params.take("ca").map(PathBuf::from);
+                if body.is_empty() {
+                    return Err(bad("no server: write redis://HOST:PORT"));
+                }
+                let kept = params.rest();
+                let url = if kept.is_empty() {
+                    format!("{scheme}://{body}")
+                } else {
+                    format!("{scheme}://{body}?{kept}")
+                };
+                return Ok(LockUrl::Redis { url, ca });
+            }
+            "etcd" | "etcds" => {
+                let (user, hosts) = match body.rsplit_once('@') {
+                    Some((userinfo, hosts)) => {
+                        let Some((name, password)) = userinfo.split_once(':') else {
+                            return Err(bad("credentials must be USER:PASSWORD@"));
+                        };
+                        (Some((name.to_owned(), password.to_owned())), hosts)
+                    }
+                    None => (None, body),
+                };
+                let http = if scheme == "etcds" { "https" } else { "http" };
+                let hosts = hosts.trim_end_matches('/');
+                let mut endpoints = Vec::new();
+                for host in hosts.split(',') {
+                    if host.is_empty() || host.contains('/') {
+                        return Err(bad("expected etcd://HOST:PORT[,HOST:PORT…]"));
+                    }
+                    endpoints.push(format!("{http}://{host}"));
+                }
+                LockUrl::Etcd {
+                    endpoints,
+                    user,
+                    ca: params.take("ca").map(PathBuf::from),
+                }
+            }
+            "k8s" | "kubernetes" => {
+                let mut parts = body.trim_end_matches('/').splitn(2, '/');
+                let kind = parts.next().unwrap_or_default().to_ascii_lowercase();
+                if !["lease", "configmap", "endpoints"].contains(&kind.as_str()) {
+                    return Err(bad(
+                        "expected k8s://KIND[/NAMESPACE], KIND one of lease, configmap, endpoints",
+                    ));
+                }
+                let namespace = parts.next().map(str::to_owned);
+                if namespace.as_deref().is_some_and(|ns| ns.contains('/')) {
+                    return Err(bad("a namespace has no `/`"));
+                }
+                LockUrl::K8s {
+                    kind,
+                    namespace,
+                    kubeconfig: params.take("kubeconfig").map(PathBuf::from),
+                }
+            }
+            other => {
+                return Err(bad(&format!(
+                    "unknown scheme `{other}`: expected {SCHEMES}"
+                )))
+            }
+        };
+        match params.rest() {
+            unknown if unknown.is_empty() => Ok(url),
+            unknown => Err(bad(&format!("unknown parameter `{unknown}`"))),
+        }
+    }
+
+    /// The backend this URL names.
+    pub fn backend(&self) -> Backend {
+        match self {
+            LockUrl::File { .. } => Backend::File,
+            LockUrl::Redis { .. } => Backend::Redis,
+            LockUrl::Etcd { .. } => Backend::Etcd,
+            LockUrl::K8s { .. } => Backend::K8s,
+        }
+    }
+}
+
+impl FromStr for LockUrl {
+    type Err = UrlError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        LockUrl::parse(text)
+    }
+}
+
+/// Shows the URL's kind and place, never its password.
+impl fmt::Debug for LockUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockUrl::File {
+                path,
+                election_in_dir,
+            } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("election_in_dir", election_in_dir)
+                .finish(),
+            LockUrl::Redis { url, ca } => f
+                .debug_struct("Redis")
+                .field("url", &redacted(url))
+                .field("ca", ca)
+                .finish(),
+            LockUrl::Etcd {
+                endpoints, user, ca, ..
+            } => f
+                .debug_struct("Etcd")
+                .field("endpoints", endpoints)
+                .field("user", &user.as_ref().map(|(name, _)| name))
+                .field("ca", ca)
+                .finish(),
+            LockUrl::K8s {
+                kind,
+                namespace,
+                kubeconfig,
+            } => f
+                .debug_struct("K8s")
+                .field("kind", kind)
+                .field("namespace", namespace)
+                .field("kubeconfig", kubeconfig)
+                .finish(),
+        }
+    }
+}
+
+/// `text` with the password of its `user:password@` part replaced by `***`.
+pub fn redacted(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return text.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return text.to_owned();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
+        None => text.to_owned(),
+    }
+}
+
+/// The `name=value` pairs of a query; this crate's own are taken out, the rest go on to the
+/// backend's client (redis-rs reads `protocol=`, for example).
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(query: Option<&str>) -> Self {
+        let pairs = query
+            .unwrap_or_default()
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| match pair.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => (pair.to_owned(), String::new()),
+            })
+            .collect();
+        Self(pairs)
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        let index = self.0.iter().position(|(key, _)| key == name)?;
+        Some(self.0.remove(index).1)
+    }
+
+    fn rest(&self) -> String {
+        self.0
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> LockUrl {
+        LockUrl::parse(text).unwrap_or_else(|err| panic!("{text}: {err}"))
+    }
+
+    fn error(text: &str) -> String {
+        LockUrl::parse(text).expect_err(text).to_string()
+    }
+
+    #[test]
+    fn files() {
+        assert_eq!(
+            parse("file:///run/app/leader.json"),
+            LockUrl::File {
+                path: "/run/app/leader.json".into(),
+                election_in_dir: false
+            }
+        );
+        assert_eq!(
+            parse("file:///run/app/"),
+            LockUrl::File {
+                path: "/run/app/".into(),
+                election_in_dir: true
+            }
+        );
+        assert!(error("file://").contains("no path"));
+    }
+
+    #[test]
+    fn redis_keeps_the_url_and_takes_the_ca() {
+        assert_eq!(
+            parse("rediss://app:s3cret@cache:6380/2?ca=/etc/ca.pem&protocol=resp3"),
+            LockUrl::Redis {
+                url: "rediss://app:s3cret@cache:6380/2?protocol=resp3".into(),
+                ca: Some("/etc/ca.pem".into())
+            }
+        );
+        let shown = format!("{:?}", parse("redis://app:s3cret@cache:6379"));
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn etcd_members_user_and_tls() {
+        assert_eq!(
+            parse("etcds://root:pw@a:2379,b:2379/?ca=/ca.pem"),
+            LockUrl::Etcd {
+                endpoints: vec!["https://a:2379".into(), "https://b:2379".into()],
+                user: Some(("root".into(), "pw".into())),
+                ca: Some("/ca.pem".into())
+            }
+        );
+        assert!(error("etcd://a:2379,,b:2379").contains("HOST:PORT"));
+        assert!(error("etcd://pw@a:2379").contains("USER:PASSWORD"));
+    }
+
+    #[test]
+    fn kubernetes_kinds_and_namespaces() {
+        assert_eq!(
+            parse("k8s://lease/prod?kubeconfig=/home/me/.kube/config"),
+            LockUrl::K8s {
+                kind: "lease".into(),
+                namespace: Some("prod".into()),
+                kubeconfig: Some("/home/me/.kube/config".into())
+            }
+        );
+        assert_eq!(
+            parse("k8s://configmap").backend(),
+            Backend::K8s,
+            "the namespace may come from the environment"
+        );
+        assert!(error("k8s://pod/prod").contains("KIND one of lease"));
+    }
+
+    #[test]
+    fn errors_quote_the_url_without_its_password_and_say_what_is_expected() {
+        let message = error("mysql://root:hunter2@db:3306");
+        assert!(message.contains("root:***@db:3306"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(message.contains("file, redis, etcd or k8s"), "{message}");
+        assert!(error("localhost:6379").contains("SCHEME://"));
+        assert!(error("etcd://a:2379?cert=x").contains("unknown parameter `cert=x`"));
+        assert_eq!(
+            "redis".parse::<Backend>().unwrap(),
+            Backend::Redis,
+            "backend names"
+        );
+        assert!("mongo".parse::<Backend>().is_err());
+    }
+}
