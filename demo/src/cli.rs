@@ -9,7 +9,8 @@ use clap::builder::BoolishValueParser;
 use clap::Parser;
 use lock_core::ElectionConfig;
 
-use crate::backend::Backend;
+use clap::builder::TypedValueParser as _;
+use leader_election::Backend;
 use crate::exec::OnChildExit;
 
 const ABOUT: &str = "Leader election from the command line: elect one leader among instances, \
@@ -73,8 +74,21 @@ pub struct Cli {
     #[arg(skip)]
     pub instance: String,
 
-    /// Where the election record is kept.
-    #[arg(long, env = "DEMO_BACKEND", value_enum, default_value_t = Backend::File)]
+    /// The lock as one URL, in place of --backend and its flags: file:///PATH,
+    /// redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS, ?ca=PATH),
+    /// etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS), or k8s://KIND[/NAMESPACE]
+    /// (KIND lease, configmap or endpoints; ?kubeconfig=PATH).
+    #[arg(long, env = "DEMO_LOCK", value_name = "URL")]
+    pub lock: Option<String>,
+
+    /// Where the election record is kept: file, redis, etcd or k8s.
+    #[arg(
+        long,
+        env = "DEMO_BACKEND",
+        value_name = "BACKEND",
+        default_value = "file",
+        value_parser = backend_parser()
+    )]
     pub backend: Backend,
 
     /// The file that holds the election record (--backend file). Instances that name the same
@@ -202,7 +216,7 @@ impl Cli {
     pub fn with_identity(mut self) -> Self {
         self.instance = match &self.instance_flag {
             Some(name) => name.clone(),
-            None => lock_k8s::default_identity(),
+            None => leader_election::k8s::default_identity(),
         };
         self
     }
@@ -250,12 +264,36 @@ impl Cli {
     /// The election's name, as the `name` label of the metrics carries it (client-go labels
     /// them with the lock's name): `--lock-name`, or the lock file's path for `--backend file`.
     pub fn election_name(&self) -> String {
-        if self.backend == Backend::File {
+        if self.backend_in_force() == Backend::File {
             self.lock_file.display().to_string()
         } else {
             self.lock_name.clone()
         }
     }
+}
+
+/// `--backend`: the facade's backends, each with what it needs.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = Backend> {
+    use clap::builder::{PossibleValue, PossibleValuesParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("file").help(
+            "A JSON record in a local file (--lock-file), for instances on one machine; no \
+             server needed",
+        ),
+        PossibleValue::new("redis").help(
+            "A Redis key named after --lock-name on the server at --redis-url; standbys are \
+             woken by pub/sub",
+        ),
+        PossibleValue::new("etcd").help(
+            "An etcd key named after --lock-name on the cluster at --etcd-endpoints; standbys \
+             are woken by etcd watches",
+        ),
+        PossibleValue::new("k8s").help(
+            "A Kubernetes Lease (or ConfigMap, Endpoints: --lock-kind) named after --lock-name \
+             in --namespace; standbys are woken by a watch",
+        ),
+    ])
+    .try_map(|name| name.parse::<Backend>())
 }
 
 /// The lock file shared by every instance that does not name one.

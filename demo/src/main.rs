@@ -8,16 +8,16 @@
 //! As a sidecar, `--http ADDR` serves the leader's name, health and metrics, and
 //! `demo [options] -- CMD ARGS...` runs a command only while this instance leads.
 //!
-//! This file only wires the modules together: [`cli`] (the flags), [`backend`] (the lock they
+//! This file only wires the modules together: [`cli`] (the flags), [`lock_url`] (the lock they
 //! choose), [`output`] (the event lines), [`shutdown`] (the signals), [`http`] (the endpoint),
 //! [`metrics`] (what `/metrics` reports), [`exec`] (the command of exec mode, run through
 //! [`child`] under a [`supervisor`] process, which is this binary started with a hidden first
 //! argument), [`writer`] (the thread that writes event lines) and [`printable`] (escaping what
 //! the lock and servers say before it reaches a terminal).
 
-mod backend;
 mod child;
 mod cli;
+mod lock_url;
 mod exec;
 mod http;
 mod metrics;
@@ -134,7 +134,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         fail(&format!("cannot handle signals: {err}"));
         return ExitCode::FAILURE;
     }
-    let lock = match cli.backend.open(cli).await {
+    let lock = match lock_url::open_lock(cli).await {
         Ok(lock) => lock,
         Err(err) => {
             fail(&err);

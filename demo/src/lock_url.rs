@@ -1,0 +1,134 @@
+//! The lock the flags describe, as a lock URL: `--lock URL` as given, or one built from
+//! `--backend` and its flags. The facade crate's `open` turns it into a lock, so the demo knows
+//! no backend of its own.
+
+use std::sync::Arc;
+
+use leader_election::{Backend, Lock, LockUrl};
+
+use crate::cli::Cli;
+
+/// Opens the lock the flags describe. Opening a server backend does no I/O (Kubernetes reads
+/// its kubeconfig): an unreachable store shows up as retried errors once the election runs.
+/// Flags that cannot describe a lock (a malformed URL, say) are an error.
+pub async fn open_lock(cli: &Cli) -> Result<Arc<dyn Lock>, String> {
+    let url = cli.lock_url()?;
+    leader_election::open_url(&url, &cli.lock_name)
+        .await
+        .map_err(|err| err.to_string())
+}
+
+impl Cli {
+    /// The lock URL in force: `--lock`, else the one `--backend` and its flags describe.
+    pub fn lock_url(&self) -> Result<LockUrl, String> {
+        let text = match &self.lock {
+            Some(url) => url.clone(),
+            None => self.url_from_flags()?,
+        };
+        LockUrl::parse(&text).map_err(|err| err.to_string())
+    }
+
+    /// The backend in force: the `--lock` URL's, else `--backend`.
+    pub fn backend_in_force(&self) -> Backend {
+        self.lock_url()
+            .map(|url| url.backend())
+            .unwrap_or(self.backend)
+    }
+
+    fn url_from_flags(&self) -> Result<String, String> {
+        Ok(match self.backend {
+            Backend::File => format!("file://{}", self.lock_file.display()),
+            Backend::Redis => match &self.redis_ca {
+                Some(ca) => {
+                    let joiner = if self.redis_url.contains('?') { '&' } else { '?' };
+                    format!("{}{joiner}ca={}", self.redis_url, ca.display())
+                }
+                None => self.redis_url.clone(),
+            },
+            Backend::Etcd => etcd_url(&self.etcd_endpoints)?,
+            Backend::K8s => {
+                let mut url = format!("k8s://{}", self.lock_kind);
+                if let Some(namespace) = &self.namespace {
+                    url = format!("{url}/{namespace}");
+                }
+                if let Some(kubeconfig) = &self.kubeconfig {
+                    url = format!("{url}?kubeconfig={}", kubeconfig.display());
+                }
+                url
+            }
+        })
+    }
+}
+
+/// `etcd://a:2379,b:2379` from `http://a:2379`, `http://b:2379` (`etcds://` for https; one
+/// scheme for all members).
+fn etcd_url(endpoints: &[String]) -> Result<String, String> {
+    let mut tls = None;
+    let mut hosts = Vec::new();
+    for endpoint in endpoints {
+        let (https, host) = match endpoint.split_once("://") {
+            Some(("https", host)) => (true, host),
+            Some(("http", host)) => (false, host),
+            Some(_) => {
+                return Err(format!(
+                    "--etcd-endpoints: `{endpoint}` is not an http:// or https:// URL"
+                ))
+            }
+            None => (false, endpoint.as_str()),
+        };
+        if tls.replace(https).is_some_and(|earlier| earlier != https) {
+            return Err(format!(
+                "--etcd-endpoints mixes http:// and https:// ({}): use one for every member",
+                endpoints.join(",")
+            ));
+        }
+        hosts.push(host.trim_end_matches('/'));
+    }
+    let scheme = if tls == Some(true) { "etcds" } else { "etcd" };
+    Ok(format!("{scheme}://{}", hosts.join(",")))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn url(args: &[&str]) -> Result<LockUrl, String> {
+        Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+            .expect("flags parse")
+            .lock_url()
+    }
+
+    #[test]
+    fn flags_become_the_url_the_facade_opens() {
+        assert_eq!(
+            url(&["--lock-file", "/run/x.json"]).unwrap(),
+            LockUrl::parse("file:///run/x.json").unwrap()
+        );
+        assert_eq!(
+            url(&["--backend", "redis", "--redis-url", "rediss://h:1", "--redis-ca", "/ca.pem"])
+                .unwrap(),
+            LockUrl::parse("rediss://h:1?ca=/ca.pem").unwrap()
+        );
+        assert_eq!(
+            url(&["--backend", "etcd", "--etcd-endpoints", "http://a:1,http://b:2"]).unwrap(),
+            LockUrl::parse("etcd://a:1,b:2").unwrap()
+        );
+        assert_eq!(
+            url(&["--backend", "k8s", "--lock-kind", "configmap", "--namespace", "jobs"]).unwrap(),
+            LockUrl::parse("k8s://configmap/jobs").unwrap()
+        );
+        assert!(url(&["--backend", "etcd", "--etcd-endpoints", "http://a:1,https://b:2"])
+            .unwrap_err()
+            .contains("mixes http:// and https://"));
+    }
+
+    #[test]
+    fn lock_overrides_the_backend_flags() {
+        let cli = Cli::try_parse_from(["demo", "--backend", "etcd", "--lock", "redis://h:6379"])
+            .unwrap();
+        assert_eq!(cli.backend_in_force(), Backend::Redis);
+        assert!(url(&["--lock", "redis:/h"]).unwrap_err().contains("SCHEME://"));
+    }
+}
