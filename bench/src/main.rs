@@ -34,7 +34,7 @@ use crate::scenario::many::ManyArgs;
 use crate::scenario::{crash, handover, load, many};
 use crate::servers::BackendServer;
 use crate::stats::{ms, Summary};
-use crate::target::Backend;
+use leader_election::Backend;
 
 /// Benchmarks of the leader elector on real servers it starts itself (redis-server, etcd,
 /// kube-apiserver on loopback ports), beside polling and client-go's elector.
@@ -65,7 +65,7 @@ struct Cli {
     #[arg(long)]
     quick: bool,
     /// The backends to run (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = Backend::ALL)]
+    #[arg(long, value_delimiter = ',', default_values_t = Backend::ALL)]
     backends: Vec<Backend>,
     /// The scenarios to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Scenario::ALL)]

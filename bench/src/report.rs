@@ -9,7 +9,7 @@ use crate::plan::Plan;
 use crate::scenario::load::Load;
 use crate::scenario::many::ManyReport;
 use crate::stats::{millis, ms, Summary};
-use crate::target::Backend;
+use leader_election::Backend;
 
 /// One latency distribution: a backend, a variant, its samples.
 #[derive(Clone, Debug)]

@@ -10,7 +10,9 @@ use prometheus_parse::{Scrape, Value};
 use tempfile::TempDir;
 
 use crate::error::{BenchError, BenchResult};
-use crate::target::{Backend, Target};
+use leader_election::Backend;
+
+use crate::target::Target;
 
 /// The namespace of the benchmark's Leases.
 pub const NAMESPACE: &str = "default";
@@ -32,7 +34,7 @@ pub struct BackendServer {
 
 enum Server {
     /// The directory of the lock files, removed on drop. The file backend's load is counted
-    /// by the file lock itself ([`lock_file::file_operations`]): every file candidate of the
+    /// by the file lock itself ([`leader_election::file::file_operations`]): every file candidate of the
     /// load scenario runs in this process.
     File {
         _dir: TempDir,
@@ -55,21 +57,19 @@ impl BackendServer {
         let (server, target) = match backend {
             Backend::File => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
-                let target = Target::File {
-                    dir: dir.path().to_path_buf(),
-                };
+                let target = Target::new(format!("file://{}/", dir.path().display()));
                 (Server::File { _dir: dir }, target)
             }
             Backend::Redis => {
                 let server = RedisServer::start();
-                let target = Target::Redis { url: server.url() };
+                let target = Target::new(server.url());
                 (Server::Redis(server), target)
             }
             Backend::Etcd => {
                 let server = EtcdServer::start();
-                let target = Target::Etcd {
-                    endpoint: server.endpoint(),
-                };
+                let endpoint = server.endpoint();
+                let host = endpoint.trim_start_matches("http://");
+                let target = Target::new(format!("etcd://{host}"));
                 (Server::Etcd(server), target)
             }
             Backend::K8s => {
@@ -81,10 +81,10 @@ impl BackendServer {
                     .feature_gate("APIServerIdentity=false")
                     .feature_gate("UnknownVersionInteroperabilityProxy=false")
                     .start();
-                let target = Target::K8s {
-                    kubeconfig: server.admin_kubeconfig(),
-                    namespace: NAMESPACE.to_owned(),
-                };
+                let target = Target::new(format!(
+                    "k8s://lease/{NAMESPACE}?kubeconfig={}",
+                    server.admin_kubeconfig().display()
+                ));
                 (Server::K8s(Box::new(server), OnceCell::new()), target)
             }
         };
@@ -116,7 +116,7 @@ impl BackendServer {
     pub async fn requests(&self) -> BenchResult<Option<u64>> {
         match &self.server {
             Server::File { .. } => {
-                let operations = lock_file::file_operations();
+                let operations = leader_election::file::file_operations();
                 Ok(Some(operations.reads + operations.writes))
             }
             Server::Redis(server) => redis_requests(server).await.map(Some),

@@ -1,98 +1,48 @@
-//! Where the benchmark elects: one running server per backend, as something a child process
-//! can be told on its command line.
+//! Where the benchmark elects: one running server per backend, as a lock URL a child process
+//! can be told on its command line. The facade crate's `open` makes the locks.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use lock_core::{Lock, LockError, LockResult};
-use lock_etcd::EtcdLock;
-use lock_file::FileLock;
-use lock_k8s::{KubeLockOptions, LockKind};
-use lock_redis::RedisLock;
+use leader_election::{Lock, LockError, LockResult, LockUrl};
 use serde::{Deserialize, Serialize};
 
-/// The backends the benchmark runs on, in the order of the report.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Backend {
-    /// A file in a temporary directory.
-    File,
-    /// A redis-server.
-    Redis,
-    /// An etcd 3.4.
-    Etcd,
-    /// A kube-apiserver (a Lease), with its own etcd.
-    K8s,
-}
-
-impl Backend {
-    /// Every backend.
-    pub const ALL: [Backend; 4] = [Backend::File, Backend::Redis, Backend::Etcd, Backend::K8s];
-
-    /// Its name in the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::File => "file",
-            Backend::Redis => "redis",
-            Backend::Etcd => "etcd",
-            Backend::K8s => "k8s",
-        }
-    }
-}
-
-/// How to reach one backend's running server.
+/// How to reach one backend's running server: a lock URL.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Target {
-    /// Lock files under this directory: one directory per election (a file lock's change hints
-    /// watch its directory, so elections that share one wake each other's watchers).
-    File {
-        /// The directory.
-        dir: PathBuf,
-    },
-    /// A Redis server.
-    Redis {
-        /// `redis://127.0.0.1:<port>`.
-        url: String,
-    },
-    /// An etcd server.
-    Etcd {
-        /// `http://127.0.0.1:<port>`.
-        endpoint: String,
-    },
-    /// A kube-apiserver; elections are Leases in `namespace`.
-    K8s {
-        /// An admin kubeconfig.
-        kubeconfig: PathBuf,
-        /// The namespace of the Leases.
-        namespace: String,
-    },
+pub struct Target {
+    /// `file:///DIR/`, `redis://…`, `etcd://…` or `k8s://lease/NAMESPACE?kubeconfig=…`.
+    pub url: String,
 }
 
 impl Target {
+    /// The target at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into() }
+    }
+
+    /// The URL, parsed.
+    pub fn lock_url(&self) -> LockResult<LockUrl> {
+        LockUrl::parse(&self.url).map_err(|err| LockError::InvalidConfig(err.to_string()))
+    }
+
     /// The lock of election `name` on this target, with a connection of its own (as a separate
     /// replica would have).
     pub async fn open(&self, name: &str) -> LockResult<Arc<dyn Lock>> {
-        Ok(match self {
-            Target::File { dir } => {
-                let dir = dir.join(name);
+        match self.lock_url()? {
+            // One directory per election: a file lock's change hints watch its directory, so
+            // elections that share one would wake each other's watchers.
+            LockUrl::File {
+                path,
+                election_in_dir: true,
+            } => {
+                let dir = path.join(name);
                 std::fs::create_dir_all(&dir).map_err(|err| LockError::Unavailable {
                     lock: dir.display().to_string(),
                     reason: format!("cannot create the election's directory: {err}"),
                     source: None,
                 })?;
-                Arc::new(FileLock::new(dir.join("leader.json")))
+                leader_election::open(&format!("file://{}/", dir.display()), "leader").await
             }
-            Target::Redis { url } => Arc::new(RedisLock::connect(url, name).await?),
-            Target::Etcd { endpoint } => Arc::new(EtcdLock::connect(&[endpoint], name).await?),
-            Target::K8s {
-                kubeconfig,
-                namespace,
-            } => {
-                let options = KubeLockOptions::default()
-                    .with_namespace(namespace.clone())
-                    .with_kubeconfig(kubeconfig);
-                lock_k8s::connect(LockKind::Lease, name, options).await?
-            }
-        })
+            url => leader_election::open_url(&url, name).await,
+        }
     }
 }

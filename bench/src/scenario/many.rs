@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, StopReason};
-use lock_redis::{RedisClient, RedisLockOptions};
+use leader_election::redis::{RedisClient, RedisLockOptions};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -181,7 +181,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
 
 /// Runs `bench many` against `target` (a Redis server) and reads its report.
 pub async fn run(target: &Target, elections: usize, held_for: Duration) -> BenchResult<ManyReport> {
-    let Target::Redis { url } = target else {
+    let Ok(leader_election::LockUrl::Redis { url, .. }) = target.lock_url() else {
         return Err(BenchError::Setup("many elections run on Redis".to_owned()));
     };
     let program =
@@ -189,7 +189,7 @@ pub async fn run(target: &Target, elections: usize, held_for: Duration) -> Bench
     let output = tokio::process::Command::new(program)
         .arg("many")
         .arg("--url")
-        .arg(url)
+        .arg(&url)
         .arg("--elections")
         .arg(elections.to_string())
         .arg("--seconds")
