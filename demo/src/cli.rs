@@ -211,12 +211,11 @@ impl Cli {
     /// Settles the identity: --instance, else $POD_NAME, else the hostname with a random
     /// suffix, on every backend. Two processes that share an identity would each take the
     /// other's term for its own, so the default must differ between processes even on one
-    /// machine (the hostname alone does not); lock-k8s already builds such a default for
-    /// client-go's pods, and it serves every backend as well.
+    /// machine (the hostname alone does not).
     pub fn with_identity(mut self) -> Self {
         self.instance = match &self.instance_flag {
             Some(name) => name.clone(),
-            None => leader_election::k8s::default_identity(),
+            None => leader_election::default_identity(),
         };
         self
     }

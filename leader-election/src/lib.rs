@@ -45,7 +45,7 @@ mod signal;
 mod url;
 
 pub use lock_core::{
-    ConfigError, ElectionConfig, ElectionEvent, ElectionState, ElectorHandle,
+    default_identity, ConfigError, ElectionConfig, ElectionEvent, ElectionState, ElectorHandle,
     LeaderElectionRecord, LeaderElector, Leadership, Lock, LockError, LockResult, MemoryLock,
     RunOutcome, StopReason, Unhealthy, WorkReturned,
 };

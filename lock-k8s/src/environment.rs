@@ -5,7 +5,6 @@ use std::path::Path;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use lock_core::{LockError, LockResult};
-use rand::Rng;
 
 /// The file in which Kubernetes tells a pod its service account's namespace.
 pub const SERVICE_ACCOUNT_NAMESPACE_FILE: &str =
@@ -39,27 +38,6 @@ pub fn resolve_namespace_from(flag: Option<&str>, service_account_file: &Path) -
         }
     }
     DEFAULT_NAMESPACE.to_owned()
-}
-
-/// The identity an elector in this process should use: the `POD_NAME` environment variable
-/// (set from the downward API, see `deploy/`), else this machine's hostname plus a random
-/// suffix (so that two processes on one machine never share an identity).
-pub fn default_identity() -> String {
-    identity_from(std::env::var("POD_NAME").ok())
-}
-
-fn identity_from(pod_name: Option<String>) -> String {
-    if let Some(name) = pod_name.filter(|name| !name.trim().is_empty()) {
-        return name.trim().to_owned();
-    }
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let host = if host.is_empty() {
-        "host".to_owned()
-    } else {
-        host
-    };
-    let suffix: u32 = rand::rng().random();
-    format!("{host}_{suffix:08x}")
 }
 
 /// The client configuration for the cluster: from the kubeconfig file at `kubeconfig` when
@@ -106,15 +84,5 @@ mod tests {
         assert_eq!(resolve_namespace_from(Some(""), &file), "team-a");
         assert_eq!(resolve_namespace_from(Some("flag"), &file), "flag");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn identity_is_the_pod_name_else_hostname_and_suffix() {
-        assert_eq!(identity_from(Some("web-0".into())), "web-0");
-        let a = identity_from(None);
-        let b = identity_from(None);
-        assert_ne!(a, b, "two processes on one host get different identities");
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
-        assert!(a.starts_with(&host), "{a}");
     }
 }

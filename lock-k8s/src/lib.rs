@@ -64,9 +64,11 @@ mod options;
 
 pub use connect::connect;
 pub use environment::{
-    default_identity, kube_config, resolve_namespace, resolve_namespace_from, DEFAULT_NAMESPACE,
+    kube_config, resolve_namespace, resolve_namespace_from, DEFAULT_NAMESPACE,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
 };
+/// Kept here for client-go users, who look for it next to the Kubernetes locks.
+pub use lock_core::default_identity;
 pub use kind::LockKind;
 pub use lock::{ConfigMapLock, EndpointsLock, LeaseLock, ObjectLock};
 pub use object::{LockObject, LEADER_ANNOTATION};
