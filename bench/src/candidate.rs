@@ -4,7 +4,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use lock_core::{ElectionEvent, FaultControl, FaultyLock, LeaderElector, RunOutcome, StopReason};
+use lock_core::testing::{FaultControl, FaultyLock};
+use lock_core::{ElectionEvent, LeaderElector, RunOutcome, StopReason};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;

@@ -9,9 +9,9 @@ use clap::builder::BoolishValueParser;
 use clap::Parser;
 use lock_core::ElectionConfig;
 
+use crate::exec::OnChildExit;
 use clap::builder::TypedValueParser as _;
 use leader_election::Backend;
-use crate::exec::OnChildExit;
 
 const ABOUT: &str = "Leader election from the command line: elect one leader among instances, \
                      print every change, hand over on CTRL+C";

@@ -40,7 +40,11 @@ impl Cli {
             Backend::File => format!("file://{}", self.lock_file.display()),
             Backend::Redis => match &self.redis_ca {
                 Some(ca) => {
-                    let joiner = if self.redis_url.contains('?') { '&' } else { '?' };
+                    let joiner = if self.redis_url.contains('?') {
+                        '&'
+                    } else {
+                        '?'
+                    };
                     format!("{}{joiner}ca={}", self.redis_url, ca.display())
                 }
                 None => self.redis_url.clone(),
@@ -107,28 +111,56 @@ mod tests {
             LockUrl::parse("file:///run/x.json").unwrap()
         );
         assert_eq!(
-            url(&["--backend", "redis", "--redis-url", "rediss://h:1", "--redis-ca", "/ca.pem"])
-                .unwrap(),
+            url(&[
+                "--backend",
+                "redis",
+                "--redis-url",
+                "rediss://h:1",
+                "--redis-ca",
+                "/ca.pem"
+            ])
+            .unwrap(),
             LockUrl::parse("rediss://h:1?ca=/ca.pem").unwrap()
         );
         assert_eq!(
-            url(&["--backend", "etcd", "--etcd-endpoints", "http://a:1,http://b:2"]).unwrap(),
+            url(&[
+                "--backend",
+                "etcd",
+                "--etcd-endpoints",
+                "http://a:1,http://b:2"
+            ])
+            .unwrap(),
             LockUrl::parse("etcd://a:1,b:2").unwrap()
         );
         assert_eq!(
-            url(&["--backend", "k8s", "--lock-kind", "configmap", "--namespace", "jobs"]).unwrap(),
+            url(&[
+                "--backend",
+                "k8s",
+                "--lock-kind",
+                "configmap",
+                "--namespace",
+                "jobs"
+            ])
+            .unwrap(),
             LockUrl::parse("k8s://configmap/jobs").unwrap()
         );
-        assert!(url(&["--backend", "etcd", "--etcd-endpoints", "http://a:1,https://b:2"])
-            .unwrap_err()
-            .contains("mixes http:// and https://"));
+        assert!(url(&[
+            "--backend",
+            "etcd",
+            "--etcd-endpoints",
+            "http://a:1,https://b:2"
+        ])
+        .unwrap_err()
+        .contains("mixes http:// and https://"));
     }
 
     #[test]
     fn lock_overrides_the_backend_flags() {
-        let cli = Cli::try_parse_from(["demo", "--backend", "etcd", "--lock", "redis://h:6379"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["demo", "--backend", "etcd", "--lock", "redis://h:6379"]).unwrap();
         assert_eq!(cli.backend_in_force(), Backend::Redis);
-        assert!(url(&["--lock", "redis:/h"]).unwrap_err().contains("SCHEME://"));
+        assert!(url(&["--lock", "redis:/h"])
+            .unwrap_err()
+            .contains("SCHEME://"));
     }
 }

@@ -17,9 +17,9 @@
 
 mod child;
 mod cli;
-mod lock_url;
 mod exec;
 mod http;
+mod lock_url;
 mod metrics;
 mod output;
 mod printable;

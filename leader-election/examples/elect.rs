@@ -27,10 +27,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_rejoin(true);
     let elector = LeaderElector::new(lock, config)?;
     let outcome = elector
-        .run_leading_with(shutdown_on_signal(), WorkReturned::Restart, |term| async move {
-            println!("leading with fencing token {}", term.fencing_token());
-            std::future::pending::<()>().await;
-        })
+        .run_leading_with(
+            shutdown_on_signal(),
+            WorkReturned::Restart,
+            |term| async move {
+                println!("leading with fencing token {}", term.fencing_token());
+                std::future::pending::<()>().await;
+            },
+        )
         .await;
     println!("{identity}: {outcome:?}");
     Ok(())

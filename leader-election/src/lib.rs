@@ -32,22 +32,23 @@
 //! is never stale, [`Leadership::ended`]); [`LeaderElector::subscribe`] and
 //! [`LeaderElector::on_event`] report every [`ElectionEvent`]; [`ElectorHandle`] answers "who
 //! leads" and health checks while the election runs. The backends' own crates are re-exported
-//! ([`file`], [`redis`], [`etcd`], [`k8s`]) for their options (key prefixes, TLS files, timeouts)
+//! (modules `file`, `redis`, `etcd` and `k8s`, with their features) for their options (key prefixes, TLS files, timeouts)
 //! and their shared clients for many elections; [`lock_core`] is there for writing a backend of
 //! your own (implement [`Lock`]).
 //!
 //! The rules that keep two replicas from ever acting at once are in [`lock_core`]'s
 //! documentation.
 
-
 mod open;
 mod signal;
 mod url;
 
+/// Locks for tests: [`testing::MemoryLock`] elects within one process, no server needed.
+pub use lock_core::testing;
 pub use lock_core::{
     default_identity, ConfigError, ElectionConfig, ElectionEvent, ElectionState, ElectorHandle,
-    LeaderElectionRecord, LeaderElector, Leadership, Lock, LockError, LockResult, MemoryLock,
-    RunOutcome, StopReason, Unhealthy, WorkReturned,
+    LeaderElectionRecord, LeaderElector, Leadership, Lock, LockError, LockResult, RunOutcome,
+    StopReason, Unhealthy, WorkReturned,
 };
 pub use open::{open, open_url};
 pub use signal::shutdown_on_signal;

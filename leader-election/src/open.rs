@@ -73,7 +73,9 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             if let Some(ca) = ca {
                 options = options.with_tls_ca(ca.clone());
             }
-            Ok(Arc::new(lock_etcd::EtcdLock::new(endpoints, name, options)?))
+            Ok(Arc::new(lock_etcd::EtcdLock::new(
+                endpoints, name, options,
+            )?))
         }
         #[cfg(feature = "k8s")]
         LockUrl::K8s {

@@ -16,7 +16,10 @@ pub fn shutdown_on_signal() -> CancellationToken {
     tokio::spawn(async move {
         match wait_for_signal().await {
             Ok(name) => {
-                tracing::info!(signal = name, "shutting down: stopping the work, then releasing");
+                tracing::info!(
+                    signal = name,
+                    "shutting down: stopping the work, then releasing"
+                );
                 cancel.cancel();
             }
             Err(err) => tracing::error!(error = %err, "cannot listen for CTRL+C or SIGTERM"),

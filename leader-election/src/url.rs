@@ -238,7 +238,10 @@ impl fmt::Debug for LockUrl {
                 .field("ca", ca)
                 .finish(),
             LockUrl::Etcd {
-                endpoints, user, ca, ..
+                endpoints,
+                user,
+                ca,
+                ..
             } => f
                 .debug_struct("Etcd")
                 .field("endpoints", endpoints)

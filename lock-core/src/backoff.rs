@@ -13,9 +13,9 @@ pub const LONGEST_RECONNECT_BACKOFF: Duration = Duration::from_secs(2);
 ///
 /// ```
 /// use std::time::Duration;
-/// assert_eq!(lock_core::reconnect_backoff(1), Duration::from_millis(100));
-/// assert_eq!(lock_core::reconnect_backoff(3), Duration::from_millis(400));
-/// assert_eq!(lock_core::reconnect_backoff(99), Duration::from_secs(2));
+/// assert_eq!(lock_core::backend::reconnect_backoff(1), Duration::from_millis(100));
+/// assert_eq!(lock_core::backend::reconnect_backoff(3), Duration::from_millis(400));
+/// assert_eq!(lock_core::backend::reconnect_backoff(99), Duration::from_secs(2));
 /// ```
 pub fn reconnect_backoff(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(8);

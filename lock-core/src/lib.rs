@@ -4,8 +4,13 @@
 //! wire format), the [`Lock`] trait that a backend implements (get / create / update with
 //! optimistic concurrency on a backend version, plus optional change hints), and the one
 //! [`LeaderElector`] that runs the election over any lock. Backends live in their own crates
-//! (`lock-file`, `lock-redis`, `lock-etcd`, `lock-k8s`); [`MemoryLock`] keeps the record in
-//! memory and [`FaultyLock`] wraps any lock to inject faults in tests.
+//! (`lock-file`, `lock-redis`, `lock-etcd`, `lock-k8s`); applications use them through the
+//! `leader-election` crate.
+//!
+//! The root of this crate is the user API. [`backend`] holds what a backend writer needs besides
+//! (versions, hints, the reconnect back-off); [`testing`] holds
+//! [`MemoryLock`](testing::MemoryLock), the fault-injecting [`FaultyLock`](testing::FaultyLock)
+//! and, behind the `conformance` feature, the suite every backend runs.
 //!
 //! Leadership is a value: each term is a [`Leadership`] with a fencing token that grows with
 //! every new term, a cancellation token cancelled the moment the term ends, and an
@@ -58,7 +63,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, MemoryLock, RunOutcome};
+//! use lock_core::testing::MemoryLock;
+//! use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, RunOutcome};
 //! use tokio_util::sync::CancellationToken;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -87,34 +93,32 @@
 //! # }
 //! ```
 
+pub mod backend;
 mod backoff;
 mod boot_clock;
 mod config;
 mod elector;
 mod error;
 mod events;
-mod faulty;
-mod handle;
 mod identity;
 mod leadership;
 mod lock;
-mod memory;
 mod record;
 mod renew_report;
+pub mod testing;
 
-pub use backoff::{reconnect_backoff, FIRST_RECONNECT_BACKOFF, LONGEST_RECONNECT_BACKOFF};
 pub use config::{
     ConfigError, ElectionConfig, DEFAULT_LEASE_DURATION, DEFAULT_RENEW_DEADLINE,
     DEFAULT_RETRY_PERIOD, JITTER_FACTOR, MAX_JITTER_FACTOR, MAX_LEASE_DURATION, MIN_TIMING,
 };
-pub use elector::{LeaderElector, RunOutcome, WorkReturned, RESTART_BACKOFF};
+pub use elector::{
+    ElectorHandle, LeaderElector, RunOutcome, Unhealthy, WorkReturned, RESTART_BACKOFF,
+};
 pub use error::{LockError, LockResult};
 pub use events::{ElectionEvent, ElectionState, StopReason};
-pub use faulty::{CallCounts, FaultControl, FaultyLock};
-pub use handle::{ElectorHandle, Unhealthy};
 pub use identity::default_identity;
 pub use leadership::Leadership;
-pub use lock::{Hint, HintStream, Lock, Version, Versioned};
-pub use memory::MemoryLock;
+pub use lock::Lock;
+pub(crate) use lock::{Hint, HintStream, Version, Versioned};
 pub use record::LeaderElectionRecord;
 pub use renew_report::{RenewOutcome, RenewReport};

@@ -118,8 +118,8 @@ pub type HintStream = BoxStream<'static, Hint>;
 /// Storage for one election record with optimistic concurrency.
 ///
 /// Implementations exist for a local file (`lock-file`), Redis, etcd and Kubernetes objects;
-/// [`MemoryLock`](crate::MemoryLock) keeps the record in memory and
-/// [`FaultyLock`](crate::FaultyLock) wraps any lock to inject faults.
+/// [`MemoryLock`](crate::testing::MemoryLock) keeps the record in memory and
+/// [`FaultyLock`](crate::testing::FaultyLock) wraps any lock to inject faults.
 ///
 /// Implementations must never panic on anything another writer or a server may put in the
 /// store: a value that is not a record is reported as [`LockError::Corrupt`](crate::LockError::Corrupt)

@@ -5,10 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use lock_core::{
-    ElectionEvent, FaultyLock, LeaderElectionRecord, Lock, MemoryLock, RunOutcome, StopReason,
-    Version,
-};
+use lock_core::backend::Version;
+use lock_core::testing::{FaultyLock, MemoryLock};
+use lock_core::{ElectionEvent, LeaderElectionRecord, Lock, RunOutcome, StopReason};
 use support::{config, start, Candidate, ScriptedHints, LEASE, RENEW_DEADLINE, RETRY};
 use tokio::time::{advance, sleep, Instant};
 
@@ -371,13 +370,13 @@ struct SameVersion {
 
 #[async_trait::async_trait]
 impl Lock for SameVersion {
-    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::backend::Versioned>> {
         Ok(self
             .record
             .lock()
             .unwrap()
             .clone()
-            .map(|record| lock_core::Versioned {
+            .map(|record| lock_core::backend::Versioned {
                 record,
                 version: Version::new("1"),
             }))
@@ -656,10 +655,12 @@ async fn a_hint_older_than_the_last_read_does_not_rewind_the_standby() {
         holder_identity: String::new(),
         ..old.record.clone()
     };
-    send.send(lock_core::Hint::Record(lock_core::Versioned {
-        record: released,
-        version: old.version.clone(),
-    }))
+    send.send(lock_core::backend::Hint::Record(
+        lock_core::backend::Versioned {
+            record: released,
+            version: old.version.clone(),
+        },
+    ))
     .unwrap();
     sleep(Duration::from_secs(1)).await;
     assert_eq!(

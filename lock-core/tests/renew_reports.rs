@@ -8,9 +8,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock_core::{
-    FaultyLock, LeaderElectionRecord, LeaderElector, Lock, MemoryLock, RenewOutcome, RenewReport,
-};
+use lock_core::testing::{FaultyLock, MemoryLock};
+use lock_core::{LeaderElectionRecord, LeaderElector, Lock, RenewOutcome, RenewReport};
 use support::{config, Candidate, RETRY};
 use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
@@ -117,7 +116,7 @@ async fn failed_renewals_are_reported_and_the_leader_retries() {
 async fn a_renew_that_finds_another_holder_is_reported_as_superseded() {
     let lock = MemoryLock::new("superseded");
     // Without hints, so that the renew (not the check a hint triggers) finds the new holder.
-    let deaf = lock_core::FaultyLock::new(lock.clone());
+    let deaf = lock_core::testing::FaultyLock::new(lock.clone());
     deaf.faults().set_drop_hints(true);
     let (mut a, reports) = start_reporting(deaf, "a", false);
     let term = a.next_term(Duration::from_secs(1)).await;

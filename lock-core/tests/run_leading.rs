@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lock_core::testing::{FaultyLock, MemoryLock};
 use lock_core::{
-    ElectionConfig, ElectionEvent, FaultyLock, LeaderElector, Lock, MemoryLock, RunOutcome,
-    WorkReturned, DEFAULT_LEASE_DURATION as LEASE, DEFAULT_RENEW_DEADLINE as RENEW_DEADLINE,
+    ElectionConfig, ElectionEvent, LeaderElector, Lock, RunOutcome, WorkReturned,
+    DEFAULT_LEASE_DURATION as LEASE, DEFAULT_RENEW_DEADLINE as RENEW_DEADLINE,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

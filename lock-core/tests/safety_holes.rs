@@ -6,9 +6,10 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lock_core::backend::{Hint, Version, Versioned};
+use lock_core::testing::{FaultyLock, MemoryLock};
 use lock_core::{
-    ElectionConfig, ElectionState, FaultyLock, Hint, LeaderElectionRecord, Leadership, Lock,
-    LockResult, MemoryLock, Version, Versioned,
+    ElectionConfig, ElectionState, LeaderElectionRecord, Leadership, Lock, LockResult,
 };
 use support::{config, start, Candidate, ScriptedHints, LEASE, RENEW_DEADLINE, RETRY};
 use tokio::time::{sleep, Instant};
@@ -763,7 +764,7 @@ fn unavailable() -> lock_core::LockError {
 
 #[async_trait::async_trait]
 impl Lock for GateLock {
-    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::backend::Versioned>> {
         if self.fail_gets.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(unavailable());
         }
@@ -772,7 +773,7 @@ impl Lock for GateLock {
     async fn create(
         &self,
         record: &LeaderElectionRecord,
-    ) -> lock_core::LockResult<lock_core::Version> {
+    ) -> lock_core::LockResult<lock_core::backend::Version> {
         let result = self.inner.create(record).await;
         if self
             .lose_create
@@ -788,14 +789,14 @@ impl Lock for GateLock {
     async fn update(
         &self,
         record: &LeaderElectionRecord,
-        expected: &lock_core::Version,
-    ) -> lock_core::LockResult<lock_core::Version> {
+        expected: &lock_core::backend::Version,
+    ) -> lock_core::LockResult<lock_core::backend::Version> {
         self.inner.update(record, expected).await
     }
     fn describe(&self) -> String {
         "gate".into()
     }
-    fn watch(&self) -> Option<lock_core::HintStream> {
+    fn watch(&self) -> Option<lock_core::backend::HintStream> {
         Some(Box::pin(tokio_stream::pending()))
     }
     async fn token_floor(&self) -> lock_core::LockResult<u64> {
@@ -867,14 +868,14 @@ async fn hole1_cancelling_never_frees_a_create_that_must_be_held() {
 #[derive(Debug, Clone)]
 struct Opaque(MemoryLock);
 
-fn opaque(v: lock_core::Version) -> lock_core::Version {
-    lock_core::Version::new(v.as_str().to_owned())
+fn opaque(v: lock_core::backend::Version) -> lock_core::backend::Version {
+    lock_core::backend::Version::new(v.as_str().to_owned())
 }
 
 #[async_trait::async_trait]
 impl Lock for Opaque {
-    async fn get(&self) -> lock_core::LockResult<Option<lock_core::Versioned>> {
-        Ok(self.0.get().await?.map(|v| lock_core::Versioned {
+    async fn get(&self) -> lock_core::LockResult<Option<lock_core::backend::Versioned>> {
+        Ok(self.0.get().await?.map(|v| lock_core::backend::Versioned {
             record: v.record,
             version: opaque(v.version),
         }))
@@ -882,14 +883,14 @@ impl Lock for Opaque {
     async fn create(
         &self,
         record: &LeaderElectionRecord,
-    ) -> lock_core::LockResult<lock_core::Version> {
+    ) -> lock_core::LockResult<lock_core::backend::Version> {
         self.0.create(record).await.map(opaque)
     }
     async fn update(
         &self,
         record: &LeaderElectionRecord,
-        expected: &lock_core::Version,
-    ) -> lock_core::LockResult<lock_core::Version> {
+        expected: &lock_core::backend::Version,
+    ) -> lock_core::LockResult<lock_core::backend::Version> {
         self.0.update(record, expected).await.map(opaque)
     }
     fn describe(&self) -> String {
@@ -913,7 +914,7 @@ async fn hole7_a_late_hint_never_names_a_holder_whose_lease_ran_out() {
     let mut renewed = v1.record.clone();
     renewed.renew_time = Some(chrono::Utc::now());
     let v2 = store.update(&renewed, &v1.version).await.unwrap();
-    let late = lock_core::Versioned {
+    let late = lock_core::backend::Versioned {
         record: renewed.clone(),
         version: v2.clone(),
     };

@@ -20,10 +20,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock_core::{
-    ElectionConfig, ElectionEvent, FaultControl, FaultyLock, Hint, LeaderElectionRecord,
-    LeaderElector, Lock, MemoryLock, Version, Versioned,
-};
+use lock_core::backend::{Hint, Version, Versioned};
+use lock_core::testing::{FaultControl, FaultyLock, MemoryLock};
+use lock_core::{ElectionConfig, ElectionEvent, LeaderElectionRecord, LeaderElector, Lock};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::{sleep, Instant};
@@ -564,7 +563,7 @@ impl<L: Lock> Lock for Recorder<L> {
     fn describe(&self) -> String {
         self.inner.describe()
     }
-    fn watch(&self) -> Option<lock_core::HintStream> {
+    fn watch(&self) -> Option<lock_core::backend::HintStream> {
         self.inner.watch()
     }
     async fn token_floor(&self) -> lock_core::LockResult<u64> {
@@ -594,7 +593,7 @@ impl Lock for NoFloor {
     fn describe(&self) -> String {
         self.0.describe()
     }
-    fn watch(&self) -> Option<lock_core::HintStream> {
+    fn watch(&self) -> Option<lock_core::backend::HintStream> {
         self.0.watch()
     }
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use etcd_client::proto::PbEvent;
 use etcd_client::{WatchOptions, WatchResponse, WatchStream};
 use futures::StreamExt;
-use lock_core::{Hint, HintStream, LeaderElectionRecord, Version, Versioned};
+use lock_core::backend::{Hint, HintStream, Version, Versioned};
+use lock_core::LeaderElectionRecord;
 use tokio::time::timeout;
 
 use crate::errors::Fault;

@@ -5,9 +5,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use etcd_client::{Client, GetOptions};
-use lock_core::{
-    HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned,
-};
+use lock_core::backend::{HintStream, Version, Versioned};
+use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use crate::connection::{self, SharedClient};
 use crate::errors::{self, ErrorContext, Fault};
@@ -137,7 +136,7 @@ impl EtcdLock {
 
     /// Like [`watch`](Lock::watch), but starting with the writes after `after` (a version
     /// this or another lock on the key handed out): they are replayed as hints first, unless
-    /// etcd compacted them away, in which case the stream says [`Changed`](lock_core::Hint::Changed)
+    /// etcd compacted them away, in which case the stream says [`Changed`](lock_core::backend::Hint::Changed)
     /// and goes on from the current revision. A version that is not a revision starts from now.
     /// Like `watch`, it ends when the watch fails.
     pub fn watch_from(&self, after: &Version) -> HintStream {

@@ -49,7 +49,7 @@
 //!   [`LockError::Corrupt`] and left as it is. `acquireTime` and `renewTime` are kept exactly,
 //!   microseconds included.
 //! - **Hints never hold a standby back.** A lower version after a deletion, or the same
-//!   version with other bytes, is sent as [`Hint::Changed`](lock_core::Hint::Changed) rather
+//!   version with other bytes, is sent as [`Hint::Changed`](lock_core::backend::Hint::Changed) rather
 //!   than dropped as a repeat. The stream ends (the elector then polls and subscribes again
 //!   later) when it can no longer see every change: the symlink the lock was opened through
 //!   changed (it is resolved again), a watched directory was removed or moved, or the watcher
@@ -83,9 +83,8 @@ pub use operations::{file_operations, FileOperations};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lock_core::{
-    HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned,
-};
+use lock_core::backend::{HintStream, Version, Versioned};
+use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use guard::Guard;
 use seen::Seen;

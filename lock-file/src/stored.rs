@@ -5,7 +5,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use lock_core::{LeaderElectionRecord, LockError, Version, Versioned};
+use lock_core::backend::{Version, Versioned};
+use lock_core::{LeaderElectionRecord, LockError};
 use serde::{Deserialize, Serialize};
 
 /// The most a lock file is read of: a record is well under a kilobyte, and reading a huge file

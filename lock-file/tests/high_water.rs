@@ -7,7 +7,8 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use lock_core::{Hint, Lock, LockError};
+use lock_core::backend::Hint;
+use lock_core::{Lock, LockError};
 use lock_file::FileLock;
 use support::{clock_micros, record};
 
@@ -68,7 +69,7 @@ async fn hole14_versions_after_a_delete_stay_above_old_ones_with_the_clock_behin
 }
 
 /// Takes the hints already sent, until none comes for 300 ms (at most 100 of them).
-async fn drain(hints: &mut lock_core::HintStream) {
+async fn drain(hints: &mut lock_core::backend::HintStream) {
     for _ in 0..100 {
         match tokio::time::timeout(Duration::from_millis(300), hints.next()).await {
             Ok(Some(_)) => {}

@@ -6,7 +6,8 @@
 mod support;
 
 use chrono::{TimeZone, Utc};
-use lock_core::{Lock, LockError, Version};
+use lock_core::backend::Version;
+use lock_core::{Lock, LockError};
 use lock_file::FileLock;
 use support::record;
 

@@ -9,7 +9,8 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lock_core::{ElectionConfig, ElectorHandle, LeaderElector, Lock, LockError, Version};
+use lock_core::backend::Version;
+use lock_core::{ElectionConfig, ElectorHandle, LeaderElector, Lock, LockError};
 use lock_file::FileLock;
 use support::record;
 use tokio_util::sync::CancellationToken;
@@ -295,7 +296,7 @@ async fn hole4_hints_through_a_symlink_follow_the_target_and_end_when_the_link_m
     let limit = Duration::from_secs(5);
     let hint = tokio::time::timeout(limit, hints.next()).await;
     match hint {
-        Ok(Some(lock_core::Hint::Record(seen))) => assert_eq!(seen.version, written),
+        Ok(Some(lock_core::backend::Hint::Record(seen))) => assert_eq!(seen.version, written),
         other => panic!("expected the record written through the target, got {other:?}"),
     }
     // Point the link elsewhere (atomically, as `ln -sfn` does with a rename).

@@ -5,7 +5,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use futures::StreamExt;
-use lock_core::{Hint, LeaderElectionRecord, Lock, LockError, Version};
+use lock_core::backend::{Hint, Version};
+use lock_core::{LeaderElectionRecord, Lock, LockError};
 use lock_file::FileLock;
 
 fn record(holder: &str) -> LeaderElectionRecord {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
-use lock_core::{Hint, HintStream, Versioned};
+use lock_core::backend::{Hint, HintStream, Versioned};
 
 use crate::lock::{version_of, Inner};
 use crate::LockObject;

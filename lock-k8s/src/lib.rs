@@ -67,10 +67,10 @@ pub use environment::{
     kube_config, resolve_namespace, resolve_namespace_from, DEFAULT_NAMESPACE,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
 };
-/// Kept here for client-go users, who look for it next to the Kubernetes locks.
-pub use lock_core::default_identity;
 pub use kind::LockKind;
 pub use lock::{ConfigMapLock, EndpointsLock, LeaseLock, ObjectLock};
+/// Kept here for client-go users, who look for it next to the Kubernetes locks.
+pub use lock_core::default_identity;
 pub use object::{LockObject, LEADER_ANNOTATION};
 pub use options::{KubeLockOptions, DEFAULT_REQUEST_TIMEOUT};
 

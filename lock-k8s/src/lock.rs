@@ -8,9 +8,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
 use kube::api::PostParams;
 use kube::{Api, Resource, ResourceExt};
-use lock_core::{
-    HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned,
-};
+use lock_core::backend::{HintStream, Version, Versioned};
+use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use crate::errors::{is_status, ErrorContext};
 use crate::options::check_object_name;

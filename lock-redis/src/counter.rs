@@ -6,7 +6,7 @@
 //! sent back as `"7"` would conflict forever. Anything else is not a version this crate wrote,
 //! and is reported as `Corrupt` by both sides.
 
-use lock_core::Version;
+use lock_core::backend::Version;
 
 /// The largest version: 2^53 - 1, the largest integer below which every integer and its
 /// successor are exact in Lua's double-precision numbers, so that the script's `+ 1` is exact.

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
-use lock_core::{Hint, HintStream, LeaderElectionRecord, Versioned};
+use lock_core::backend::{Hint, HintStream, Versioned};
+use lock_core::LeaderElectionRecord;
 use redis::Msg;
 use serde::Deserialize;
 

@@ -5,7 +5,7 @@
 //! its first watcher comes), hands every message to that channel's watchers, and unsubscribes
 //! when the last watcher of a channel is gone. While nothing is watched there is no pub/sub
 //! connection at all. Each confirmation gives the channel's watchers
-//! [`Hint::Changed`](lock_core::Hint::Changed), since writes may have been missed before.
+//! [`Hint::Changed`](lock_core::backend::Hint::Changed), since writes may have been missed before.
 //!
 //! **A watch that cannot be served ends** (its inbox is closed) rather than staying open while
 //! nothing can arrive, because the elector counts an open hint stream as live and waits on it:
@@ -30,7 +30,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
-use lock_core::reconnect_backoff;
+use lock_core::backend::reconnect_backoff;
 use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use redis::{Msg, RedisResult};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use lock_core::Hint;
+use lock_core::backend::Hint;
 
 /// How many hints one watch keeps until it reads them. An elector reads its hints as they come,
 /// so this is only reached by a watch that is not read for a while.
@@ -108,7 +108,8 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lock_core::{LeaderElectionRecord, Version, Versioned};
+    use lock_core::backend::{Version, Versioned};
+    use lock_core::LeaderElectionRecord;
 
     fn record(version: u64) -> Hint {
         Hint::Record(Versioned {

@@ -4,9 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use lock_core::{
-    HintStream, LeaderElectionRecord, Lock, LockError, LockResult, Version, Versioned,
-};
+use lock_core::backend::{HintStream, Version, Versioned};
+use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lock_core::Hint;
+use lock_core::backend::Hint;
 
 use crate::inbox::Inbox;
 
@@ -194,7 +194,8 @@ impl Subscriptions {
 mod tests {
     use super::*;
 
-    use lock_core::{LeaderElectionRecord, Version, Versioned};
+    use lock_core::backend::{Version, Versioned};
+    use lock_core::LeaderElectionRecord;
 
     fn record() -> Hint {
         Hint::Record(Versioned {

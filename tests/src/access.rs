@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lock_core::{Lock, LockError, LockResult};
 
-use crate::conformance::{config, Candidate};
+use lock_core::testing::conformance::{config, Candidate};
 
 /// Candidate "a" leads on `first`; "b" on `second` (a lock on the same election) follows, and
 /// takes over within a second when "a" releases, with a greater fencing token.

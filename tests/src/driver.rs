@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, Version, Versioned};
+use lock_core::backend::{Hint, HintStream, Version, Versioned};
+use lock_core::{LeaderElectionRecord, Lock};
 use tokio::time::Instant;
 
 /// How long a driver test waits for a hint or a read that should come promptly.

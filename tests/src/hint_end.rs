@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lock_core::{Hint, HintStream};
+use lock_core::backend::{Hint, HintStream};
 use tokio::time::Instant;
 
 /// Reads `hints` until the stream ends, for at most `limit`; returns the hints it gave on the

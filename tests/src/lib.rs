@@ -1,11 +1,9 @@
-//! The conformance suite every lock backend passes, and process-level tests of the demo.
-//!
-//! [`conformance`] holds the suite: cases written once against [`lock_core::Lock`] and the
-//! elector, and the [`conformance_suite!`] macro with which a backend's test file runs all of
-//! them in one line:
+//! Server harnesses and process-level tests of the demo. The conformance suite every backend
+//! runs lives in `lock_core::testing::conformance` (feature `conformance`); this crate's test
+//! files run it on real servers with one line each:
 //!
 //! ```text
-//! lock_tests::conformance_suite!(MyBackend::start());
+//! lock_core::conformance_suite!(MyBackend::start());
 //! ```
 //!
 //! For fault tests on real processes: [`proxy`] puts a loopback TCP proxy that the test can
@@ -18,7 +16,6 @@
 pub mod access;
 pub mod campaign;
 pub mod clock;
-pub mod conformance;
 pub mod demo;
 pub mod driver;
 pub mod failover;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use lock_core::Leadership;
 use tokio::time::Instant;
 
-use crate::conformance::{LEASE, RENEW_DEADLINE};
+use lock_core::testing::conformance::{LEASE, RENEW_DEADLINE};
 
 /// Waits for `term`'s next successful renew, then calls `stop_backend` (a server killed right
 /// after that renew), and asserts that the leader steps down in time: its term ends no earlier

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use lock_tests::conformance::unique_name;
+use lock_core::testing::conformance::unique_name;
 use lock_tests::demo::{wait_until, Demo, DemoEvent};
 use lock_tests::servers::redis::RedisServer;
 use prometheus_parse::{Scrape, Value};

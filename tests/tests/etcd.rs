@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lock_core::testing::conformance::{config, unique_name, Backend, Candidate};
 use lock_core::Lock;
 use lock_etcd::{EtcdLock, EtcdLockOptions, DEFAULT_KEY_PREFIX};
 use lock_tests::access::{assert_wrong_password_refused, release_hands_over};
-use lock_tests::conformance::{config, unique_name, Backend, Candidate};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
 use lock_tests::outage::backend_stops_under_the_leader;
 use lock_tests::servers::etcd::EtcdServer;
@@ -47,7 +47,7 @@ impl Backend for EtcdBackend {
     }
 }
 
-lock_tests::conformance_suite!(async {
+lock_core::conformance_suite!(async {
     EtcdBackend {
         server: EtcdServer::start(),
     }

@@ -8,9 +8,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use lock_core::backend::{Hint, Version, Versioned};
 use lock_core::{
-    ElectionConfig, ElectionEvent, Hint, LeaderElectionRecord, LeaderElector, Lock, LockError,
-    RunOutcome, Version, Versioned,
+    ElectionConfig, ElectionEvent, LeaderElectionRecord, LeaderElector, Lock, LockError, RunOutcome,
 };
 use lock_etcd::{EtcdLock, EtcdLockOptions};
 use lock_tests::driver::{get_eventually, next_hint, next_record, record};

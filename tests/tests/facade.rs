@@ -13,7 +13,11 @@ use tokio::task::JoinHandle;
 type Terms = Arc<Mutex<Vec<(String, u64)>>>;
 
 /// One replica, as the README writes it: open, configure, run the work while leading.
-fn replica(url: &str, identity: &str, terms: &Terms) -> (CancellationToken, JoinHandle<RunOutcome>) {
+fn replica(
+    url: &str,
+    identity: &str,
+    terms: &Terms,
+) -> (CancellationToken, JoinHandle<RunOutcome>) {
     let (url, identity, terms) = (url.to_owned(), identity.to_owned(), terms.clone());
     let cancel = CancellationToken::new();
     let shutdown = cancel.clone();
@@ -43,7 +47,10 @@ async fn terms_started(terms: &Terms, count: usize) -> Vec<(String, u64)> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{count} terms did not start in 10 s: {:?}", terms.lock().unwrap());
+    panic!(
+        "{count} terms did not start in 10 s: {:?}",
+        terms.lock().unwrap()
+    );
 }
 
 async fn hand_over(url: &str) {

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use lock_core::testing::conformance::Backend;
 use lock_core::Lock;
 use lock_file::FileLock;
-use lock_tests::conformance::Backend;
 use tempfile::TempDir;
 
 /// Elections as files in a temporary directory: `<dir>/<name>.json`, removed with the backend.
@@ -51,7 +51,7 @@ impl Backend for FileBackend {
     }
 }
 
-lock_tests::conformance_suite!(async { FileBackend::new() });
+lock_core::conformance_suite!(async { FileBackend::new() });
 
 /// Like [`FileBackend`], but every other lock handed out reaches the file through a symlink to
 /// its directory.
@@ -99,5 +99,5 @@ impl Backend for AliasedBackend {
 mod through_a_symlinked_directory {
     use super::AliasedBackend;
 
-    lock_tests::conformance_suite!(async { AliasedBackend::new() });
+    lock_core::conformance_suite!(async { AliasedBackend::new() });
 }

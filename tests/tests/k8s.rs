@@ -18,7 +18,7 @@ use lock_k8s::LockKind;
 /// the oddest Leases the server accepts instead.
 mod lease {
     use super::*;
-    lock_tests::conformance_suite!(@cases (KubeBackend::start(LockKind::Lease))
+    lock_core::conformance_suite!(@cases (KubeBackend::start(LockKind::Lease))
         lock_cases::get_on_fresh_name_is_none,
         lock_cases::every_record_field_round_trips,
         lock_cases::concurrent_creates_have_one_winner,
@@ -37,12 +37,12 @@ mod lease {
 
 mod configmap {
     use super::*;
-    lock_tests::conformance_suite!(KubeBackend::start(LockKind::ConfigMap));
+    lock_core::conformance_suite!(KubeBackend::start(LockKind::ConfigMap));
 }
 
 mod endpoints {
     use super::*;
-    lock_tests::conformance_suite!(KubeBackend::start(LockKind::Endpoints));
+    lock_core::conformance_suite!(KubeBackend::start(LockKind::Endpoints));
 }
 
 mod lease_values {
@@ -50,8 +50,9 @@ mod lease_values {
 
     use k8s_openapi::api::coordination::v1::Lease;
     use kube::api::{Api, PostParams};
-    use lock_core::{LeaderElectionRecord, LockError, Version};
-    use lock_tests::conformance::{config, unique_name, Backend, Candidate};
+    use lock_core::backend::Version;
+    use lock_core::testing::conformance::{config, unique_name, Backend, Candidate};
+    use lock_core::{LeaderElectionRecord, LockError};
     use lock_tests::servers::kube::ADMIN_USER;
 
     use super::backend::{client_as, NAMESPACE};
@@ -142,8 +143,8 @@ mod annotation_locks {
     use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
     use kube::api::{Api, PostParams};
     use kube::Resource;
+    use lock_core::testing::conformance::{releasing_config, unique_name, Backend, Candidate};
     use lock_k8s::LEADER_ANNOTATION;
-    use lock_tests::conformance::{releasing_config, unique_name, Backend, Candidate};
     use lock_tests::servers::kube::ADMIN_USER;
 
     use super::backend::{client_as, NAMESPACE};
@@ -239,7 +240,7 @@ mod interop;
 mod safety;
 
 mod demo_processes {
-    use lock_tests::conformance::unique_name;
+    use lock_core::testing::conformance::unique_name;
     use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
     use lock_tests::servers::kube::KubeApiServer;
 
@@ -278,7 +279,7 @@ mod sidecar_manifest {
 
     use k8s_openapi::api::apps::v1::Deployment;
     use k8s_openapi::api::core::v1::Container;
-    use lock_tests::conformance::unique_name;
+    use lock_core::testing::conformance::unique_name;
     use lock_tests::demo::demo_binary;
     use lock_tests::servers::kube::KubeApiServer;
     use lock_tests::servers::ports::free_loopback_port;

@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use lock_core::{Lock, MemoryLock};
-use lock_tests::conformance::Backend;
+use lock_core::testing::conformance::Backend;
+use lock_core::testing::MemoryLock;
+use lock_core::Lock;
 
 /// Elections in memory: handles on the same name are clones of one [`MemoryLock`], which share
 /// its record and its change hints.
@@ -41,4 +42,4 @@ impl Backend for MemoryBackend {
     }
 }
 
-lock_tests::conformance_suite!(async { MemoryBackend::default() });
+lock_core::conformance_suite!(async { MemoryBackend::default() });

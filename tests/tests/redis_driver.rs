@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use lock_core::backend::{Hint, Version};
 use lock_core::{
-    ElectionConfig, ElectionEvent, Hint, LeaderElectionRecord, LeaderElector, Lock, LockError,
-    RunOutcome, Version,
+    ElectionConfig, ElectionEvent, LeaderElectionRecord, LeaderElector, Lock, LockError, RunOutcome,
 };
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions};
 use lock_tests::driver::{get_eventually, next_hint, next_record, record, served_watch};
@@ -652,7 +652,7 @@ async fn watches_of_two_elections_on_one_client_get_only_their_own_records() {
     let b2 = billing_writer.update(&record("b", 1), &b1).await.unwrap();
 
     let as_hint = |record: LeaderElectionRecord, version: &Version| {
-        Hint::Record(lock_core::Versioned {
+        Hint::Record(lock_core::backend::Versioned {
             record,
             version: version.clone(),
         })

@@ -7,7 +7,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use lock_core::{Hint, HintStream, LeaderElectionRecord, Lock, LockError, Version};
+use lock_core::backend::{Hint, HintStream, Version};
+use lock_core::{LeaderElectionRecord, Lock, LockError};
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
 use lock_tests::driver::{get_eventually, next_hint, next_record, record, served_watch};
 use lock_tests::hint_end::hints_end;

@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use chrono::Utc;
-use lock_tests::conformance::unique_name;
+use lock_core::testing::conformance::unique_name;
 use lock_tests::fault_cluster::{Backend, FaultCluster, LEASE, RENEW_DEADLINE};
 use lock_tests::servers::etcd::EtcdServer;
 use lock_tests::servers::redis::RedisServer;

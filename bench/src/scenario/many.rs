@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, StopReason};
 use leader_election::redis::{RedisClient, RedisLockOptions};
+use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, StopReason};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;

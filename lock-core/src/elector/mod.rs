@@ -1,5 +1,6 @@
 //! The one elector: stands by, takes the lock, renews it, hands it over.
 
+mod handle;
 mod hints;
 mod leading;
 mod memory;
@@ -17,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::{
-    ConfigError, ElectionConfig, ElectionEvent, ElectorHandle, LeaderElectionRecord, Lock,
-    LockError, LockResult, RenewReport, StopReason, Versioned,
+    ConfigError, ElectionConfig, ElectionEvent, LeaderElectionRecord, Lock, LockError, LockResult,
+    RenewReport, StopReason, Versioned,
 };
+pub use handle::{ElectorHandle, Unhealthy};
 use hints::Hints;
 use memory::{Memory, TermMark};
 pub use scoped::{WorkReturned, RESTART_BACKOFF};

@@ -50,7 +50,8 @@ impl LeaderElector {
     /// Dropping the returned future cancels the election as `cancel` would.
     ///
     /// ```
-    /// use lock_core::{ElectionConfig, LeaderElector, MemoryLock, RunOutcome};
+    /// use lock_core::testing::MemoryLock;
+    /// use lock_core::{ElectionConfig, LeaderElector, RunOutcome};
     /// use tokio_util::sync::CancellationToken;
     ///
     /// # #[tokio::main(flavor = "current_thread")]

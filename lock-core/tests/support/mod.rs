@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use lock_core::backend::{Hint, HintStream, Version, Versioned};
 use lock_core::{
-    ElectionConfig, ElectionEvent, ElectorHandle, Hint, HintStream, LeaderElectionRecord,
-    LeaderElector, Leadership, Lock, LockResult, RunOutcome, Version, Versioned,
+    ElectionConfig, ElectionEvent, ElectorHandle, LeaderElectionRecord, LeaderElector, Leadership,
+    Lock, LockResult, RunOutcome,
 };
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

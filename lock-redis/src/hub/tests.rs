@@ -3,7 +3,7 @@
 
 use super::*;
 
-use lock_core::Hint;
+use lock_core::backend::Hint;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

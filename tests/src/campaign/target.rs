@@ -119,7 +119,7 @@ impl Target {
             kind,
             server,
             lock: lock.to_owned(),
-            outside: Arc::new(lock_core::MemoryLock::new("placeholder")),
+            outside: Arc::new(lock_core::testing::MemoryLock::new("placeholder")),
         };
         target.outside = target.open_outside().await;
         target

@@ -9,12 +9,12 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::Resource;
+use lock_core::testing::conformance::Backend;
 use lock_core::Lock;
 use lock_k8s::{
     kube_config, ConfigMapLock, EndpointsLock, KubeLockOptions, LeaseLock, LockKind,
     LEADER_ANNOTATION,
 };
-use lock_tests::conformance::Backend;
 use lock_tests::servers::kube::{KubeApiServer, ADMIN_USER};
 
 /// The namespace the conformance cases elect in.

@@ -7,8 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
+use lock_core::testing::conformance::{
+    config, releasing_config, unique_name, Candidate, LeadershipLog,
+};
 use lock_k8s::LockKind;
-use lock_tests::conformance::{config, releasing_config, unique_name, Candidate, LeadershipLog};
 use lock_tests::go::go_elector_binary;
 use lock_tests::servers::kube::{KubeApiServer, ADMIN_USER};
 use nix::sys::signal::{kill, Signal};

@@ -9,9 +9,9 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, ObjectMeta, PostParams};
+use lock_core::testing::conformance::{releasing_config, unique_name, Candidate};
 use lock_core::{Lock, LockError};
 use lock_k8s::{KubeLockOptions, LockKind};
-use lock_tests::conformance::{releasing_config, unique_name, Candidate};
 use lock_tests::servers::kube::{KubeApiServer, ADMIN_USER};
 
 use super::backend::{client_as, lock_as};

@@ -4,9 +4,10 @@
 
 use std::time::Duration;
 
-use lock_core::{Hint, LeaderElectionRecord, Lock, LockError};
+use lock_core::backend::Hint;
+use lock_core::testing::conformance::{unique_name, Backend};
+use lock_core::{LeaderElectionRecord, Lock, LockError};
 use lock_k8s::{kube_config, KubeLockOptions, LeaseLock, LockKind};
-use lock_tests::conformance::{unique_name, Backend};
 use lock_tests::driver::{next_hint, next_record, record};
 use lock_tests::hint_end::stream_ends_within;
 use lock_tests::proxy::Proxy;

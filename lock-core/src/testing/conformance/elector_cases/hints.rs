@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::{FaultyLock, Lock};
+use crate::testing::FaultyLock;
+use crate::Lock;
 
 use super::TAKE_LIMIT;
-use crate::conformance::{config, Backend, Candidate, RETRY_PERIOD};
+use crate::testing::conformance::{config, Backend, Candidate, RETRY_PERIOD};
 
 /// How long the standby is watched: long enough that a standby that polls (every retry
 /// period plus a jitter of up to 1.2 retry periods, so at least every 4.4 s) reads at least

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use lock_core::{LockError, LockResult};
+use crate::{LockError, LockResult};
 use tokio::sync::Barrier;
 
 use super::full_record;
-use crate::conformance::Backend;
+use crate::testing::conformance::Backend;
 
 /// How many writers race in the race cases.
 const RACERS: usize = 20;

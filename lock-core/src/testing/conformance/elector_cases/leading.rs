@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::TAKE_LIMIT;
-use crate::conformance::{config, sample_leaders, Backend, Candidate, LeadershipLog};
+use crate::testing::conformance::{config, sample_leaders, Backend, Candidate, LeadershipLog};
 
 /// Case 7: A candidate alone starts leading, says so, and the record names it.
 pub async fn single_candidate_leads(backend: Arc<dyn Backend>, name: &str) {

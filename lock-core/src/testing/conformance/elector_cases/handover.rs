@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::RunOutcome;
+use crate::RunOutcome;
 use tokio::time::Instant;
 
 use super::TAKE_LIMIT;
-use crate::conformance::{
+use crate::testing::conformance::{
     config, releasing_config, Backend, Candidate, LeadershipLog, LEASE, RETRY_PERIOD,
 };
 
@@ -67,7 +67,7 @@ pub async fn graceful_release_hands_over_within_a_second(backend: Arc<dyn Backen
 
 /// Waits until `term` renews (its `renewed_at` moves), so that the next renew is a whole retry
 /// period away; returns the new `renewed_at`.
-async fn next_renew(term: &lock_core::Leadership) -> Instant {
+async fn next_renew(term: &crate::Leadership) -> Instant {
     let before = term.renewed_at();
     let limit = RETRY_PERIOD + Duration::from_secs(3);
     let waited = tokio::time::timeout(limit, async {

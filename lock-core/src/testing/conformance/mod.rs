@@ -1,4 +1,4 @@
-//! The conformance suite: every case written once against [`lock_core::Lock`] and the elector,
+//! The conformance suite: every case written once against [`Lock`](crate::Lock) and the elector,
 //! run by each backend with one line.
 //!
 //! A backend's test file implements [`Backend`] (fresh lock handles on a named election, and raw
@@ -10,8 +10,9 @@
 //! ```
 //! use std::sync::Arc;
 //!
-//! use lock_core::{Lock, MemoryLock};
-//! use lock_tests::conformance::Backend;
+//! use lock_core::Lock;
+//! use lock_core::testing::MemoryLock;
+//! use lock_core::testing::conformance::Backend;
 //!
 //! /// One election, in memory (a real backend would start a server on a free port here).
 //! struct OneElection(MemoryLock);
@@ -30,7 +31,7 @@
 //! }
 //!
 //! // In a test file, this line is the whole suite: one #[tokio::test] per case.
-//! lock_tests::conformance_suite!(async { OneElection(MemoryLock::new("example")) });
+//! lock_core::conformance_suite!(async { OneElection(MemoryLock::new("example")) });
 //! # fn main() {}
 //! ```
 //!

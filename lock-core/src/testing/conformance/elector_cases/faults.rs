@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::{ElectionEvent, FaultyLock, RunOutcome, StopReason};
+use crate::testing::FaultyLock;
+use crate::{ElectionEvent, RunOutcome, StopReason};
 use tokio::time::Instant;
 
 use super::TAKE_LIMIT;
-use crate::conformance::{config, Backend, Candidate, LeadershipLog, LEASE, RENEW_DEADLINE};
+use crate::testing::conformance::{
+    config, Backend, Candidate, LeadershipLog, LEASE, RENEW_DEADLINE,
+};
 
 /// How much earlier than the renew deadline the step-down may be seen (clock granularity).
 const EPSILON: Duration = Duration::from_millis(50);

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lock_core::{
+use crate::{
     ElectionConfig, ElectionEvent, ElectorHandle, LeaderElector, Leadership, Lock, RunOutcome,
 };
 use tokio::sync::mpsc;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lock_core::ElectionConfig;
+use crate::ElectionConfig;
 
 /// The lease the cases use: how long a standby waits after it observed the last renew.
 pub const LEASE: Duration = Duration::from_secs(4);

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use lock_core::{LockError, Version};
+use crate::backend::Version;
+use crate::LockError;
 
 use super::full_record;
-use crate::conformance::Backend;
+use crate::testing::conformance::Backend;
 
 /// Case 6: A stored value that is not a record is reported as `Corrupt`, naming the lock, and no
 /// write replaces it.

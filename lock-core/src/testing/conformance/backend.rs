@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use lock_core::Lock;
+use crate::Lock;
 
 /// A backend under test, as the conformance suite sees it.
 ///

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lock_core::{ElectionEvent, LeaderElector, Leadership};
+use crate::{ElectionEvent, LeaderElector, Leadership};
 use tokio::time::Instant;
 
 /// One term as the log saw it.

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use lock_core::{ElectionEvent, Leadership, RunOutcome, StopReason};
+use crate::{ElectionEvent, Leadership, RunOutcome, StopReason};
 
 use super::TAKE_LIMIT;
-use crate::conformance::{releasing_config, Backend, Candidate};
+use crate::testing::conformance::{releasing_config, Backend, Candidate};
 
 /// The event, in a form that compares: the term's fencing token instead of the term.
 #[derive(Debug, PartialEq, Eq)]

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use lock_core::{LockError, Version};
+use crate::backend::Version;
+use crate::LockError;
 
 use super::full_record;
-use crate::conformance::Backend;
+use crate::testing::conformance::Backend;
 
 /// Case 5: An update with a version that is no longer current fails and changes nothing; so does an
 /// update of a record that does not exist.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use super::full_record;
-use crate::conformance::Backend;
-use lock_core::LeaderElectionRecord;
+use crate::testing::conformance::Backend;
+use crate::LeaderElectionRecord;
 
 /// Case 1: A name nobody wrote has no record.
 pub async fn get_on_fresh_name_is_none(backend: Arc<dyn Backend>, name: &str) {

@@ -7,8 +7,8 @@ mod races;
 mod round_trip;
 mod versions;
 
+use crate::LeaderElectionRecord;
 use chrono::{TimeZone, Utc};
-use lock_core::LeaderElectionRecord;
 
 pub use corrupt::corrupt_value_is_reported_and_left_untouched;
 pub use races::{

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lock_core::ElectorHandle;
+use crate::ElectorHandle;
 use tokio::time::Instant;
 
 /// What sampling the candidates' `is_leader()` found.

@@ -3,13 +3,13 @@
 /// Runs every conformance case against a backend: one `#[tokio::test]` per case.
 ///
 /// The argument is an expression evaluating to a future whose output implements
-/// [`Backend`](crate::conformance::Backend), such as `MyBackend::start()` or
+/// [`Backend`](crate::testing::conformance::Backend), such as `MyBackend::start()` or
 /// `async { MyBackend::new() }`; it is evaluated afresh in every case, inside that case's
 /// runtime, so a backend may start a server and stop it on drop. Each case gets a unique
-/// election name from [`unique_name`](crate::conformance::unique_name).
+/// election name from [`unique_name`](crate::testing::conformance::unique_name).
 ///
 /// ```text
-/// lock_tests::conformance_suite!(async { MemoryBackend::default() });
+/// lock_core::conformance_suite!(async { MemoryBackend::default() });
 /// ```
 #[macro_export]
 macro_rules! conformance_suite {
@@ -35,12 +35,12 @@ macro_rules! conformance_suite {
         $(
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                let backend: ::std::sync::Arc<dyn $crate::conformance::Backend> =
+                let backend: ::std::sync::Arc<dyn $crate::testing::conformance::Backend> =
                     ::std::sync::Arc::new(($make_backend).await);
-                let name = $crate::conformance::unique_name(::std::stringify!($case));
-                $crate::conformance::within_case_limit(
+                let name = $crate::testing::conformance::unique_name(::std::stringify!($case));
+                $crate::testing::conformance::within_case_limit(
                     ::std::stringify!($case),
-                    $crate::conformance::$module::$case(backend, &name),
+                    $crate::testing::conformance::$module::$case(backend, &name),
                 )
                 .await;
             }

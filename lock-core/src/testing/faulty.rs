@@ -15,7 +15,8 @@ use crate::{
 /// or repeats change hints. It also counts the calls that reach the inner lock.
 ///
 /// ```
-/// use lock_core::{FaultyLock, Lock, MemoryLock};
+/// use lock_core::Lock;
+/// use lock_core::testing::{FaultyLock, MemoryLock};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let lock = FaultyLock::new(MemoryLock::new("test"));
