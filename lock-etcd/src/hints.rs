@@ -15,7 +15,7 @@ use lock_core::LeaderElectionRecord;
 use tokio::time::timeout;
 
 use crate::errors::Fault;
-use crate::lock::Inner;
+use crate::session::Session;
 
 /// etcd's event type for a put (`mvccpb.Event.EventType`).
 const PUT: i32 = 0;
@@ -37,7 +37,7 @@ enum State {
 
 /// One hint stream's watch.
 struct Watch {
-    inner: Arc<Inner>,
+    inner: Arc<Session>,
     /// The revision to resume from: one past the last one seen. `None` watches from now.
     next_revision: Option<i64>,
     state: State,
@@ -58,7 +58,7 @@ struct Watch {
 /// it reads the lock on "changed"), when the connection is lost, and when a change cannot be
 /// read (a value above the client's message limit, which no record comes near). Every end is
 /// logged at warn (error for a value that is too large) with its reason.
-pub(crate) fn watch(inner: Arc<Inner>, start: Option<i64>) -> HintStream {
+pub(crate) fn watch(inner: Arc<Session>, start: Option<i64>) -> HintStream {
     let watch = Watch {
         inner,
         next_revision: start,

@@ -60,6 +60,7 @@ mod lock;
 mod names;
 mod options;
 mod permissions;
+mod session;
 mod transactions;
 mod vouched;
 

@@ -1,17 +1,17 @@
 //! [`EtcdLock`]: the [`Lock`] over one etcd key, written only by compare-and-swap transactions.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
-use etcd_client::{Client, GetOptions};
+use etcd_client::GetOptions;
 use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use crate::connection::{self, SharedClient};
-use crate::errors::{self, ErrorContext, Fault};
+use crate::errors::ErrorContext;
 use crate::names::{self, Endpoints};
-use crate::transactions::{self, Outcome, Stored};
+use crate::session::Session;
+use crate::transactions::{self, Outcome};
 use crate::vouched::Vouched;
 use crate::{floor, hints, EtcdLockOptions};
 
@@ -42,18 +42,7 @@ use crate::{floor, hints, EtcdLockOptions};
 /// cannot cost the lease. Clones are cheap and share one client, which reconnects by itself.
 #[derive(Clone)]
 pub struct EtcdLock {
-    inner: Arc<Inner>,
-}
-
-/// What clones of one lock, and its watches, share.
-pub(crate) struct Inner {
-    pub client: SharedClient,
-    pub key: String,
-    pub endpoints: Endpoints,
-    pub options: EtcdLockOptions,
-    pub describe: String,
-    pub errors: ErrorContext,
-    pub vouched: Vouched,
+    inner: Arc<Session>,
 }
 
 impl EtcdLock {
@@ -94,7 +83,7 @@ impl EtcdLock {
     ) -> LockResult<Self> {
         options.validate()?;
         let key = names::key(&options.key_prefix, name)?;
-        let endpoints = Endpoints::parse(endpoints, &options)?;
+        let endpoints = Endpoints::parse(endpoints, options.wants_tls())?;
         let user = options.credentials.as_ref().map(|c| c.user.clone());
         let describe = format!("{}/{key}", endpoints.describe(user.as_deref()));
         let errors = ErrorContext {
@@ -107,7 +96,7 @@ impl EtcdLock {
         let connect = connection::connect_options(&options, &endpoints)?;
         let client = SharedClient::new(&endpoints, connect, options.connect_timeout);
         Ok(Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Session {
                 client,
                 key,
                 endpoints,
@@ -145,99 +134,6 @@ impl EtcdLock {
     }
 }
 
-impl Inner {
-    /// Runs one request on the shared client (connecting first if needed) within the request
-    /// timeout, mapping its errors.
-    pub async fn request<T, F, Fut>(&self, work: F) -> LockResult<T>
-    where
-        F: FnOnce(Client) -> Fut,
-        Fut: Future<Output = Result<T, etcd_client::Error>>,
-    {
-        let connected = self.client.get(&self.errors).await?;
-        let limit = self.options.request_timeout;
-        match tokio::time::timeout(limit, work(connected.client)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                let fault = errors::classify(&err);
-                if matches!(fault, Fault::Authentication | Fault::StaleToken) {
-                    // Log in anew on the next call rather than reuse a refused login.
-                    self.client.reset(connected.generation).await;
-                }
-                Err(self.errors.map(err))
-            }
-            Err(_) => {
-                // The connection may be dead without having closed: make a new one next time.
-                self.client.reset(connected.generation).await;
-                Err(self.errors.timed_out(limit))
-            }
-        }
-    }
-
-    /// Reads the key as it is stored, without judging the value.
-    pub async fn read(&self) -> LockResult<Option<Stored>> {
-        let key = self.key.clone();
-        let response = self
-            .request(|mut client| async move { client.get(key, None).await })
-            .await?;
-        Ok(transactions::stored(&self.key, response))
-    }
-
-    /// Checks that `stored` is a record, and vouches for its revision if it is.
-    pub fn checked(&self, stored: Stored) -> LockResult<Versioned> {
-        let Some(version) = u64::try_from(stored.mod_revision).ok().filter(|r| *r > 0) else {
-            return Err(self.errors.unexpected(format!(
-                "the key {} has the modification revision {}",
-                self.key, stored.mod_revision
-            )));
-        };
-        let record =
-            LeaderElectionRecord::from_json(&stored.value).map_err(|err| LockError::Corrupt {
-                lock: self.describe.clone(),
-                reason: format!(
-                    "the key {} holds {}, which is not a leader election record: {err}",
-                    self.key,
-                    preview(&stored.value)
-                ),
-            })?;
-        self.vouched.remember(stored.mod_revision, &stored.value);
-        Ok(Versioned {
-            record,
-            version: Version::ordered(version),
-        })
-    }
-
-    async fn transaction(&self, txn: etcd_client::Txn) -> LockResult<Outcome> {
-        let response = self
-            .request(|mut client| async move { client.txn(txn).await })
-            .await?;
-        transactions::outcome(&self.key, response).map_err(|reason| self.errors.unexpected(reason))
-    }
-
-    fn conflict(&self, expected: &Version) -> LockError {
-        LockError::Conflict {
-            lock: self.describe.clone(),
-            expected: expected.to_string(),
-        }
-    }
-
-    /// The bytes of the valid record the key held at `revision`: remembered, or read now.
-    /// `Ok(None)` when the key no longer is at `revision` (a conflict).
-    async fn vouched_value(&self, revision: i64) -> LockResult<Option<Arc<[u8]>>> {
-        if let Some(value) = self.vouched.lookup(revision) {
-            return Ok(Some(value));
-        }
-        // A version this lock did not hand out: vouch for it only if the key still holds a
-        // record at it.
-        let Some(stored) = self.read().await? else {
-            return Ok(None);
-        };
-        let at_revision = stored.mod_revision == revision;
-        let value: Arc<[u8]> = Arc::from(stored.value.as_slice());
-        self.checked(stored)?;
-        Ok(at_revision.then_some(value))
-    }
-}
-
 /// The revision a version stands for: a positive number, as [`Version::ordered`] writes it.
 pub(crate) fn revision_of(version: &Version) -> Option<i64> {
     version
@@ -245,17 +141,6 @@ pub(crate) fn revision_of(version: &Version) -> Option<i64> {
         .parse::<i64>()
         .ok()
         .filter(|revision| *revision > 0)
-}
-
-/// The start of a stored value, for messages: at most 64 characters, escaped.
-fn preview(value: &[u8]) -> String {
-    const LONGEST: usize = 64;
-    let text = String::from_utf8_lossy(value);
-    let mut shown: String = text.chars().take(LONGEST).collect();
-    if text.chars().nth(LONGEST).is_some() {
-        shown.push('…');
-    }
-    format!("{shown:?}")
 }
 
 #[async_trait::async_trait]
@@ -373,15 +258,6 @@ mod tests {
         assert_eq!(revision_of(&Version::ordered(u64::MAX)), None);
         assert_eq!(revision_of(&Version::new("-3")), None);
         assert_eq!(revision_of(&Version::new("not-a-version")), None);
-    }
-
-    #[test]
-    fn previews_are_short_and_escaped() {
-        assert_eq!(preview(b"hello"), "\"hello\"");
-        assert_eq!(preview(b"a\nb"), "\"a\\nb\"");
-        let long = preview(&[b'x'; 100]);
-        assert!(long.ends_with("…\""), "{long}");
-        assert_eq!(long.chars().filter(|c| *c == 'x').count(), 64);
     }
 
     #[test]

@@ -2,8 +2,6 @@
 
 use lock_core::{LockError, LockResult};
 
-use crate::EtcdLockOptions;
-
 /// Checks a key prefix: it may be empty (the whole key space) but may hold no control
 /// characters, which would make the key unreadable in `etcdctl` and in messages.
 pub(crate) fn check_prefix(prefix: &str) -> LockResult<()> {
@@ -44,7 +42,8 @@ impl Endpoints {
     /// Parses the endpoints: `http://host:port`, `https://host:port` or `host:port` (which
     /// is `https://` when a TLS option is set and `http://` otherwise). Error messages never
     /// repeat what comes before an `@`: it may be a password.
-    pub fn parse<E: AsRef<str>>(endpoints: &[E], options: &EtcdLockOptions) -> LockResult<Self> {
+    /// `wants_tls`: a TLS option is set (a CA or a client certificate).
+    pub fn parse<E: AsRef<str>>(endpoints: &[E], wants_tls: bool) -> LockResult<Self> {
         if endpoints.is_empty() {
             return Err(invalid(
                 "no etcd endpoint was given (expected one or more URLs such as http://127.0.0.1:2379)"
@@ -66,13 +65,13 @@ impl Endpoints {
                     .to_owned(),
             ));
         }
-        if http && options.wants_tls() {
+        if http && wants_tls {
             return Err(invalid(
                 "a TLS option (tls_ca or client_identity) is set but the endpoints use http://: write them as https://"
                     .to_owned(),
             ));
         }
-        let tls = https || options.wants_tls();
+        let tls = https || wants_tls;
         let scheme = if tls { "https" } else { "http" };
         let urls = authorities
             .iter()
@@ -152,8 +151,10 @@ fn invalid(message: String) -> LockError {
 mod tests {
     use super::*;
 
+    use crate::EtcdLockOptions;
+
     fn parse(endpoints: &[&str], options: &EtcdLockOptions) -> LockResult<Endpoints> {
-        Endpoints::parse(endpoints, options)
+        Endpoints::parse(endpoints, options.wants_tls())
     }
 
     #[test]

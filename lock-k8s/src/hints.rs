@@ -1,14 +1,12 @@
 //! Change hints: a kube watcher on the one object (field selector `metadata.name`), ended at
 //! its first error.
 
-use std::sync::Arc;
-
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
+use kube::Api;
 use lock_core::backend::{Hint, HintStream, Versioned};
 
-use crate::lock::{version_of, Inner};
-use crate::LockObject;
+use crate::object::{version_of, LockObject};
 
 /// A stream of hints for the lock's object: [`Hint::Record`] for every version the watch
 /// reports (also the ones listed when it starts), [`Hint::Changed`] when the object is deleted,
@@ -20,16 +18,16 @@ use crate::LockObject;
 /// polls only once it ended, then calls [`watch`](lock_core::Lock::watch) again after a
 /// back-off. A watch that the API server closes in the normal course (its timeout) is
 /// resumed by the watcher from the last resourceVersion, without a gap.
-pub(crate) fn watch<K: LockObject>(inner: Arc<Inner<K>>) -> HintStream {
-    let config = watcher::Config::default().fields(&format!("metadata.name={}", inner.name));
-    watcher::watcher(inner.api.clone(), config)
+pub(crate) fn watch<K: LockObject>(api: Api<K>, name: &str, describe: String) -> HintStream {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    watcher::watcher(api, config)
         .scan((), move |_, event| {
             let step = match event {
                 Ok(Event::Apply(object) | Event::InitApply(object)) => Some(Some(hint(&object))),
                 Ok(Event::Delete(_) | Event::InitDone) => Some(Some(Hint::Changed)),
                 Ok(Event::Init) => Some(None),
                 Err(err) => {
-                    tracing::warn!(lock = %inner.describe, error = %err, "the watch failed; polling until the next attempt");
+                    tracing::warn!(lock = %describe, error = %err, "the watch failed; polling until the next attempt");
                     None
                 }
             };

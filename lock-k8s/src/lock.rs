@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
 use kube::api::PostParams;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use crate::errors::{is_status, ErrorContext};
 use crate::options::check_object_name;
+use crate::object::version_of;
 use crate::{environment, hints, KubeLockOptions, LockObject};
 
 /// A leader election lock in a `coordination.k8s.io/v1` Lease, mapped as client-go's
@@ -275,16 +276,6 @@ impl<K: LockObject> ObjectLock<K> {
     }
 }
 
-/// An object's `resourceVersion` as a version.
-pub(crate) fn version_of<K: Resource>(object: &K) -> Option<Version> {
-    object
-        .meta()
-        .resource_version
-        .as_deref()
-        .filter(|token| !token.is_empty())
-        .map(Version::new)
-}
-
 #[async_trait::async_trait]
 impl<K: LockObject> Lock for ObjectLock<K> {
     async fn get(&self) -> LockResult<Option<Versioned>> {
@@ -379,7 +370,11 @@ impl<K: LockObject> Lock for ObjectLock<K> {
     }
 
     fn watch(&self) -> Option<HintStream> {
-        Some(hints::watch(self.inner.clone()))
+        Some(hints::watch(
+            self.inner.api.clone(),
+            &self.inner.name,
+            self.inner.describe.clone(),
+        ))
     }
 }
 

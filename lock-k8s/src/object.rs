@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
+use lock_core::backend::Version;
 use lock_core::LeaderElectionRecord;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -197,6 +198,16 @@ impl LockObject for Endpoints {
             ..Endpoints::default()
         }
     }
+}
+
+/// An object's `resourceVersion` as a version.
+pub(crate) fn version_of<K: Resource>(object: &K) -> Option<Version> {
+    object
+        .meta()
+        .resource_version
+        .as_deref()
+        .filter(|token| !token.is_empty())
+        .map(Version::new)
 }
 
 #[cfg(test)]
