@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use lock_core::LockResult;
 
+use crate::errors::io_error;
 use crate::marks::Marks;
-use crate::stored::io_error;
 
 /// An exclusive `flock` on `<lock file>.lock`, held while alive.
 ///

@@ -69,6 +69,7 @@
 //! # }
 //! ```
 
+mod errors;
 mod guard;
 mod marks;
 mod operations;
@@ -86,9 +87,10 @@ use std::sync::Arc;
 use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
+use errors::io_error;
 use guard::Guard;
 use seen::Seen;
-use stored::{io_error, Stored};
+use stored::Stored;
 
 /// A lock whose record lives in a local file. Clones, and `FileLock`s on the same path (or on
 /// a symlink to it) in any process, share the record.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use lock_core::{LockError, LockResult};
 
-use crate::stored::io_error;
+use crate::errors::io_error;
 
 /// The record file `path` leads to: its canonical path when it exists; when it does not, the
 /// canonical directory joined with its name (or `path` itself while the directory is missing

@@ -9,6 +9,8 @@ use lock_core::backend::{Version, Versioned};
 use lock_core::{LeaderElectionRecord, LockError};
 use serde::{Deserialize, Serialize};
 
+use crate::errors::io_error;
+
 /// The most a lock file is read of: a record is well under a kilobyte, and reading a huge file
 /// whole could take the process' memory.
 const MAX_BYTES: u64 = 1 << 20;
@@ -88,21 +90,5 @@ pub(crate) fn read(real: &Path, lock: &str) -> Result<Option<FileContent>, LockE
             lock: lock.to_owned(),
             reason: format!("expected {{\"version\": N, \"record\": {{...}}}}: {err}"),
         }),
-    }
-}
-
-/// Maps an I/O error: permissions become `Forbidden`, anything else `Unavailable`.
-pub(crate) fn io_error(lock: &str, action: &str, err: io::Error) -> LockError {
-    if err.kind() == io::ErrorKind::PermissionDenied {
-        LockError::Forbidden {
-            lock: lock.to_owned(),
-            reason: format!("cannot {action} the lock file: {err}"),
-        }
-    } else {
-        LockError::Unavailable {
-            lock: lock.to_owned(),
-            reason: format!("cannot {action} the lock file: {err}"),
-            source: Some(Box::new(err)),
-        }
     }
 }

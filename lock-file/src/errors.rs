@@ -1,0 +1,21 @@
+//! The one mapping of I/O errors to lock errors, shared by every module that touches the file.
+
+use std::io;
+
+use lock_core::LockError;
+
+/// Maps an I/O error: permissions become `Forbidden`, anything else `Unavailable`.
+pub(crate) fn io_error(lock: &str, action: &str, err: io::Error) -> LockError {
+    if err.kind() == io::ErrorKind::PermissionDenied {
+        LockError::Forbidden {
+            lock: lock.to_owned(),
+            reason: format!("cannot {action} the lock file: {err}"),
+        }
+    } else {
+        LockError::Unavailable {
+            lock: lock.to_owned(),
+            reason: format!("cannot {action} the lock file: {err}"),
+            source: Some(Box::new(err)),
+        }
+    }
+}
