@@ -12,8 +12,8 @@ use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use crate::errors::{is_status, ErrorContext};
-use crate::options::check_object_name;
 use crate::object::version_of;
+use crate::options::check_object_name;
 use crate::{environment, hints, KubeLockOptions, LockObject};
 
 /// A leader election lock in a `coordination.k8s.io/v1` Lease, mapped as client-go's

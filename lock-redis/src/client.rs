@@ -2,17 +2,12 @@
 //! number of elections.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 
 use lock_core::LockResult;
-use redis::aio::ConnectionManager;
-use redis::RedisResult;
 
-use crate::connection::{self, SharedConnection};
-use crate::errors::{is_authentication_failure, ErrorContext};
-use crate::hub::{Hub, HubSettings};
-use crate::{names, RedisLock, RedisLockOptions};
+use crate::session::Session;
+use crate::{RedisLock, RedisLockOptions};
 
 /// A client for one Redis server that makes the [locks](RedisLock) of many elections, all
 /// sharing **one command connection and one pub/sub connection**.
@@ -56,20 +51,7 @@ use crate::{names, RedisLock, RedisLockOptions};
 /// ```
 #[derive(Clone)]
 pub struct RedisClient {
-    inner: Arc<ClientInner>,
-}
-
-/// What a client and all its locks share.
-pub(crate) struct ClientInner {
-    /// The command connection.
-    pub connection: SharedConnection,
-    /// The pub/sub connection and the watches it serves.
-    pub hub: Hub,
-    pub options: RedisLockOptions,
-    /// The server's human name, as `redis://user@host:port` (never the password).
-    pub server: String,
-    /// Error context naming the server (a lock has its own that names the lock).
-    pub errors: ErrorContext,
+    inner: Arc<Session>,
 }
 
 impl RedisClient {
@@ -80,32 +62,8 @@ impl RedisClient {
     /// only for a bad URL or option, or an unreadable [`tls_ca`](RedisLockOptions::tls_ca)
     /// file, as [`InvalidConfig`](lock_core::LockError::InvalidConfig).
     pub fn new(url: &str, options: RedisLockOptions) -> LockResult<Self> {
-        options.validate()?;
-        let client = connection::client(url, &options)?;
-        let info = client.get_connection_info();
-        let server = names::server(info);
-        let errors = ErrorContext {
-            lock: server.clone(),
-            user: names::user(info),
-            key_prefix: options.key_prefix.clone(),
-        };
-        let hub = Hub::new(HubSettings {
-            client: client.clone(),
-            connect_timeout: options.connect_timeout,
-            response_timeout: options.response_timeout,
-            keepalive: crate::hub::KEEPALIVE,
-            server: server.clone(),
-            errors: errors.clone(),
-        });
-        let connection = SharedConnection::new(client, &options);
         Ok(Self {
-            inner: Arc::new(ClientInner {
-                connection,
-                hub,
-                options,
-                server,
-                errors,
-            }),
+            inner: Arc::new(Session::new(url, options)?),
         })
     }
 
@@ -122,7 +80,7 @@ impl RedisClient {
     /// The lock of the election `name`, on this client's connections. Nothing is sent; fails
     /// only for a bad name, as [`InvalidConfig`](lock_core::LockError::InvalidConfig).
     pub fn lock(&self, name: &str) -> LockResult<RedisLock> {
-        RedisLock::on_client(self.inner.clone(), name)
+        RedisLock::on_session(self.inner.clone(), name)
     }
 
     /// The server, as `redis://user@host:port` (or `rediss://`; never the password).
@@ -134,59 +92,14 @@ impl RedisClient {
     pub fn options(&self) -> &RedisLockOptions {
         &self.inner.options
     }
-
-    /// The client of `inner`, for [`RedisLock::client`].
-    pub(crate) fn from_inner(inner: Arc<ClientInner>) -> Self {
-        Self { inner }
-    }
 }
 
-impl ClientInner {
-    /// Makes sure the command connection is there (connecting and authenticating now if not).
-    pub async fn check(&self, errors: &ErrorContext) -> LockResult<()> {
-        self.call(errors, false, |_connection| async { Ok(()) })
-            .await
-    }
-
-    /// Runs one call on the command connection within the call timeout, mapping its errors
-    /// with `errors`.
-    ///
-    /// With `retry_lost_connection` (for reads only, which may run twice) a call that finds
-    /// the connection lost runs once more on the connection made in its place: after a server
-    /// restart the first call notices the old connection is gone.
-    pub async fn call<T, F, Fut>(
-        &self,
-        errors: &ErrorContext,
-        retry_lost_connection: bool,
-        work: F,
-    ) -> LockResult<T>
-    where
-        F: Fn(ConnectionManager) -> Fut,
-        Fut: Future<Output = RedisResult<T>>,
-    {
-        let limit = self.options.call_timeout();
-        let attempt = async {
-            let result = match self.connection.get().await {
-                Ok(connection) => work(connection).await,
-                Err(err) => Err(err),
-            };
-            match result {
-                Err(err) if retry_lost_connection && err.is_unrecoverable_error() => {
-                    tracing::debug!(lock = %errors.lock, error = %err, "connection lost; trying once more");
-                    work(self.connection.get().await?).await
-                }
-                other => other,
-            }
-        };
-        match tokio::time::timeout(limit, attempt).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                if is_authentication_failure(&err) {
-                    self.connection.reset().await;
-                }
-                Err(errors.map(err))
-            }
-            Err(_) => Err(errors.timed_out(limit)),
+impl RedisLock {
+    /// The client whose connections the lock uses: its [`lock`](RedisClient::lock) makes the
+    /// locks of other elections on the same connections.
+    pub fn client(&self) -> RedisClient {
+        RedisClient {
+            inner: self.session().clone(),
         }
     }
 }

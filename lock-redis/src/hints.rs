@@ -6,21 +6,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
-use lock_core::backend::{Hint, HintStream, Versioned};
-use lock_core::LeaderElectionRecord;
-use redis::Msg;
-use serde::Deserialize;
+use lock_core::backend::{Hint, HintStream};
 
 use crate::hub::Registration;
 use crate::inbox::Inbox;
-use crate::lock::Inner;
-
-/// What the script publishes on every write.
-#[derive(Deserialize)]
-struct Announcement {
-    version: String,
-    record: LeaderElectionRecord,
-}
+use crate::session::Session;
 
 /// A stream of hints for the lock: [`Hint::Changed`] once its channel is subscribed (changes may
 /// have been missed before; a watch made while the channel is subscribed gets it at once), then
@@ -36,9 +26,11 @@ struct Announcement {
 /// `PUBLISH` on the channel can announce anything; the elector confirms by reads. It registers
 /// with the hub on its first poll, and a watch that is not read keeps at most a few hints (see
 /// [`Inbox`]).
-pub(crate) fn watch(inner: Arc<Inner>) -> HintStream {
+pub(crate) fn watch(session: Arc<Session>, channel: String, describe: String) -> HintStream {
     Watch {
-        lock: inner,
+        session,
+        channel,
+        describe,
         inbox: Arc::default(),
         registration: None,
         ended: false,
@@ -48,7 +40,11 @@ pub(crate) fn watch(inner: Arc<Inner>) -> HintStream {
 
 /// The stream [`watch`] returns.
 struct Watch {
-    lock: Arc<Inner>,
+    session: Arc<Session>,
+    /// The election's channel.
+    channel: String,
+    /// The lock, for logs.
+    describe: String,
     inbox: Arc<Inbox>,
     /// Made on the first poll; dropping it tells the hub.
     registration: Option<Registration>,
@@ -64,14 +60,9 @@ impl Stream for Watch {
             return Poll::Ready(None);
         }
         if this.registration.is_none() {
-            let lock = &this.lock;
-            match lock
-                .client
-                .hub
-                .watch(&lock.names.channel, this.inbox.clone())
-            {
+            match this.session.hub.watch(&this.channel, this.inbox.clone()) {
                 Some(registration) => {
-                    tracing::debug!(lock = %lock.describe, "watching for change hints");
+                    tracing::debug!(lock = %this.describe, "watching for change hints");
                     this.registration = Some(registration);
                 }
                 None => {
@@ -81,26 +72,5 @@ impl Stream for Watch {
             }
         }
         this.inbox.poll_next(cx)
-    }
-}
-
-/// The hint a published message gives: the record it carries, or just "changed" when it
-/// cannot be read (hints are never trusted for more than waking the elector up).
-pub(crate) fn hint(message: &Msg) -> Hint {
-    let announcement = serde_json::from_slice::<Announcement>(message.get_payload_bytes())
-        .map_err(|err| err.to_string())
-        .and_then(|announcement| {
-            let counter = crate::counter::parse(&announcement.version)?;
-            Ok(Versioned {
-                record: announcement.record,
-                version: crate::counter::version(counter),
-            })
-        });
-    match announcement {
-        Ok(versioned) => Hint::Record(versioned),
-        Err(err) => {
-            tracing::debug!(channel = %message.get_channel_name(), error = %err, "unreadable change announcement");
-            Hint::Changed
-        }
     }
 }

@@ -269,8 +269,9 @@ async fn run(settings: Arc<HubSettings>, mut commands: UnboundedReceiver<Command
             Event::Command(Some(command)) => task.command(command),
             Event::Connected(result) => task.connected(result),
             Event::Message(Some(message)) => {
-                task.book
-                    .deliver(message.get_channel_name(), || crate::hints::hint(&message));
+                task.book.deliver(message.get_channel_name(), || {
+                    crate::announcement::hint(&message)
+                });
             }
             Event::Message(None) => task.lost("the connection closed".into()),
             Event::PingDue => task.ping(),

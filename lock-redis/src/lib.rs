@@ -98,6 +98,7 @@
 //! ```
 
 mod acl;
+mod announcement;
 mod client;
 mod connection;
 mod counter;
@@ -110,6 +111,7 @@ mod names;
 mod options;
 mod script;
 mod seen;
+mod session;
 mod subscriptions;
 
 pub use acl::{acl_rules, acl_setuser_line, ACL_COMMANDS};

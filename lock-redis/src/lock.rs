@@ -9,12 +9,12 @@ use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
-use crate::client::ClientInner;
 use crate::errors::ErrorContext;
 use crate::names::Names;
 use crate::script::{Reply, SCRIPT};
 use crate::seen::Seen;
-use crate::{counter, hints, RedisClient, RedisLockOptions};
+use crate::session::Session;
+use crate::{counter, hints, RedisLockOptions};
 
 /// A leader election lock kept in Redis: one hash per election, changed only by a Lua script
 /// that compares and swaps atomically on the server.
@@ -35,8 +35,8 @@ use crate::{counter, hints, RedisClient, RedisLockOptions};
 /// - [`watch`](Lock::watch) subscribes to `{key}:changes` on its client's pub/sub connection
 ///   and turns the announcements into hints; the stream ends when it cannot be served.
 ///
-/// A lock runs on the connections of a [`RedisClient`]: [`connect`](Self::connect) and
-/// [`new`](Self::new) make a client of its own, [`RedisClient::lock`] makes the locks of many
+/// A lock runs on the connections of a [`RedisClient`](crate::RedisClient): [`connect`](Self::connect) and
+/// [`new`](Self::new) make a client of its own, [`RedisClient::lock`](crate::RedisClient::lock) makes the locks of many
 /// elections on one client's two connections. Clones are cheap and share the connections,
 /// which reconnect by themselves.
 #[derive(Clone)]
@@ -47,7 +47,7 @@ pub struct RedisLock {
 /// What clones of one lock share.
 pub(crate) struct Inner {
     /// The connections, shared with every lock of the client.
-    pub client: Arc<ClientInner>,
+    pub client: Arc<Session>,
     pub names: Names,
     pub describe: String,
     pub errors: ErrorContext,
@@ -63,8 +63,8 @@ impl RedisLock {
     /// as `InvalidConfig` for a bad URL or name, `Unavailable` when the server cannot be
     /// reached and `Forbidden` when it refuses the credentials.
     ///
-    /// The lock has a [client](RedisClient) of its own; for many elections in one process use
-    /// one client's [`lock`](RedisClient::lock) instead.
+    /// The lock has a [client](crate::RedisClient) of its own; for many elections in one process use
+    /// one client's [`lock`](crate::RedisClient::lock) instead.
     pub async fn connect(url: &str, name: &str) -> LockResult<Self> {
         Self::connect_with(url, name, RedisLockOptions::default()).await
     }
@@ -80,17 +80,17 @@ impl RedisLock {
         Ok(lock)
     }
 
-    /// Makes the lock, on a [client](RedisClient) of its own, without contacting the server:
+    /// Makes the lock, on a [client](crate::RedisClient) of its own, without contacting the server:
     /// the connection is made by the first call (and made again by later calls while it
     /// fails). Fails only for a bad URL, name or option, or an unreadable `tls_ca` file.
     pub fn new(url: &str, name: &str, options: RedisLockOptions) -> LockResult<Self> {
         options.validate()?;
         Names::new(&options.key_prefix, name)?;
-        RedisClient::new(url, options)?.lock(name)
+        Self::on_session(Arc::new(Session::new(url, options)?), name)
     }
 
     /// The lock of election `name` on the connections of `client`.
-    pub(crate) fn on_client(client: Arc<ClientInner>, name: &str) -> LockResult<Self> {
+    pub(crate) fn on_session(client: Arc<Session>, name: &str) -> LockResult<Self> {
         let names = Names::new(&client.options.key_prefix, name)?;
         let describe = format!("{}/{}", client.server, names.key);
         let errors = ErrorContext {
@@ -124,10 +124,9 @@ impl RedisLock {
         &self.inner.client.options
     }
 
-    /// The client whose connections the lock uses: its [`lock`](RedisClient::lock) makes the
-    /// locks of other elections on the same connections.
-    pub fn client(&self) -> RedisClient {
-        RedisClient::from_inner(self.inner.client.clone())
+    /// The session this lock shares with its client (see `RedisLock::client`).
+    pub(crate) fn session(&self) -> &Arc<Session> {
+        &self.inner.client
     }
 
     /// Runs one call on the client's command connection, with errors that name this lock.
@@ -282,7 +281,11 @@ impl Lock for RedisLock {
     }
 
     fn watch(&self) -> Option<HintStream> {
-        Some(hints::watch(self.inner.clone()))
+        Some(hints::watch(
+            self.inner.client.clone(),
+            self.inner.names.channel.clone(),
+            self.inner.describe.clone(),
+        ))
     }
 }
 

@@ -50,7 +50,7 @@ impl MemoryLock {
 
     /// Deletes the record, as a person with a command-line client could, and sends a
     /// [`Hint::Changed`] (as a watching backend would; wrap the lock in a
-    /// [`FaultyLock`](crate::FaultyLock) that drops hints for one that would not, such as a
+    /// [`FaultyLock`](crate::testing::FaultyLock) that drops hints for one that would not, such as a
     /// Redis `DEL`). The version counter goes on, so versions never repeat.
     pub fn delete(&self) {
         let mut stored = self.stored();

@@ -3,7 +3,7 @@
 //!
 //! [`MemoryLock`] is a complete lock in one process: unit tests of code that runs an election
 //! need no server. [`FaultyLock`] wraps any lock and fails, delays, conflicts, loses replies or
-//! forges hints on command. [`conformance`] runs the same cases against any backend, so a
+//! forges hints on command. `conformance` runs the same cases against any backend, so a
 //! third-party lock is held to the rules the bundled ones are.
 
 #[cfg(feature = "conformance")]
