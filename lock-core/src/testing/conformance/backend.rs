@@ -20,4 +20,32 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The bytes stored for the election called `name`, if any, read bypassing the lock.
     async fn read_raw(&self, name: &str) -> Option<Vec<u8>>;
+
+    /// What this backend offers beyond the contract every lock keeps; the cases check what it
+    /// claims here, so a backend cannot pass by claiming less than it does.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+}
+
+/// What a backend offers beyond the contract every lock keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// [`Lock::watch`] gives change hints (the default). Without them a standby polls every
+    /// retry period, and the hints case checks that `watch` says so (returns `None`).
+    pub hints: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self { hints: true }
+    }
+}
+
+impl Capabilities {
+    /// A backend without change hints: its electors poll.
+    pub fn without_hints() -> Self {
+        Self { hints: false }
+    }
 }

@@ -52,7 +52,7 @@ mod timing;
 use std::future::Future;
 use std::time::Duration;
 
-pub use backend::Backend;
+pub use backend::{Backend, Capabilities};
 pub use candidate::{Candidate, STOP_LIMIT};
 pub use intervals::{Interval, LeadershipLog};
 pub use names::unique_name;

@@ -19,8 +19,18 @@ const MAX_READS: u64 = 2;
 
 /// Case 14: An idle standby follows the leader's renews through change hints: over nine seconds, in
 /// which the leader renews every two seconds (a polling standby would read at least three
-/// times), it reads the lock at most twice.
+/// times), it reads the lock at most twice. For a backend whose capabilities say it has no
+/// hints, the case checks that its `watch` says so too (the elector then polls).
 pub async fn idle_standby_waits_on_hints(backend: Arc<dyn Backend>, name: &str) {
+    if !backend.capabilities().hints {
+        let lock = backend.lock(name).await;
+        assert!(
+            lock.watch().is_none(),
+            "{} claims no change hints but its watch gives a stream",
+            lock.describe()
+        );
+        return;
+    }
     let mut leader = Candidate::start(backend.lock(name).await, config("busy"), None);
     let term = leader.started(TAKE_LIMIT).await;
 
