@@ -36,7 +36,7 @@
 //!     .with_client_identity("/etc/etcd/client.pem", "/etc/etcd/client-key.pem")
 //!     .with_user("elector", "secret");
 //! let endpoints = ["https://etcd-0.internal:2379", "https://etcd-1.internal:2379"];
-//! let lock = EtcdLock::connect_with(&endpoints, "orders", options).await?;
+//! let lock = EtcdLock::connect(&endpoints, "orders", options).await?;
 //! println!("electing on {}", lock.describe());
 //!
 //! let elector = LeaderElector::new(lock, ElectionConfig::new("worker-a"))?;

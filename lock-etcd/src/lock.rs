@@ -46,20 +46,15 @@ pub struct EtcdLock {
 }
 
 impl EtcdLock {
-    /// Connects to etcd at `endpoints` for the election `name`, with the default
-    /// [options](EtcdLockOptions).
+    /// Connects to etcd at `endpoints` for the election `name`, with `options`
+    /// (`Default::default()` for the documented defaults). One read of the key checks the
+    /// connection, the login and the permission.
     ///
     /// Each endpoint is `http://host:port`, `https://host:port` or `host:port`. Fails as
     /// `InvalidConfig` for a bad endpoint, name or option, `Unavailable` when no server can be
     /// reached, and `Forbidden` when the server refuses the login or the user may not read the
     /// key.
-    pub async fn connect<E: AsRef<str>>(endpoints: &[E], name: &str) -> LockResult<Self> {
-        Self::connect_with(endpoints, name, EtcdLockOptions::default()).await
-    }
-
-    /// Like [`connect`](Self::connect), with options. One read of the key checks the
-    /// connection, the login and the permission.
-    pub async fn connect_with<E: AsRef<str>>(
+    pub async fn connect<E: AsRef<str>>(
         endpoints: &[E],
         name: &str,
         options: EtcdLockOptions,

@@ -76,7 +76,7 @@
 //! # #[tokio::main]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let options = RedisLockOptions::default().with_tls_ca("/etc/redis/ca.pem");
-//! let lock = RedisLock::connect_with(
+//! let lock = RedisLock::connect(
 //!     "rediss://elector:secret@redis.internal:6380",
 //!     "orders",
 //!     options,

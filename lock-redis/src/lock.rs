@@ -56,8 +56,8 @@ pub(crate) struct Inner {
 }
 
 impl RedisLock {
-    /// Connects to the Redis server at `url` for the election `name`, with the default
-    /// [options](RedisLockOptions).
+    /// Connects to the Redis server at `url` for the election `name`, with `options`
+    /// (`Default::default()` for the documented defaults), and checks the connection.
     ///
     /// `url` is `redis://[user[:password]@]host[:port][/db]` or `rediss://…` for TLS. Fails
     /// as `InvalidConfig` for a bad URL or name, `Unavailable` when the server cannot be
@@ -65,16 +65,7 @@ impl RedisLock {
     ///
     /// The lock has a [client](crate::RedisClient) of its own; for many elections in one process use
     /// one client's [`lock`](crate::RedisClient::lock) instead.
-    pub async fn connect(url: &str, name: &str) -> LockResult<Self> {
-        Self::connect_with(url, name, RedisLockOptions::default()).await
-    }
-
-    /// Like [`connect`](Self::connect), with options.
-    pub async fn connect_with(
-        url: &str,
-        name: &str,
-        options: RedisLockOptions,
-    ) -> LockResult<Self> {
+    pub async fn connect(url: &str, name: &str, options: RedisLockOptions) -> LockResult<Self> {
         let lock = Self::new(url, name, options)?;
         lock.inner.client.check(&lock.inner.errors).await?;
         Ok(lock)

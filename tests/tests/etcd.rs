@@ -31,7 +31,7 @@ impl EtcdBackend {
 impl Backend for EtcdBackend {
     async fn lock(&self, name: &str) -> Arc<dyn Lock> {
         Arc::new(
-            EtcdLock::connect(&[self.server.endpoint()], name)
+            EtcdLock::connect(&[self.server.endpoint()], name, Default::default())
                 .await
                 .expect("connect to the test etcd"),
         )
@@ -54,7 +54,7 @@ lock_core::conformance_suite!(async {
 });
 
 async fn connect(endpoint: &str, name: &str) -> EtcdLock {
-    EtcdLock::connect(&[endpoint], name)
+    EtcdLock::connect(&[endpoint], name, Default::default())
         .await
         .expect("connect to the test etcd")
 }
@@ -105,18 +105,14 @@ async fn a_user_whose_role_covers_only_the_prefix_elects() {
     let name = unique_name("auth");
     let connect = || async {
         let options = EtcdLockOptions::default().with_user("elector", "s3cret");
-        EtcdLock::connect_with(&[&endpoint], &name, options)
+        EtcdLock::connect(&[&endpoint], &name, options)
             .await
             .expect("connect as elector")
     };
     release_hands_over(connect().await, connect().await).await;
 
     let wrong = EtcdLockOptions::default().with_user("elector", "pw-5e1d2b");
-    assert_wrong_password_refused(
-        "pw-5e1d2b",
-        EtcdLock::connect_with(&[endpoint], &name, wrong),
-    )
-    .await;
+    assert_wrong_password_refused("pw-5e1d2b", EtcdLock::connect(&[endpoint], &name, wrong)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

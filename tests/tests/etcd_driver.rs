@@ -32,7 +32,7 @@ fn quick() -> EtcdLockOptions {
 }
 
 async fn lock(server: &EtcdServer, name: &str) -> EtcdLock {
-    within(EtcdLock::connect_with(&[server.endpoint()], name, quick()))
+    within(EtcdLock::connect(&[server.endpoint()], name, quick()))
         .await
         .expect("connect")
 }
@@ -487,7 +487,7 @@ async fn tls_with_client_certificates() {
     let options = quick()
         .with_tls_ca(&certificates.ca_cert)
         .with_client_identity(&certificates.client_cert, &certificates.client_key);
-    let lock = EtcdLock::connect_with(&[&endpoint], "tls", options.clone())
+    let lock = EtcdLock::connect(&[&endpoint], "tls", options.clone())
         .await
         .unwrap();
     assert!(
@@ -513,7 +513,7 @@ async fn tls_with_client_certificates() {
         (without, "no client certificate"),
         (stranger, "a stranger's"),
     ] {
-        let err = EtcdLock::connect_with(&[&endpoint], "tls", options)
+        let err = EtcdLock::connect(&[&endpoint], "tls", options)
             .await
             .unwrap_err();
         assert!(err.is_retryable(), "{what}: {err:?}");
@@ -526,7 +526,7 @@ async fn tls_with_client_certificates() {
     // Without the CA the server is not trusted, and the message says so.
     let mut untrusting = quick();
     untrusting.client_identity = options.client_identity.clone();
-    let err = EtcdLock::connect_with(&[&endpoint], "tls", untrusting)
+    let err = EtcdLock::connect(&[&endpoint], "tls", untrusting)
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -545,7 +545,7 @@ async fn a_user_restricted_to_the_prefix_can_do_everything() {
         .start();
     let endpoints = [server.endpoint()];
     let options = quick().with_user("elector", "elector-secret");
-    let lock = EtcdLock::connect_with(&endpoints, "acl", options.clone())
+    let lock = EtcdLock::connect(&endpoints, "acl", options.clone())
         .await
         .unwrap();
     assert_eq!(
@@ -594,7 +594,7 @@ async fn a_user_restricted_to_the_prefix_can_do_everything() {
         message.contains("etcdctl role grant-permission --prefix=true"),
         "{message}"
     );
-    let err = EtcdLock::connect_with(&endpoints, "acl", options.with_key_prefix("other/"))
+    let err = EtcdLock::connect(&endpoints, "acl", options.with_key_prefix("other/"))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Forbidden { .. }), "{err:?}");
@@ -607,7 +607,7 @@ async fn wrong_credentials_are_forbidden() {
         .start();
     let endpoints = [server.endpoint()];
 
-    let err = EtcdLock::connect_with(&endpoints, "auth", quick().with_user("elector", "hunter2"))
+    let err = EtcdLock::connect(&endpoints, "auth", quick().with_user("elector", "hunter2"))
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Forbidden { .. }), "{err:?}");
@@ -621,7 +621,7 @@ async fn wrong_credentials_are_forbidden() {
         "the password is never shown: {message}"
     );
 
-    let err = EtcdLock::connect_with(&endpoints, "auth", quick().with_user("nobody", "x"))
+    let err = EtcdLock::connect(&endpoints, "auth", quick().with_user("nobody", "x"))
         .await
         .unwrap_err();
     assert!(
@@ -631,7 +631,7 @@ async fn wrong_credentials_are_forbidden() {
     );
 
     // No user at all: the server refuses the first request.
-    let err = EtcdLock::connect_with(&endpoints, "auth", quick())
+    let err = EtcdLock::connect(&endpoints, "auth", quick())
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Forbidden { .. }), "{err:?}");
@@ -668,7 +668,7 @@ async fn a_killed_server_is_unavailable_within_the_request_timeout() {
     }
     // A lock made while the server is down fails as promptly.
     let started = Instant::now();
-    let err = EtcdLock::connect_with(&[server.endpoint()], "down", quick())
+    let err = EtcdLock::connect(&[server.endpoint()], "down", quick())
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");

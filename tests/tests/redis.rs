@@ -40,7 +40,7 @@ impl RedisBackend {
 impl Backend for RedisBackend {
     async fn lock(&self, name: &str) -> Arc<dyn Lock> {
         Arc::new(
-            RedisLock::connect(&self.server.url(), name)
+            RedisLock::connect(&self.server.url(), name, Default::default())
                 .await
                 .expect("connect to the test server"),
         )
@@ -83,7 +83,9 @@ async fn a_killed_server_makes_the_leader_step_down_in_time_and_a_restart_elects
     let name = unique_name("killed-server");
     let url = server.url();
     let lock = |url: String, name: String| async move {
-        RedisLock::connect(&url, &name).await.expect("connect")
+        RedisLock::connect(&url, &name, Default::default())
+            .await
+            .expect("connect")
     };
     let mut a = Candidate::start(lock(url.clone(), name.clone()).await, config("a"), None);
     let first = a.started(Duration::from_secs(10)).await;
@@ -115,7 +117,7 @@ async fn a_user_restricted_to_the_documented_acl_elects() {
     let url = server.url_as("elector", "s3cret");
     let name = unique_name("acl");
     let connect = || async {
-        RedisLock::connect(&url, &name)
+        RedisLock::connect(&url, &name, Default::default())
             .await
             .expect("connect as elector")
     };
@@ -139,7 +141,11 @@ async fn a_wrong_password_is_a_clear_authentication_error() {
         .acl_user("elector", "s3cret", acl_rules(DEFAULT_KEY_PREFIX))
         .start();
     let url = server.url_as("elector", "pw-7f3a9c");
-    assert_wrong_password_refused("pw-7f3a9c", RedisLock::connect(&url, "auth")).await;
+    assert_wrong_password_refused(
+        "pw-7f3a9c",
+        RedisLock::connect(&url, "auth", Default::default()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

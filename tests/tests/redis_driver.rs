@@ -30,7 +30,7 @@ fn quick() -> RedisLockOptions {
 }
 
 async fn lock(server: &RedisServer, name: &str) -> RedisLock {
-    within(RedisLock::connect(&server.url(), name))
+    within(RedisLock::connect(&server.url(), name, Default::default()))
         .await
         .expect("connect")
 }
@@ -210,10 +210,10 @@ async fn values_written_by_hand_are_corrupt_and_left_untouched() {
 #[tokio::test]
 async fn hints_carry_records_and_a_new_watch_is_served_after_a_server_restart() {
     let mut server = RedisServer::start();
-    let watcher = RedisLock::connect_with(&server.url(), "hints", quick())
+    let watcher = RedisLock::connect(&server.url(), "hints", quick())
         .await
         .unwrap();
-    let writer = RedisLock::connect_with(&server.url(), "hints", quick())
+    let writer = RedisLock::connect(&server.url(), "hints", quick())
         .await
         .unwrap();
     let mut hints = watcher.watch().expect("the Redis lock gives hints");
@@ -249,7 +249,7 @@ async fn tls_with_a_generated_ca() {
     assert!(url.starts_with("rediss://127.0.0.1:"), "{url}");
     let ca = server.ca_path().unwrap();
     let options = quick().with_tls_ca(ca);
-    let lock = RedisLock::connect_with(&url, "tls", options.clone())
+    let lock = RedisLock::connect(&url, "tls", options.clone())
         .await
         .unwrap();
     assert!(lock.describe().starts_with("rediss://127.0.0.1:"));
@@ -261,9 +261,7 @@ async fn tls_with_a_generated_ca() {
     assert_eq!(lock.get().await.unwrap().unwrap().version, v2);
 
     // Without the CA the server is not trusted, and the message says so.
-    let err = RedisLock::connect_with(&url, "tls", quick())
-        .await
-        .unwrap_err();
+    let err = RedisLock::connect(&url, "tls", quick()).await.unwrap_err();
     assert!(err.to_string().contains("certificate"), "{err}");
 
     // A CA file for a plain URL is a configuration error.
@@ -277,7 +275,7 @@ async fn an_acl_user_with_the_documented_rules_can_do_everything() {
     let prefix = "leader-election:";
     let server = server_with_elector("admin-secret", prefix);
     let url = server.url_as("elector", "elector-secret");
-    let lock = RedisLock::connect_with(&url, "acl", quick()).await.unwrap();
+    let lock = RedisLock::connect(&url, "acl", quick()).await.unwrap();
     assert!(
         lock.describe().starts_with("redis://elector@127.0.0.1:"),
         "{}",
@@ -305,7 +303,7 @@ async fn an_acl_user_with_the_documented_rules_can_do_everything() {
     assert_eq!(lock.get().await.unwrap().unwrap().version, v3);
 
     // The expiry for abandoned elections needs nothing more.
-    let expiring = RedisLock::connect_with(
+    let expiring = RedisLock::connect(
         &url,
         "acl-expiring",
         quick().with_abandoned_ttl(Duration::from_secs(60)),
@@ -325,7 +323,7 @@ async fn an_acl_user_with_the_documented_rules_can_do_everything() {
     assert!(refusals.is_empty(), "ACL LOG: {refusals:?}");
 
     // Outside its prefix the user is refused, and the message names what is missing.
-    let outside = RedisLock::connect_with(&url, "acl", quick().with_key_prefix("other:"))
+    let outside = RedisLock::connect(&url, "acl", quick().with_key_prefix("other:"))
         .await
         .unwrap();
     let err = outside.get().await.unwrap_err();
@@ -340,7 +338,7 @@ async fn an_acl_user_with_the_documented_rules_can_do_everything() {
 async fn wrong_credentials_are_forbidden() {
     let server = server_with_elector("right", "leader-election:");
 
-    let err = RedisLock::connect_with(&server.url_as("default", "hunter2"), "auth", quick())
+    let err = RedisLock::connect(&server.url_as("default", "hunter2"), "auth", quick())
         .await
         .unwrap_err();
     assert!(matches!(err, LockError::Forbidden { .. }), "{err:?}");
@@ -354,7 +352,7 @@ async fn wrong_credentials_are_forbidden() {
         "the password is never shown: {message}"
     );
 
-    let err = RedisLock::connect_with(&server.url_as("elector", "nope"), "auth", quick())
+    let err = RedisLock::connect(&server.url_as("elector", "nope"), "auth", quick())
         .await
         .unwrap_err();
     assert!(
@@ -365,7 +363,7 @@ async fn wrong_credentials_are_forbidden() {
 
     // No password at all: the server answers NOAUTH to the first command.
     let anonymous = format!("redis://127.0.0.1:{}", server.port());
-    let lock = RedisLock::connect_with(&anonymous, "auth", quick())
+    let lock = RedisLock::connect(&anonymous, "auth", quick())
         .await
         .unwrap();
     let err = lock.get().await.unwrap_err();
@@ -385,7 +383,7 @@ async fn wrong_credentials_are_forbidden() {
 #[tokio::test]
 async fn a_killed_server_is_unavailable_and_then_back() {
     let mut server = RedisServer::start();
-    let lock = RedisLock::connect_with(&server.url(), "down", quick())
+    let lock = RedisLock::connect(&server.url(), "down", quick())
         .await
         .unwrap();
     let v1 = lock.create(&record("a", 0)).await.unwrap();
@@ -411,7 +409,7 @@ async fn a_killed_server_is_unavailable_and_then_back() {
 #[tokio::test]
 async fn a_wedged_server_times_out_instead_of_hanging() {
     let server = RedisServer::start();
-    let lock = RedisLock::connect_with(&server.url(), "wedged", quick())
+    let lock = RedisLock::connect(&server.url(), "wedged", quick())
         .await
         .unwrap();
     let v1 = lock.create(&record("a", 0)).await.unwrap();
@@ -436,7 +434,7 @@ async fn a_wedged_server_times_out_instead_of_hanging() {
 async fn an_expired_election_starts_over_without_reusing_versions() {
     let server = RedisServer::start();
     let options = quick().with_abandoned_ttl(Duration::from_millis(300));
-    let lock = RedisLock::connect_with(&server.url(), "abandoned", options)
+    let lock = RedisLock::connect(&server.url(), "abandoned", options)
         .await
         .unwrap();
     // No lease, so that 300 ms of TTL is at least twice it.

@@ -30,7 +30,7 @@ async fn within<F: Future>(future: F) -> F::Output {
 }
 
 async fn lock_with(server: &RedisServer, name: &str, options: RedisLockOptions) -> RedisLock {
-    within(RedisLock::connect_with(&server.url(), name, options))
+    within(RedisLock::connect(&server.url(), name, options))
         .await
         .expect("connect")
 }
@@ -142,7 +142,7 @@ async fn hole8_a_refused_subscribe_ends_the_watch() {
         .acl_user("elector", "elector-secret", rules)
         .start();
     let url = server.url_as("elector", "elector-secret");
-    let lock = within(RedisLock::connect_with(&url, "no-channel", quick()))
+    let lock = within(RedisLock::connect(&url, "no-channel", quick()))
         .await
         .unwrap();
     let mut hints = lock.watch().expect("the Redis lock gives hints");
