@@ -3,11 +3,12 @@
 //! A backend stores one [`LeaderElectionRecord`] per election and implements [`Lock`]: `get`,
 //! `create` and `update` with compare-and-swap on an opaque [`Version`], and optionally
 //! `watch` for change [`Hint`]s that wake standbys early. Errors are [`LockError`]s, whose
-//! variants tell the elector what to retry. A backend that keeps a connection reconnects with
-//! [`reconnect_backoff`]. The cases of [`testing::conformance`](crate::testing) (feature
+//! variants tell the elector what to retry. A backend that keeps a connection shares it through a [`LazyClient`] and
+//! reconnects its watches with [`reconnect_backoff`]. The cases of [`testing::conformance`](crate::testing) (feature
 //! `conformance`) check a backend against the contract.
 
 pub use crate::backoff::{reconnect_backoff, FIRST_RECONNECT_BACKOFF, LONGEST_RECONNECT_BACKOFF};
 pub use crate::error::{LockError, LockResult};
+pub use crate::lazy_client::{LazyClient, Made};
 pub use crate::lock::{Hint, HintStream, Lock, Version, Versioned};
 pub use crate::record::LeaderElectionRecord;

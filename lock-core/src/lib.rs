@@ -101,6 +101,7 @@ mod elector;
 mod error;
 mod events;
 mod identity;
+mod lazy_client;
 mod leadership;
 mod lock;
 mod record;

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use lock_core::backend::{LazyClient, Made};
 use lock_core::{LockError, LockResult};
-use tokio::sync::Mutex;
 
 use crate::errors::ErrorContext;
 use crate::names::Endpoints;
@@ -75,7 +75,7 @@ fn read_pem(path: &Path, what: &str, block: &str) -> LockResult<Vec<u8>> {
     Ok(pem)
 }
 
-/// One client shared by every clone of a lock, made on first use.
+/// One client shared by every clone of a lock, made on first use (see [`LazyClient`]).
 ///
 /// The client reconnects by itself after a connection drops. It is made again after a login
 /// that failed (the next call logs in anew) and after a request that did not answer in time
@@ -84,22 +84,11 @@ pub(crate) struct SharedClient {
     endpoints: Vec<String>,
     options: ConnectOptions,
     connect_timeout: Duration,
-    slot: Mutex<Slot>,
-}
-
-#[derive(Default)]
-struct Slot {
-    client: Option<Client>,
-    /// Counts the clients made, so that a reset only drops the client it is about.
-    generation: u64,
+    lazy: LazyClient<Client>,
 }
 
 /// A client with the generation it belongs to.
-#[derive(Clone)]
-pub(crate) struct Connected {
-    pub client: Client,
-    pub generation: u64,
-}
+pub(crate) type Connected = Made<Client>;
 
 impl SharedClient {
     /// Nothing is connected until the first call.
@@ -108,32 +97,19 @@ impl SharedClient {
             endpoints: endpoints.urls.clone(),
             options,
             connect_timeout,
-            slot: Mutex::new(Slot::default()),
+            lazy: LazyClient::new(),
         }
     }
 
     /// The shared client, made now (and logged in, with credentials) if there is none, within
     /// the connect timeout.
     pub async fn get(&self, errors: &ErrorContext) -> LockResult<Connected> {
-        let made = tokio::time::timeout(self.connect_timeout, async {
-            let mut slot = self.slot.lock().await;
-            if let Some(client) = &slot.client {
-                return Ok(Connected {
-                    client: client.clone(),
-                    generation: slot.generation,
-                });
-            }
-            let client = Client::connect(&self.endpoints, Some(self.options.clone()))
+        let made = self.lazy.get(|| async {
+            Client::connect(&self.endpoints, Some(self.options.clone()))
                 .await
-                .map_err(|err| errors.map(err))?;
-            slot.generation += 1;
-            slot.client = Some(client.clone());
-            Ok(Connected {
-                client,
-                generation: slot.generation,
-            })
+                .map_err(|err| errors.map(err))
         });
-        match made.await {
+        match tokio::time::timeout(self.connect_timeout, made).await {
             Ok(result) => result,
             Err(_) => Err(LockError::Unavailable {
                 lock: errors.lock.clone(),
@@ -146,8 +122,7 @@ impl SharedClient {
     /// Forgets the client of `generation` (if it is still the shared one): the next call makes
     /// a new one.
     pub async fn reset(&self, generation: u64) {
-        let mut slot = self.slot.lock().await;
-        if slot.generation == generation && slot.client.take().is_some() {
+        if self.lazy.reset(generation).await {
             tracing::debug!("dropping the etcd client; the next call connects anew");
         }
     }

@@ -4,8 +4,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisResult, TlsCertificates};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use tokio::sync::Mutex;
 
+use lock_core::backend::{LazyClient, Made};
 use lock_core::{LockError, LockResult};
 
 use crate::RedisLockOptions;
@@ -75,7 +75,7 @@ pub(crate) fn client(url: &str, options: &RedisLockOptions) -> LockResult<Client
 pub(crate) struct SharedConnection {
     client: Client,
     config: ConnectionManagerConfig,
-    manager: Mutex<Option<ConnectionManager>>,
+    lazy: LazyClient<ConnectionManager>,
 }
 
 impl SharedConnection {
@@ -91,24 +91,20 @@ impl SharedConnection {
         Self {
             client,
             config,
-            manager: Mutex::new(None),
+            lazy: LazyClient::new(),
         }
     }
 
-    /// The shared connection, made now if there is none.
-    pub async fn get(&self) -> RedisResult<ConnectionManager> {
-        let mut slot = self.manager.lock().await;
-        if let Some(manager) = slot.as_ref() {
-            return Ok(manager.clone());
-        }
-        let manager =
-            ConnectionManager::new_with_config(self.client.clone(), self.config.clone()).await?;
-        *slot = Some(manager.clone());
-        Ok(manager)
+    /// The shared connection, made now if there is none, with its generation.
+    pub async fn get(&self) -> RedisResult<Made<ConnectionManager>> {
+        self.lazy
+            .get(|| ConnectionManager::new_with_config(self.client.clone(), self.config.clone()))
+            .await
     }
 
-    /// Forgets the shared connection: the next call makes a new one.
-    pub async fn reset(&self) {
-        *self.manager.lock().await = None;
+    /// Forgets the connection of `generation` (if it is still the shared one): the next call
+    /// makes a new one.
+    pub async fn reset(&self, generation: u64) {
+        self.lazy.reset(generation).await;
     }
 }

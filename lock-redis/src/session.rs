@@ -3,6 +3,7 @@
 //! module; it imports neither.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lock_core::LockResult;
 use redis::aio::ConnectionManager;
@@ -80,15 +81,23 @@ impl Session {
         Fut: Future<Output = RedisResult<T>>,
     {
         let limit = self.options.call_timeout();
+        // The generation of the connection the work last ran on (0: none), so that a refused
+        // login drops that connection and not one another call made since.
+        let used = AtomicU64::new(0);
         let attempt = async {
             let result = match self.connection.get().await {
-                Ok(connection) => work(connection).await,
+                Ok(made) => {
+                    used.store(made.generation, Ordering::Relaxed);
+                    work(made.client).await
+                }
                 Err(err) => Err(err),
             };
             match result {
                 Err(err) if retry_lost_connection && err.is_unrecoverable_error() => {
                     tracing::debug!(lock = %errors.lock, error = %err, "connection lost; trying once more");
-                    work(self.connection.get().await?).await
+                    let made = self.connection.get().await?;
+                    used.store(made.generation, Ordering::Relaxed);
+                    work(made.client).await
                 }
                 other => other,
             }
@@ -96,8 +105,9 @@ impl Session {
         match tokio::time::timeout(limit, attempt).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
-                if is_authentication_failure(&err) {
-                    self.connection.reset().await;
+                let generation = used.load(Ordering::Relaxed);
+                if is_authentication_failure(&err) && generation != 0 {
+                    self.connection.reset(generation).await;
                 }
                 Err(errors.map(err))
             }
