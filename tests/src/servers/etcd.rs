@@ -14,7 +14,7 @@ use rcgen::{
 };
 use tempfile::TempDir;
 
-use super::ports::free_loopback_port;
+use super::ports::{free_loopback_port, start_on_free_ports};
 use super::process::ServerProcess;
 
 /// What a missing `etcd` binary fails with.
@@ -30,8 +30,6 @@ pub const ROOT_PASSWORD: &str = "root-secret";
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a starting server is asked.
 const START_POLL: Duration = Duration::from_millis(25);
-/// How many fresh port pairs a first start tries when a port was taken in the meantime.
-const PORT_ATTEMPTS: usize = 5;
 
 /// A user of a test server whose role may read and write only under a key prefix.
 #[derive(Clone, Debug)]
@@ -103,25 +101,18 @@ impl EtcdServerBuilder {
             process: ServerProcess::new("etcd"),
             auth_enabled: false,
         };
-        for attempt in 1..=PORT_ATTEMPTS {
+        start_on_free_ports("etcd", || {
+            // A failed attempt may have left a data directory for its ports.
+            let _ = std::fs::remove_dir_all(server.data_dir());
             server.client_port = free_loopback_port();
             server.peer_port = free_loopback_port();
             if server.client_port == server.peer_port {
-                continue;
+                return Err("the client and peer ports: address already in use".to_owned());
             }
-            match server.spawn_and_wait() {
-                Ok(()) => {
-                    server.set_up_users();
-                    return server;
-                }
-                Err(log) if log.contains("address already in use") && attempt < PORT_ATTEMPTS => {
-                    let _ = std::fs::remove_dir_all(server.data_dir());
-                    continue;
-                }
-                Err(log) => panic!("etcd did not start:\n{log}"),
-            }
-        }
-        panic!("etcd did not start: no free pair of loopback ports in {PORT_ATTEMPTS} attempts")
+            server.spawn_and_wait()
+        });
+        server.set_up_users();
+        server
     }
 }
 

@@ -19,7 +19,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
 
-use super::ports::free_loopback_port;
+use super::ports::{free_loopback_port, start_on_free_ports};
 use super::tls::TestCertificates;
 
 /// The Kubernetes release `scripts/build-kube-apiserver` builds by default.
@@ -36,8 +36,6 @@ pub const PLAIN_USERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 /// How often a starting server is asked whether it is ready.
 const START_POLL: Duration = Duration::from_millis(200);
-/// How many fresh ports a start tries when a port was taken in the meantime.
-const PORT_ATTEMPTS: usize = 3;
 
 /// Where `scripts/build-kube-apiserver` caches the binary, unless `KUBE_APISERVER` names
 /// another one: `${XDG_CACHE_HOME:-$HOME/.cache}/leader-election/kube-apiserver-<version>`.
@@ -146,8 +144,7 @@ impl KubeApiServerBuilder {
         let certificates = TestCertificates::generate(dir.path());
         write_service_account_key(dir.path());
         write_tokens(dir.path(), &self.users);
-        let mut last_log = String::new();
-        for _ in 0..PORT_ATTEMPTS {
+        let mut server = start_on_free_ports("kube-apiserver", || {
             let mut server = KubeApiServer {
                 users: self.users.clone(),
                 binary: binary.clone(),
@@ -162,21 +159,16 @@ impl KubeApiServerBuilder {
                 dir: None,
             };
             match server.spawn_and_wait(dir.path()) {
-                Ok(()) => {
-                    server.dir = Some(dir);
-                    server.write_kubeconfigs();
-                    return server;
-                }
+                Ok(()) => Ok(server),
                 Err(log) => {
                     server.kill();
-                    if !log.contains("address already in use") {
-                        panic!("kube-apiserver did not start:\n{log}");
-                    }
-                    last_log = log;
+                    Err(log)
                 }
             }
-        }
-        panic!("kube-apiserver did not start after {PORT_ATTEMPTS} attempts:\n{last_log}")
+        });
+        server.dir = Some(dir);
+        server.write_kubeconfigs();
+        server
     }
 }
 

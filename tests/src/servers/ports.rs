@@ -14,3 +14,25 @@ pub fn free_loopback_port() -> u16 {
         .unwrap_or_else(|err| panic!("cannot read the port of a loopback listener: {err}"))
         .port()
 }
+
+/// How many times a server is started on new ports after the ones chosen were taken.
+pub const PORT_ATTEMPTS: usize = 5;
+
+/// Starts a server on free loopback ports: `attempt` picks ports (with
+/// [`free_loopback_port`]), spawns the server and waits until it is ready, giving its log on
+/// failure. A failure whose log says the address was in use (another process took the port
+/// between the pick and the bind) is tried again on new ports, [`PORT_ATTEMPTS`] times at
+/// most; any other failure panics with the log, naming `program`.
+pub fn start_on_free_ports<T>(program: &str, mut attempt: impl FnMut() -> Result<T, String>) -> T {
+    let mut last_log = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        match attempt() {
+            Ok(server) => return server,
+            Err(log) if log.to_ascii_lowercase().contains("address already in use") => {
+                last_log = log;
+            }
+            Err(log) => panic!("{program} did not start:\n{log}"),
+        }
+    }
+    panic!("{program} did not start: its ports were taken {PORT_ATTEMPTS} times; last log:\n{last_log}")
+}

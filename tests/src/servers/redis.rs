@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::ports::free_loopback_port;
+use super::ports::{free_loopback_port, start_on_free_ports};
 use super::process::ServerProcess;
 use super::tls::TestCertificates;
 
@@ -20,8 +20,6 @@ pub const REDIS_SERVER_MISSING: &str =
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often a starting server is asked.
 const START_POLL: Duration = Duration::from_millis(20);
-/// How many fresh ports a first start tries when the port was taken in the meantime.
-const PORT_ATTEMPTS: usize = 5;
 
 /// An ACL user of a test server: name, password and rules (as after `ACL SETUSER name`).
 #[derive(Clone, Debug)]
@@ -96,17 +94,11 @@ impl RedisServerBuilder {
             port: 0,
             process: ServerProcess::new("redis-server"),
         };
-        for attempt in 1..=PORT_ATTEMPTS {
+        start_on_free_ports("redis-server", || {
             server.port = free_loopback_port();
-            match server.spawn_and_wait() {
-                Ok(()) => return server,
-                Err(log) if log.contains("Address already in use") && attempt < PORT_ATTEMPTS => {
-                    continue
-                }
-                Err(log) => panic!("redis-server did not start:\n{log}"),
-            }
-        }
-        unreachable!("the last attempt panics or returns")
+            server.spawn_and_wait()
+        });
+        server
     }
 }
 
