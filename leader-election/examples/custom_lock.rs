@@ -73,10 +73,7 @@ impl Lock for MapLock {
         expected: &Version,
     ) -> LockResult<Version> {
         let mut entries = self.entries();
-        let conflict = || LockError::Conflict {
-            lock: self.describe(),
-            expected: expected.to_string(),
-        };
+        let conflict = || LockError::conflict(self.describe(), expected);
         let Some((bytes, counter)) = entries.get_mut(&self.name) else {
             return Err(conflict());
         };

@@ -84,6 +84,39 @@ impl LockError {
         }
     }
 
+    /// Builds an [`Unavailable`](Self::Unavailable) error from an underlying error, with a
+    /// reason of the backend's (the error's text and what is likely wrong, say).
+    pub fn unavailable_because(
+        lock: impl Into<String>,
+        reason: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            lock: lock.into(),
+            reason: reason.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// Builds an [`Unavailable`](Self::Unavailable) error for an answer the server cannot have
+    /// sent (a reply of the wrong shape, a version that is no number): retried, like any
+    /// passing fault, and logged by the elector.
+    pub fn unexpected(lock: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Unavailable {
+            lock: lock.into(),
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// Builds a [`Conflict`](Self::Conflict): the record is no longer at version `expected`.
+    pub fn conflict(lock: impl Into<String>, expected: impl std::fmt::Display) -> Self {
+        Self::Conflict {
+            lock: lock.into(),
+            expected: expected.to_string(),
+        }
+    }
+
     /// Builds an [`Unavailable`](Self::Unavailable) error for a call that took longer than
     /// `limit`.
     pub fn timed_out(lock: impl Into<String>, limit: Duration) -> Self {

@@ -85,11 +85,7 @@ impl ErrorContext {
                 if let Some(hint) = self.tls_hint(&reason) {
                     reason.push_str(hint);
                 }
-                LockError::Unavailable {
-                    lock: self.lock.clone(),
-                    reason,
-                    source: Some(Box::new(err)),
-                }
+                LockError::unavailable_because(self.lock.clone(), reason, err)
             }
         }
     }
@@ -101,11 +97,7 @@ impl ErrorContext {
 
     /// The server answered something etcd cannot have sent.
     pub fn unexpected(&self, reason: impl Into<String>) -> LockError {
-        LockError::Unavailable {
-            lock: self.lock.clone(),
-            reason: reason.into(),
-            source: None,
-        }
+        LockError::unexpected(self.lock.clone(), reason)
     }
 
     /// What a TLS failure may mean, for the message.

@@ -96,10 +96,7 @@ impl Session {
     }
 
     pub fn conflict(&self, expected: &Version) -> LockError {
-        LockError::Conflict {
-            lock: self.describe.clone(),
-            expected: expected.to_string(),
-        }
+        LockError::conflict(self.describe.clone(), expected)
     }
 
     /// The bytes of the valid record the key held at `revision`: remembered, or read now.

@@ -12,10 +12,7 @@ pub(crate) fn io_error(lock: &str, action: &str, err: io::Error) -> LockError {
             reason: format!("cannot {action} the lock file: {err}"),
         }
     } else {
-        LockError::Unavailable {
-            lock: lock.to_owned(),
-            reason: format!("cannot {action} the lock file: {err}"),
-            source: Some(Box::new(err)),
-        }
+        let reason = format!("cannot {action} the lock file: {err}");
+        LockError::unavailable_because(lock, reason, err)
     }
 }

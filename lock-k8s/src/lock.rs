@@ -254,10 +254,7 @@ impl<K: LockObject> ObjectLock<K> {
     }
 
     fn conflict(&self, expected: &Version) -> LockError {
-        LockError::Conflict {
-            lock: self.inner.describe.clone(),
-            expected: expected.to_string(),
-        }
+        LockError::conflict(self.inner.describe.clone(), expected)
     }
 
     fn corrupt(&self, reason: String) -> LockError {
@@ -306,10 +303,7 @@ impl<K: LockObject> Lock for ObjectLock<K> {
                     Ok(Some(current)) => current,
                     // Deleted since: someone else is at work on it, a lost race.
                     Ok(None) => {
-                        return Err(LockError::Conflict {
-                            lock: inner.describe.clone(),
-                            expected: "no object".to_owned(),
-                        })
+                        return Err(LockError::conflict(inner.describe.clone(), "no object"))
                     }
                     Err(err) => return Err(inner.errors.map("get", err)),
                 };

@@ -50,11 +50,7 @@ impl ErrorContext {
                 " (the server's certificate is not trusted: check the tls_ca option, and that the certificate names the host in the URL)",
             );
         }
-        LockError::Unavailable {
-            lock: self.lock.clone(),
-            reason,
-            source: Some(Box::new(err)),
-        }
+        LockError::unavailable_because(self.lock.clone(), reason, err)
     }
 
     /// The lock call took longer than `limit`.
@@ -64,11 +60,7 @@ impl ErrorContext {
 
     /// The server answered something the script cannot have sent.
     pub fn unexpected(&self, reason: String) -> LockError {
-        LockError::Unavailable {
-            lock: self.lock.clone(),
-            reason,
-            source: None,
-        }
+        LockError::unexpected(self.lock.clone(), reason)
     }
 
     /// The message for an authentication failure, or `None` when `err` is not one.

@@ -237,10 +237,7 @@ impl Lock for RedisLock {
         record: &LeaderElectionRecord,
         expected: &Version,
     ) -> LockResult<Version> {
-        let conflict = || LockError::Conflict {
-            lock: self.describe(),
-            expected: expected.to_string(),
-        };
+        let conflict = || LockError::conflict(self.describe(), expected);
         self.options().check_ttl_against(record.lease_duration())?;
         let Some(expected_bytes) = self.bytes_at(expected).await? else {
             return Err(conflict());

@@ -122,10 +122,7 @@ impl Lock for MemoryLock {
         let mut stored = self.stored();
         let current = stored.value.as_ref().map(|_| Version::from(stored.version));
         if current.as_ref() != Some(expected) {
-            return Err(LockError::Conflict {
-                lock: self.describe(),
-                expected: expected.to_string(),
-            });
+            return Err(LockError::conflict(self.describe(), expected));
         }
         if let Some(bytes) = &stored.value {
             // Never overwrite a value that is not a record, even at the right version.
