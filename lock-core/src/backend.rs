@@ -11,4 +11,5 @@ pub use crate::backoff::{reconnect_backoff, FIRST_RECONNECT_BACKOFF, LONGEST_REC
 pub use crate::error::{LockError, LockResult};
 pub use crate::lazy_client::{LazyClient, Made};
 pub use crate::lock::{Hint, HintStream, Lock, Version, Versioned};
+pub use crate::names::{check_election_name, check_key_prefix};
 pub use crate::record::LeaderElectionRecord;

@@ -104,6 +104,7 @@ mod identity;
 mod lazy_client;
 mod leadership;
 mod lock;
+mod names;
 mod record;
 mod renew_report;
 pub mod testing;

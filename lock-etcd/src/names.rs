@@ -1,29 +1,18 @@
 //! Where an election lives in etcd: its key, the endpoints that reach it and its human name.
 
+use lock_core::backend::{check_election_name, check_key_prefix};
 use lock_core::{LockError, LockResult};
 
 /// Checks a key prefix: it may be empty (the whole key space) but may hold no control
 /// characters, which would make the key unreadable in `etcdctl` and in messages.
 pub(crate) fn check_prefix(prefix: &str) -> LockResult<()> {
-    if prefix.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "the key prefix {prefix:?} contains a control character"
-        )));
-    }
-    Ok(())
+    check_key_prefix(prefix)
 }
 
 /// The key of the election `name`: `{prefix}{name}`.
 pub(crate) fn key(prefix: &str, name: &str) -> LockResult<String> {
     check_prefix(prefix)?;
-    if name.is_empty() {
-        return Err(invalid("the election name is empty".to_owned()));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(invalid(format!(
-            "the election name {name:?} contains a control character"
-        )));
-    }
+    check_election_name(name)?;
     Ok(format!("{prefix}{name}"))
 }
 

@@ -1,5 +1,6 @@
 //! Where an election lives in Redis: its key, its change channel and its human name.
 
+use lock_core::backend::check_election_name;
 use lock_core::{LockError, LockResult};
 use redis::{ConnectionAddr, ConnectionInfo};
 
@@ -24,17 +25,10 @@ impl Names {
     /// hashes to one slot whatever the prefix is.
     pub fn new(prefix: &str, name: &str) -> LockResult<Self> {
         check_prefix(prefix)?;
-        if name.is_empty() {
-            return Err(invalid("the election name is empty"));
-        }
+        check_election_name(name)?;
         if name.contains(['{', '}']) {
             return Err(invalid(format!(
                 "the election name {name:?} contains '{{' or '}}', which would break the Redis Cluster hash tag around it"
-            )));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(invalid(format!(
-                "the election name {name:?} contains a control character"
             )));
         }
         let key = format!("{prefix}{{{name}}}");
