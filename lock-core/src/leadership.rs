@@ -7,6 +7,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
+/// How often [`Leadership::ended`] checks the clocks while it waits: the longest a suspend's end
+/// of a term can go unnoticed by it.
+const ENDED_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
 /// One term of leadership held by this process.
 ///
 /// A term carries a fencing token that strictly increases with every new term on the lock (it is
@@ -85,7 +89,14 @@ impl Leadership {
         if self.inner.lost.is_cancelled() {
             return false;
         }
-        let stamp = self.stamp();
+        // The clocks are read under the lock that renewals take, so an answer of `false` is
+        // final: a renew that lands after it finds the term over and is refused.
+        let stamp = self.stamp_guard();
+        self.valid_at(&stamp)
+    }
+
+    /// True while `stamp` (the last renew) keeps the term valid now, on both clocks.
+    fn valid_at(&self, stamp: &Stamp) -> bool {
         let boot_valid = match (stamp.boot, crate::boot_clock::now()) {
             (Some(sent), Some(now)) => now.saturating_sub(sent) < self.inner.renew_deadline,
             _ => true,
@@ -99,8 +110,11 @@ impl Leadership {
     }
 
     fn stamp(&self) -> Stamp {
-        *self
-            .inner
+        *self.stamp_guard()
+    }
+
+    fn stamp_guard(&self) -> std::sync::MutexGuard<'_, Stamp> {
+        self.inner
             .renewed_at
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -127,13 +141,32 @@ impl Leadership {
 
     /// Completes when this term is over, whichever comes first: the elector's word
     /// ([`lost`](Self::lost)) or the clock's ([`valid_until`](Self::valid_until) passed without
-    /// a renew). Race the leader's work against it, so that the work stops when
-    /// [`is_leader`](Self::is_leader) turns `false`, not only once the elector has noticed.
-    pub async fn ended(&self) {
+    /// a renew, or, on Linux, the renew deadline passed on the boot clock, as after a suspend).
+    /// Every poll checks [`is_leader`](Self::is_leader) first, so a future raced against it in
+    /// a biased `select!` is never polled once `is_leader` is `false`. Race the leader's work
+    /// against it.
+    pub fn ended(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
+        let mut waiting = Box::pin(self.lost_or_deadline());
+        std::future::poll_fn(move |cx| {
+            if !self.is_leader() {
+                return std::task::Poll::Ready(());
+            }
+            std::future::Future::poll(waiting.as_mut(), cx)
+        })
+    }
+
+    /// Completes when the elector ends the term or its deadline passes without a renew. The
+    /// wait is cut into short sleeps: tokio's timers run on the monotonic clock, which stands
+    /// still while the machine is suspended, so only a check now and then notices that the
+    /// boot clock ended the term.
+    async fn lost_or_deadline(&self) {
         loop {
+            let deadline = self
+                .valid_until()
+                .min(Instant::now() + ENDED_CHECK_INTERVAL);
             tokio::select! {
                 () = self.lost() => return,
-                () = tokio::time::sleep_until(self.valid_until()) => {
+                () = tokio::time::sleep_until(deadline) => {
                     // A renew that landed meanwhile moved the deadline: wait for the new one.
                     if !self.is_leader() {
                         return;
@@ -143,15 +176,19 @@ impl Leadership {
         }
     }
 
-    pub(crate) fn renewed(&self, sent: Stamp) {
-        let mut renewed_at = self
-            .inner
-            .renewed_at
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// Extends the term to a renew sent at `sent`; false (and no change) when the term is over
+    /// already (ended by the elector, or run out by the clock): a term never comes back, so a
+    /// renew whose reply arrives after `is_leader` turned `false` ends it instead.
+    #[must_use]
+    pub(crate) fn renewed(&self, sent: Stamp) -> bool {
+        let mut renewed_at = self.stamp_guard();
+        if self.inner.lost.is_cancelled() || !self.valid_at(&renewed_at) {
+            return false;
+        }
         if sent.at > renewed_at.at {
             *renewed_at = sent;
         }
+        true
     }
 
     pub(crate) fn end(&self) {
@@ -204,7 +241,7 @@ mod tests {
         let renewer = term.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(6)).await;
-            renewer.renewed(Stamp::now());
+            assert!(renewer.renewed(Stamp::now()));
         });
         term.ended().await;
         assert_eq!(start.elapsed(), Duration::from_secs(16));
@@ -221,6 +258,23 @@ mod tests {
         assert_eq!(before.elapsed(), Duration::from_secs(1));
     }
 
+    /// A term that ran out by the clock stays over: a renew whose reply lands late (the
+    /// elector's thread preempted between its deadline check and the renew) is refused, so
+    /// `is_leader` never turns `true` again after it answered `false`.
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_term_refuses_a_late_renew() {
+        let sent = Stamp::now();
+        let term = Leadership::new("a".into(), 1, sent, Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!term.is_leader());
+        assert!(!term.renewed(Stamp::now()), "the late renew is refused");
+        assert!(!term.is_leader());
+        assert_eq!(term.renewed_at(), sent.at);
+        let ended = Leadership::new("a".into(), 2, Stamp::now(), Duration::from_secs(10));
+        ended.end();
+        assert!(!ended.renewed(Stamp::now()), "an ended term is not renewed either");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn renewal_extends_and_never_moves_back() {
         let sent = Instant::now();
@@ -229,8 +283,8 @@ mod tests {
             at: sent + Duration::from_secs(by),
             boot: crate::boot_clock::now(),
         };
-        term.renewed(later(4));
-        term.renewed(later(2));
+        assert!(term.renewed(later(4)));
+        assert!(term.renewed(later(2)));
         assert_eq!(term.renewed_at(), sent + Duration::from_secs(4));
         term.end();
         assert!(!term.is_leader());

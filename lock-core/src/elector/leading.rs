@@ -245,7 +245,14 @@ impl LeaderElector {
                     ));
                 }
                 Ok(version) => {
-                    term.renewed(sent);
+                    if !term.renewed(sent) {
+                        // The term ran out (or ended) between the check above and now: it
+                        // stays over, whatever the store says.
+                        return Renewal::Failed(LockError::timed_out(
+                            self.shared.lock_name.clone(),
+                            self.config.renew_deadline,
+                        ));
+                    }
                     *written = Versioned { record, version };
                     tracing::debug!(fencing_token = term.fencing_token(), "renewed");
                     return Renewal::Renewed;

@@ -140,9 +140,10 @@ impl LeaderElector {
             identity = %self.config.identity,
             lock = %self.shared.lock_name
         );
-        let outcome = self.run_until_done(cancel).instrument(span).await;
-        self.shared.close();
-        outcome
+        // However `run` ends (it returns, its task panics, its future is dropped), the term it
+        // holds ends and every event stream ends with it.
+        let _closing = Closing(self.shared.clone());
+        self.run_until_done(cancel).instrument(span).await
     }
 
     async fn run_until_done(&self, cancel: CancellationToken) -> RunOutcome {
@@ -225,6 +226,19 @@ impl LeaderElector {
 
     fn call_deadline(&self) -> Instant {
         Instant::now() + self.config.renew_deadline
+    }
+}
+
+/// Ends the running term (if any) and the event streams when dropped: at the end of `run`,
+/// normal or not.
+struct Closing(Arc<Shared>);
+
+impl Drop for Closing {
+    fn drop(&mut self) {
+        if let Some(term) = self.0.last_term() {
+            term.end();
+        }
+        self.0.close();
     }
 }
 

@@ -1,9 +1,15 @@
 //! Work scoped to a term: `run_leading` starts the leader's work with every term and stops it
 //! when the term ends, so that users need no event loop of their own.
 //!
-//! The elector runs on a task of its own and the work on the caller's: work that hogs its
-//! thread for a while then delays nothing but itself, and the elector keeps renewing (or
-//! stepping down by the clock) meanwhile.
+//! The elector runs on a task of its own and the work on the caller's. On a multi-thread
+//! runtime, work that hogs its thread for a while then delays nothing but itself: the elector
+//! keeps renewing (or stepping down by the clock) meanwhile. On a current-thread runtime they
+//! share the one thread, and blocking work delays renewals (the term then ends by the clock,
+//! safely, but needlessly).
+//!
+//! The order of a shutdown is the point of this module: when `cancel` fires, the work is
+//! dropped first, on the caller's task, and only then is the elector told to end the term and
+//! release the lock, so a standby woken by the release never overlaps the work.
 
 use std::future::Future;
 use std::time::Duration;
@@ -88,26 +94,46 @@ impl LeaderElector {
         W: FnMut(Leadership) -> F,
         F: Future<Output = ()>,
     {
-        let stop = cancel.child_token();
+        // Not a child of `cancel`: the elector hears of a shutdown only after the work is gone.
+        let stop = CancellationToken::new();
         // Subscribed before the elector starts, so no term is missed.
         let mut events = self.subscribe();
         let running = tokio::spawn(self.run(stop.clone()));
-        // Dropping this future stops the elector's task too.
+        // Dropping this future stops the elector's task too (after the work, dropped first
+        // as a local declared later).
         let _stop_on_drop = stop.clone().drop_guard();
         let mut returned = false;
-        // The stream ends when the elector's run returns.
-        while let Some(event) = events.recv().await {
+        // The stream ends when the elector's run returns (or its task panics).
+        loop {
+            let event = tokio::select! {
+                biased;
+                () = cancel.cancelled(), if !stop.is_cancelled() => {
+                    stop.cancel();
+                    continue;
+                }
+                event = events.recv() => event,
+            };
+            let Some(event) = event else { break };
             let ElectionEvent::StartedLeading(term) = event else {
                 continue;
             };
-            if lead(&term, &mut work, when_returned).await {
-                returned = true;
-                stop.cancel();
+            if stop.is_cancelled() {
+                continue;
+            }
+            match lead(&term, &mut work, when_returned, &cancel).await {
+                TermEnd::Over => {}
+                TermEnd::WorkReturned => {
+                    returned = true;
+                    stop.cancel();
+                }
+                // The work is dropped already: now the elector may end the term and release.
+                TermEnd::Cancelled => stop.cancel(),
             }
         }
         let outcome = match running.await {
             Ok(outcome) => outcome,
-            Err(err) => std::panic::resume_unwind(err.into_panic()),
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(err) => panic!("the elector's task was cancelled: {err}"),
         };
         match outcome {
             RunOutcome::Cancelled { released } if returned => RunOutcome::WorkReturned { released },
@@ -116,26 +142,49 @@ impl LeaderElector {
     }
 }
 
-/// Runs the work for one term until the term ends; true when the work returned while the term
-/// ran and `when_returned` says to release.
-async fn lead<W, F>(term: &Leadership, work: &mut W, when_returned: WorkReturned) -> bool
+/// How one term's work ended.
+enum TermEnd {
+    /// The term ended (the elector's word or the clock): the work was dropped.
+    Over,
+    /// The work returned while the term ran, and the policy says to release.
+    WorkReturned,
+    /// `cancel` fired: the work was dropped.
+    Cancelled,
+}
+
+/// Runs the work for one term until the term ends, the work returns (under
+/// [`WorkReturned::Release`]) or `cancel` fires.
+async fn lead<W, F>(
+    term: &Leadership,
+    work: &mut W,
+    when_returned: WorkReturned,
+    cancel: &CancellationToken,
+) -> TermEnd
 where
     W: FnMut(Leadership) -> F,
     F: Future<Output = ()>,
 {
     loop {
+        // The event may come late (a busy caller, a restart's back-off): never start the work
+        // for a term that is over.
+        if !term.is_leader() {
+            return TermEnd::Over;
+        }
         let started = Instant::now();
         tokio::select! {
-            // Checked first on every poll: once the term is over, the work is not polled again.
+            // Checked first on every poll: once the term is over or a shutdown began, the work
+            // is not polled again. The closure itself is called on the first poll, after both
+            // checks.
             biased;
-            () = term.ended() => return false,
-            () = work(term.clone()) => {}
+            () = term.ended() => return TermEnd::Over,
+            () = cancel.cancelled() => return TermEnd::Cancelled,
+            () = async { work(term.clone()).await } => {}
         }
         if !term.is_leader() {
-            return false;
+            return TermEnd::Over;
         }
         match when_returned {
-            WorkReturned::Release => return true,
+            WorkReturned::Release => return TermEnd::WorkReturned,
             WorkReturned::Restart => {
                 tracing::warn!(
                     fencing_token = term.fencing_token(),
@@ -143,7 +192,8 @@ where
                 );
                 tokio::select! {
                     biased;
-                    () = term.ended() => return false,
+                    () = term.ended() => return TermEnd::Over,
+                    () = cancel.cancelled() => return TermEnd::Cancelled,
                     () = sleep_until(started + RESTART_BACKOFF) => {}
                 }
             }
