@@ -40,9 +40,12 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             election_in_dir,
         } => {
             let path = if *election_in_dir {
-                if name.is_empty() || name.contains(['/', '\0']) || name.starts_with('.') {
+                // Letters, digits, `-`, `_` and `.` only (no leading `.`): nothing that a path
+                // could read as a separator, a drive or a parent, on any platform.
+                let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+                if name.is_empty() || !name.chars().all(plain) || name.starts_with('.') {
                     return Err(LockError::InvalidConfig(format!(
-                        "election name `{name}` cannot be a file name in {}: use letters, digits, `-` and `_`",
+                        "election name `{name}` cannot be a file name in {}: use letters, digits, `-`, `_` and `.` (not first)",
                         path.display()
                     )));
                 }
@@ -119,8 +122,10 @@ mod tests {
             lock.describe(),
             format!("file://{}", dir.path().join("orders.json").display())
         );
-        let err = open(&url, "../escape").await.unwrap_err().to_string();
-        assert!(err.contains("cannot be a file name"), "{err}");
+        for bad in ["../escape", "a/b", "x\\..\\evil", "c:evil", ".hidden", ""] {
+            let err = open(&url, bad).await.unwrap_err().to_string();
+            assert!(err.contains("cannot be a file name"), "{bad}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -65,7 +65,9 @@ const SCHEMES: &str = "file, redis, etcd or k8s";
 /// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS |
 /// | `k8s://lease[/NAMESPACE][?kubeconfig=PATH]` | the Lease `<election>` (also `configmap`, `endpoints`); without a namespace, the pod's or the kubeconfig context's |
 ///
-/// Paths and passwords are taken as written (no percent-decoding).
+/// User names and passwords end at the last `@` and may be percent-encoded (`%40` for `@`, `%3A`
+/// for `:`); paths are taken as written. A file URL that names a file is that election
+/// whatever name is given; name the directory (a trailing `/`) to have one file per election.
 #[derive(Clone, PartialEq, Eq)]
 pub enum LockUrl {
     /// `file://PATH`.
@@ -118,6 +120,14 @@ impl LockUrl {
                 "expected SCHEME://…, where SCHEME is {SCHEMES} (see the table in the docs of LockUrl)"
             )));
         };
+        // Credentials end at the last `@` (a password may hold `/`, `?` or `@`): split them off
+        // before anything else reads the rest.
+        let (userinfo, rest) = match (scheme, rest.rfind('@')) {
+            ("redis" | "rediss" | "etcd" | "etcds", Some(at)) => {
+                (Some(&rest[..at]), &rest[at + 1..])
+            }
+            _ => (None, rest),
+        };
         let (body, query) = match rest.split_once('?') {
             Some((body, query)) => (body, Some(query)),
             None => (rest, None),
@@ -139,23 +149,25 @@ impl LockUrl {
                     return Err(bad("no server: write redis://HOST:PORT"));
                 }
                 let kept = params.rest();
+                let credentials = userinfo.map(|info| format!("{info}@")).unwrap_or_default();
                 let url = if kept.is_empty() {
-                    format!("{scheme}://{body}")
+                    format!("{scheme}://{credentials}{body}")
                 } else {
-                    format!("{scheme}://{body}?{kept}")
+                    format!("{scheme}://{credentials}{body}?{kept}")
                 };
                 return Ok(LockUrl::Redis { url, ca });
             }
             "etcd" | "etcds" => {
-                let (user, hosts) = match body.rsplit_once('@') {
-                    Some((userinfo, hosts)) => {
+                let user = match userinfo {
+                    Some(userinfo) => {
                         let Some((name, password)) = userinfo.split_once(':') else {
                             return Err(bad("credentials must be USER:PASSWORD@"));
                         };
-                        (Some((name.to_owned(), password.to_owned())), hosts)
+                        Some((decoded(name), decoded(password)))
                     }
-                    None => (None, body),
+                    None => None,
                 };
+                let hosts = body;
                 let http = if scheme == "etcds" { "https" } else { "http" };
                 let hosts = hosts.trim_end_matches('/');
                 let mut endpoints = Vec::new();
@@ -262,19 +274,31 @@ impl fmt::Debug for LockUrl {
     }
 }
 
-/// `text` with the password of its `user:password@` part replaced by `***`.
+/// `text` with the password of its `user:password@` part replaced by `***`. The credentials end
+/// at the last `@`, as [`LockUrl::parse`] reads them, so a password holding `/`, `?` or `@`
+/// never shows; when in doubt, more is hidden, never less.
 pub fn redacted(text: &str) -> String {
     let Some((scheme, rest)) = text.split_once("://") else {
         return text.to_owned();
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
+    if scheme == "file" {
+        return text.to_owned();
+    }
+    let Some(at) = rest.rfind('@') else {
         return text.to_owned();
     };
     match rest[..at].split_once(':') {
         Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
         None => text.to_owned(),
     }
+}
+
+/// A user name or password with its percent-escapes decoded (`%40` for `@`), as redis-rs
+/// decodes the Redis URL's; text that is not valid UTF-8 once decoded stays as written.
+fn decoded(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .map_or_else(|_| text.to_owned(), |decoded| decoded.into_owned())
 }
 
 /// The `name=value` pairs of a query; this crate's own are taken out, the rest go on to the
@@ -383,6 +407,32 @@ mod tests {
             "the namespace may come from the environment"
         );
         assert!(error("k8s://pod/prod").contains("KIND one of lease"));
+    }
+
+    /// Passwords with the characters that end other parts of a URL never show, in errors or
+    /// in Debug output.
+    #[test]
+    fn passwords_with_slashes_question_marks_and_ats_stay_hidden() {
+        for (url, password) in [
+            ("etcd://root:ab/cd@a:2379,,b:2379", "ab/cd"),
+            ("etcd://root:pa?ss@a:2379?cert=x", "pa?ss"),
+            ("redis://app:Zm9v/YmFy@cache:6379?ca=/x&bad", "Zm9v/YmFy"),
+        ] {
+            let shown = match LockUrl::parse(url) {
+                Ok(parsed) => format!("{parsed:?}"),
+                Err(err) => err.to_string(),
+            };
+            assert!(!shown.contains(password), "{shown}");
+            assert!(!redacted(url).contains(password), "{}", redacted(url));
+        }
+        assert_eq!(
+            format!("{:?}", parse("redis://app:Zm9v/YmFy@cache:6379")),
+            r#"Redis { url: "redis://app:***@cache:6379", ca: None }"#
+        );
+        let LockUrl::Etcd { user, .. } = parse("etcd://root:p%40ss%2Fw@a:2379") else {
+            panic!("an etcd URL")
+        };
+        assert_eq!(user, Some(("root".into(), "p@ss/w".into())));
     }
 
     #[test]

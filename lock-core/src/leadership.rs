@@ -272,7 +272,10 @@ mod tests {
         assert_eq!(term.renewed_at(), sent.at);
         let ended = Leadership::new("a".into(), 2, Stamp::now(), Duration::from_secs(10));
         ended.end();
-        assert!(!ended.renewed(Stamp::now()), "an ended term is not renewed either");
+        assert!(
+            !ended.renewed(Stamp::now()),
+            "an ended term is not renewed either"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -111,7 +111,15 @@ impl Session {
                 }
                 Err(errors.map(err))
             }
-            Err(_) => Err(errors.timed_out(limit)),
+            Err(_) => {
+                // The connection may be dead without having closed (a cut with no reset): make
+                // a new one next time rather than wait for the kernel to give up on it.
+                let generation = used.load(Ordering::Relaxed);
+                if generation != 0 {
+                    self.connection.reset(generation).await;
+                }
+                Err(errors.timed_out(limit))
+            }
         }
     }
 }
