@@ -101,10 +101,17 @@ pub struct Term {
     pub ended_by: &'static str,
 }
 
+/// The precision of the demo's `ts`: milliseconds, truncated. A term whose `stopped_leading`
+/// line says `01.004` may have run until `01.004999`, so an answer sent within that
+/// millisecond may still have been true (the overlap check allows a handover within one
+/// millisecond for the same reason).
+const STAMP_PRECISION: TimeDelta = TimeDelta::milliseconds(1);
+
 impl Term {
-    /// True when the term runs at some moment of `[from, to]`.
+    /// True when the term may run at some moment of `[from, to]`, given the precision of the
+    /// stamps.
     fn runs_during(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
-        self.start <= to && self.end.is_none_or(|end| end >= from)
+        self.start <= to && self.end.is_none_or(|end| end + STAMP_PRECISION > from)
     }
 }
 
@@ -992,6 +999,32 @@ mod tests {
             },
         });
         assert_eq!(kinds(&history), ["stale", "stale"]);
+    }
+
+    /// A term stamped as ending at 3000 ms may have run until 3000.999 ms (stamps are truncated
+    /// to the millisecond): a claim sent within that millisecond is no stale answer, one sent
+    /// at 3001 ms is. Seen in a campaign: a record deleted while the sampler asked the leader.
+    #[test]
+    fn a_claim_within_the_millisecond_of_the_stamped_end_is_not_stale() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "stopped_leading", 3000, Some(1)),
+            ],
+            vec![],
+        );
+        let claim = |sent: DateTime<Utc>| Sample {
+            instance: "a".into(),
+            sent,
+            received: sent + TimeDelta::microseconds(400),
+            answer: Answer::Name("a".into()),
+        };
+        history.sample(claim(at(3000) + TimeDelta::microseconds(500)));
+        assert_eq!(kinds(&history), Vec::<&str>::new());
+        history.sample(claim(at(3001)));
+        assert_eq!(kinds(&history), ["stale"]);
     }
 
     #[test]
