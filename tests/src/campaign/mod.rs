@@ -273,6 +273,7 @@ impl Round<'_> {
                 self.cluster.member(v).cut();
                 tokio::time::sleep(hold).await;
                 self.cluster.member(v).heal();
+                self.delivered_late(v);
                 self.healed();
             }
             FaultKind::Reset => {
@@ -295,6 +296,7 @@ impl Round<'_> {
                 }
                 tokio::time::sleep(hold).await;
                 self.cluster.member(v).heal();
+                self.delivered_late(v);
                 self.healed();
             }
             FaultKind::OneWay => {
@@ -309,6 +311,7 @@ impl Round<'_> {
                 }
                 tokio::time::sleep(hold).await;
                 self.cluster.member(v).heal();
+                self.delivered_late(v);
                 self.healed();
             }
             FaultKind::Stop => {
@@ -437,6 +440,14 @@ impl Round<'_> {
     }
 
     /// Records a heal now, with the default bound (lease + 2 s).
+    /// Records that member `v`'s held bytes reached the server now (see
+    /// [`History::late_delivery`]).
+    fn delivered_late(&self, v: usize) {
+        let now = chrono::Utc::now();
+        let name = self.cluster.member(v).demo.name().to_owned();
+        self.cluster.record(|h| h.late_delivery(&name, now));
+    }
+
     fn healed(&self) {
         let now = Utc::now();
         self.cluster.record(|h| h.healed(now));
