@@ -65,8 +65,8 @@ const SCHEMES: &str = "file, redis, etcd or k8s";
 /// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS |
 /// | `k8s://lease[/NAMESPACE][?kubeconfig=PATH]` | the Lease `<election>` (also `configmap`, `endpoints`); without a namespace, the pod's or the kubeconfig context's |
 ///
-/// User names and passwords end at the last `@` and may be percent-encoded (`%40` for `@`, `%3A`
-/// for `:`); paths are taken as written. A file URL that names a file is that election
+/// User names and passwords end at the last `@` before the query and may be percent-encoded
+/// (`%3F` for `?`, which must be, `%3A` for `:`); paths are taken as written. A file URL that names a file is that election
 /// whatever name is given; name the directory (a trailing `/`) to have one file per election.
 #[derive(Clone, PartialEq, Eq)]
 pub enum LockUrl {
@@ -120,9 +120,11 @@ impl LockUrl {
                 "expected SCHEME://…, where SCHEME is {SCHEMES} (see the table in the docs of LockUrl)"
             )));
         };
-        // Credentials end at the last `@` (a password may hold `/`, `?` or `@`): split them off
-        // before anything else reads the rest.
-        let (userinfo, rest) = match (scheme, rest.rfind('@')) {
+        // Credentials end at the last `@` before the query (a password may hold `/` or `@`; a
+        // `?` in it is written `%3F`, since a query's paths may hold `@`): split them off before
+        // anything else reads the rest.
+        let query_start = rest.find('?').unwrap_or(rest.len());
+        let (userinfo, rest) = match (scheme, rest[..query_start].rfind('@')) {
             ("redis" | "rediss" | "etcd" | "etcds", Some(at)) => {
                 (Some(&rest[..at]), &rest[at + 1..])
             }
@@ -149,7 +151,8 @@ impl LockUrl {
                     return Err(bad("no server: write redis://HOST:PORT"));
                 }
                 let kept = params.rest();
-                let credentials = userinfo.map(|info| format!("{info}@")).unwrap_or_default();
+                // Written again percent-encoded, as redis-rs reads a URL (it decodes them).
+                let credentials = userinfo.map(encoded_userinfo).unwrap_or_default();
                 let url = if kept.is_empty() {
                     format!("{scheme}://{credentials}{body}")
                 } else {
@@ -274,22 +277,46 @@ impl fmt::Debug for LockUrl {
     }
 }
 
-/// `text` with the password of its `user:password@` part replaced by `***`. The credentials end
-/// at the last `@`, as [`LockUrl::parse`] reads them, so a password holding `/`, `?` or `@`
-/// never shows; when in doubt, more is hidden, never less.
+/// `text` with the password of its `user:password@` part replaced by `***`. Everything up to
+/// the last `@` is taken for credentials, so a password holding `/`, `?` or `@` never shows;
+/// credentials without a `:` (a password given without its user) are hidden whole, and so is
+/// everything before an `@` in text that is not a URL at all. When in doubt, more is hidden,
+/// never less.
 pub fn redacted(text: &str) -> String {
-    let Some((scheme, rest)) = text.split_once("://") else {
+    let Some(at) = text.rfind('@') else {
         return text.to_owned();
+    };
+    let Some((scheme, rest)) = text
+        .split_once("://")
+        .filter(|(scheme, _)| scheme.len() < at)
+    else {
+        return format!("***@{}", &text[at + 1..]);
     };
     if scheme == "file" {
         return text.to_owned();
     }
-    let Some(at) = rest.rfind('@') else {
-        return text.to_owned();
-    };
+    let at = at - scheme.len() - 3;
     match rest[..at].split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{}", &rest[at + 1..]),
-        None => text.to_owned(),
+        Some((user, _)) if !user.contains('%') => {
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        _ => format!("{scheme}://***@{}", &rest[at + 1..]),
+    }
+}
+
+/// `user:password` with each part percent-encoded (after decoding what was encoded already),
+/// followed by `@`.
+fn encoded_userinfo(userinfo: &str) -> String {
+    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encode =
+        |part: &str| percent_encoding::utf8_percent_encode(&decoded(part), USERINFO).to_string();
+    match userinfo.split_once(':') {
+        Some((user, password)) => format!("{}:{}@", encode(user), encode(password)),
+        None => format!("{}@", encode(userinfo)),
     }
 }
 
@@ -415,7 +442,10 @@ mod tests {
     fn passwords_with_slashes_question_marks_and_ats_stay_hidden() {
         for (url, password) in [
             ("etcd://root:ab/cd@a:2379,,b:2379", "ab/cd"),
-            ("etcd://root:pa?ss@a:2379?cert=x", "pa?ss"),
+            ("etcd://root:pa%3Fss@a:2379?cert=x", "pa%3Fss"),
+            ("etcd://s3cret@a:2379,,b", "s3cret"),
+            ("etcd://root%3As3cret@a:2379,,b", "s3cret"),
+            ("redis:/app:s3cret@cache:6379", "s3cret"),
             ("redis://app:Zm9v/YmFy@cache:6379?ca=/x&bad", "Zm9v/YmFy"),
         ] {
             let shown = match LockUrl::parse(url) {
@@ -429,6 +459,34 @@ mod tests {
             format!("{:?}", parse("redis://app:Zm9v/YmFy@cache:6379")),
             r#"Redis { url: "redis://app:***@cache:6379", ca: None }"#
         );
+        // Re-encoded for redis-rs, which decodes it.
+        assert_eq!(
+            parse("redis://app:Zm9v/YmFy@cache:6379"),
+            LockUrl::Redis {
+                url: "redis://app:Zm9v%2FYmFy@cache:6379".into(),
+                ca: None
+            }
+        );
+        assert!(!redacted("redis://s3cret@cache").contains("s3cret"));
+        // An `@` in a query path is no end of credentials.
+        assert_eq!(
+            parse("rediss://cache:6379?ca=/run/credentials/app@1.service/ca.pem"),
+            LockUrl::Redis {
+                url: "rediss://cache:6379".into(),
+                ca: Some("/run/credentials/app@1.service/ca.pem".into())
+            }
+        );
+        let LockUrl::Etcd {
+            endpoints,
+            user,
+            ca,
+        } = parse("etcd://root:pw@a:2379?ca=me@corp.pem")
+        else {
+            panic!("an etcd URL")
+        };
+        assert_eq!(endpoints, ["http://a:2379"]);
+        assert_eq!(user, Some(("root".into(), "pw".into())));
+        assert_eq!(ca, Some("me@corp.pem".into()));
         let LockUrl::Etcd { user, .. } = parse("etcd://root:p%40ss%2Fw@a:2379") else {
             panic!("an etcd URL")
         };

@@ -143,8 +143,10 @@ impl Leadership {
     /// ([`lost`](Self::lost)) or the clock's ([`valid_until`](Self::valid_until) passed without
     /// a renew, or, on Linux, the renew deadline passed on the boot clock, as after a suspend).
     /// Every poll checks [`is_leader`](Self::is_leader) first, so a future raced against it in
-    /// a biased `select!` is never polled once `is_leader` is `false`. Race the leader's work
-    /// against it.
+    /// a biased `select!` is not polled after a poll that began with `is_leader` already `false`
+    /// (a thread preempted between the check and the poll can still run it a moment late: check
+    /// `is_leader` at the point of an action, and send the fencing token). Race the leader's
+    /// work against it.
     pub fn ended(&self) -> impl std::future::Future<Output = ()> + Send + '_ {
         let mut waiting = Box::pin(self.lost_or_deadline());
         std::future::poll_fn(move |cx| {
@@ -161,9 +163,13 @@ impl Leadership {
     /// boot clock ended the term.
     async fn lost_or_deadline(&self) {
         loop {
-            let deadline = self
-                .valid_until()
-                .min(Instant::now() + ENDED_CHECK_INTERVAL);
+            // Without a boot clock (off Linux) nothing but the deadline can end the term.
+            let deadline = match crate::boot_clock::now() {
+                Some(_) => self
+                    .valid_until()
+                    .min(Instant::now() + ENDED_CHECK_INTERVAL),
+                None => self.valid_until(),
+            };
             tokio::select! {
                 () = self.lost() => return,
                 () = tokio::time::sleep_until(deadline) => {

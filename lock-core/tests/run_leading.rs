@@ -356,3 +356,35 @@ fn release_is_written_while_the_work_is_still_running() {
         "the lock was released while the work was still running"
     );
 }
+
+/// Dropping `run`'s future while leading ends the term as any end does: the state says no
+/// term, and callbacks and subscribers get `StoppedLeading` before the streams end.
+#[tokio::test(start_paused = true)]
+async fn dropping_run_while_leading_announces_the_end_of_the_term() {
+    let elector = LeaderElector::new(MemoryLock::new("orders"), ElectionConfig::new("a")).unwrap();
+    let handle = elector.handle();
+    let mut events = elector.subscribe();
+    let stopped_callbacks = Arc::new(Mutex::new(0));
+    let counted = stopped_callbacks.clone();
+    elector.on_event(move |event| {
+        if matches!(event, ElectionEvent::StoppedLeading { .. }) {
+            *counted.lock().unwrap() += 1;
+        }
+    });
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        elector.run(CancellationToken::new()),
+    )
+    .await;
+    assert!(handle.leadership().is_none(), "the state says no term");
+    assert!(!handle.is_leader());
+    let mut seen = Vec::new();
+    while let Some(event) = events.recv().await {
+        seen.push(event);
+    }
+    assert!(
+        matches!(seen.last(), Some(ElectionEvent::StoppedLeading { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(*stopped_callbacks.lock().unwrap(), 1);
+}

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use leader_election::{open, CancellationToken, ElectionConfig, LeaderElector, RunOutcome};
+use leader_election::{open, CancellationToken, ElectionConfig, LeaderElector, Lock, RunOutcome};
 use lock_tests::servers::redis::RedisServer;
 use tokio::task::JoinHandle;
 
@@ -81,4 +81,23 @@ async fn the_readme_program_hands_over_on_a_lock_file() {
 async fn the_readme_program_hands_over_on_redis() {
     let server = RedisServer::start();
     hand_over(&server.url()).await;
+}
+
+/// A password with the characters that end other parts of a URL (`/`, `@`, `#`) logs in, given
+/// percent-encoded as a URL needs, or with `/` and `@` as written: `open` hands it to redis-rs
+/// encoded either way.
+#[tokio::test]
+async fn a_redis_password_with_slashes_and_ats_logs_in() {
+    let server = RedisServer::start_with_password("pa/ss@wo#rd");
+    let lock = open(&server.url(), "facade").await.expect("a lock URL");
+    assert!(
+        lock.get().await.expect("logged in").is_none(),
+        "a fresh election"
+    );
+    assert!(!lock.describe().contains("pa/ss"), "{}", lock.describe());
+
+    let server = RedisServer::start_with_password("pa/ss@word");
+    let raw = format!("redis://default:pa/ss@word@127.0.0.1:{}", server.port());
+    let lock = open(&raw, "facade").await.expect("a lock URL");
+    assert!(lock.get().await.expect("logged in").is_none());
 }

@@ -236,7 +236,11 @@ struct Closing(Arc<Shared>);
 impl Drop for Closing {
     fn drop(&mut self) {
         if let Some(term) = self.0.last_term() {
-            term.end();
+            // A term `run` did not end itself (its future was dropped, its task panicked)
+            // ends here, announced like any other.
+            if !term.cancellation_token().is_cancelled() {
+                self.0.abandoned(&term);
+            }
         }
         self.0.close();
     }

@@ -9,7 +9,9 @@
 //!
 //! The order of a shutdown is the point of this module: when `cancel` fires, the work is
 //! dropped first, on the caller's task, and only then is the elector told to end the term and
-//! release the lock, so a standby woken by the release never overlaps the work.
+//! release the lock, so a standby woken by the release never overlaps the work future (tasks
+//! the work spawned stop with the term's cancellation token, which is cancelled just before the
+//! release is written).
 
 use std::future::Future;
 use std::time::Duration;
@@ -172,9 +174,9 @@ where
         }
         let started = Instant::now();
         tokio::select! {
-            // Checked first on every poll: once the term is over or a shutdown began, the work
-            // is not polled again. The closure itself is called on the first poll, after both
-            // checks.
+            // Checked first on every poll: once a poll finds the term over or a shutdown begun,
+            // the work is not polled again. The closure itself is called on the first poll,
+            // after both checks.
             biased;
             () = term.ended() => return TermEnd::Over,
             () = cancel.cancelled() => return TermEnd::Cancelled,

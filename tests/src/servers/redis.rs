@@ -156,11 +156,17 @@ impl RedisServer {
         }
     }
 
-    /// The URL that logs in as `user` with `password`.
+    /// The URL that logs in as `user` with `password` (both percent-encoded, as a URL needs).
     pub fn url_as(&self, user: &str, password: &str) -> String {
+        let encode = |text: &str| {
+            percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC)
+                .to_string()
+        };
         format!(
-            "{}://{user}:{password}@127.0.0.1:{}",
+            "{}://{}:{}@127.0.0.1:{}",
             self.scheme(),
+            encode(user),
+            encode(password),
             self.port
         )
     }
