@@ -886,10 +886,28 @@ mod tests {
         }
     }
 
-    fn history_with(change: impl FnOnce(&mut History)) -> History {
+    /// A history in which `a` led from `start` to `end` (ms).
+    fn a_led(start: i64, end: i64) -> History {
         let mut history = history();
-        change(&mut history);
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", start, Some(1)),
+                event("a", "stopped_leading", end, Some(1)),
+            ],
+            vec![],
+        );
         history
+    }
+
+    /// `b` naming `a`, asked at `ms`.
+    fn b_names_a(ms: i64) -> Sample {
+        Sample {
+            instance: "b".into(),
+            sent: at(ms),
+            received: at(ms + 5),
+            answer: Answer::Name("a".into()),
+        }
     }
 
     fn history() -> History {
@@ -1096,39 +1114,18 @@ mod tests {
     /// for a lease from then, not from its term's end. Seen in a campaign on etcd.
     #[test]
     fn a_late_delivered_renew_may_be_named_for_a_lease_from_its_delivery() {
-        let mut history = history();
-        history.events(
-            "a",
-            vec![
-                event("a", "leading", 0, Some(1)),
-                event("a", "stopped_leading", 2000, Some(1)),
-            ],
-            vec![],
-        );
-        let names_a = |ms| Sample {
-            instance: "b".into(),
-            sent: at(ms),
-            received: at(ms + 5),
-            answer: Answer::Name("a".into()),
-        };
-        history.sample(names_a(7000));
+        let mut history = a_led(0, 2000);
+        history.sample(b_names_a(7000));
         assert_eq!(
             kinds(&history),
             ["stale"],
-            "3 s past a's term and the 3 s allowance"
+            "past a's term and the allowance"
         );
-        let mut history = history_with(|h| h.late_delivery("a", at(4000)));
-        history.events(
-            "a",
-            vec![
-                event("a", "leading", 0, Some(1)),
-                event("a", "stopped_leading", 2000, Some(1)),
-            ],
-            vec![],
-        );
-        history.sample(names_a(6900));
+        let mut history = a_led(0, 2000);
+        history.late_delivery("a", at(4000));
+        history.sample(b_names_a(6900));
         assert_eq!(kinds(&history), Vec::<&str>::new());
-        history.sample(names_a(7100));
+        history.sample(b_names_a(7100));
         assert_eq!(
             kinds(&history),
             ["stale"],
@@ -1138,24 +1135,10 @@ mod tests {
 
     #[test]
     fn standbys_may_name_a_leader_until_its_lease_ran_out() {
-        let mut history = history();
-        history.events(
-            "a",
-            vec![
-                event("a", "leading", 0, Some(1)),
-                event("a", "stopped_leading", 1000, Some(1)),
-            ],
-            vec![],
-        );
-        let named_a = |ms| Sample {
-            instance: "b".into(),
-            sent: at(ms),
-            received: at(ms + 5),
-            answer: Answer::Name("a".into()),
-        };
-        history.sample(named_a(3500));
+        let mut history = a_led(0, 1000);
+        history.sample(b_names_a(3500));
         assert_eq!(kinds(&history), Vec::<&str>::new());
-        history.sample(named_a(4500));
+        history.sample(b_names_a(4500));
         assert_eq!(kinds(&history), ["stale"]);
     }
 
