@@ -303,11 +303,13 @@ impl History {
         self.fault(at, "record deleted on the server");
     }
 
-    /// Records that `instance`'s bytes held by a network fault were delivered at `at`. A renew it
-    /// sent before its term ended (a compare-and-swap that still matches: nobody wrote since)
-    /// may land then and be a fresh write for everyone who reads it: the others rightly name it
-    /// for a lease from when they see it, although its process stopped leading. No instance
-    /// can tell such a write from a live leader's; it delays a takeover, never hastens one.
+    /// Records that `instance`'s writes may first reach the others at `at`: its bytes held by a
+    /// network fault were delivered (a renew it sent before its term ended, a compare-and-swap
+    /// that still matches since nobody wrote, lands then), or the server came back with its
+    /// data after an outage in which nobody could read its last renew. Either is a fresh write
+    /// for everyone who reads it then: the others rightly name it for a lease from when they
+    /// see it, although its process stopped leading. No instance can tell such a write from a
+    /// live leader's; it delays a takeover, never hastens one.
     pub fn late_delivery(&mut self, instance: &str, at: DateTime<Utc>) {
         self.late_deliveries.push((at, instance.to_owned()));
     }

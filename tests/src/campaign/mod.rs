@@ -340,6 +340,7 @@ impl Round<'_> {
                 self.target.kill_server();
                 tokio::time::sleep(hold).await;
                 self.target.restart_server(false);
+                self.all_delivered_late();
                 self.healed();
             }
             FaultKind::RaftLeaderKill => {
@@ -350,6 +351,7 @@ impl Round<'_> {
                 detail = format!("member {member}");
                 tokio::time::sleep(hold).await;
                 self.target.restart_member(member);
+                self.all_delivered_late();
                 self.healed();
             }
             FaultKind::ServerWipe => {
@@ -446,6 +448,15 @@ impl Round<'_> {
         let now = chrono::Utc::now();
         let name = self.cluster.member(v).demo.name().to_owned();
         self.cluster.record(|h| h.late_delivery(&name, now));
+    }
+
+    /// The server is back with its data: every instance's last write is first readable now, and
+    /// a standby that could not read during the outage sees it for the first time (so names
+    /// its holder for a lease from now, rightly: it cannot tell when the write was made).
+    fn all_delivered_late(&self) {
+        for v in 0..self.cluster.members().len() {
+            self.delivered_late(v);
+        }
     }
 
     fn healed(&self) {
