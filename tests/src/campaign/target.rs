@@ -227,11 +227,22 @@ impl Target {
 
     /// Writes a record naming `holder` (empty: a free record) with `lease` over whatever the
     /// record is, as another program would: one more transition than the record it replaces,
-    /// so that fencing tokens go on growing. Retries conflicts with the instances' renews.
+    /// so that fencing tokens go on growing. Retries conflicts with the instances' renews, and
+    /// passing failures of its own connection (a server or member the previous fault restarted
+    /// may have closed it: the first call after that fails, the next one reconnects).
     pub async fn write_record(&self, holder: &str, lease: Duration) -> Result<(), String> {
+        let mut last_error = String::new();
         for _ in 0..20 {
             let now = Utc::now();
-            let current = self.outside.get().await.map_err(|err| err.to_string())?;
+            let current = match self.outside.get().await {
+                Ok(current) => current,
+                Err(err) if err.is_retryable() => {
+                    last_error = err.to_string();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(err) => return Err(err.to_string()),
+            };
             let transitions = current
                 .as_ref()
                 .map_or(0, |current| current.record.leader_transitions + 1);
@@ -249,11 +260,17 @@ impl Target {
             };
             match written {
                 Ok(_) => return Ok(()),
-                Err(lock_core::LockError::Conflict { .. }) => continue,
+                Err(lock_core::LockError::Conflict { .. }) => {
+                    last_error = "a conflict with the instances' renews".into();
+                }
+                Err(err) if err.is_retryable() => {
+                    last_error = err.to_string();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
                 Err(err) => return Err(err.to_string()),
             }
         }
-        Err("20 conflicts in a row".into())
+        Err(format!("20 attempts failed; the last: {last_error}"))
     }
 
     /// Deletes the record where it is stored.
