@@ -3,15 +3,9 @@
 use lock_core::backend::{check_election_name, check_key_prefix};
 use lock_core::{LockError, LockResult};
 
-/// Checks a key prefix: it may be empty (the whole key space) but may hold no control
-/// characters, which would make the key unreadable in `etcdctl` and in messages.
-pub(crate) fn check_prefix(prefix: &str) -> LockResult<()> {
-    check_key_prefix(prefix)
-}
-
 /// The key of the election `name`: `{prefix}{name}`.
 pub(crate) fn key(prefix: &str, name: &str) -> LockResult<String> {
-    check_prefix(prefix)?;
+    check_key_prefix(prefix)?;
     check_election_name(name)?;
     Ok(format!("{prefix}{name}"))
 }

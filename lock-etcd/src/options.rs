@@ -164,7 +164,7 @@ impl EtcdLockOptions {
 
     /// Checks the options that do not depend on the endpoints.
     pub(crate) fn validate(&self) -> LockResult<()> {
-        crate::names::check_prefix(&self.key_prefix)?;
+        lock_core::backend::check_key_prefix(&self.key_prefix)?;
         if self.connect_timeout.is_zero() {
             return Err(invalid("connect_timeout must be greater than zero"));
         }

@@ -239,7 +239,7 @@ impl Drop for Closing {
             // A term `run` did not end itself (its future was dropped, its task panicked)
             // ends here, announced like any other.
             if !term.cancellation_token().is_cancelled() {
-                self.0.abandoned(&term);
+                self.0.stopped(&term, StopReason::Cancelled);
             }
         }
         self.0.close();

@@ -114,14 +114,13 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        for callback in callbacks {
-            callback(&event);
+        // Never during an unwind (a term ended by `run`'s drop guard while its task panics):
+        // a callback that panicked again would abort the process.
+        if !std::thread::panicking() {
+            for callback in callbacks {
+                callback(&event);
+            }
         }
-        self.deliver(event);
-    }
-
-    /// Queues `event` for the subscribers.
-    fn deliver(&self, event: ElectionEvent) {
         if let Some(subscribers) = self.subscribers().as_mut() {
             subscribers.retain(|subscriber| subscriber.send(event.clone()).is_ok());
         }
@@ -173,23 +172,6 @@ impl Shared {
             fencing_token: term.fencing_token(),
             reason,
         });
-    }
-
-    /// Ends a term that `run` left behind (its future dropped, its task panicking): the state
-    /// and the subscribers learn of it as of any other end. Callbacks are called too, unless
-    /// the thread is panicking already (a second panic would abort the process).
-    pub(crate) fn abandoned(&self, term: &Leadership) {
-        term.end();
-        self.state.send_modify(|state| state.leadership = None);
-        let event = ElectionEvent::StoppedLeading {
-            fencing_token: term.fencing_token(),
-            reason: StopReason::Cancelled,
-        };
-        if std::thread::panicking() {
-            self.deliver(event);
-        } else {
-            self.emit(event);
-        }
     }
 
     /// Announces a release; the lock is free now, which `Released` says already, so the state
