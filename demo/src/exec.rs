@@ -185,11 +185,8 @@ impl Runner {
                     return TermEnd::Shutdown;
                 }
                 RunEnd::Lost => {
+                    // `ended` is final: a term over by the clock refuses later renews.
                     self.stop(&mut child, term).await;
-                    // A renew that landed just before the deadline keeps the term: run again.
-                    if term.is_leader() {
-                        continue;
-                    }
                     return TermEnd::Lost;
                 }
                 RunEnd::Exited(status) => {

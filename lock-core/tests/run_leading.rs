@@ -388,3 +388,14 @@ async fn dropping_run_while_leading_announces_the_end_of_the_term() {
     );
     assert_eq!(*stopped_callbacks.lock().unwrap(), 1);
 }
+
+/// A `run` future dropped before its first poll ends the event streams too.
+#[tokio::test(start_paused = true)]
+async fn a_run_dropped_unpolled_ends_the_event_streams() {
+    let elector = LeaderElector::new(MemoryLock::new("orders"), ElectionConfig::new("a")).unwrap();
+    let _handle = elector.handle();
+    let mut events = elector.subscribe();
+    drop(elector.run(CancellationToken::new()));
+    let ended = tokio::time::timeout(Duration::from_secs(1), events.recv()).await;
+    assert!(matches!(ended, Ok(None)), "{ended:?}");
+}

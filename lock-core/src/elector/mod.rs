@@ -134,16 +134,19 @@ impl LeaderElector {
     /// When it returns, every event stream from [`subscribe`](Self::subscribe) ends after its
     /// queued events (`recv` gives `None`), so a loop over one needs no `break` of its own.
     /// For leader's work scoped to each term, see [`run_leading`](Self::run_leading).
-    pub async fn run(self, cancel: CancellationToken) -> RunOutcome {
+    pub fn run(self, cancel: CancellationToken) -> impl Future<Output = RunOutcome> + Send {
         let span = tracing::info_span!(
             "election",
             identity = %self.config.identity,
             lock = %self.shared.lock_name
         );
-        // However `run` ends (it returns, its task panics, its future is dropped), the term it
-        // holds ends and every event stream ends with it.
-        let _closing = Closing(self.shared.clone());
-        self.run_until_done(cancel).instrument(span).await
+        // However `run` ends (it returns, its task panics, its future is dropped, even before
+        // its first poll), the term it holds ends and every event stream ends with it.
+        let closing = Closing(self.shared.clone());
+        async move {
+            let _closing = closing;
+            self.run_until_done(cancel).instrument(span).await
+        }
     }
 
     async fn run_until_done(&self, cancel: CancellationToken) -> RunOutcome {
