@@ -138,6 +138,41 @@ pub struct Cli {
     #[arg(long, env = "DEMO_REDIS_CA", value_name = "PATH")]
     pub redis_ca: Option<PathBuf>,
 
+    /// Find the Redis primary through these sentinels (--backend redis), HOST:PORT separated
+    /// by commas, and follow it through failovers; needs --redis-master. The data
+    /// connection's user, password, database and TLS still come from --redis-url, whose host
+    /// is then not used.
+    #[arg(
+        long,
+        env = "DEMO_REDIS_SENTINEL",
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_delimiter = ',',
+        requires = "redis_master"
+    )]
+    pub redis_sentinel: Vec<String>,
+
+    /// The master name the sentinels watch (`sentinel monitor NAME ...`), with
+    /// --redis-sentinel.
+    #[arg(
+        long,
+        env = "DEMO_REDIS_MASTER",
+        value_name = "NAME",
+        requires = "redis_sentinel"
+    )]
+    pub redis_master: Option<String>,
+
+    /// How many Redis replicas must acknowledge every write that starts or renews a term
+    /// (WAIT) within 500 ms; a write they do not acknowledge counts as failed, and no term
+    /// starts on it. 0 (the default) waits for none: then a failover to a replica that missed the
+    /// last writes can bring back an older record and hand out a fencing token twice.
+    #[arg(
+        long,
+        env = "DEMO_REDIS_MIN_REPLICAS",
+        value_name = "N",
+        default_value_t = 0
+    )]
+    pub redis_min_replicas: u32,
+
     /// The etcd cluster (--backend etcd): client URLs separated by commas, such as
     /// http://10.0.0.1:2379,http://10.0.0.2:2379.
     #[arg(

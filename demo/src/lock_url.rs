@@ -38,17 +38,23 @@ impl Cli {
     fn url_from_flags(&self) -> Result<String, String> {
         Ok(match self.backend {
             Backend::File => format!("file://{}", self.lock_file.display()),
-            Backend::Redis => match &self.redis_ca {
-                Some(ca) => {
-                    let joiner = if self.redis_url.contains('?') {
-                        '&'
-                    } else {
-                        '?'
-                    };
-                    format!("{}{joiner}ca={}", self.redis_url, ca.display())
+            Backend::Redis => {
+                let mut url = match &self.redis_master {
+                    Some(master) => sentinel_url(&self.redis_url, &self.redis_sentinel, master)?,
+                    None => self.redis_url.clone(),
+                };
+                let mut add = |param: String| {
+                    url.push(if url.contains('?') { '&' } else { '?' });
+                    url.push_str(&param);
+                };
+                if let Some(ca) = &self.redis_ca {
+                    add(format!("ca={}", ca.display()));
                 }
-                None => self.redis_url.clone(),
-            },
+                if self.redis_min_replicas > 0 {
+                    add(format!("min_replicas={}", self.redis_min_replicas));
+                }
+                url
+            }
             Backend::Etcd => etcd_url(&self.etcd_endpoints)?,
             Backend::K8s => {
                 let mut url = format!("k8s://{}", self.lock_kind);
@@ -62,6 +68,48 @@ impl Cli {
             }
         })
     }
+}
+
+/// `redis+sentinel://user:password@s1:26379,s2:26379/MASTER/DB` from the data connection's
+/// URL (scheme, credentials, database and query) and the sentinels' addresses.
+fn sentinel_url(data_url: &str, sentinels: &[String], master: &str) -> Result<String, String> {
+    let Some((scheme, rest)) = data_url.split_once("://") else {
+        return Err("--redis-url must be a redis:// or rediss:// URL".to_owned());
+    };
+    let scheme = match scheme {
+        "redis" => "redis+sentinel",
+        "rediss" => "rediss+sentinel",
+        _ => {
+            return Err(
+                "--redis-url must be a redis:// or rediss:// URL to go with --redis-sentinel"
+                    .to_owned(),
+            )
+        }
+    };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, format!("?{query}")),
+        None => (rest, String::new()),
+    };
+    let (credentials, rest) = match rest.rfind('@') {
+        Some(at) => (&rest[..=at], &rest[at + 1..]),
+        None => ("", rest),
+    };
+    let db = rest.split_once('/').map(|(_, db)| db).unwrap_or_default();
+    if sentinels.is_empty()
+        || sentinels
+            .iter()
+            .any(|host| host.is_empty() || host.contains('/'))
+    {
+        return Err(format!(
+            "--redis-sentinel must list HOST:PORT addresses separated by commas, not `{}`",
+            sentinels.join(",")
+        ));
+    }
+    let mut url = format!("{scheme}://{credentials}{}/{master}", sentinels.join(","));
+    if !db.is_empty() {
+        url = format!("{url}/{db}");
+    }
+    Ok(format!("{url}{query}"))
 }
 
 /// `etcd://a:2379,b:2379` from `http://a:2379`, `http://b:2379` (`etcds://` for https; one
@@ -102,6 +150,35 @@ mod tests {
         Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
             .expect("flags parse")
             .lock_url()
+    }
+
+    #[test]
+    fn sentinel_flags_keep_the_data_connections_credentials_and_tls() {
+        assert_eq!(
+            url(&[
+                "--backend",
+                "redis",
+                "--redis-url",
+                "rediss://app:s3cret@ignored:6379/2",
+                "--redis-sentinel",
+                "s1:26379,s2:26380",
+                "--redis-master",
+                "orders",
+                "--redis-ca",
+                "/ca.pem",
+                "--redis-min-replicas",
+                "1",
+            ])
+            .unwrap(),
+            LockUrl::parse(
+                "rediss+sentinel://app:s3cret@s1:26379,s2:26380/orders/2?ca=/ca.pem&min_replicas=1"
+            )
+            .unwrap()
+        );
+        let message = Cli::try_parse_from(["demo", "--redis-sentinel", "s1:26379"])
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("--redis-master"), "{message}");
     }
 
     #[test]

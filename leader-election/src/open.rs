@@ -56,8 +56,13 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             Ok(Arc::new(lock_file::FileLock::new(path)))
         }
         #[cfg(feature = "redis")]
-        LockUrl::Redis { url, ca } => {
-            let mut options = lock_redis::RedisLockOptions::default();
+        LockUrl::Redis {
+            url,
+            ca,
+            min_replicas,
+        } => {
+            let mut options =
+                lock_redis::RedisLockOptions::default().with_min_replicas(*min_replicas);
             if let Some(ca) = ca {
                 options = options.with_tls_ca(ca.clone());
             }

@@ -61,7 +61,8 @@ const SCHEMES: &str = "file, redis, etcd or k8s";
 /// |---|---|
 /// | `file:///var/run/app/leader.json` | that file |
 /// | `file:///var/run/app/` (ends with `/`) | `<election>.json` in that directory |
-/// | `redis://[user:password@]host:port[/db][?ca=PATH]` | key `leader-election:{<election>}` on that server; `rediss://` for TLS, `ca` a PEM file of the CA to trust |
+/// | `redis://[user:password@]host:port[/db][?ca=PATH][&min_replicas=N]` | key `leader-election:{<election>}` on that server; `rediss://` for TLS, `ca` a PEM file of the CA to trust, `min_replicas` the replicas that must acknowledge every write |
+/// | `redis+sentinel://[user:password@]host:port[,host:port…]/MASTER[/db][?…]` | the same key on the primary that those sentinels name for MASTER, followed through failovers; `rediss+sentinel://` for TLS; the credentials are the data connection's |
 /// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS |
 /// | `k8s://lease[/NAMESPACE][?kubeconfig=PATH]` | the Lease `<election>` (also `configmap`, `endpoints`); without a namespace, the pod's or the kubeconfig context's |
 ///
@@ -77,12 +78,14 @@ pub enum LockUrl {
         /// The path ended with `/`.
         election_in_dir: bool,
     },
-    /// `redis://…` or `rediss://…`.
+    /// `redis://…`, `rediss://…`, or their `+sentinel` forms.
     Redis {
-        /// The URL as redis-rs reads it (without this crate's query parameters).
+        /// The URL as lock-redis reads it (without this crate's query parameters).
         url: String,
         /// `?ca=PATH`: the CA that signs the server's certificate.
         ca: Option<PathBuf>,
+        /// `?min_replicas=N`: how many replicas must acknowledge every write (0 by default).
+        min_replicas: u32,
     },
     /// `etcd://…` or `etcds://…`.
     Etcd {
@@ -125,9 +128,10 @@ impl LockUrl {
         // anything else reads the rest.
         let query_start = rest.find('?').unwrap_or(rest.len());
         let (userinfo, rest) = match (scheme, rest[..query_start].rfind('@')) {
-            ("redis" | "rediss" | "etcd" | "etcds", Some(at)) => {
-                (Some(&rest[..at]), &rest[at + 1..])
-            }
+            (
+                "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "etcd" | "etcds",
+                Some(at),
+            ) => (Some(&rest[..at]), &rest[at + 1..]),
             _ => (None, rest),
         };
         let (body, query) = match rest.split_once('?') {
@@ -145,10 +149,23 @@ impl LockUrl {
                     election_in_dir: body.ends_with('/'),
                 }
             }
-            "redis" | "rediss" => {
+            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" => {
                 let ca = params.take("ca").map(PathBuf::from);
+                let min_replicas = match params.take("min_replicas") {
+                    None => 0,
+                    Some(text) => text.parse().map_err(|_| {
+                        bad(&format!(
+                            "min_replicas must be a whole number of replicas, not `{text}`"
+                        ))
+                    })?,
+                };
                 if body.is_empty() {
-                    return Err(bad("no server: write redis://HOST:PORT"));
+                    return Err(bad(&format!("no server: write {scheme}://HOST:PORT")));
+                }
+                if scheme.ends_with("+sentinel") && !body.contains('/') {
+                    return Err(bad(&format!(
+                        "no master name: write {scheme}://HOST:PORT[,HOST:PORT…]/MASTER"
+                    )));
                 }
                 let kept = params.rest();
                 // Written again percent-encoded, as redis-rs reads a URL (it decodes them).
@@ -158,7 +175,11 @@ impl LockUrl {
                 } else {
                     format!("{scheme}://{credentials}{body}?{kept}")
                 };
-                return Ok(LockUrl::Redis { url, ca });
+                return Ok(LockUrl::Redis {
+                    url,
+                    ca,
+                    min_replicas,
+                });
             }
             "etcd" | "etcds" => {
                 let user = match userinfo {
@@ -247,10 +268,15 @@ impl fmt::Debug for LockUrl {
                 .field("path", path)
                 .field("election_in_dir", election_in_dir)
                 .finish(),
-            LockUrl::Redis { url, ca } => f
+            LockUrl::Redis {
+                url,
+                ca,
+                min_replicas,
+            } => f
                 .debug_struct("Redis")
                 .field("url", &redacted(url))
                 .field("ca", ca)
+                .field("min_replicas", min_replicas)
                 .finish(),
             LockUrl::Etcd {
                 endpoints,
@@ -392,12 +418,43 @@ mod tests {
     }
 
     #[test]
+    fn redis_behind_sentinels_with_replica_acknowledgements() {
+        assert_eq!(
+            parse(
+                "rediss+sentinel://app:p@ss@s1:26379,s2:26379/orders/1?ca=/ca.pem&min_replicas=1"
+            ),
+            LockUrl::Redis {
+                url: "rediss+sentinel://app:p%40ss@s1:26379,s2:26379/orders/1".into(),
+                ca: Some("/ca.pem".into()),
+                min_replicas: 1,
+            }
+        );
+        assert_eq!(
+            parse("redis+sentinel://s1/orders").backend(),
+            Backend::Redis
+        );
+        let message = LockUrl::parse("redis+sentinel://app:s3cret@s1:26379")
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("no master name"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+        let message = LockUrl::parse("redis://h:1?min_replicas=all")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("min_replicas must be a whole number"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn redis_keeps_the_url_and_takes_the_ca() {
         assert_eq!(
             parse("rediss://app:s3cret@cache:6380/2?ca=/etc/ca.pem&protocol=resp3"),
             LockUrl::Redis {
                 url: "rediss://app:s3cret@cache:6380/2?protocol=resp3".into(),
-                ca: Some("/etc/ca.pem".into())
+                ca: Some("/etc/ca.pem".into()),
+                min_replicas: 0,
             }
         );
         let shown = format!("{:?}", parse("redis://app:s3cret@cache:6379"));
@@ -457,14 +514,15 @@ mod tests {
         }
         assert_eq!(
             format!("{:?}", parse("redis://app:Zm9v/YmFy@cache:6379")),
-            r#"Redis { url: "redis://app:***@cache:6379", ca: None }"#
+            r#"Redis { url: "redis://app:***@cache:6379", ca: None, min_replicas: 0 }"#
         );
         // Re-encoded for redis-rs, which decodes it.
         assert_eq!(
             parse("redis://app:Zm9v/YmFy@cache:6379"),
             LockUrl::Redis {
                 url: "redis://app:Zm9v%2FYmFy@cache:6379".into(),
-                ca: None
+                ca: None,
+                min_replicas: 0,
             }
         );
         assert!(!redacted("redis://s3cret@cache").contains("s3cret"));
@@ -473,7 +531,8 @@ mod tests {
             parse("rediss://cache:6379?ca=/run/credentials/app@1.service/ca.pem"),
             LockUrl::Redis {
                 url: "rediss://cache:6379".into(),
-                ca: Some("/run/credentials/app@1.service/ca.pem".into())
+                ca: Some("/run/credentials/app@1.service/ca.pem".into()),
+                min_replicas: 0,
             }
         );
         let LockUrl::Etcd {

@@ -61,15 +61,30 @@ pub enum LockError {
         /// backend tells them).
         reason: String,
     },
+    /// The write may have landed but is not confirmed durable as the lock was asked to make
+    /// it (Redis: fewer replicas acknowledged it than required within the bound, or no answer
+    /// came at all). It may survive or be lost in a failover, so the elector treats it as a
+    /// write it must not rely on: a renew that is not confirmed does not extend the term, and
+    /// a takeover that is not confirmed starts no term even when a read shows it landed (the
+    /// candidate waits for the lease of the record it wrote, as it would for anyone's, and
+    /// then takes over with a higher token). Retryable.
+    #[error("{lock}: the write is not confirmed durable: {reason}")]
+    NotReplicated {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+        /// How far the confirmation got (replicas acknowledged against required, say).
+        reason: String,
+    },
     /// The lock or the election was configured wrongly.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
 }
 
 impl LockError {
-    /// True for faults that may pass by themselves ([`Unavailable`](Self::Unavailable)).
+    /// True for faults that may pass by themselves ([`Unavailable`](Self::Unavailable) and
+    /// [`NotReplicated`](Self::NotReplicated)).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. })
+        matches!(self, Self::Unavailable { .. } | Self::NotReplicated { .. })
     }
 
     /// Builds an [`Unavailable`](Self::Unavailable) error from an underlying error.

@@ -306,6 +306,50 @@ async fn a_write_whose_reply_was_lost_is_adopted_when_the_next_read_shows_it_lan
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_write_not_confirmed_durable_starts_no_term_even_though_it_landed() {
+    // A Redis whose replicas did not acknowledge the takeover: the record is on the primary,
+    // but a failover may lose it and hand its token to someone else. The candidate must not
+    // lead on it: it waits for the lease of what it wrote, then takes over above it.
+    let lock = FaultyLock::new(MemoryLock::new("unreplicated"));
+    let faults = lock.faults();
+    let inner = lock.inner().clone();
+    faults.unreplicate_next(1);
+    let started = Instant::now();
+    let mut a = start(lock, config("a"));
+    let term = a.next_term(LEASE * 3).await;
+    let waited = Instant::now() - started;
+    assert!(
+        waited >= LEASE,
+        "led {waited:?} after a write that was not confirmed durable"
+    );
+    assert_eq!(
+        term.fencing_token(),
+        1,
+        "above the unconfirmed write's token 0"
+    );
+    assert_eq!(stored(&inner).await.leader_transitions, 1);
+    assert!(term.is_leader());
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn renews_not_confirmed_durable_do_not_extend_the_term() {
+    let lock = FaultyLock::new(MemoryLock::new("unreplicated-renews"));
+    let faults = lock.faults();
+    let mut a = start(lock, config("a").with_rejoin(false));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let last_confirmed = term.renewed_at();
+    // Every renew lands but none is confirmed: the term ends by its renew deadline, counted
+    // from the last confirmed write, although the record names a throughout.
+    faults.unreplicate_next(u32::MAX);
+    sleep(RENEW_DEADLINE + RETRY * 2).await;
+    assert!(!term.is_leader());
+    assert!(term.cancellation_token().is_cancelled());
+    assert_eq!(term.renewed_at(), last_confirmed);
+    a.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancelling_while_a_take_is_in_flight_still_ends_the_term_and_releases() {
     let lock = FaultyLock::new(MemoryLock::new("cancel-take"));
     let faults = lock.faults();

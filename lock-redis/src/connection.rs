@@ -1,32 +1,135 @@
-//! The client for one URL (plain or TLS) and the shared, self-healing command connection to it.
+//! Where commands go (one server, or the primary the sentinels name) and the shared,
+//! self-healing command connection to it.
+
+use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisResult, TlsCertificates};
+use redis::{
+    Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult,
+    TlsCertificates,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
 use lock_core::backend::{LazyClient, Made};
 use lock_core::{LockError, LockResult};
 
-use crate::RedisLockOptions;
+use crate::sentinel::{SentinelUrl, Sentinels};
+use crate::{names, RedisLockOptions};
 
-/// A client for `url`: `redis://` in the clear, `rediss://` over TLS (rustls) checked against
-/// `options.tls_ca` or else the system's trusted roots. Nothing is sent yet.
-///
-/// Error messages never repeat the URL: it may hold a password.
-pub(crate) fn client(url: &str, options: &RedisLockOptions) -> LockResult<Client> {
-    let info = url
-        .into_connection_info()
-        .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")))?;
-    let tls = matches!(info.addr, ConnectionAddr::TcpTls { .. });
+/// Where the commands go: one server named by its URL, or whichever server the sentinels
+/// name as the primary when a connection is made.
+pub(crate) enum Target {
+    /// `redis://` or `rediss://`: one server.
+    Server(Client),
+    /// `redis+sentinel://` or `rediss+sentinel://`: the primary the sentinels name, asked
+    /// again for every new connection.
+    Sentinels(Sentinels),
+}
+
+impl Target {
+    /// The target of `url`: `redis://` in the clear, `rediss://` over TLS (rustls) checked
+    /// against `options.tls_ca` or else the system's trusted roots, or the sentinel forms of
+    /// both. Nothing is sent yet.
+    ///
+    /// Error messages never repeat the URL: it may hold a password.
+    pub fn new(url: &str, options: &RedisLockOptions) -> LockResult<Self> {
+        if let Some(parsed) = SentinelUrl::parse(url) {
+            let parsed = parsed.map_err(|reason| {
+                LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
+            })?;
+            let roots = tls_roots(options, parsed.tls)?;
+            let auth = RedisConnectionInfo {
+                username: options.sentinel_username.clone(),
+                password: options.sentinel_password.clone(),
+                ..RedisConnectionInfo::default()
+            };
+            return Ok(Self::Sentinels(Sentinels::new(
+                parsed,
+                auth,
+                move |info| open(info, roots.as_deref()),
+                options.connect_timeout,
+                options.response_timeout,
+            )));
+        }
+        let info = url
+            .into_connection_info()
+            .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")))?;
+        let roots = tls_roots(options, matches!(info.addr, ConnectionAddr::TcpTls { .. }))?;
+        open(info, roots.as_deref())
+            .map_err(|err| match &options.tls_ca {
+                Some(path) => LockError::InvalidConfig(format!(
+                    "cannot use the TLS CA file {}: {err}",
+                    path.display()
+                )),
+                None => LockError::InvalidConfig(format!("invalid Redis URL: {err}")),
+            })
+            .map(Self::Server)
+    }
+
+    /// A client for the server to connect to now.
+    pub async fn client(&self) -> RedisResult<Client> {
+        match self {
+            Self::Server(client) => Ok(client.clone()),
+            Self::Sentinels(sentinels) => sentinels.primary().await,
+        }
+    }
+
+    /// True when the server can change (a failover): a connection that failed in any way is
+    /// dropped rather than reconnected to the same address, which may now be a replica (or
+    /// a restarted old primary that the sentinels have not turned into one yet).
+    pub fn follows_failovers(&self) -> bool {
+        matches!(self, Self::Sentinels(_))
+    }
+
+    /// The server's human name, as `redis://user@host:port` (never the password).
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Server(client) => names::server(client.get_connection_info()),
+            Self::Sentinels(sentinels) => sentinels.describe(),
+        }
+    }
+
+    /// The user the data connection authenticates as.
+    pub fn user(&self) -> String {
+        match self {
+            Self::Server(client) => names::user(client.get_connection_info()),
+            Self::Sentinels(sentinels) => sentinels.data_user(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Target {
+    // Written by hand: connection info holds the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// A client for `info`, trusting `roots` (PEM) instead of the system's roots when given.
+fn open(info: ConnectionInfo, roots: Option<&[u8]>) -> RedisResult<Client> {
+    match roots {
+        None => Client::open(info),
+        Some(pem) => Client::build_with_tls(
+            info,
+            TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+    }
+}
+
+/// The PEM roots of `options.tls_ca`, checked, for a target that uses TLS (`tls`); `None`
+/// for the system's roots.
+fn tls_roots(options: &RedisLockOptions, tls: bool) -> LockResult<Option<Vec<u8>>> {
     if tls {
         // rustls needs one process-wide crypto provider; when several are compiled in (other
         // crates may enable aws-lc-rs) it cannot pick one itself. An installed one is kept.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
     let Some(ca_path) = &options.tls_ca else {
-        return Client::open(info)
-            .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")));
+        return Ok(None);
     };
     if !tls {
         return Err(LockError::InvalidConfig(format!(
@@ -54,16 +157,7 @@ pub(crate) fn client(url: &str, options: &RedisLockOptions) -> LockResult<Client
             ca_path.display()
         )));
     }
-    let roots = TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem),
-    };
-    Client::build_with_tls(info, roots).map_err(|err| {
-        LockError::InvalidConfig(format!(
-            "cannot use the TLS CA file {}: {err}",
-            ca_path.display()
-        ))
-    })
+    Ok(Some(pem))
 }
 
 /// One multiplexed command connection shared by every lock of a [`RedisClient`](crate::RedisClient),
@@ -73,23 +167,24 @@ pub(crate) fn client(url: &str, options: &RedisLockOptions) -> LockResult<Client
 /// also makes a new one after an authentication failure (which the manager would otherwise
 /// keep returning) and when the first connection could not be made.
 pub(crate) struct SharedConnection {
-    client: Client,
+    target: Arc<Target>,
     config: ConnectionManagerConfig,
     lazy: LazyClient<ConnectionManager>,
 }
 
 impl SharedConnection {
     /// Nothing is connected until the first call.
-    pub fn new(client: Client, options: &RedisLockOptions) -> Self {
+    pub fn new(target: Arc<Target>, options: &RedisLockOptions) -> Self {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(options.connect_timeout)
-            .set_response_timeout(options.response_timeout)
+            // A write that waits for replicas answers only after WAIT's own bound.
+            .set_response_timeout(options.response_timeout + options.replica_wait())
             // One attempt per reconnection: a failed one is retried on the next call, at the
             // elector's pace, instead of by a backoff that can leave a restarted server
             // unused for a minute.
             .set_number_of_retries(0);
         Self {
-            client,
+            target,
             config,
             lazy: LazyClient::new(),
         }
@@ -98,7 +193,10 @@ impl SharedConnection {
     /// The shared connection, made now if there is none, with its generation.
     pub async fn get(&self) -> RedisResult<Made<ConnectionManager>> {
         self.lazy
-            .get(|| ConnectionManager::new_with_config(self.client.clone(), self.config.clone()))
+            .get(|| async {
+                let client = self.target.client().await?;
+                ConnectionManager::new_with_config(client, self.config.clone()).await
+            })
             .await
     }
 

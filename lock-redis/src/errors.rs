@@ -84,6 +84,20 @@ pub(crate) fn is_authentication_failure(err: &RedisError) -> bool {
         || err.kind() == ErrorKind::AuthenticationFailed
 }
 
+/// True when the connection's server is gone or no longer the primary: the connection broke
+/// or could not be made, or the server answers as a replica (`READONLY`), without a primary
+/// (`MASTERDOWN`) or while loading its data (`LOADING`). Behind sentinels, the next connection
+/// must ask them where the primary is now.
+pub(crate) fn is_server_gone(err: &RedisError) -> bool {
+    err.is_unrecoverable_error()
+        || err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || matches!(err.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || err.kind() == ErrorKind::MasterNameNotFoundBySentinel
+}
+
 /// ACL refusals: `NOPERM` from a command, or the `ERR` a script gets when a command it calls is
 /// refused.
 fn is_missing_permission(err: &RedisError) -> bool {

@@ -36,6 +36,7 @@ use redis::{Msg, RedisResult};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, timeout, Instant};
 
+use crate::connection::Target;
 use crate::errors::ErrorContext;
 use crate::inbox::Inbox;
 use crate::subscriptions::{Request, Subscriptions, WatchId};
@@ -49,8 +50,8 @@ pub(crate) const KEEPALIVE: Duration = Duration::from_secs(60);
 /// the client can be dropped while the task runs.
 #[derive(Clone, Debug)]
 pub(crate) struct HubSettings {
-    /// Makes the pub/sub connections.
-    pub client: redis::Client,
+    /// Where the pub/sub connections go.
+    pub target: Arc<Target>,
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// How long an answer to `SUBSCRIBE`, `UNSUBSCRIBE` or `PING` may take.
@@ -508,8 +509,16 @@ impl Task {
 /// Makes a pub/sub connection within the connect timeout.
 fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<PubSub, String>> {
     async move {
-        let limit = settings.connect_timeout;
-        match timeout(limit, settings.client.get_async_pubsub()).await {
+        let mut limit = settings.connect_timeout;
+        if settings.target.follows_failovers() {
+            // Asking a sentinel comes first.
+            limit += settings.connect_timeout + settings.response_timeout;
+        }
+        let connect = async {
+            let client = settings.target.client().await?;
+            client.get_async_pubsub().await
+        };
+        match timeout(limit, connect).await {
             Ok(Ok(pubsub)) => Ok(pubsub),
             Ok(Err(err)) => Err(settings.errors.map(err).to_string()),
             Err(_) => Err(format!("no connection within {limit:?}")),

@@ -109,8 +109,10 @@ mod inbox;
 mod lock;
 mod names;
 mod options;
+mod replicas;
 mod script;
 mod seen;
+mod sentinel;
 mod session;
 mod subscriptions;
 
@@ -118,6 +120,7 @@ pub use acl::{acl_rules, acl_setuser_line, ACL_COMMANDS};
 pub use client::RedisClient;
 pub use lock::RedisLock;
 pub use options::{
-    RedisLockOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_RESPONSE_TIMEOUT,
+    RedisLockOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX, DEFAULT_REPLICA_TIMEOUT,
+    DEFAULT_RESPONSE_TIMEOUT,
 };
 pub use script::SCRIPT_SOURCE;

@@ -14,7 +14,7 @@ use crate::names::Names;
 use crate::script::{Reply, SCRIPT};
 use crate::seen::Seen;
 use crate::session::Session;
-use crate::{counter, hints, RedisLockOptions};
+use crate::{counter, hints, replicas, RedisLockOptions};
 
 /// A leader election lock kept in Redis: one hash per election, changed only by a Lua script
 /// that compares and swaps atomically on the server.
@@ -145,12 +145,57 @@ impl RedisLock {
             .arg(arguments.expected_bytes);
         let invocation = &invocation;
         let read_only = operation == "get";
-        let value: redis::Value = self
-            .call(read_only, |mut connection| async move {
-                invocation.invoke_async(&mut connection).await
+        let options = &inner.client.options;
+        if read_only || options.min_replicas == 0 {
+            let value: redis::Value = self
+                .call(read_only, |mut connection| async move {
+                    invocation.invoke_async(&mut connection).await
+                })
+                .await?;
+            return Reply::parse(value).map_err(|reason| inner.errors.unexpected(reason));
+        }
+        let (replicas, timeout_ms) = (options.min_replicas, options.replica_timeout_millis());
+        let answer = self
+            .call(false, |mut connection| async move {
+                replicas::invoke_and_wait(&mut connection, invocation, replicas, timeout_ms).await
             })
-            .await?;
-        Reply::parse(value).map_err(|reason| inner.errors.unexpected(reason))
+            .await;
+        let (value, acknowledged) = match answer {
+            Ok(answer) => answer,
+            // No answer: the write may have landed, and nothing says any replica has it. It
+            // must not be adopted as a lost reply would be (see `NotReplicated`).
+            Err(err) if err.is_retryable() => {
+                return Err(LockError::NotReplicated {
+                    lock: self.describe(),
+                    reason: format!("no answer, so no replica is known to have it ({err})"),
+                })
+            }
+            Err(err) => return Err(err),
+        };
+        let reply = Reply::parse(value).map_err(|reason| inner.errors.unexpected(reason))?;
+        Ok(match reply {
+            Reply::Written { version } if acknowledged < i64::from(replicas) => {
+                Reply::Unreplicated {
+                    version,
+                    acknowledged,
+                }
+            }
+            other => other,
+        })
+    }
+
+    /// A write that landed at `version` but was acknowledged by only `acknowledged` replicas.
+    fn unreplicated(&self, version: &str, json: &str, acknowledged: i64) -> LockError {
+        // Remembered like any write of ours: the elector's next update may name it.
+        let _ = self.written(version, json);
+        let options = self.options();
+        LockError::NotReplicated {
+            lock: self.describe(),
+            reason: format!(
+                "{acknowledged} of the {} replicas required (min_replicas) acknowledged it within {:?}; check that the replicas are connected (INFO replication) and keep up",
+                options.min_replicas, options.replica_timeout
+            ),
+        }
     }
 
     /// Checks what the key holds (`bytes` at `version`): a record under a canonical version,
@@ -224,6 +269,10 @@ impl Lock for RedisLock {
         };
         match self.run("create", arguments).await? {
             Reply::Written { version } => self.written(&version, &json),
+            Reply::Unreplicated {
+                version,
+                acknowledged,
+            } => Err(self.unreplicated(&version, &json, acknowledged)),
             Reply::Exists => Err(LockError::AlreadyExists {
                 lock: self.describe(),
             }),
@@ -250,6 +299,10 @@ impl Lock for RedisLock {
         };
         match self.run("update", arguments).await? {
             Reply::Written { version } => self.written(&version, &json),
+            Reply::Unreplicated {
+                version,
+                acknowledged,
+            } => Err(self.unreplicated(&version, &json, acknowledged)),
             Reply::Conflict { current: None } => Err(conflict()),
             // What is there now: a value that is not a record is reported as such (and was not
             // written over); a record is remembered for the caller's next attempt.

@@ -11,6 +11,9 @@ pub const DEFAULT_KEY_PREFIX: &str = "leader-election:";
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the server may take to answer one command by default.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a write waits for its replicas' acknowledgements by default, when
+/// [`min_replicas`](RedisLockOptions::min_replicas) asks for any.
+pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Options of a [`RedisLock`](crate::RedisLock); [`Default`] gives the documented defaults.
 ///
@@ -24,7 +27,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 ///     .with_response_timeout(Duration::from_secs(1));
 /// assert_eq!(options.key_prefix, "billing:");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisLockOptions {
     /// Put in front of the election name to make the key: with the default
@@ -47,8 +50,53 @@ pub struct RedisLockOptions {
     pub connect_timeout: Duration,
     /// How long the server may take to answer one command. A lock call fails as
     /// [`Unavailable`](LockError::Unavailable) after at most `connect_timeout +
-    /// response_timeout`.
+    /// response_timeout` (plus [`replica_timeout`](Self::replica_timeout) for a write that
+    /// waits for replicas).
     pub response_timeout: Duration,
+    /// How many replicas must acknowledge every write before it counts (`WAIT`), 0 (the
+    /// default) for none. Redis replicates asynchronously: a failover can promote a replica
+    /// that never received the last takeover, and then the record goes back and a fencing
+    /// token can be handed out twice. With `min_replicas` at 1 or more, a write that fewer
+    /// replicas acknowledged within [`replica_timeout`](Self::replica_timeout) fails as
+    /// [`NotReplicated`](LockError::NotReplicated): the elector starts no term on such a
+    /// takeover, and a renew that is not acknowledged does not extend the term. So every term
+    /// that ran is on `min_replicas` replicas and survives the promotion of any of them.
+    ///
+    /// What it costs: one replication round trip per write, a shared connection that waits
+    /// while `WAIT` does, and no leader at all while fewer replicas are connected. What it
+    /// does not buy: Sentinel promotes the replica with the most data among those it can
+    /// reach, so with more replicas than `min_replicas` a failover that cannot reach the ones
+    /// that acknowledged may still promote one without the write.
+    pub min_replicas: u32,
+    /// How long a write waits for [`min_replicas`](Self::min_replicas) acknowledgements
+    /// before it fails as `NotReplicated`. Keep it well below the election's renew deadline:
+    /// a renew that waits this long leaves less time for the next attempt. Default 500 ms.
+    pub replica_timeout: Duration,
+    /// The user the sentinels of a `redis+sentinel://` URL want (the URL's credentials are
+    /// the data connection's), `None` for the default user.
+    pub sentinel_username: Option<String>,
+    /// The password the sentinels want, `None` when they ask for none.
+    pub sentinel_password: Option<String>,
+}
+
+impl std::fmt::Debug for RedisLockOptions {
+    // Written by hand: the sentinel password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLockOptions")
+            .field("key_prefix", &self.key_prefix)
+            .field("abandoned_ttl", &self.abandoned_ttl)
+            .field("tls_ca", &self.tls_ca)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("response_timeout", &self.response_timeout)
+            .field("min_replicas", &self.min_replicas)
+            .field("replica_timeout", &self.replica_timeout)
+            .field("sentinel_username", &self.sentinel_username)
+            .field(
+                "sentinel_password",
+                &self.sentinel_password.as_ref().map(|_| "<hidden>"),
+            )
+            .finish()
+    }
 }
 
 impl Default for RedisLockOptions {
@@ -59,6 +107,10 @@ impl Default for RedisLockOptions {
             tls_ca: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            min_replicas: 0,
+            replica_timeout: DEFAULT_REPLICA_TIMEOUT,
+            sentinel_username: None,
+            sentinel_password: None,
         }
     }
 }
@@ -100,6 +152,31 @@ impl RedisLockOptions {
         self
     }
 
+    /// Makes every write wait until `replicas` replicas acknowledged it (see
+    /// [`min_replicas`](Self::min_replicas)).
+    pub fn with_min_replicas(mut self, replicas: u32) -> Self {
+        self.min_replicas = replicas;
+        self
+    }
+
+    /// Sets how long a write waits for its replicas.
+    pub fn with_replica_timeout(mut self, timeout: Duration) -> Self {
+        self.replica_timeout = timeout;
+        self
+    }
+
+    /// Authenticates to the sentinels of a `redis+sentinel://` URL as `username` (`None`:
+    /// the default user) with `password`.
+    pub fn with_sentinel_auth(
+        mut self,
+        username: Option<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sentinel_username = username;
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
     /// Checks the options that do not depend on the URL.
     pub(crate) fn validate(&self) -> LockResult<()> {
         crate::names::check_prefix(&self.key_prefix)?;
@@ -108,6 +185,11 @@ impl RedisLockOptions {
         }
         if self.response_timeout.is_zero() {
             return Err(invalid("response_timeout must be greater than zero"));
+        }
+        if self.min_replicas > 0 && self.replica_timeout < Duration::from_millis(1) {
+            return Err(invalid(
+                "replica_timeout must be at least 1ms when min_replicas is set (WAIT takes milliseconds, and 0 would wait forever)",
+            ));
         }
         if self.abandoned_ttl.is_some_and(|ttl| ttl.is_zero()) {
             return Err(invalid(
@@ -138,9 +220,27 @@ impl RedisLockOptions {
         })
     }
 
-    /// The longest one lock call may take: it may have to reconnect before it can send.
+    /// The longest one lock call may take: it may have to reconnect before it can send, and a
+    /// write may wait for its replicas.
     pub(crate) fn call_timeout(&self) -> Duration {
-        self.connect_timeout.saturating_add(self.response_timeout)
+        self.connect_timeout
+            .saturating_add(self.response_timeout)
+            .saturating_add(self.replica_wait())
+    }
+
+    /// How long a write may wait for replicas: the replica timeout, or nothing when none are
+    /// required.
+    pub(crate) fn replica_wait(&self) -> Duration {
+        if self.min_replicas > 0 {
+            self.replica_timeout
+        } else {
+            Duration::ZERO
+        }
+    }
+
+    /// The replica timeout as whole milliseconds for `WAIT` (rounded up).
+    pub(crate) fn replica_timeout_millis(&self) -> u64 {
+        u64::try_from(self.replica_timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
 
@@ -191,6 +291,21 @@ mod tests {
         let options = RedisLockOptions::new().with_abandoned_ttl(Duration::from_secs(30));
         assert!(options.check_ttl_against(lease).is_ok());
         assert!(RedisLockOptions::new().check_ttl_against(lease).is_ok());
+    }
+
+    #[test]
+    fn waiting_for_replicas_needs_a_timeout_and_lengthens_the_call() {
+        let options = RedisLockOptions::new()
+            .with_min_replicas(1)
+            .with_replica_timeout(Duration::ZERO);
+        let Err(LockError::InvalidConfig(message)) = options.validate() else {
+            panic!("accepted min_replicas with no time to wait");
+        };
+        assert!(message.contains("replica_timeout"), "{message}");
+        let options = RedisLockOptions::new().with_min_replicas(2);
+        assert!(options.validate().is_ok());
+        assert_eq!(options.call_timeout(), Duration::from_millis(5_500));
+        assert_eq!(options.replica_timeout_millis(), 500);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub(crate) enum Reply {
     Found { record: Vec<u8>, version: String },
     /// `create`, `update`: written at this version.
     Written { version: String },
+    /// `create`, `update`: written at this version, but fewer replicas than required
+    /// acknowledged it (never parsed: the lock makes it from `Written` and `WAIT`'s answer).
+    Unreplicated { version: String, acknowledged: i64 },
     /// `create`: a record is there already.
     Exists,
     /// `update`: the record is gone (`current` is `None`), or the key holds `current`: the

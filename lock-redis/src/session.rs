@@ -4,18 +4,21 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use lock_core::LockResult;
 use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
-use crate::connection::{self, SharedConnection};
-use crate::errors::{is_authentication_failure, ErrorContext};
+use crate::connection::{SharedConnection, Target};
+use crate::errors::{is_authentication_failure, is_server_gone, ErrorContext};
 use crate::hub::{Hub, HubSettings};
-use crate::{names, RedisLockOptions};
+use crate::RedisLockOptions;
 
 /// What a client and all its locks share.
 pub(crate) struct Session {
+    /// Where the connections go.
+    pub target: Arc<Target>,
     /// The command connection.
     pub connection: SharedConnection,
     /// The pub/sub connection and the watches it serves.
@@ -32,24 +35,24 @@ impl Session {
     /// [`RedisClient::new`](crate::RedisClient::new).
     pub fn new(url: &str, options: RedisLockOptions) -> LockResult<Self> {
         options.validate()?;
-        let client = connection::client(url, &options)?;
-        let info = client.get_connection_info();
-        let server = names::server(info);
+        let target = Arc::new(Target::new(url, &options)?);
+        let server = target.describe();
         let errors = ErrorContext {
             lock: server.clone(),
-            user: names::user(info),
+            user: target.user(),
             key_prefix: options.key_prefix.clone(),
         };
         let hub = Hub::new(HubSettings {
-            client: client.clone(),
+            target: target.clone(),
             connect_timeout: options.connect_timeout,
             response_timeout: options.response_timeout,
             keepalive: crate::hub::KEEPALIVE,
             server: server.clone(),
             errors: errors.clone(),
         });
-        let connection = SharedConnection::new(client, &options);
+        let connection = SharedConnection::new(target.clone(), &options);
         Ok(Self {
+            target,
             connection,
             hub,
             options,
@@ -95,6 +98,10 @@ impl Session {
             match result {
                 Err(err) if retry_lost_connection && err.is_unrecoverable_error() => {
                     tracing::debug!(lock = %errors.lock, error = %err, "connection lost; trying once more");
+                    if self.target.follows_failovers() {
+                        // Not to the same address again: ask the sentinels.
+                        self.connection.reset(used.load(Ordering::Relaxed)).await;
+                    }
                     let made = self.connection.get().await?;
                     used.store(made.generation, Ordering::Relaxed);
                     work(made.client).await
@@ -106,7 +113,8 @@ impl Session {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(err)) => {
                 let generation = used.load(Ordering::Relaxed);
-                if is_authentication_failure(&err) && generation != 0 {
+                let wrong_server = self.target.follows_failovers() && is_server_gone(&err);
+                if (is_authentication_failure(&err) || wrong_server) && generation != 0 {
                     self.connection.reset(generation).await;
                 }
                 Err(errors.map(err))

@@ -112,9 +112,11 @@ impl Observation {
 struct Unanswered {
     mark: TermMark,
     sent: Stamp,
-    /// A create on a backend with a token floor: if it landed, the store may have moved
-    /// meanwhile, which only the check after an answered create can rule out.
-    unchecked_create: bool,
+    /// Not to be adopted even if it landed: a create on a backend with a token floor (the
+    /// store may have moved meanwhile, which only the check after an answered create can rule
+    /// out), or a write the lock said was not confirmed durable (a failover may lose it, and
+    /// with it the term's token).
+    hold_back: bool,
 }
 
 /// The state of one stand-by.
@@ -224,7 +226,7 @@ impl LeaderElector {
         let released = match standby.unanswered {
             // A create that may not start a term at once must stay held for its lease: freeing
             // it would let a standby in under a term that came and went unseen.
-            Some(unanswered) if !unanswered.unchecked_create => {
+            Some(unanswered) if !unanswered.hold_back => {
                 self.release_if_ours(&unanswered.mark).await
             }
             Some(_) => false,
@@ -342,7 +344,8 @@ impl LeaderElector {
                             standby.unanswered = Some(Unanswered {
                                 mark,
                                 sent,
-                                unchecked_create: check != CreateCheck::None,
+                                hold_back: check != CreateCheck::None
+                                    || matches!(err, LockError::NotReplicated { .. }),
                             });
                         }
                     }
@@ -372,7 +375,7 @@ impl LeaderElector {
         if !self.holds(current, &unanswered.mark) {
             return None;
         }
-        if unanswered.unchecked_create || Instant::now() >= valid_until {
+        if unanswered.hold_back || Instant::now() >= valid_until {
             // Ours but not adopted (no twin's), held back like an answered create whose store
             // moved: its lease is waited for. An adopted one is remembered as a won term.
             standby.memory.started(&current.record);
@@ -662,7 +665,9 @@ impl LeaderElector {
 
 pub(super) fn report(err: &LockError) {
     match err {
-        LockError::Unavailable { .. } => tracing::warn!(error = %err, "lock call failed; retrying"),
+        LockError::Unavailable { .. } | LockError::NotReplicated { .. } => {
+            tracing::warn!(error = %err, "lock call failed; retrying")
+        }
         _ => tracing::error!(error = %err, "lock call failed; retrying"),
     }
 }

@@ -57,6 +57,7 @@ struct Faults {
     fail_next: u32,
     conflict_next: u32,
     lose_replies_next: u32,
+    unreplicate_next: u32,
     drop_hints: bool,
     repeat_hints: bool,
 }
@@ -117,6 +118,13 @@ impl FaultControl {
         self.faults().lose_replies_next = n;
     }
 
+    /// The next `n` writes reach the inner lock and land, but their caller gets
+    /// [`NotReplicated`](LockError::NotReplicated) (as from a Redis whose replicas did not
+    /// acknowledge the write in time).
+    pub fn unreplicate_next(&self, n: u32) {
+        self.faults().unreplicate_next = n;
+    }
+
     /// While `true`, change hints are swallowed.
     pub fn set_drop_hints(&self, drop: bool) {
         self.faults().drop_hints = drop;
@@ -165,6 +173,13 @@ impl FaultControl {
         faults.lose_replies_next = faults.lose_replies_next.saturating_sub(1);
         hit
     }
+
+    fn take_unreplicated(&self) -> bool {
+        let mut faults = self.faults();
+        let hit = faults.unreplicate_next > 0;
+        faults.unreplicate_next = faults.unreplicate_next.saturating_sub(1);
+        hit
+    }
 }
 
 fn injected(lock: &str, reason: &str) -> LockError {
@@ -200,6 +215,10 @@ impl<L: Lock> FaultyLock<L> {
                 &self.describe(),
                 "injected fault: the write landed but its reply was lost",
             )),
+            Ok(_) if self.control.take_unreplicated() => Err(LockError::NotReplicated {
+                lock: self.describe(),
+                reason: "injected fault: 0 of 1 required replicas acknowledged it".to_owned(),
+            }),
             other => other,
         }
     }

@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 fn settings(url: &str) -> HubSettings {
     HubSettings {
-        client: redis::Client::open(url).unwrap(),
+        target: Arc::new(Target::new(url, &crate::RedisLockOptions::default()).unwrap()),
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(300),
         keepalive: KEEPALIVE,

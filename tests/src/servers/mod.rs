@@ -8,4 +8,5 @@ pub mod kube;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod redis_sentinel;
 pub mod tls;

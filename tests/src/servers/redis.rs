@@ -37,6 +37,7 @@ pub struct RedisServerBuilder {
     persistent: bool,
     password: Option<String>,
     users: Vec<AclUser>,
+    replica_of: Option<u16>,
 }
 
 impl RedisServerBuilder {
@@ -51,6 +52,12 @@ impl RedisServerBuilder {
     /// (`appendonly yes`, `appendfsync always`), which [`RedisServer::restart`] loads again.
     pub fn persistent(mut self) -> Self {
         self.persistent = true;
+        self
+    }
+
+    /// Starts as a replica of the plain server on 127.0.0.1 at `port` (`replicaof`).
+    pub fn replica_of(mut self, port: u16) -> Self {
+        self.replica_of = Some(port);
         self
     }
 
@@ -231,6 +238,17 @@ impl RedisServer {
         self.spawn_again();
     }
 
+    /// Kills the server if it runs and starts it again on the same port (with its data when it
+    /// is [persistent](RedisServerBuilder::persistent)) as a replica of the server on `port`:
+    /// an old primary brought back after a failover.
+    ///
+    /// # Panics
+    /// As [`restart`](Self::restart).
+    pub fn restart_as_replica_of(&mut self, port: u16) {
+        self.settings.replica_of = Some(port);
+        self.restart();
+    }
+
     /// Kills the server if it runs and starts it again on the same port with no data, even a
     /// persistent one (its disk lost, or a server that never had persistence).
     ///
@@ -372,6 +390,9 @@ impl RedisServer {
         }
         if let Some(password) = &self.settings.password {
             line(format!("requirepass \"{password}\""));
+        }
+        if let Some(port) = self.settings.replica_of {
+            line(format!("replicaof 127.0.0.1 {port}"));
         }
         for user in &self.settings.users {
             let mut text = String::new();
