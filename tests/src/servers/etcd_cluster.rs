@@ -119,6 +119,44 @@ impl EtcdCluster {
         None
     }
 
+    /// SIGSTOPs member `index`: its connections stay open and nothing answers, as a member
+    /// wedged or cut off; [`resume`](Self::resume) continues it.
+    pub fn pause(&self, index: usize) {
+        self.members[index].process.pause();
+    }
+
+    /// SIGCONTs a [paused](Self::pause) member.
+    pub fn resume(&self, index: usize) {
+        self.members[index].process.resume();
+    }
+
+    /// Writes `value` under `key` by hand (`etcdctl put`).
+    ///
+    /// # Panics
+    /// When the cluster refuses the write.
+    pub fn put(&self, key: &str, value: &str) {
+        self.etcdctl(&["put", "--", key, value])
+            .unwrap_or_else(|err| panic!("etcdctl put failed: {err}"));
+    }
+
+    /// The value under `key`, read by hand (`etcdctl get`), if there is one.
+    ///
+    /// # Panics
+    /// When the cluster cannot be read.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let output = self
+            .etcdctl(&["get", "--write-out=json", "--", key])
+            .unwrap_or_else(|err| panic!("etcdctl get failed: {err}"));
+        let json: serde_json::Value = serde_json::from_str(&output).unwrap_or_default();
+        if json["kvs"].as_array().is_none_or(Vec::is_empty) {
+            return None;
+        }
+        let value = self
+            .etcdctl(&["get", "--print-value-only", "--", key])
+            .unwrap_or_else(|err| panic!("etcdctl get failed: {err}"));
+        Some(value.strip_suffix('\n').unwrap_or(&value).to_owned())
+    }
+
     /// Kills member `index` with SIGKILL and waits until it is gone.
     pub fn kill(&mut self, index: usize) {
         self.members[index].process.kill();
