@@ -31,7 +31,7 @@ use crate::members::{Roster, Variant};
 use crate::plan::Plan;
 use crate::report::{Latency, LoadRow, Results};
 use crate::scenario::many::ManyArgs;
-use crate::scenario::{crash, handover, load, many};
+use crate::scenario::{crash, handover, load, many, topology};
 use crate::servers::BackendServer;
 use crate::stats::{ms, Summary};
 use leader_election::Backend;
@@ -44,6 +44,8 @@ use leader_election::Backend;
 ///   crash     a leader's process is SIGKILLed; excess of the takeover over the lease
 ///   load      requests per second of a leader and an idle standby, counted at the server
 ///   many      one process holds 10,000 elections on one Redis: leases lost, CPU, memory
+///   topologies  a Redis replica with and without min_replicas, Redis Sentinel, a
+///             three-member etcd: handover, write latency, writes lost to a primary's kill
 ///
 /// Each of handover, crash and load also runs with hints off (standbys poll, as client-go's
 /// do) and, on k8s, with client-go's own elector (interop/, built with Go).
@@ -87,14 +89,17 @@ enum Scenario {
     Load,
     /// Many elections on one Redis.
     Many,
+    /// Replicas, sentinels and an etcd cluster: handover, write cost, failover outage.
+    Topologies,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 4] = [
+    const ALL: [Scenario; 5] = [
         Scenario::Handover,
         Scenario::Crash,
         Scenario::Load,
         Scenario::Many,
+        Scenario::Topologies,
     ];
 }
 
@@ -175,6 +180,9 @@ async fn run(cli: Cli) -> BenchResult<()> {
             report.peak_rss / (1024 * 1024)
         );
         results.many = Some(report);
+    }
+    if cli.scenarios.contains(&Scenario::Topologies) {
+        results.topologies = topology::run(&plan).await?;
     }
     let profile = if cfg!(debug_assertions) {
         "cargo run -p bench"

@@ -8,6 +8,7 @@ use crate::members::Variant;
 use crate::plan::Plan;
 use crate::scenario::load::Load;
 use crate::scenario::many::ManyReport;
+use crate::scenario::topology::TopologyRow;
 use crate::stats::{millis, ms, Summary};
 use leader_election::Backend;
 
@@ -44,6 +45,8 @@ pub struct Results {
     pub load: Vec<LoadRow>,
     /// Scenario 4.
     pub many: Option<ManyReport>,
+    /// Scenario 5.
+    pub topologies: Vec<TopologyRow>,
 }
 
 /// The goal of scenario 1 on `backend`.
@@ -152,7 +155,49 @@ impl Results {
         );
         self.load_section(&mut out, plan.quick);
         self.many_section(&mut out, plan);
+        self.topology_section(&mut out, plan.quick);
         out
+    }
+
+    fn topology_section(&self, out: &mut String, quick: bool) {
+        if self.topologies.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "## 5. Production topologies
+
+Each started by the benchmark on loopback ports: a \
+             Redis primary with one replica, without and with `min_replicas=1` (every write waits \
+             for the replica's `WAIT` acknowledgement); Redis behind three sentinels with two \
+             replicas; etcd as three members, the lock given every endpoint. Handovers as in \
+             scenario 1 (our elector, hints on); one write is one renew's compare-and-swap, one \
+             after the other; the primary's kill is measured from the SIGKILL to the first write \
+             that succeeds through the sentinels on the promoted replica (sentinel \
+             `down-after-milliseconds` 1000, so most of it is the sentinels' doing).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| topology | measure | samples | min | p50 | p99 | max | goal (p99) |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|");
+        for row in &self.topologies {
+            let goal = row.goal.map_or(String::new(), |goal| {
+                goal_text(quick, format!("< {}", ms(goal)), row.summary.p99 < goal)
+            });
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {goal} |",
+                row.topology,
+                row.measure,
+                row.summary.count,
+                ms(row.summary.min),
+                ms(row.summary.p50),
+                ms(row.summary.p99),
+                ms(row.summary.max),
+            );
+        }
+        let _ = writeln!(out);
     }
 
     fn latency_section(

@@ -152,6 +152,15 @@ pub struct SentinelTopology {
     sentinels: Vec<Sentinel>,
 }
 
+/// A primary [`SentinelTopology::kill_primary`] killed: its port and when.
+#[derive(Clone, Copy, Debug)]
+pub struct KilledPrimary {
+    /// Its port.
+    pub port: u16,
+    /// When it was killed.
+    pub at: Instant,
+}
+
 /// What [`SentinelTopology::kill_primary_and_fail_over`] saw.
 #[derive(Clone, Copy, Debug)]
 pub struct Failover {
@@ -239,10 +248,24 @@ impl SentinelTopology {
     /// When the failover or the rejoin takes longer than a minute; the sentinels' logs are in
     /// the message.
     pub fn kill_primary_and_fail_over(&mut self) -> Failover {
-        let old_primary = self.primary_port();
+        let killed = self.kill_primary();
+        self.fail_over(killed)
+    }
+
+    /// SIGKILLs the primary (nothing else): the first half of
+    /// [`kill_primary_and_fail_over`](Self::kill_primary_and_fail_over).
+    pub fn kill_primary(&mut self) -> KilledPrimary {
+        let port = self.primary_port();
+        let at = Instant::now();
+        self.server_mut(port).kill();
+        KilledPrimary { port, at }
+    }
+
+    /// The second half of [`kill_primary_and_fail_over`](Self::kill_primary_and_fail_over),
+    /// after [`kill_primary`](Self::kill_primary).
+    pub fn fail_over(&mut self, killed: KilledPrimary) -> Failover {
+        let old_primary = killed.port;
         let replicas = self.servers.len() - 1;
-        let killed_at = Instant::now();
-        self.server_mut(old_primary).kill();
         let new_primary = self.wait(
             |topology| {
                 let named: Vec<Option<u16>> = topology
@@ -257,7 +280,7 @@ impl SentinelTopology {
             },
             "the sentinels to promote a replica",
         );
-        let took = killed_at.elapsed();
+        let took = killed.at.elapsed();
         // Back as a replica of the new primary, as an operator brings a failed primary back
         // (the sentinels would convert it too, but only at their next look, up to 10 s on).
         self.server_mut(old_primary)
