@@ -6,7 +6,9 @@
 ///   (on the election's key and its `:versions` companion, both under the prefix);
 /// - `subscribe`, `unsubscribe`, `ping`: the change-hint connection (shared by the elections of
 ///   a client, it unsubscribes from an election nobody watches any more) and its keep-alive;
-/// - `select`: sent on connecting when the URL names a database other than 0.
+/// - `select`: sent on connecting when the URL names a database other than 0;
+/// - `wait`: after every write when [`min_replicas`](crate::RedisLockOptions::min_replicas)
+///   is set; `role`: the check that the server the sentinels name is the primary.
 ///
 /// `AUTH` needs no permission.
 pub const ACL_COMMANDS: &[&str] = &[
@@ -23,6 +25,8 @@ pub const ACL_COMMANDS: &[&str] = &[
     "unsubscribe",
     "ping",
     "select",
+    "wait",
+    "role",
 ];
 
 /// The ACL rules that let a user take part in every election under `key_prefix` and nothing
@@ -32,7 +36,7 @@ pub const ACL_COMMANDS: &[&str] = &[
 /// ```
 /// assert_eq!(
 ///     lock_redis::acl_rules("leader-election:"),
-///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select"
+///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select +wait +role"
 /// );
 /// ```
 pub fn acl_rules(key_prefix: &str) -> String {
