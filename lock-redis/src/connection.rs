@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{
     Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisConnectionInfo, RedisResult,
     TlsCertificates,
@@ -14,6 +16,7 @@ use rustls::pki_types::CertificateDer;
 use lock_core::backend::{LazyClient, Made};
 use lock_core::{LockError, LockResult};
 
+use crate::cluster::ClusterUrl;
 use crate::sentinel::{SentinelUrl, Sentinels};
 use crate::{names, RedisLockOptions};
 
@@ -25,6 +28,9 @@ pub(crate) enum Target {
     /// `redis+sentinel://` or `rediss+sentinel://`: the primary the sentinels name, asked
     /// again for every new connection.
     Sentinels(Sentinels),
+    /// `redis+cluster://` or `rediss+cluster://`: a Redis Cluster, reached through the seed
+    /// nodes; commands go to the primary of the election's slot.
+    Cluster(ClusterClient, String),
 }
 
 impl Target {
@@ -34,6 +40,20 @@ impl Target {
     ///
     /// Error messages never repeat the URL: it may hold a password.
     pub fn new(url: &str, options: &RedisLockOptions) -> LockResult<Self> {
+        if let Some(parsed) = ClusterUrl::parse(url) {
+            let parsed = parsed.map_err(|reason| {
+                LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
+            })?;
+            let roots = tls_roots(options, parsed.tls)?;
+            let client = parsed
+                .client(
+                    roots.as_deref(),
+                    options.connect_timeout,
+                    options.response_timeout + options.replica_wait(),
+                )
+                .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")))?;
+            return Ok(Self::Cluster(client, parsed.describe()));
+        }
         if let Some(parsed) = SentinelUrl::parse(url) {
             let parsed = parsed.map_err(|reason| {
                 LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
@@ -67,19 +87,30 @@ impl Target {
             .map(Self::Server)
     }
 
-    /// A client for the server to connect to now.
+    /// A client for the server to connect to now (pub/sub; not for a cluster, whose locks
+    /// serve no watch).
     pub async fn client(&self) -> RedisResult<Client> {
         match self {
             Self::Server(client) => Ok(client.clone()),
             Self::Sentinels(sentinels) => sentinels.primary().await,
+            Self::Cluster(..) => Err(redis::RedisError::from((
+                redis::ErrorKind::ClientError,
+                "a Redis Cluster client has no single server for pub/sub",
+            ))),
         }
+    }
+
+    /// True for a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(..))
     }
 
     /// True when the server can change (a failover): a connection that failed in any way is
     /// dropped rather than reconnected to the same address, which may now be a replica (or
-    /// a restarted old primary that the sentinels have not turned into one yet).
+    /// a restarted old primary that the sentinels have not turned into one yet); a cluster's
+    /// new connection learns the slots afresh from the seed nodes.
     pub fn follows_failovers(&self) -> bool {
-        matches!(self, Self::Sentinels(_))
+        matches!(self, Self::Sentinels(_) | Self::Cluster(..))
     }
 
     /// The server's human name, as `redis://user@host:port` (never the password).
@@ -87,6 +118,7 @@ impl Target {
         match self {
             Self::Server(client) => names::server(client.get_connection_info()),
             Self::Sentinels(sentinels) => sentinels.describe(),
+            Self::Cluster(_, name) => name.clone(),
         }
     }
 
@@ -95,6 +127,10 @@ impl Target {
         match self {
             Self::Server(client) => names::user(client.get_connection_info()),
             Self::Sentinels(sentinels) => sentinels.data_user(),
+            Self::Cluster(_, name) => name
+                .split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .map_or_else(|| "default".to_owned(), |(user, _)| user.to_owned()),
         }
     }
 }
@@ -160,6 +196,47 @@ fn tls_roots(options: &RedisLockOptions, tls: bool) -> LockResult<Option<Vec<u8>
     Ok(Some(pem))
 }
 
+/// The command connection: to one server (made again by the manager after it drops), or to a
+/// cluster (one connection per node, routed by slot).
+#[derive(Clone)]
+pub(crate) enum Connection {
+    /// One server, or the primary the sentinels named.
+    Server(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Self::Server(connection) => connection.req_packed_command(cmd),
+            Self::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Self::Server(connection) => connection.req_packed_commands(cmd, offset, count),
+            Self::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Server(connection) => connection.get_db(),
+            Self::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 /// One multiplexed command connection shared by every lock of a [`RedisClient`](crate::RedisClient),
 /// made on first use. (Pub/sub has a connection of its own, in the [hub](crate::hub).)
 ///
@@ -169,7 +246,7 @@ fn tls_roots(options: &RedisLockOptions, tls: bool) -> LockResult<Option<Vec<u8>
 pub(crate) struct SharedConnection {
     target: Arc<Target>,
     config: ConnectionManagerConfig,
-    lazy: LazyClient<ConnectionManager>,
+    lazy: LazyClient<Connection>,
 }
 
 impl SharedConnection {
@@ -191,11 +268,16 @@ impl SharedConnection {
     }
 
     /// The shared connection, made now if there is none, with its generation.
-    pub async fn get(&self) -> RedisResult<Made<ConnectionManager>> {
+    pub async fn get(&self) -> RedisResult<Made<Connection>> {
         self.lazy
             .get(|| async {
+                if let Target::Cluster(client, _) = self.target.as_ref() {
+                    return client.get_async_connection().await.map(Connection::Cluster);
+                }
                 let client = self.target.client().await?;
-                ConnectionManager::new_with_config(client, self.config.clone()).await
+                ConnectionManager::new_with_config(client, self.config.clone())
+                    .await
+                    .map(Connection::Server)
             })
             .await
     }

@@ -100,6 +100,7 @@
 mod acl;
 mod announcement;
 mod client;
+mod cluster;
 mod connection;
 mod counter;
 mod errors;

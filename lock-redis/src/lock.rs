@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
-use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
+use crate::connection::Connection;
 use crate::errors::ErrorContext;
 use crate::names::Names;
 use crate::script::{Reply, SCRIPT};
@@ -123,7 +123,7 @@ impl RedisLock {
     /// Runs one call on the client's command connection, with errors that name this lock.
     async fn call<T, F, Fut>(&self, retry_lost_connection: bool, work: F) -> LockResult<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.inner
@@ -322,6 +322,10 @@ impl Lock for RedisLock {
     }
 
     fn watch(&self) -> Option<HintStream> {
+        if self.inner.client.target.is_cluster() {
+            // Not yet: hints over sharded pub/sub. The elector polls at its retry period.
+            return None;
+        }
         Some(hints::watch(
             self.inner.client.clone(),
             self.inner.names.channel.clone(),

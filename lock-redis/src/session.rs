@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lock_core::LockResult;
-use redis::aio::ConnectionManager;
 use redis::RedisResult;
 
-use crate::connection::{SharedConnection, Target};
+use crate::connection::{Connection, SharedConnection, Target};
 use crate::errors::{is_authentication_failure, is_server_gone, ErrorContext};
 use crate::hub::{Hub, HubSettings};
 use crate::RedisLockOptions;
@@ -80,7 +79,7 @@ impl Session {
         work: F,
     ) -> LockResult<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Connection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         let limit = self.options.call_timeout();

@@ -8,5 +8,6 @@ pub mod kube;
 pub mod ports;
 pub mod process;
 pub mod redis;
+pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod tls;

@@ -38,6 +38,7 @@ pub struct RedisServerBuilder {
     password: Option<String>,
     users: Vec<AclUser>,
     replica_of: Option<u16>,
+    cluster: bool,
 }
 
 impl RedisServerBuilder {
@@ -52,6 +53,13 @@ impl RedisServerBuilder {
     /// (`appendonly yes`, `appendfsync always`), which [`RedisServer::restart`] loads again.
     pub fn persistent(mut self) -> Self {
         self.persistent = true;
+        self
+    }
+
+    /// Runs as a node of a Redis Cluster (`cluster-enabled yes`, a node timeout of one
+    /// second), not yet joined to any: see `redis_cluster::RedisCluster`.
+    pub fn cluster_node(mut self) -> Self {
+        self.cluster = true;
         self
     }
 
@@ -390,6 +398,11 @@ impl RedisServer {
         }
         if let Some(password) = &self.settings.password {
             line(format!("requirepass \"{password}\""));
+        }
+        if self.settings.cluster {
+            line("cluster-enabled yes".into());
+            line("cluster-config-file nodes.conf".into());
+            line("cluster-node-timeout 1000".into());
         }
         if let Some(port) = self.settings.replica_of {
             line(format!("replicaof 127.0.0.1 {port}"));

@@ -1,0 +1,171 @@
+//! A Redis Cluster on loopback: three primaries with one replica each (`redis-cli --cluster
+//! create`), every node its own `redis-server` on a free port.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::redis::RedisServer;
+
+/// How long the cluster may take to form, or to heal after a failover.
+const FORM_LIMIT: Duration = Duration::from_secs(60);
+
+/// Six nodes forming one cluster: three primaries, one replica each. Dropping it stops them.
+///
+/// ```no_run
+/// use lock_tests::servers::redis_cluster::RedisCluster;
+///
+/// let cluster = RedisCluster::start();
+/// println!("elect through {}", cluster.url());
+/// ```
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts six nodes, joins them with `redis-cli --cluster create --cluster-replicas 1`
+    /// and waits until every node says `cluster_state:ok`.
+    ///
+    /// # Panics
+    /// When `redis-server` or `redis-cli` is missing, or the cluster does not form.
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| RedisServer::builder().cluster_node().start())
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let output = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|err| {
+                panic!("cannot run redis-cli (install it with `apt-get install -y redis-tools`): {err}")
+            });
+        assert!(
+            output.status.success(),
+            "redis-cli --cluster create failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// The lock URL: `redis+cluster://127.0.0.1:P1,…` with every node as a seed.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+
+    /// The port of the primary that serves `key`'s slot now.
+    ///
+    /// # Panics
+    /// When no node answers.
+    pub fn primary_of(&self, key: &str) -> u16 {
+        let mut connection = self.connection();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut connection)
+            .expect("CLUSTER KEYSLOT");
+        let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query(&mut connection)
+            .expect("CLUSTER SLOTS");
+        for range in slots {
+            let redis::Value::Array(items) = range else {
+                continue;
+            };
+            let (Some(redis::Value::Int(start)), Some(redis::Value::Int(end))) =
+                (items.first(), items.get(1))
+            else {
+                continue;
+            };
+            if (*start..=*end).contains(&i64::from(slot)) {
+                if let Some(redis::Value::Array(primary)) = items.get(2) {
+                    if let Some(redis::Value::Int(port)) = primary.get(1) {
+                        return u16::try_from(*port).expect("a port");
+                    }
+                }
+            }
+        }
+        panic!("no primary serves slot {slot}")
+    }
+
+    /// SIGKILLs the primary on `port`, waits until its replica took over (every live node
+    /// says `cluster_state:ok`), then starts the killed node again (it rejoins as a replica).
+    ///
+    /// # Panics
+    /// When the cluster does not heal within a minute.
+    pub fn kill_and_fail_over(&mut self, port: u16) {
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .unwrap_or_else(|| panic!("no node on port {port}"));
+        node.kill();
+        self.wait_ok_without(port);
+        let node = self
+            .nodes
+            .iter_mut()
+            .find(|node| node.port() == port)
+            .expect("the node");
+        node.restart();
+        self.wait_ok();
+    }
+
+    fn connection(&self) -> redis::Connection {
+        self.nodes
+            .iter()
+            .find_map(|node| {
+                node.admin_client()
+                    .get_connection_with_timeout(Duration::from_millis(500))
+                    .ok()
+            })
+            .expect("no cluster node answers")
+    }
+
+    fn wait_ok(&self) {
+        self.wait_ok_without(0);
+    }
+
+    /// Waits until every node but the one on `down` (0: none) says `cluster_state:ok`.
+    fn wait_ok_without(&self, down: u16) {
+        let deadline = Instant::now() + FORM_LIMIT;
+        loop {
+            let all_ok = self
+                .nodes
+                .iter()
+                .filter(|node| node.port() != down)
+                .all(|node| {
+                    node.admin_client()
+                        .get_connection_with_timeout(Duration::from_millis(500))
+                        .ok()
+                        .and_then(|mut connection| {
+                            redis::cmd("CLUSTER")
+                                .arg("INFO")
+                                .query::<String>(&mut connection)
+                                .ok()
+                        })
+                        .is_some_and(|info| info.contains("cluster_state:ok"))
+                });
+            if all_ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Redis Cluster did not reach cluster_state:ok within {FORM_LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

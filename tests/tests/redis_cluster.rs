@@ -1,0 +1,136 @@
+//! The Redis backend on a Redis Cluster of three primaries with one replica each
+//! (`redis+cluster://` URLs): the whole conformance suite, and an election that goes on when
+//! the primary of its slot is killed and its replica takes over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::testing::conformance::{config, unique_name, Backend, Candidate, Capabilities};
+use lock_core::Lock;
+use lock_redis::{RedisLock, RedisLockOptions};
+use lock_tests::servers::redis_cluster::RedisCluster;
+use redis::AsyncCommands;
+use tokio::time::Instant;
+
+/// Elections as keys on a cluster of its own, stopped with the backend.
+struct ClusterBackend {
+    cluster: RedisCluster,
+}
+
+impl ClusterBackend {
+    async fn start() -> Self {
+        let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+            .await
+            .expect("the cluster forms");
+        Self { cluster }
+    }
+
+    fn key(&self, name: &str) -> String {
+        RedisLock::new(&self.cluster.url(), name, RedisLockOptions::default())
+            .expect("a valid URL and name")
+            .key()
+            .to_owned()
+    }
+
+    async fn admin(&self) -> redis::cluster_async::ClusterConnection {
+        let nodes: Vec<String> = self
+            .cluster
+            .url()
+            .trim_start_matches("redis+cluster://")
+            .split(',')
+            .map(|node| format!("redis://{node}"))
+            .collect();
+        redis::cluster::ClusterClient::new(nodes)
+            .expect("a cluster client")
+            .get_async_connection()
+            .await
+            .expect("an admin connection to the test cluster")
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for ClusterBackend {
+    async fn lock(&self, name: &str) -> Arc<dyn Lock> {
+        Arc::new(
+            RedisLock::connect(&self.cluster.url(), name, Default::default())
+                .await
+                .expect("connect to the test cluster"),
+        )
+    }
+
+    async fn write_raw(&self, name: &str, bytes: &[u8]) {
+        let _: () = self
+            .admin()
+            .await
+            .set(self.key(name), bytes)
+            .await
+            .expect("SET");
+    }
+
+    async fn read_raw(&self, name: &str) -> Option<Vec<u8>> {
+        let key = self.key(name);
+        let mut admin = self.admin().await;
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(&mut admin)
+            .await
+            .expect("TYPE");
+        match kind.as_str() {
+            "none" => None,
+            "string" => admin.get(&key).await.expect("GET"),
+            _ => admin.hget(&key, "record").await.expect("HGET"),
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // Hints over sharded pub/sub are not there yet: standbys poll.
+        Capabilities::without_hints()
+    }
+}
+
+lock_core::conformance_suite!(ClusterBackend::start());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_election_goes_on_when_the_primary_of_its_slot_fails_over() {
+    let backend = ClusterBackend::start().await;
+    let name = unique_name("cluster-failover");
+    let lock = |name: String| {
+        let url = backend.cluster.url();
+        async move {
+            RedisLock::connect(&url, &name, Default::default())
+                .await
+                .expect("connect")
+        }
+    };
+    let mut a = Candidate::start(lock(name.clone()).await, config("a"), None);
+    let first = a.started(Duration::from_secs(10)).await;
+    let mut b = Candidate::start(lock(name.clone()).await, config("b"), None);
+    b.sees_leader("a", Duration::from_secs(10)).await;
+
+    let port = backend.cluster.primary_of(&backend.key(&name));
+    let mut backend = backend;
+    let cluster = tokio::task::spawn_blocking(move || {
+        backend.cluster.kill_and_fail_over(port);
+        backend
+    })
+    .await
+    .expect("the failover");
+    // The replica had the record: the term goes on, or a new one starts with a greater token.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let leaders: Vec<_> = [&a, &b]
+            .into_iter()
+            .filter_map(|candidate| candidate.handle().leadership())
+            .collect();
+        assert!(leaders.len() <= 1, "two leaders after the failover");
+        if let Some(term) = leaders.first() {
+            assert!(term.fencing_token() >= first.fencing_token());
+            break;
+        }
+        assert!(Instant::now() < deadline, "nobody leads after the failover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.stop().await;
+    b.stop().await;
+    drop(cluster);
+}
