@@ -170,7 +170,7 @@ impl Results {
 Each started by the benchmark on loopback ports: a \
              Redis primary with one replica, without and with `min_replicas=1` (every write waits \
              for the replica's `WAIT` acknowledgement); Redis behind three sentinels with two \
-             replicas; etcd as three members, the lock given every endpoint. Handovers as in \
+             replicas; a Redis Cluster of three primaries with a replica each; etcd as three members, the lock given every endpoint. Handovers as in \
              scenario 1 (our elector, hints on); one write is one renew's compare-and-swap, one \
              after the other; the primary's kill is measured from the SIGKILL to the first write \
              that succeeds through the sentinels on the promoted replica (sentinel \

@@ -151,6 +151,18 @@ pub struct Cli {
     )]
     pub redis_sentinel: Vec<String>,
 
+    /// Elect in a Redis Cluster reached through these seed nodes (--backend redis),
+    /// HOST:PORT separated by commas; the election's key goes to the primary of its slot.
+    /// User, password and TLS come from --redis-url, whose host is then not used.
+    #[arg(
+        long,
+        env = "DEMO_REDIS_CLUSTER",
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        value_delimiter = ',',
+        conflicts_with = "redis_sentinel"
+    )]
+    pub redis_cluster: Vec<String>,
+
     /// The master name the sentinels watch (`sentinel monitor NAME ...`), with
     /// --redis-sentinel.
     #[arg(

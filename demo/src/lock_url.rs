@@ -41,6 +41,9 @@ impl Cli {
             Backend::Redis => {
                 let mut url = match &self.redis_master {
                     Some(master) => sentinel_url(&self.redis_url, &self.redis_sentinel, master)?,
+                    None if !self.redis_cluster.is_empty() => {
+                        cluster_url(&self.redis_url, &self.redis_cluster)?
+                    }
                     None => self.redis_url.clone(),
                 };
                 let mut add = |param: String| {
@@ -112,6 +115,37 @@ fn sentinel_url(data_url: &str, sentinels: &[String], master: &str) -> Result<St
     Ok(format!("{url}{query}"))
 }
 
+/// `redis+cluster://user:password@n1:7000,n2:7001` from the data connection's URL (scheme and
+/// credentials) and the seed nodes.
+fn cluster_url(data_url: &str, nodes: &[String]) -> Result<String, String> {
+    let scheme = match data_url.split_once("://") {
+        Some(("redis", _)) => "redis+cluster",
+        Some(("rediss", _)) => "rediss+cluster",
+        _ => {
+            return Err(
+                "--redis-url must be a redis:// or rediss:// URL to go with --redis-cluster"
+                    .to_owned(),
+            )
+        }
+    };
+    let rest = data_url
+        .split_once("://")
+        .map(|(_, rest)| rest)
+        .unwrap_or_default();
+    let rest = rest.split_once('?').map_or(rest, |(rest, _)| rest);
+    let credentials = rest.rfind('@').map_or("", |at| &rest[..=at]);
+    if nodes
+        .iter()
+        .any(|node| node.is_empty() || node.contains('/'))
+    {
+        return Err(format!(
+            "--redis-cluster must list HOST:PORT addresses separated by commas, not `{}`",
+            nodes.join(",")
+        ));
+    }
+    Ok(format!("{scheme}://{credentials}{}", nodes.join(",")))
+}
+
 /// `etcd://a:2379,b:2379` from `http://a:2379`, `http://b:2379` (`etcds://` for https; one
 /// scheme for all members).
 fn etcd_url(endpoints: &[String]) -> Result<String, String> {
@@ -179,6 +213,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("--redis-master"), "{message}");
+    }
+
+    #[test]
+    fn cluster_flags_keep_the_credentials() {
+        assert_eq!(
+            url(&[
+                "--backend",
+                "redis",
+                "--redis-url",
+                "redis://app:s3cret@ignored:6379",
+                "--redis-cluster",
+                "n1:7000,n2:7001",
+            ])
+            .unwrap(),
+            LockUrl::parse("redis+cluster://app:s3cret@n1:7000,n2:7001").unwrap()
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ const SCHEMES: &str = "file, redis, etcd or k8s";
 /// | `file:///var/run/app/` (ends with `/`) | `<election>.json` in that directory |
 /// | `redis://[user:password@]host:port[/db][?ca=PATH][&min_replicas=N]` | key `leader-election:{<election>}` on that server; `rediss://` for TLS, `ca` a PEM file of the CA to trust, `min_replicas` the replicas that must acknowledge every write |
 /// | `redis+sentinel://[user:password@]host:port[,host:port…]/MASTER[/db][?…]` | the same key on the primary that those sentinels name for MASTER, followed through failovers; `rediss+sentinel://` for TLS; the credentials are the data connection's |
+/// | `redis+cluster://[user:password@]host:port[,host:port…][?…]` | the same key in a Redis Cluster reached through those seed nodes; `rediss+cluster://` for TLS |
 /// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS |
 /// | `k8s://lease[/NAMESPACE][?kubeconfig=PATH]` | the Lease `<election>` (also `configmap`, `endpoints`); without a namespace, the pod's or the kubeconfig context's |
 ///
@@ -129,7 +130,8 @@ impl LockUrl {
         let query_start = rest.find('?').unwrap_or(rest.len());
         let (userinfo, rest) = match (scheme, rest[..query_start].rfind('@')) {
             (
-                "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "etcd" | "etcds",
+                "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "redis+cluster"
+                | "rediss+cluster" | "etcd" | "etcds",
                 Some(at),
             ) => (Some(&rest[..at]), &rest[at + 1..]),
             _ => (None, rest),
@@ -149,7 +151,8 @@ impl LockUrl {
                     election_in_dir: body.ends_with('/'),
                 }
             }
-            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" => {
+            "redis" | "rediss" | "redis+sentinel" | "rediss+sentinel" | "redis+cluster"
+            | "rediss+cluster" => {
                 let ca = params.take("ca").map(PathBuf::from);
                 let min_replicas = match params.take("min_replicas") {
                     None => 0,
@@ -432,6 +435,14 @@ mod tests {
         assert_eq!(
             parse("redis+sentinel://s1/orders").backend(),
             Backend::Redis
+        );
+        assert_eq!(
+            parse("redis+cluster://app:pw@n1:7000,n2:7001?min_replicas=1"),
+            LockUrl::Redis {
+                url: "redis+cluster://app:pw@n1:7000,n2:7001".into(),
+                ca: None,
+                min_replicas: 1,
+            }
         );
         let message = LockUrl::parse("redis+sentinel://app:s3cret@s1:26379")
             .unwrap_err()

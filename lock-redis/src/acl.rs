@@ -8,7 +8,9 @@
 ///   a client, it unsubscribes from an election nobody watches any more) and its keep-alive;
 /// - `select`: sent on connecting when the URL names a database other than 0;
 /// - `wait`: after every write when [`min_replicas`](crate::RedisLockOptions::min_replicas)
-///   is set; `role`: the check that the server the sentinels name is the primary.
+///   is set; `role`: the check that the server the sentinels name is the primary;
+/// - `cluster|slots`, `asking`: how the cluster client learns which node serves a slot, and
+///   follows a slot that is being moved.
 ///
 /// `AUTH` needs no permission.
 pub const ACL_COMMANDS: &[&str] = &[
@@ -27,6 +29,8 @@ pub const ACL_COMMANDS: &[&str] = &[
     "select",
     "wait",
     "role",
+    "cluster|slots",
+    "asking",
 ];
 
 /// The ACL rules that let a user take part in every election under `key_prefix` and nothing
@@ -36,7 +40,7 @@ pub const ACL_COMMANDS: &[&str] = &[
 /// ```
 /// assert_eq!(
 ///     lock_redis::acl_rules("leader-election:"),
-///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select +wait +role"
+///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select +wait +role +cluster|slots +asking"
 /// );
 /// ```
 pub fn acl_rules(key_prefix: &str) -> String {

@@ -3,7 +3,10 @@
 //!
 //! Every key of an election shares one hash tag (`leader-election:{orders}` and its
 //! `:versions` companion), so the script's keys live in one slot, and the script together with
-//! its `WAIT` goes to that slot's primary as one pipeline.
+//! its `WAIT` goes to that slot's primary as one pipeline. Hints: the script's `PUBLISH` is
+//! carried to every node of the cluster, so the client's one pub/sub connection goes to any
+//! seed node (the next one after a failure). (Sharded pub/sub, which would keep each
+//! announcement on its slot's nodes, is not used yet.)
 
 use std::time::Duration;
 
@@ -78,15 +81,7 @@ impl ClusterUrl {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> redis::RedisResult<ClusterClient> {
-        let nodes: Vec<redis::ConnectionInfo> = self
-            .nodes
-            .iter()
-            .map(|addr| redis::ConnectionInfo {
-                addr: addr.clone(),
-                redis: self.auth.clone(),
-            })
-            .collect();
-        let mut builder = ClusterClientBuilder::new(nodes)
+        let mut builder = ClusterClientBuilder::new(self.seeds())
             .connection_timeout(connect_timeout)
             .response_timeout(response_timeout)
             .retries(0);
@@ -106,6 +101,17 @@ impl ClusterUrl {
             });
         }
         builder.build()
+    }
+
+    /// Every seed node with the credentials.
+    pub fn seeds(&self) -> Vec<redis::ConnectionInfo> {
+        self.nodes
+            .iter()
+            .map(|addr| redis::ConnectionInfo {
+                addr: addr.clone(),
+                redis: self.auth.clone(),
+            })
+            .collect()
     }
 
     /// `redis+cluster://user@host:port,host:port` (never a password).

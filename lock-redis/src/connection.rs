@@ -1,6 +1,7 @@
 //! Where commands go (one server, or the primary the sentinels name) and the shared,
 //! self-healing command connection to it.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -30,7 +31,19 @@ pub(crate) enum Target {
     Sentinels(Sentinels),
     /// `redis+cluster://` or `rediss+cluster://`: a Redis Cluster, reached through the seed
     /// nodes; commands go to the primary of the election's slot.
-    Cluster(ClusterClient, String),
+    Cluster(ClusterTarget),
+}
+
+/// A Redis Cluster: its client, its seed nodes (for pub/sub) and its name.
+pub(crate) struct ClusterTarget {
+    client: ClusterClient,
+    /// A client per seed node: the script's `PUBLISH` reaches every node of a cluster, so
+    /// hints are heard on any of them.
+    seeds: Vec<Client>,
+    /// The seed the next pub/sub connection goes to: they take turns, so that a dead node is
+    /// left behind at the next try.
+    next_seed: AtomicUsize,
+    describe: String,
 }
 
 impl Target {
@@ -45,14 +58,28 @@ impl Target {
                 LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
             })?;
             let roots = tls_roots(options, parsed.tls)?;
+            let invalid = |err: redis::RedisError| {
+                LockError::InvalidConfig(format!("invalid Redis URL: {err}"))
+            };
             let client = parsed
                 .client(
                     roots.as_deref(),
                     options.connect_timeout,
                     options.response_timeout + options.replica_wait(),
                 )
-                .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")))?;
-            return Ok(Self::Cluster(client, parsed.describe()));
+                .map_err(invalid)?;
+            let seeds = parsed
+                .seeds()
+                .into_iter()
+                .map(|info| open(info, roots.as_deref()))
+                .collect::<RedisResult<Vec<_>>>()
+                .map_err(invalid)?;
+            return Ok(Self::Cluster(ClusterTarget {
+                client,
+                seeds,
+                next_seed: AtomicUsize::new(0),
+                describe: parsed.describe(),
+            }));
         }
         if let Some(parsed) = SentinelUrl::parse(url) {
             let parsed = parsed.map_err(|reason| {
@@ -87,22 +114,17 @@ impl Target {
             .map(Self::Server)
     }
 
-    /// A client for the server to connect to now (pub/sub; not for a cluster, whose locks
-    /// serve no watch).
+    /// A client for the server to connect to now: the server, the primary the sentinels
+    /// name, or (for pub/sub on a cluster) the next seed node.
     pub async fn client(&self) -> RedisResult<Client> {
         match self {
             Self::Server(client) => Ok(client.clone()),
             Self::Sentinels(sentinels) => sentinels.primary().await,
-            Self::Cluster(..) => Err(redis::RedisError::from((
-                redis::ErrorKind::ClientError,
-                "a Redis Cluster client has no single server for pub/sub",
-            ))),
+            Self::Cluster(cluster) => {
+                let turn = cluster.next_seed.fetch_add(1, Ordering::Relaxed);
+                Ok(cluster.seeds[turn % cluster.seeds.len()].clone())
+            }
         }
-    }
-
-    /// True for a Redis Cluster.
-    pub fn is_cluster(&self) -> bool {
-        matches!(self, Self::Cluster(..))
     }
 
     /// True when the server can change (a failover): a connection that failed in any way is
@@ -118,7 +140,7 @@ impl Target {
         match self {
             Self::Server(client) => names::server(client.get_connection_info()),
             Self::Sentinels(sentinels) => sentinels.describe(),
-            Self::Cluster(_, name) => name.clone(),
+            Self::Cluster(cluster) => cluster.describe.clone(),
         }
     }
 
@@ -127,7 +149,8 @@ impl Target {
         match self {
             Self::Server(client) => names::user(client.get_connection_info()),
             Self::Sentinels(sentinels) => sentinels.data_user(),
-            Self::Cluster(_, name) => name
+            Self::Cluster(cluster) => cluster
+                .describe
                 .split_once("://")
                 .and_then(|(_, rest)| rest.split_once('@'))
                 .map_or_else(|| "default".to_owned(), |(user, _)| user.to_owned()),
@@ -271,8 +294,12 @@ impl SharedConnection {
     pub async fn get(&self) -> RedisResult<Made<Connection>> {
         self.lazy
             .get(|| async {
-                if let Target::Cluster(client, _) = self.target.as_ref() {
-                    return client.get_async_connection().await.map(Connection::Cluster);
+                if let Target::Cluster(cluster) = self.target.as_ref() {
+                    return cluster
+                        .client
+                        .get_async_connection()
+                        .await
+                        .map(Connection::Cluster);
                 }
                 let client = self.target.client().await?;
                 ConnectionManager::new_with_config(client, self.config.clone())

@@ -322,10 +322,6 @@ impl Lock for RedisLock {
     }
 
     fn watch(&self) -> Option<HintStream> {
-        if self.inner.client.target.is_cluster() {
-            // Not yet: hints over sharded pub/sub. The elector polls at its retry period.
-            return None;
-        }
         Some(hints::watch(
             self.inner.client.clone(),
             self.inner.names.channel.clone(),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::testing::conformance::{config, unique_name, Backend, Candidate, Capabilities};
+use lock_core::testing::conformance::{config, unique_name, Backend, Candidate};
 use lock_core::Lock;
 use lock_redis::{RedisLock, RedisLockOptions};
 use lock_tests::servers::redis_cluster::RedisCluster;
@@ -80,11 +80,6 @@ impl Backend for ClusterBackend {
             "string" => admin.get(&key).await.expect("GET"),
             _ => admin.hget(&key, "record").await.expect("HGET"),
         }
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        // Hints over sharded pub/sub are not there yet: standbys poll.
-        Capabilities::without_hints()
     }
 }
 

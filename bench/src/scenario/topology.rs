@@ -6,6 +6,8 @@
 //! - Redis behind three sentinels with two replicas and `min_replicas=1`: the graceful
 //!   handover, and how long writes are impossible when the primary is SIGKILLed (from the
 //!   kill to the first write that succeeds on the promoted replica, through the sentinels);
+//! - a Redis Cluster of three primaries with a replica each, without and with
+//!   `min_replicas=1`: the graceful handover;
 //! - etcd as three members, the lock given every endpoint: the graceful handover.
 
 use std::time::{Duration, Instant};
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use leader_election::{LeaderElectionRecord, Lock, LockError};
 use lock_tests::servers::etcd_cluster::EtcdCluster;
 use lock_tests::servers::redis::RedisServer;
+use lock_tests::servers::redis_cluster::RedisCluster;
 use lock_tests::servers::redis_sentinel::SentinelTopology;
 
 use crate::error::{BenchError, BenchResult};
@@ -81,6 +84,15 @@ pub async fn run(plan: &Plan) -> BenchResult<Vec<TopologyRow>> {
         goal: None,
     });
     drop(sentinels);
+
+    let redis_cluster = blocking(RedisCluster::start).await?;
+    for min_replicas in [0, 1] {
+        let topology =
+            format!("Redis Cluster: 3 primaries + 1 replica each, min_replicas={min_replicas}");
+        let url = format!("{}?min_replicas={min_replicas}", redis_cluster.url());
+        rows.push(handover_row(plan, &topology, &url).await?);
+    }
+    drop(redis_cluster);
 
     let cluster = blocking(EtcdCluster::start).await?;
     let hosts: Vec<String> = cluster
