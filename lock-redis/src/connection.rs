@@ -31,7 +31,7 @@ pub(crate) enum Target {
     Sentinels(Sentinels),
     /// `redis+cluster://` or `rediss+cluster://`: a Redis Cluster, reached through the seed
     /// nodes; commands go to the primary of the election's slot.
-    Cluster(ClusterTarget),
+    Cluster(Box<ClusterTarget>),
 }
 
 /// A Redis Cluster: its client, its seed nodes (for pub/sub) and its name.
@@ -74,12 +74,12 @@ impl Target {
                 .map(|info| open(info, roots.as_deref()))
                 .collect::<RedisResult<Vec<_>>>()
                 .map_err(invalid)?;
-            return Ok(Self::Cluster(ClusterTarget {
+            return Ok(Self::Cluster(Box::new(ClusterTarget {
                 client,
                 seeds,
                 next_seed: AtomicUsize::new(0),
                 describe: parsed.describe(),
-            }));
+            })));
         }
         if let Some(parsed) = SentinelUrl::parse(url) {
             let parsed = parsed.map_err(|reason| {
