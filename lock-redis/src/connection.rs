@@ -53,6 +53,16 @@ impl Target {
     ///
     /// Error messages never repeat the URL: it may hold a password.
     pub fn new(url: &str, options: &RedisLockOptions) -> LockResult<Self> {
+        // redis-rs ignores query parameters it does not know: one meant for this crate would be
+        // dropped without a word (the facade's `open` reads it from its lock URLs).
+        if url
+            .split_once('?')
+            .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("min_replicas=")))
+        {
+            return Err(LockError::InvalidConfig(
+                "min_replicas is not a Redis URL parameter here: set it with RedisLockOptions::with_min_replicas (leader_election::open reads it from its lock URLs)".to_owned(),
+            ));
+        }
         if let Some(parsed) = ClusterUrl::parse(url) {
             let parsed = parsed.map_err(|reason| {
                 LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
@@ -82,9 +92,19 @@ impl Target {
             })));
         }
         if let Some(parsed) = SentinelUrl::parse(url) {
-            let parsed = parsed.map_err(|reason| {
+            let mut parsed = parsed.map_err(|reason| {
                 LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
             })?;
+            // RESP2: a RESP3 connection manager reconnects by itself when the server says it
+            // is going away, to the same address, without asking the sentinels.
+            parsed.data.protocol = redis::ProtocolVersion::RESP2;
+            if options.min_replicas == 0 {
+                tracing::warn!(
+                    "Redis behind sentinels without min_replicas: a failover to a replica that \
+                     missed the last takeover can bring two leaders and a repeated fencing token; \
+                     set min_replicas to the number of replicas"
+                );
+            }
             let roots = tls_roots(options, parsed.tls)?;
             let auth = RedisConnectionInfo {
                 username: options.sentinel_username.clone(),

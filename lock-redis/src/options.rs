@@ -64,9 +64,14 @@ pub struct RedisLockOptions {
     ///
     /// What it costs: one replication round trip per write, a shared connection that waits
     /// while `WAIT` does, and no leader at all while fewer replicas are connected. What it
-    /// does not buy: Sentinel promotes the replica with the most data among those it can
-    /// reach, so with more replicas than `min_replicas` a failover that cannot reach the ones
-    /// that acknowledged may still promote one without the write.
+    /// does not buy: with fewer required acknowledgements than replicas, a failover can
+    /// promote a replica that did not acknowledge (Sentinel ranks replicas by
+    /// `replica-priority` before their replication offset, and the offsets it compares may be
+    /// seconds old), so only `min_replicas` equal to the number of replicas keeps every term
+    /// through any promotion. Redis is not a consensus system: a partition that leaves a
+    /// replica with the old primary still lets both sides acknowledge writes. A proxy that
+    /// pools connections (and may send `WAIT` on another connection than the write) is not
+    /// supported with this option.
     pub min_replicas: u32,
     /// How long a write waits for [`min_replicas`](Self::min_replicas) acknowledgements
     /// before it fails as `NotReplicated`. Keep it well below the election's renew deadline:
