@@ -176,7 +176,8 @@ pub struct Cli {
     /// How many Redis replicas must acknowledge every write that starts or renews a term
     /// (WAIT) within 500 ms; a write they do not acknowledge counts as failed, and no term
     /// starts on it. 0 (the default) waits for none: then a failover to a replica that missed the
-    /// last writes can bring back an older record and hand out a fencing token twice.
+    /// last writes can bring back an older record and hand out a fencing token twice. Set it
+    /// to the number of replicas: a failover may promote any of them.
     #[arg(
         long,
         env = "DEMO_REDIS_MIN_REPLICAS",
