@@ -10,7 +10,8 @@
 /// - `wait`: after every write when [`min_replicas`](crate::RedisLockOptions::min_replicas)
 ///   is set; `role`: the check that the server the sentinels name is the primary;
 /// - `cluster|slots`, `asking`: how the cluster client learns which node serves a slot, and
-///   follows a slot that is being moved.
+///   follows a slot that is being moved; `spublish`, `ssubscribe`, `sunsubscribe`: change
+///   hints over sharded pub/sub on a Redis Cluster.
 ///
 /// `AUTH` needs no permission.
 pub const ACL_COMMANDS: &[&str] = &[
@@ -31,6 +32,9 @@ pub const ACL_COMMANDS: &[&str] = &[
     "role",
     "cluster|slots",
     "asking",
+    "spublish",
+    "ssubscribe",
+    "sunsubscribe",
 ];
 
 /// The ACL rules that let a user take part in every election under `key_prefix` and nothing
@@ -40,7 +44,7 @@ pub const ACL_COMMANDS: &[&str] = &[
 /// ```
 /// assert_eq!(
 ///     lock_redis::acl_rules("leader-election:"),
-///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select +wait +role +cluster|slots +asking"
+///     "resetkeys ~leader-election:* resetchannels &leader-election:* -@all +evalsha +script|load +type +hmget +hset +pexpire +persist +publish +time +subscribe +unsubscribe +ping +select +wait +role +cluster|slots +asking +spublish +ssubscribe +sunsubscribe"
 /// );
 /// ```
 pub fn acl_rules(key_prefix: &str) -> String {

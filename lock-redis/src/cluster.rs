@@ -3,10 +3,8 @@
 //!
 //! Every key of an election shares one hash tag (`leader-election:{orders}` and its
 //! `:versions` companion), so the script's keys live in one slot, and the script together with
-//! its `WAIT` goes to that slot's primary as one pipeline. Hints: the script's `PUBLISH` is
-//! carried to every node of the cluster, so the client's one pub/sub connection goes to any
-//! seed node (the next one after a failure). (Sharded pub/sub, which would keep each
-//! announcement on its slot's nodes, is not used yet.)
+//! its `WAIT` goes to that slot's primary as one pipeline. Hints go by sharded pub/sub (see
+//! [`shards`](crate::shards)).
 
 use std::time::Duration;
 

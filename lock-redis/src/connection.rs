@@ -1,7 +1,6 @@
 //! Where commands go (one server, or the primary the sentinels name) and the shared,
 //! self-healing command connection to it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -34,16 +33,35 @@ pub(crate) enum Target {
     Cluster(Box<ClusterTarget>),
 }
 
-/// A Redis Cluster: its client, its seed nodes (for pub/sub) and its name.
+/// A Redis Cluster: its client, its name, and how to reach one node (for pub/sub).
 pub(crate) struct ClusterTarget {
     client: ClusterClient,
-    /// A client per seed node: the script's `PUBLISH` reaches every node of a cluster, so
-    /// hints are heard on any of them.
-    seeds: Vec<Client>,
-    /// The seed the next pub/sub connection goes to: they take turns, so that a dead node is
-    /// left behind at the next try.
-    next_seed: AtomicUsize,
     describe: String,
+    /// What a connection to one node needs: credentials, TLS and its roots.
+    auth: RedisConnectionInfo,
+    tls: bool,
+    roots: Option<Vec<u8>>,
+}
+
+impl ClusterTarget {
+    /// A RESP3 client for the node at `host:port` (sharded pub/sub arrives as pushes).
+    pub fn node_client(&self, host: &str, port: u16) -> RedisResult<Client> {
+        let addr = if self.tls {
+            ConnectionAddr::TcpTls {
+                host: host.to_owned(),
+                port,
+                insecure: false,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(host.to_owned(), port)
+        };
+        let redis = RedisConnectionInfo {
+            protocol: redis::ProtocolVersion::RESP3,
+            ..self.auth.clone()
+        };
+        open(ConnectionInfo { addr, redis }, self.roots.as_deref())
+    }
 }
 
 impl Target {
@@ -78,17 +96,12 @@ impl Target {
                     options.response_timeout + options.replica_wait(),
                 )
                 .map_err(invalid)?;
-            let seeds = parsed
-                .seeds()
-                .into_iter()
-                .map(|info| open(info, roots.as_deref()))
-                .collect::<RedisResult<Vec<_>>>()
-                .map_err(invalid)?;
             return Ok(Self::Cluster(Box::new(ClusterTarget {
                 client,
-                seeds,
-                next_seed: AtomicUsize::new(0),
                 describe: parsed.describe(),
+                auth: parsed.auth.clone(),
+                tls: parsed.tls,
+                roots,
             })));
         }
         if let Some(parsed) = SentinelUrl::parse(url) {
@@ -134,16 +147,30 @@ impl Target {
             .map(Self::Server)
     }
 
-    /// A client for the server to connect to now: the server, the primary the sentinels
-    /// name, or (for pub/sub on a cluster) the next seed node.
+    /// A client for the server to connect to now: the server, or the primary the sentinels
+    /// name.
     pub async fn client(&self) -> RedisResult<Client> {
         match self {
             Self::Server(client) => Ok(client.clone()),
             Self::Sentinels(sentinels) => sentinels.primary().await,
-            Self::Cluster(cluster) => {
-                let turn = cluster.next_seed.fetch_add(1, Ordering::Relaxed);
-                Ok(cluster.seeds[turn % cluster.seeds.len()].clone())
-            }
+            // Its hubs are per node (see `shards`), each with a `Server` target of its own.
+            Self::Cluster(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::ClientError,
+                "a Redis Cluster has no single server for pub/sub",
+            ))),
+        }
+    }
+
+    /// True for a Redis Cluster: announcements go by sharded pub/sub to the slot's nodes.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// The cluster, for a Redis Cluster.
+    pub fn cluster(&self) -> Option<&ClusterTarget> {
+        match self {
+            Self::Cluster(cluster) => Some(cluster),
+            _ => None,
         }
     }
 

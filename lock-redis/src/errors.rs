@@ -66,7 +66,7 @@ impl ErrorContext {
     /// The message for an authentication failure, or `None` when `err` is not one.
     fn authentication_failure(&self, err: &RedisError) -> Option<String> {
         let user = &self.user;
-        let detail = if err.code() == Some("NOAUTH") {
+        let detail = if err.code() == Some("NOAUTH") || is_unauthenticated_protocol_error(err) {
             "the server requires a password and none was given: put it in the URL, as in redis://user:password@host:6379"
         } else if err.code() == Some("WRONGPASS") || err.kind() == ErrorKind::AuthenticationFailed {
             "the server refused the user name and password in the URL (wrong password, unknown user, or the user is disabled)"
@@ -82,6 +82,14 @@ impl ErrorContext {
 pub(crate) fn is_authentication_failure(err: &RedisError) -> bool {
     matches!(err.code(), Some("NOAUTH") | Some("WRONGPASS"))
         || err.kind() == ErrorKind::AuthenticationFailed
+        || is_unauthenticated_protocol_error(err)
+}
+
+/// A server that requires a password refuses a long command (over ten words: the script's
+/// run on a Redis Cluster) from a client that has not logged in with a protocol error
+/// (`unauthenticated multibulk length`) rather than `NOAUTH`.
+fn is_unauthenticated_protocol_error(err: &RedisError) -> bool {
+    err.to_string().contains("unauthenticated multibulk")
 }
 
 /// True when the connection's server is gone or no longer the primary: the connection broke

@@ -5,10 +5,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::{Stream, StreamExt};
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
 use lock_core::backend::{Hint, HintStream};
 
-use crate::hub::Registration;
+use crate::hub::{Hub, Registration};
 use crate::inbox::Inbox;
 use crate::session::Session;
 
@@ -33,6 +34,7 @@ pub(crate) fn watch(session: Arc<Session>, channel: String, describe: String) ->
         describe,
         inbox: Arc::default(),
         registration: None,
+        finding_node: None,
         ended: false,
     }
     .boxed()
@@ -48,6 +50,8 @@ struct Watch {
     inbox: Arc<Inbox>,
     /// Made on the first poll; dropping it tells the hub.
     registration: Option<Registration>,
+    /// On a Redis Cluster: finding the hub of the node that serves the channel.
+    finding_node: Option<BoxFuture<'static, Option<Arc<Hub>>>>,
     ended: bool,
 }
 
@@ -58,6 +62,26 @@ impl Stream for Watch {
         let this = self.get_mut();
         if this.ended {
             return Poll::Ready(None);
+        }
+        if this.registration.is_none() && this.session.target.is_cluster() {
+            let finding = this.finding_node.get_or_insert_with(|| {
+                let (session, channel) = (this.session.clone(), this.channel.clone());
+                async move { session.hub_for(&channel).await }.boxed()
+            });
+            let Poll::Ready(hub) = finding.as_mut().poll(cx) else {
+                return Poll::Pending;
+            };
+            this.finding_node = None;
+            match hub.and_then(|hub| hub.watch(&this.channel, this.inbox.clone())) {
+                Some(registration) => {
+                    tracing::debug!(lock = %this.describe, "watching for change hints (sharded)");
+                    this.registration = Some(registration);
+                }
+                None => {
+                    this.ended = true;
+                    return Poll::Ready(None);
+                }
+            }
         }
         if this.registration.is_none() {
             match this.session.hub.watch(&this.channel, this.inbox.clone()) {

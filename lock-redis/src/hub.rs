@@ -31,7 +31,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use lock_core::backend::reconnect_backoff;
-use redis::aio::{PubSub, PubSubSink, PubSubStream};
 use redis::{Msg, RedisResult};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -39,6 +38,7 @@ use tokio::time::{sleep_until, timeout, Instant};
 use crate::connection::Target;
 use crate::errors::ErrorContext;
 use crate::inbox::Inbox;
+use crate::link::{Messages, Sink};
 use crate::subscriptions::{Request, Subscriptions, WatchId};
 
 /// How often the pub/sub connection is checked with a `PING`, to notice a connection that died
@@ -52,6 +52,9 @@ pub(crate) const KEEPALIVE: Duration = Duration::from_secs(60);
 pub(crate) struct HubSettings {
     /// Where the pub/sub connections go.
     pub target: Arc<Target>,
+    /// Sharded pub/sub (`SSUBSCRIBE` over RESP3) on the node the target names, instead of
+    /// `SUBSCRIBE`.
+    pub sharded: bool,
     /// How long connecting may take.
     pub connect_timeout: Duration,
     /// How long an answer to `SUBSCRIBE`, `UNSUBSCRIBE` or `PING` may take.
@@ -162,11 +165,11 @@ enum Link {
     /// None, and none being made.
     Idle,
     /// Being made (after a back-off when the last attempt failed).
-    Connecting(BoxFuture<'static, Result<PubSub, String>>),
+    Connecting(BoxFuture<'static, Result<(Sink, Messages), String>>),
     /// Made; `ping_due` is when the next keep-alive is sent (`None` while one is on its way).
     Up {
-        sink: PubSubSink,
-        messages: PubSubStream,
+        sink: Sink,
+        messages: Messages,
         ping_due: Option<Instant>,
     },
 }
@@ -196,7 +199,7 @@ enum Outcome {
 /// What woke the task.
 enum Event {
     Command(Option<Command>),
-    Connected(Result<PubSub, String>),
+    Connected(Result<(Sink, Messages), String>),
     Message(Option<Msg>),
     PingDue,
     Done(Done),
@@ -313,10 +316,9 @@ impl Task {
         self.send(request);
     }
 
-    fn connected(&mut self, result: Result<PubSub, String>) {
+    fn connected(&mut self, result: Result<(Sink, Messages), String>) {
         match result {
-            Ok(pubsub) => {
-                let (sink, messages) = pubsub.split();
+            Ok((sink, messages)) => {
                 self.link = Link::Up {
                     sink,
                     messages,
@@ -375,9 +377,11 @@ impl Task {
         };
         *ping_due = None;
         let mut sink = sink.clone();
-        self.track(Sent::Ping, "PING", async move {
-            sink.ping::<redis::Value>().await.map(drop)
-        });
+        self.track(
+            Sent::Ping,
+            "PING",
+            async move { sink.ping().await.map(drop) },
+        );
     }
 
     /// Checks that the `SUBSCRIBE` of `channel` the server just answered took effect.
@@ -395,9 +399,14 @@ impl Task {
         let Link::Up { sink, .. } = &self.link else {
             return;
         };
+        if !sink.needs_verify() {
+            let next = self.book.subscribed(&channel);
+            self.send(next);
+            return;
+        }
         let mut sink = sink.clone();
         self.track(Sent::Verify(channel), "PING", async move {
-            match sink.ping::<redis::Value>().await? {
+            match sink.ping().await? {
                 redis::Value::Array(_) | redis::Value::Push { .. } => Ok(()),
                 other => Err(redis::RedisError::from((
                     redis::ErrorKind::ResponseError,
@@ -506,8 +515,8 @@ impl Task {
     }
 }
 
-/// Makes a pub/sub connection within the connect timeout.
-fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<PubSub, String>> {
+/// Makes a pub/sub connection within the connect timeout: classic, or sharded over RESP3.
+fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<(Sink, Messages), String>> {
     async move {
         let mut limit = settings.connect_timeout;
         if settings.target.follows_failovers() {
@@ -516,10 +525,22 @@ fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<PubSub, Stri
         }
         let connect = async {
             let client = settings.target.client().await?;
-            client.get_async_pubsub().await
+            if settings.sharded {
+                let (pushes, received) = unbounded_channel();
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(settings.connect_timeout)
+                    .set_response_timeout(settings.response_timeout)
+                    .set_push_sender(pushes);
+                let connection = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                return Ok((Sink::Sharded(connection), Messages::Sharded(received)));
+            }
+            let (sink, stream) = client.get_async_pubsub().await?.split();
+            Ok((Sink::Classic(sink), Messages::Classic(stream)))
         };
         match timeout(limit, connect).await {
-            Ok(Ok(pubsub)) => Ok(pubsub),
+            Ok(Ok(link)) => Ok(link),
             Ok(Err(err)) => Err(settings.errors.map(err).to_string()),
             Err(_) => Err(format!("no connection within {limit:?}")),
         }

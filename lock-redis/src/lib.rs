@@ -107,6 +107,7 @@ mod errors;
 mod hints;
 mod hub;
 mod inbox;
+mod link;
 mod lock;
 mod names;
 mod options;
@@ -115,6 +116,7 @@ mod script;
 mod seen;
 mod sentinel;
 mod session;
+mod shards;
 mod subscriptions;
 
 pub use acl::{acl_rules, acl_setuser_line, ACL_COMMANDS};

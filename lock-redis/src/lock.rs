@@ -143,6 +143,11 @@ impl RedisLock {
             .arg(arguments.expected)
             .arg(inner.client.options.abandoned_ttl_millis())
             .arg(arguments.expected_bytes);
+        if inner.client.target.is_cluster() {
+            // Only here: a server refuses more than ten words from a client that has not
+            // logged in, with a protocol error instead of NOAUTH.
+            invocation.arg("1");
+        }
         let invocation = &invocation;
         let read_only = operation == "get";
         let options = &inner.client.options;

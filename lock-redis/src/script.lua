@@ -9,6 +9,8 @@
 -- ARGV[3]  update: the version the caller read
 -- ARGV[4]  create, update: milliseconds after which the keys expire; "0" for never
 -- ARGV[5]  update: the exact record bytes the caller read at that version
+-- ARGV[6]  create, update: "1" to announce with SPUBLISH (sharded pub/sub, on a Redis
+--          Cluster: the announcement stays on the nodes of the key's slot), else PUBLISH
 --
 -- Writes are announced on the channel KEYS[1] .. ":changes" (derived here rather than passed:
 -- Redis refuses a command of more than 10 arguments from a client that has not
@@ -144,7 +146,11 @@ local function write(record, version)
   redis.call('HSET', key, 'record', record, 'version', version)
   redis.call('HSET', highest_key, 'version', version)
   expire(record)
-  redis.call('PUBLISH', key .. ':changes', '{"version":"' .. version .. '","record":' .. record .. '}')
+  local announce = 'PUBLISH'
+  if ARGV[6] == '1' then
+    announce = 'SPUBLISH'
+  end
+  redis.call(announce, key .. ':changes', '{"version":"' .. version .. '","record":' .. record .. '}')
   return {'ok', version}
 end
 

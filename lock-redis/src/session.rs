@@ -12,6 +12,7 @@ use redis::RedisResult;
 use crate::connection::{Connection, SharedConnection, Target};
 use crate::errors::{is_authentication_failure, is_server_gone, ErrorContext};
 use crate::hub::{Hub, HubSettings};
+use crate::shards::ShardHubs;
 use crate::RedisLockOptions;
 
 /// What a client and all its locks share.
@@ -20,8 +21,12 @@ pub(crate) struct Session {
     pub target: Arc<Target>,
     /// The command connection.
     pub connection: SharedConnection,
-    /// The pub/sub connection and the watches it serves.
+    /// The pub/sub connection and the watches it serves (not used on a Redis Cluster).
     pub hub: Hub,
+    /// On a Redis Cluster: a hub per node, for sharded pub/sub.
+    pub shard_hubs: ShardHubs,
+    /// What the shard hubs are made from.
+    hub_template: HubSettings,
     pub options: RedisLockOptions,
     /// The server's human name, as `redis://user@host:port` (never the password).
     pub server: String,
@@ -41,23 +46,47 @@ impl Session {
             user: target.user(),
             key_prefix: options.key_prefix.clone(),
         };
-        let hub = Hub::new(HubSettings {
+        let hub_template = HubSettings {
             target: target.clone(),
+            sharded: false,
             connect_timeout: options.connect_timeout,
             response_timeout: options.response_timeout,
             keepalive: crate::hub::KEEPALIVE,
             server: server.clone(),
             errors: errors.clone(),
-        });
+        };
+        let hub = Hub::new(hub_template.clone());
         let connection = SharedConnection::new(target.clone(), &options);
         Ok(Self {
             target,
+            shard_hubs: ShardHubs::default(),
+            hub_template,
             connection,
             hub,
             options,
             server,
             errors,
         })
+    }
+
+    /// The hub that serves `channel`: the client's one hub, or on a Redis Cluster the hub of
+    /// the node that serves the channel's slot now (`None` when that cannot be learnt).
+    pub async fn hub_for(&self, channel: &str) -> Option<Arc<Hub>> {
+        let cluster = self.target.cluster()?;
+        let slot_map = || async {
+            self.call(&self.errors, true, |mut connection| async move {
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<redis::Value>(&mut connection)
+                    .await
+            })
+            .await
+            .map_err(|err| tracing::debug!(server = %self.server, error = %err, "cannot read the cluster's slots for change hints"))
+            .ok()
+        };
+        self.shard_hubs
+            .hub_for(channel, cluster, &self.hub_template, slot_map)
+            .await
     }
 
     /// Makes sure the command connection is there (connecting and authenticating now if not).

@@ -102,7 +102,9 @@ async fn an_election_goes_on_when_the_primary_of_its_slot_fails_over() {
     let mut b = Candidate::start(lock(name.clone()).await, config("b"), None);
     b.sees_leader("a", Duration::from_secs(10)).await;
 
+    let channel = format!("{}:changes", backend.key(&name));
     let port = backend.cluster.primary_of(&backend.key(&name));
+    assert_sharded_watch(&backend.cluster, &channel).await;
     let mut backend = backend;
     let cluster = tokio::task::spawn_blocking(move || {
         backend.cluster.kill_and_fail_over(port);
@@ -125,7 +127,36 @@ async fn an_election_goes_on_when_the_primary_of_its_slot_fails_over() {
         assert!(Instant::now() < deadline, "nobody leads after the failover");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // b's next watch found the slot's new primary.
+    assert_sharded_watch(&cluster.cluster, &channel).await;
     a.stop().await;
     b.stop().await;
     drop(cluster);
+}
+
+/// Waits until the primary that serves `channel`'s slot has a sharded subscriber to it and no
+/// node has a classic one: hints go by sharded pub/sub, on the slot's node only.
+async fn assert_sharded_watch(cluster: &RedisCluster, channel: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let primary = cluster.primary_of(channel);
+        let sharded = cluster
+            .subscribers(primary, channel)
+            .is_some_and(|(sharded, _)| sharded > 0);
+        let classic: i64 = cluster
+            .ports()
+            .into_iter()
+            .filter_map(|port| cluster.subscribers(port, channel))
+            .map(|(_, classic)| classic)
+            .sum();
+        assert_eq!(classic, 0, "a classic SUBSCRIBE to {channel}");
+        if sharded {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no sharded subscriber to {channel} on its primary {primary}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 fn settings(url: &str) -> HubSettings {
     HubSettings {
         target: Arc::new(Target::new(url, &crate::RedisLockOptions::default()).unwrap()),
+        sharded: false,
         connect_timeout: Duration::from_millis(500),
         response_timeout: Duration::from_millis(300),
         keepalive: KEEPALIVE,

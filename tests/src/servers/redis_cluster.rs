@@ -123,6 +123,34 @@ impl RedisCluster {
         self.wait_ok();
     }
 
+    /// How many clients the node on `port` has subscribed to `channel` by sharded pub/sub
+    /// (`PUBSUB SHARDNUMSUB`) and by classic pub/sub (`PUBSUB NUMSUB`); `None` when it does
+    /// not answer.
+    pub fn subscribers(&self, port: u16, channel: &str) -> Option<(i64, i64)> {
+        let node = self.nodes.iter().find(|node| node.port() == port)?;
+        let mut connection = node
+            .admin_client()
+            .get_connection_with_timeout(Duration::from_millis(500))
+            .ok()?;
+        let count = |command: &str, connection: &mut redis::Connection| {
+            redis::cmd("PUBSUB")
+                .arg(command)
+                .arg(channel)
+                .query::<(String, i64)>(connection)
+                .ok()
+                .map(|(_, count)| count)
+        };
+        Some((
+            count("SHARDNUMSUB", &mut connection)?,
+            count("NUMSUB", &mut connection)?,
+        ))
+    }
+
+    /// The ports of every node.
+    pub fn ports(&self) -> Vec<u16> {
+        self.nodes.iter().map(RedisServer::port).collect()
+    }
+
     fn connection(&self) -> redis::Connection {
         self.nodes
             .iter()
