@@ -430,12 +430,12 @@ impl Task {
         match request.clone() {
             Request::Subscribe(channel) => {
                 self.track(Sent::Request(request), "SUBSCRIBE", async move {
-                    sink.subscribe(&*channel).await
+                    sink.subscribe(&channel).await
                 })
             }
             Request::Unsubscribe(channel) => {
                 self.track(Sent::Request(request), "UNSUBSCRIBE", async move {
-                    sink.unsubscribe(&*channel).await
+                    sink.unsubscribe(&channel).await
                 })
             }
         }
