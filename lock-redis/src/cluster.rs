@@ -71,8 +71,10 @@ impl ClusterUrl {
         })
     }
 
-    /// The cluster client: `timeout` per connection and per answer, no retries of its own
-    /// (a write retried by the client could run twice; the elector retries at its pace).
+    /// The cluster client: `timeout` per connection and per answer, and two retries, which is
+    /// how it follows `MOVED` and `ASK` (a redirection counts as one). A write it sends again
+    /// after a lost connection may run twice; the second run finds the version moved and
+    /// fails as a conflict, which the elector reads up on.
     pub fn client(
         &self,
         roots: Option<&[u8]>,
@@ -82,7 +84,7 @@ impl ClusterUrl {
         let mut builder = ClusterClientBuilder::new(self.seeds())
             .connection_timeout(connect_timeout)
             .response_timeout(response_timeout)
-            .retries(0);
+            .retries(2);
         if let Some(user) = &self.auth.username {
             builder = builder.username(user.clone());
         }

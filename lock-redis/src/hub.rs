@@ -31,14 +31,14 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use lock_core::backend::reconnect_backoff;
-use redis::{Msg, RedisResult};
+use redis::RedisResult;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::connection::Target;
 use crate::errors::ErrorContext;
 use crate::inbox::Inbox;
-use crate::link::{Messages, Sink};
+use crate::link::{Incoming, Messages, Sink};
 use crate::subscriptions::{Request, Subscriptions, WatchId};
 
 /// How often the pub/sub connection is checked with a `PING`, to notice a connection that died
@@ -200,7 +200,7 @@ enum Outcome {
 enum Event {
     Command(Option<Command>),
     Connected(Result<(Sink, Messages), String>),
-    Message(Option<Msg>),
+    Message(Option<Incoming>),
     PingDue,
     Done(Done),
 }
@@ -272,10 +272,19 @@ async fn run(settings: Arc<HubSettings>, mut commands: UnboundedReceiver<Command
             Event::Command(None) => break,
             Event::Command(Some(command)) => task.command(command),
             Event::Connected(result) => task.connected(result),
-            Event::Message(Some(message)) => {
+            Event::Message(Some(Incoming::Message(message))) => {
                 task.book.deliver(message.get_channel_name(), || {
                     crate::announcement::hint(&message)
                 });
+            }
+            Event::Message(Some(Incoming::Unsubscribed(channel))) => {
+                // Ours is answered on its request; one the server made on its own (the slot
+                // moved to another node) leaves the watches deaf: they end, and the next ones
+                // find the slot's node.
+                let ended = task.book.dropped_by_server(&channel);
+                if ended > 0 {
+                    tracing::info!(server = %task.settings.server, %channel, watches = ended, "the server ended a sharded subscription (its slot moved?); the watches end and their electors poll");
+                }
             }
             Event::Message(None) => task.lost("the connection closed".into()),
             Event::PingDue => task.ping(),

@@ -58,6 +58,15 @@ impl Sink {
     }
 }
 
+/// What arrived on the connection.
+pub(crate) enum Incoming {
+    /// A published message.
+    Message(Msg),
+    /// The server ended a sharded subscription (`SUNSUBSCRIBE`): ours, or its own when the
+    /// slot moved to another node.
+    Unsubscribed(String),
+}
+
 /// Where the hub's messages come from.
 pub(crate) enum Messages {
     Classic(PubSubStream),
@@ -65,16 +74,22 @@ pub(crate) enum Messages {
 }
 
 impl Messages {
-    /// The next published message; `None` when the connection is gone.
-    pub async fn next(&mut self) -> Option<Msg> {
+    /// The next message or server-side unsubscription; `None` when the connection is gone.
+    pub async fn next(&mut self) -> Option<Incoming> {
         match self {
-            Self::Classic(stream) => stream.next().await,
+            Self::Classic(stream) => stream.next().await.map(Incoming::Message),
             Self::Sharded(pushes) => loop {
                 let push = pushes.recv().await?;
                 match push.kind {
                     PushKind::SMessage => {
                         if let Some(message) = Msg::from_push_info(push) {
-                            return Some(message);
+                            return Some(Incoming::Message(message));
+                        }
+                    }
+                    PushKind::SUnsubscribe => {
+                        if let Some(Value::BulkString(channel)) = push.data.first() {
+                            let channel = String::from_utf8_lossy(channel).into_owned();
+                            return Some(Incoming::Unsubscribed(channel));
                         }
                     }
                     PushKind::Disconnection => return None,

@@ -149,6 +149,15 @@ impl Subscriptions {
         entry.watchers.len()
     }
 
+    /// The server ended `channel`'s subscription on its own: if it was subscribed (not being
+    /// unsubscribed by the hub), its watches end as after a refusal. Returns how many ended.
+    pub fn dropped_by_server(&mut self, channel: &str) -> usize {
+        match self.channels.get(channel) {
+            Some(entry) if entry.state == State::Subscribed => self.refused(channel),
+            _ => 0,
+        }
+    }
+
     /// Hands a message on `channel` to its watchers, making the hint only if someone takes
     /// it. Messages are dropped while the subscription is not confirmed: the confirmation's
     /// [`Hint::Changed`] follows and covers them.
@@ -192,6 +201,27 @@ impl Subscriptions {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_subscription_the_server_ends_on_its_own_ends_its_watches_but_not_one_being_unsubscribed() {
+        let mut book = Subscriptions::default();
+        book.connected();
+        let inbox = Arc::new(Inbox::default());
+        assert_eq!(
+            book.watch(1, "c", inbox.clone()),
+            Some(Request::Subscribe("c".into()))
+        );
+        assert_eq!(book.dropped_by_server("c"), 0, "not confirmed yet: ignored");
+        book.subscribed("c");
+        assert_eq!(book.dropped_by_server("c"), 1);
+        assert!(book.is_unwatched());
+        // The hub's own unsubscription is answered on its request, not here.
+        let other = Arc::new(Inbox::default());
+        book.watch(2, "d", other);
+        book.subscribed("d");
+        assert_eq!(book.unwatch(2, "d"), Some(Request::Unsubscribe("d".into())));
+        assert_eq!(book.dropped_by_server("d"), 0);
+    }
+
     use super::*;
 
     use lock_core::backend::{Version, Versioned};

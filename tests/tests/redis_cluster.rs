@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::testing::conformance::{config, unique_name, Backend, Candidate};
+use lock_core::testing::conformance::{config, releasing_config, unique_name, Backend, Candidate};
 use lock_core::Lock;
 use lock_redis::{RedisLock, RedisLockOptions};
 use lock_tests::servers::redis_cluster::RedisCluster;
@@ -159,4 +159,48 @@ async fn assert_sharded_watch(cluster: &RedisCluster, channel: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_to_another_node_keeps_the_election_and_its_hints() {
+    let backend = ClusterBackend::start().await;
+    let name = unique_name("slot-moved");
+    let url = backend.cluster.url();
+    let connect = |url: String, name: String| async move {
+        RedisLock::connect(&url, &name, Default::default())
+            .await
+            .expect("connect")
+    };
+    let mut a = Candidate::start(
+        connect(url.clone(), name.clone()).await,
+        releasing_config("a"),
+        None,
+    );
+    let first = a.started(Duration::from_secs(10)).await;
+    let mut b = Candidate::start(connect(url.clone(), name.clone()).await, config("b"), None);
+    b.sees_leader("a", Duration::from_secs(10)).await;
+    let key = backend.key(&name);
+    let channel = format!("{key}:changes");
+    assert_sharded_watch(&backend.cluster, &channel).await;
+
+    // The server ends the sharded subscriptions of a slot it gives away: b's watch ends, and
+    // its next one subscribes on the slot's new node. a renews there (MOVED is followed).
+    let moved_to = tokio::task::block_in_place(|| backend.cluster.migrate_slot_of(&key));
+    assert_eq!(backend.cluster.primary_of(&key), moved_to);
+    assert_sharded_watch(&backend.cluster, &channel).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(first.is_leader(), "a kept its term across the move");
+    assert!(!b.handle().is_leader());
+
+    // Hints work on the new node: a's release hands over within a second.
+    let released = Instant::now();
+    a.stop().await;
+    let second = b.started(Duration::from_secs(10)).await;
+    assert!(second.fencing_token() > first.fencing_token());
+    assert!(
+        released.elapsed() < Duration::from_secs(1),
+        "the handover took {:?}: b was not woken by a hint",
+        released.elapsed()
+    );
+    b.stop().await;
 }

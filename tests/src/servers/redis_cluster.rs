@@ -123,6 +123,97 @@ impl RedisCluster {
         self.wait_ok();
     }
 
+    /// Moves `key`'s slot (with its keys) from its primary to another primary, as a live
+    /// resharding does: `CLUSTER SETSLOT … IMPORTING/MIGRATING`, `MIGRATE` of every key in the
+    /// slot, then `CLUSTER SETSLOT … NODE` on every primary. Returns the new primary's port.
+    ///
+    /// # Panics
+    /// When a step fails.
+    pub fn migrate_slot_of(&self, key: &str) -> u16 {
+        let from = self.primary_of(key);
+        let mut source = self.node_connection(from);
+        let slot: i64 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut source)
+            .expect("CLUSTER KEYSLOT");
+        let primaries: Vec<u16> = self
+            .ports()
+            .into_iter()
+            .filter(|port| self.role(*port).as_deref() == Some("master"))
+            .collect();
+        let to = *primaries
+            .iter()
+            .find(|port| **port != from)
+            .expect("another primary");
+        let id = |port: u16| -> String {
+            redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query(&mut self.node_connection(port))
+                .expect("CLUSTER MYID")
+        };
+        let (from_id, to_id) = (id(from), id(to));
+        let mut target = self.node_connection(to);
+        let setslot = |connection: &mut redis::Connection, state: &str, node: &str| {
+            redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(node)
+                .exec(connection)
+                .unwrap_or_else(|err| panic!("CLUSTER SETSLOT {slot} {state}: {err}"));
+        };
+        setslot(&mut target, "IMPORTING", &from_id);
+        setslot(&mut source, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut source)
+                .expect("CLUSTER GETKEYSINSLOT");
+            if keys.is_empty() {
+                break;
+            }
+            redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(to)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .exec(&mut source)
+                .unwrap_or_else(|err| panic!("MIGRATE: {err}"));
+        }
+        for port in primaries {
+            setslot(&mut self.node_connection(port), "NODE", &to_id);
+        }
+        to
+    }
+
+    fn node_connection(&self, port: u16) -> redis::Connection {
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port)
+            .and_then(|node| {
+                node.admin_client()
+                    .get_connection_with_timeout(Duration::from_millis(500))
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("the node on port {port} does not answer"))
+    }
+
+    fn role(&self, port: u16) -> Option<String> {
+        let reply: Vec<redis::Value> = redis::cmd("ROLE")
+            .query(&mut self.node_connection(port))
+            .ok()?;
+        match reply.first()? {
+            redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        }
+    }
+
     /// How many clients the node on `port` has subscribed to `channel` by sharded pub/sub
     /// (`PUBSUB SHARDNUMSUB`) and by classic pub/sub (`PUBSUB NUMSUB`); `None` when it does
     /// not answer.
