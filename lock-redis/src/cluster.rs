@@ -73,8 +73,8 @@ impl ClusterUrl {
 
     /// The cluster client: `timeout` per connection and per answer, and two retries, which is
     /// how it follows `MOVED` and `ASK` (a redirection counts as one). A write it sends again
-    /// after a lost connection may run twice; the second run finds the version moved and
-    /// fails as a conflict, which the elector reads up on.
+    /// after a lost connection may find its first run in place: the lock recognises its own
+    /// bytes and answers with their version (see `RedisLock::update`).
     pub fn client(
         &self,
         roots: Option<&[u8]>,

@@ -82,6 +82,13 @@ impl Target {
             ));
         }
         if let Some(parsed) = ClusterUrl::parse(url) {
+            if options.min_replicas == 0 {
+                tracing::warn!(
+                    "Redis Cluster without min_replicas: a failover to a replica that missed \
+                     the last takeover can bring two leaders and a repeated fencing token; set \
+                     min_replicas to the number of replicas of each primary"
+                );
+            }
             let parsed = parsed.map_err(|reason| {
                 LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
             })?;

@@ -183,6 +183,9 @@ struct Done {
 
 enum Sent {
     Request(Request),
+    /// Sharded links: the time a (un)subscription's push confirmation may take; when it is
+    /// over and the request is still pending, the link is given up.
+    AwaitPush(Request),
     /// The `PING` that checks that a `SUBSCRIBE` of this channel took effect.
     Verify(Arc<str>),
     Ping,
@@ -277,14 +280,9 @@ async fn run(settings: Arc<HubSettings>, mut commands: UnboundedReceiver<Command
                     crate::announcement::hint(&message)
                 });
             }
+            Event::Message(Some(Incoming::Subscribed(channel))) => task.push_subscribed(&channel),
             Event::Message(Some(Incoming::Unsubscribed(channel))) => {
-                // Ours is answered on its request; one the server made on its own (the slot
-                // moved to another node) leaves the watches deaf: they end, and the next ones
-                // find the slot's node.
-                let ended = task.book.dropped_by_server(&channel);
-                if ended > 0 {
-                    tracing::info!(server = %task.settings.server, %channel, watches = ended, "the server ended a sharded subscription (its slot moved?); the watches end and their electors poll");
-                }
+                task.push_unsubscribed(&channel)
             }
             Event::Message(None) => task.lost("the connection closed".into()),
             Event::PingDue => task.ping(),
@@ -378,6 +376,39 @@ impl Task {
         self.link = Link::Idle;
         self.generation = self.generation.wrapping_add(1);
         self.book.disconnected();
+    }
+
+    /// Sharded links: the server confirmed a subscription (pushes come in the server's order,
+    /// unlike command replies, which redis-rs may pair with the wrong request).
+    fn push_subscribed(&mut self, channel: &str) {
+        if self.book.is_subscribing(channel) {
+            let next = self.book.subscribed(channel);
+            self.send(next);
+        }
+    }
+
+    /// Sharded links: the server ended a subscription. Ours (the channel is being
+    /// unsubscribed) completes; one the server made on its own (the slot moved to another
+    /// node) leaves the watches deaf: they end, and the next ones find the slot's node.
+    fn push_unsubscribed(&mut self, channel: &str) {
+        if self.book.is_unsubscribing(channel) {
+            let next = self.book.unsubscribed(channel);
+            self.send(next);
+            return;
+        }
+        let ended = self.book.dropped_by_server(channel);
+        if ended > 0 {
+            tracing::info!(server = %self.settings.server, %channel, watches = ended, "the server ended a sharded subscription (its slot moved?); the watches end and their electors poll");
+        }
+    }
+
+    /// Sharded links: gives the push that confirms `request` the response timeout to come.
+    fn await_push(&mut self, request: Request) {
+        let limit = self.settings.response_timeout;
+        self.track(Sent::AwaitPush(request), "a confirmation", async move {
+            tokio::time::sleep(limit).await;
+            Ok(())
+        });
     }
 
     fn ping(&mut self) {
@@ -481,9 +512,48 @@ impl Task {
         );
     }
 
+    /// True when the link is sharded: its (un)subscriptions are confirmed by pushes.
+    fn sharded_link(&self) -> bool {
+        matches!(&self.link, Link::Up { sink, .. } if !sink.needs_verify())
+    }
+
     fn done(&mut self, done: Done) {
         if done.generation != self.generation {
             return; // From a connection that is gone.
+        }
+        if let Sent::AwaitPush(request) = &done.what {
+            let pending = match request {
+                Request::Subscribe(channel) => self.book.is_subscribing(channel),
+                Request::Unsubscribe(channel) => self.book.is_unsubscribing(channel),
+            };
+            if pending {
+                self.lost(format!(
+                    "no push confirmed {request:?} within {:?}",
+                    self.settings.response_timeout
+                ));
+            }
+            return;
+        }
+        if self.sharded_link() {
+            if let Sent::Request(request) = &done.what {
+                // The reply proves nothing (redis-rs may hand a push meant for another channel
+                // to this request): the push decides, or the wait for it runs out. A refusal
+                // still ends the channel's watches, which at worst makes them watch again.
+                let request = request.clone();
+                match done.outcome {
+                    Outcome::Lost(reason) => return self.lost(reason),
+                    Outcome::Refused(reason) => {
+                        if let Request::Subscribe(channel) = &request {
+                            let ended = self.book.refused(channel);
+                            tracing::warn!(server = %self.settings.server, %channel, %reason, watches = ended, "SSUBSCRIBE refused: its watches end and their electors poll");
+                            return;
+                        }
+                    }
+                    Outcome::Answered => {}
+                }
+                self.failures = 0;
+                return self.await_push(request);
+            }
         }
         let outcome = match done.outcome {
             Outcome::Lost(reason) => return self.lost(reason),
@@ -514,6 +584,7 @@ impl Task {
                 let next = self.book.unsubscribed(&channel);
                 self.send(next);
             }
+            (Sent::AwaitPush(_), _) => {}
             // Any answer, also an error, shows the connection is alive.
             (Sent::Ping, _) => {
                 if let Link::Up { ping_due, .. } = &mut self.link {
@@ -536,9 +607,11 @@ fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<(Sink, Messa
             let client = settings.target.client().await?;
             if settings.sharded {
                 let (pushes, received) = unbounded_channel();
+                // No response timeout of redis-rs's own: an unanswered keep-alive must time
+                // out on the hub's clock, which counts it as a lost connection (redis-rs's
+                // timeout error would pass for a refusal, and refusals leave the link up).
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(settings.connect_timeout)
-                    .set_response_timeout(settings.response_timeout)
                     .set_push_sender(pushes);
                 let connection = client
                     .get_multiplexed_async_connection_with_config(&config)

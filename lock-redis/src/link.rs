@@ -62,6 +62,8 @@ impl Sink {
 pub(crate) enum Incoming {
     /// A published message.
     Message(Msg),
+    /// The server confirmed a sharded subscription (`SSUBSCRIBE`).
+    Subscribed(String),
     /// The server ended a sharded subscription (`SUNSUBSCRIBE`): ours, or its own when the
     /// slot moved to another node.
     Unsubscribed(String),
@@ -86,10 +88,14 @@ impl Messages {
                             return Some(Incoming::Message(message));
                         }
                     }
-                    PushKind::SUnsubscribe => {
+                    PushKind::SSubscribe | PushKind::SUnsubscribe => {
                         if let Some(Value::BulkString(channel)) = push.data.first() {
                             let channel = String::from_utf8_lossy(channel).into_owned();
-                            return Some(Incoming::Unsubscribed(channel));
+                            return Some(if push.kind == PushKind::SSubscribe {
+                                Incoming::Subscribed(channel)
+                            } else {
+                                Incoming::Unsubscribed(channel)
+                            });
                         }
                     }
                     PushKind::Disconnection => return None,

@@ -189,6 +189,20 @@ impl RedisLock {
         })
     }
 
+    /// A write of this call found already in place at `version` (a run of the script the
+    /// client sent again): written, but with `min_replicas` not confirmed, since the `WAIT`
+    /// that came with the second run covered nothing.
+    fn landed_before(&self, version: &str, json: &str) -> LockResult<Version> {
+        if self.options().min_replicas > 0 {
+            let _ = self.written(version, json);
+            return Err(LockError::NotReplicated {
+                lock: self.describe(),
+                reason: "the write was sent twice and the replicas' acknowledgement of the first is unknown".to_owned(),
+            });
+        }
+        self.written(version, json)
+    }
+
     /// A write that landed at `version` but was acknowledged by only `acknowledged` replicas.
     fn unreplicated(&self, version: &str, json: &str, acknowledged: i64) -> LockError {
         // Remembered like any write of ours: the elector's next update may name it.
@@ -278,9 +292,19 @@ impl Lock for RedisLock {
                 version,
                 acknowledged,
             } => Err(self.unreplicated(&version, &json, acknowledged)),
-            Reply::Exists => Err(LockError::AlreadyExists {
-                lock: self.describe(),
-            }),
+            Reply::Exists => {
+                // Sent again after a lost connection, a create that had landed finds itself.
+                if let Some(current) = self.get().await? {
+                    let version = current.version.to_string();
+                    let ours = self.inner.seen.lookup(&version);
+                    if ours.is_some_and(|bytes| &*bytes == json.as_bytes()) {
+                        return self.landed_before(&version, &json);
+                    }
+                }
+                Err(LockError::AlreadyExists {
+                    lock: self.describe(),
+                })
+            }
             Reply::Corrupt { reason } => Err(self.corrupt(reason)),
             other => Err(self.unexpected("create", &other)),
         }
@@ -315,6 +339,12 @@ impl Lock for RedisLock {
                 current: Some((bytes, version)),
             } => {
                 self.check(&bytes, &version)?;
+                if bytes == json.as_bytes() {
+                    // Exactly what this call sent (its renewTime is to the microsecond): the
+                    // client sent the script again after a lost connection, and the first run
+                    // had landed.
+                    return self.landed_before(&version, &json);
+                }
                 Err(conflict())
             }
             Reply::Corrupt { reason } => Err(self.corrupt(reason)),

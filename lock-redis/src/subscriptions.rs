@@ -149,13 +149,30 @@ impl Subscriptions {
         entry.watchers.len()
     }
 
-    /// The server ended `channel`'s subscription on its own: if it was subscribed (not being
-    /// unsubscribed by the hub), its watches end as after a refusal. Returns how many ended.
+    /// The server ended `channel`'s subscription on its own: if it was subscribed or being
+    /// subscribed (not being unsubscribed by the hub), its watches end as after a refusal.
+    /// Returns how many ended.
     pub fn dropped_by_server(&mut self, channel: &str) -> usize {
         match self.channels.get(channel) {
-            Some(entry) if entry.state == State::Subscribed => self.refused(channel),
+            Some(entry) if matches!(entry.state, State::Subscribed | State::Subscribing) => {
+                self.refused(channel)
+            }
             _ => 0,
         }
+    }
+
+    /// True while `channel`'s subscription is asked for and not confirmed.
+    pub fn is_subscribing(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|entry| entry.state == State::Subscribing)
+    }
+
+    /// True while `channel`'s unsubscription is asked for and not confirmed.
+    pub fn is_unsubscribing(&self, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .is_some_and(|entry| entry.state == State::Unsubscribing)
     }
 
     /// Hands a message on `channel` to its watchers, making the hint only if someone takes
@@ -210,7 +227,7 @@ mod tests {
             book.watch(1, "c", inbox.clone()),
             Some(Request::Subscribe("c".into()))
         );
-        assert_eq!(book.dropped_by_server("c"), 0, "not confirmed yet: ignored");
+        assert!(book.is_subscribing("c"));
         book.subscribed("c");
         assert_eq!(book.dropped_by_server("c"), 1);
         assert!(book.is_unwatched());
@@ -219,6 +236,7 @@ mod tests {
         book.watch(2, "d", other);
         book.subscribed("d");
         assert_eq!(book.unwatch(2, "d"), Some(Request::Unsubscribe("d".into())));
+        assert!(book.is_unsubscribing("d"));
         assert_eq!(book.dropped_by_server("d"), 0);
     }
 

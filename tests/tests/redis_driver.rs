@@ -786,3 +786,31 @@ fn server_with_elector(admin_password: &str, prefix: &str) -> RedisServer {
         .acl_user("elector", "elector-secret", acl_rules(prefix))
         .start()
 }
+
+/// A write the client library sends again after a lost connection (the Redis Cluster client
+/// does) finds its first run in place: the same bytes at a newer version. That is this
+/// write, landed, not a lost race; anything else there is still a conflict.
+#[tokio::test]
+async fn a_write_sent_again_after_it_landed_is_answered_with_its_version() {
+    let server = RedisServer::start();
+    let lock = lock(&server, "sent-twice").await;
+    let first = record("a", 0);
+    let v1 = within(lock.create(&first)).await.unwrap();
+    assert_eq!(within(lock.create(&first)).await.unwrap(), v1);
+
+    let renewed = LeaderElectionRecord {
+        renew_time: Some(chrono::Utc::now()),
+        ..record("a", 0)
+    };
+    let v2 = within(lock.update(&renewed, &v1)).await.unwrap();
+    assert_eq!(within(lock.update(&renewed, &v1)).await.unwrap(), v2);
+
+    let other = record("b", 1);
+    let err = within(lock.update(&other, &v1)).await.unwrap_err();
+    assert!(matches!(err, LockError::Conflict { .. }), "{err:?}");
+    let other_create = within(lock.create(&other)).await.unwrap_err();
+    assert!(
+        matches!(other_create, LockError::AlreadyExists { .. }),
+        "{other_create:?}"
+    );
+}

@@ -247,3 +247,149 @@ fn line(buffer: &[u8], at: usize) -> Option<(&str, usize)> {
     let text = std::str::from_utf8(&buffer[at..at + length]).ok()?;
     Some((text, at + length + 2))
 }
+// Sharded (RESP3) links, against a stand-in server that speaks RESP3 pushes: found by an
+// adversarial review, each failed before the hub let pushes decide a subscription.
+
+fn sharded(addr: std::net::SocketAddr) -> HubSettings {
+    let info = redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()),
+        redis: redis::RedisConnectionInfo {
+            protocol: redis::ProtocolVersion::RESP3,
+            ..Default::default()
+        },
+    };
+    HubSettings {
+        target: Arc::new(Target::Server(redis::Client::open(info).unwrap())),
+        sharded: true,
+        keepalive: Duration::from_millis(200),
+        ..settings(&format!("redis://{addr}"))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Answers SSUBSCRIBE; never answers PING.
+    DeafToPing,
+    /// Answers SSUBSCRIBE of "a"; to SSUBSCRIBE of anything else, first the server's own
+    /// SUNSUBSCRIBE of "a" (its slot moved), then -MOVED (this slot moved too).
+    MovedAfterDrop,
+    /// Answers SSUBSCRIBE and at once ends it (the slot moved right after).
+    DropRightAway,
+}
+
+fn push(kind: &str, channel: &str, count: i64) -> String {
+    format!(
+        ">3\r\n${}\r\n{kind}\r\n${}\r\n{channel}\r\n:{count}\r\n",
+        kind.len(),
+        channel.len()
+    )
+}
+
+async fn serve3(mut socket: TcpStream, mode: Mode) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let read = match socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        buffer.extend_from_slice(&chunk[..read]);
+        while let Some((command, used)) = parse(&buffer) {
+            buffer.drain(..used);
+            let name = command.first().map(|name| name.to_ascii_lowercase());
+            let channel = command.get(1).cloned().unwrap_or_default();
+            let reply = match (name.as_deref(), mode) {
+                (Some("ssubscribe"), Mode::MovedAfterDrop) if channel != "a" => {
+                    push("sunsubscribe", "a", 0) + "-MOVED 1 127.0.0.1:1\r\n"
+                }
+                (Some("ssubscribe"), Mode::DropRightAway) => {
+                    push("ssubscribe", &channel, 1) + &push("sunsubscribe", &channel, 0)
+                }
+                (Some("ssubscribe"), _) => push("ssubscribe", &channel, 1),
+                (Some("sunsubscribe"), _) => push("sunsubscribe", &channel, 0),
+                (Some("ping"), Mode::DeafToPing) => continue,
+                (Some("ping"), _) => "+PONG\r\n".to_owned(),
+                _ => "+OK\r\n".to_owned(),
+            };
+            if socket.write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn stand_in(mode: Mode) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(serve3(socket, mode));
+        }
+    });
+    addr
+}
+
+/// Like `next`, with a shorter patience; `Err` when nothing came (the watch is open and deaf).
+async fn next_within(inbox: &Inbox, limit: Duration) -> Result<Option<Hint>, ()> {
+    tokio::time::timeout(limit, std::future::poll_fn(|cx| inbox.poll_next(cx)))
+        .await
+        .map_err(drop)
+}
+
+#[tokio::test]
+async fn sharded_unanswered_keepalive_ends_the_watches() {
+    let hub = Hub::new(sharded(stand_in(Mode::DeafToPing).await));
+    let inbox = Arc::new(Inbox::default());
+    let _watch = hub.watch("a", inbox.clone()).unwrap();
+    assert_eq!(next(&inbox).await, Some(Hint::Changed), "subscribed");
+    // keepalive 200 ms + response timeout 300 ms: well within 3 s.
+    assert_eq!(
+        next_within(&inbox, Duration::from_secs(3)).await,
+        Ok(None),
+        "the watch must end when its keep-alive goes unanswered"
+    );
+}
+
+#[tokio::test]
+async fn a_moved_refusal_behind_a_server_sunsubscribe_ends_the_watch() {
+    let hub = Hub::new(sharded(stand_in(Mode::MovedAfterDrop).await));
+    let a = Arc::new(Inbox::default());
+    let _a = hub.watch("a", a.clone()).unwrap();
+    assert_eq!(next(&a).await, Some(Hint::Changed), "a subscribed");
+    let c = Arc::new(Inbox::default());
+    let _c = hub.watch("c", c.clone()).unwrap();
+    assert_eq!(next(&a).await, None, "a ended by the server");
+    assert_eq!(
+        next_within(&c, Duration::from_secs(3)).await,
+        Ok(None),
+        "c was refused with MOVED: its watch must end, not get Changed"
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_ended_right_after_it_was_made_ends_the_watch() {
+    let mut deaf = 0;
+    for _ in 0..20 {
+        let hub = Hub::new(sharded(stand_in(Mode::DropRightAway).await));
+        let inbox = Arc::new(Inbox::default());
+        let _watch = hub.watch("a", inbox.clone()).unwrap();
+        let mut ended = false;
+        for _ in 0..2 {
+            match next_within(&inbox, Duration::from_millis(1500)).await {
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Err(()) => break,
+            }
+        }
+        if !ended {
+            deaf += 1;
+        }
+    }
+    assert_eq!(
+        deaf, 0,
+        "of 20 watches whose subscription the server ended, {deaf} stayed open"
+    );
+}
