@@ -11,6 +11,8 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, TlsCertificates, TlsMode};
 
+use crate::names;
+
 /// A `redis+cluster://` or `rediss+cluster://` URL, taken apart.
 #[derive(Clone, Debug)]
 pub(crate) struct ClusterUrl {
@@ -121,22 +123,8 @@ impl ClusterUrl {
         } else {
             "redis+cluster"
         };
-        let user = self
-            .auth
-            .username
-            .as_deref()
-            .map(|user| format!("{user}@"))
-            .unwrap_or_default();
-        let hosts: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|addr| match addr {
-                ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-                    format!("{host}:{port}")
-                }
-                ConnectionAddr::Unix(path) => path.display().to_string(),
-            })
-            .collect();
+        let user = names::user_at(self.auth.username.as_deref());
+        let hosts: Vec<String> = self.nodes.iter().map(names::address).collect();
         format!("{scheme}://{user}{}", hosts.join(","))
     }
 }

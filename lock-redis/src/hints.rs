@@ -55,6 +55,23 @@ struct Watch {
     ended: bool,
 }
 
+impl Watch {
+    /// Keeps the hub's registration, or ends the stream when there is none; false when ended.
+    fn registered(&mut self, registration: Option<Registration>, what: &str) -> bool {
+        match registration {
+            Some(registration) => {
+                tracing::debug!(lock = %self.describe, "{what}");
+                self.registration = Some(registration);
+                true
+            }
+            None => {
+                self.ended = true;
+                false
+            }
+        }
+    }
+}
+
 impl Stream for Watch {
     type Item = Hint;
 
@@ -72,27 +89,15 @@ impl Stream for Watch {
                 return Poll::Pending;
             };
             this.finding_node = None;
-            match hub.and_then(|hub| hub.watch(&this.channel, this.inbox.clone())) {
-                Some(registration) => {
-                    tracing::debug!(lock = %this.describe, "watching for change hints (sharded)");
-                    this.registration = Some(registration);
-                }
-                None => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
+            let registration = hub.and_then(|hub| hub.watch(&this.channel, this.inbox.clone()));
+            if !this.registered(registration, "watching for change hints (sharded)") {
+                return Poll::Ready(None);
             }
         }
         if this.registration.is_none() {
-            match this.session.hub.watch(&this.channel, this.inbox.clone()) {
-                Some(registration) => {
-                    tracing::debug!(lock = %this.describe, "watching for change hints");
-                    this.registration = Some(registration);
-                }
-                None => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
+            let registration = this.session.hub.watch(&this.channel, this.inbox.clone());
+            if !this.registered(registration, "watching for change hints") {
+                return Poll::Ready(None);
             }
         }
         this.inbox.poll_next(cx)

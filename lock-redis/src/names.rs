@@ -62,14 +62,24 @@ fn invalid(message: impl Into<String>) -> LockError {
     LockError::InvalidConfig(message.into())
 }
 
+/// `user@` for a URL that shows who logs in (never the password); empty without a user.
+pub(crate) fn user_at(username: Option<&str>) -> String {
+    username.map(|user| format!("{user}@")).unwrap_or_default()
+}
+
+/// `host:port` (IPv6 in brackets), or a socket's path.
+pub(crate) fn address(addr: &ConnectionAddr) -> String {
+    match addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{}:{port}", bracket(host))
+        }
+        ConnectionAddr::Unix(path) => path.display().to_string(),
+    }
+}
+
 /// The server part of a lock's human name: scheme, user (never the password), host and port.
 pub(crate) fn server(info: &ConnectionInfo) -> String {
-    let user = info
-        .redis
-        .username
-        .as_deref()
-        .map(|user| format!("{user}@"))
-        .unwrap_or_default();
+    let user = user_at(info.redis.username.as_deref());
     let mut name = match &info.addr {
         ConnectionAddr::Tcp(host, port) => format!("redis://{user}{}:{port}", bracket(host)),
         ConnectionAddr::TcpTls { host, port, .. } => {

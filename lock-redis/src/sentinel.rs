@@ -17,6 +17,8 @@ use redis::{
 };
 use tokio::time::timeout;
 
+use crate::names;
+
 /// The port a sentinel listens on unless the URL says otherwise.
 pub(crate) const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
@@ -178,11 +180,14 @@ impl Sentinels {
                 }
                 Ok(Ok(None)) => failures.push(format!(
                     "{} watches no master named {:?}",
-                    address(node),
+                    names::address(&node.addr),
                     self.master
                 )),
-                Ok(Err(err)) => failures.push(format!("{}: {err}", address(node))),
-                Err(_) => failures.push(format!("{}: no answer within {limit:?}", address(node))),
+                Ok(Err(err)) => failures.push(format!("{}: {err}", names::address(&node.addr))),
+                Err(_) => failures.push(format!(
+                    "{}: no answer within {limit:?}",
+                    names::address(&node.addr)
+                )),
             }
         }
         Err(RedisError::from((
@@ -262,13 +267,12 @@ impl Sentinels {
         } else {
             "redis+sentinel"
         };
-        let user = self
-            .data
-            .username
-            .as_deref()
-            .map(|user| format!("{user}@"))
-            .unwrap_or_default();
-        let hosts: Vec<String> = self.nodes.iter().map(address).collect();
+        let user = names::user_at(self.data.username.as_deref());
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| names::address(&node.addr))
+            .collect();
         let mut name = format!("{scheme}://{user}{}/{}", hosts.join(","), self.master);
         if self.data.db != 0 {
             name.push_str(&format!("/{}", self.data.db));
@@ -282,19 +286,6 @@ impl Sentinels {
             .username
             .clone()
             .unwrap_or_else(|| "default".to_owned())
-    }
-}
-
-fn address(node: &ConnectionInfo) -> String {
-    match &node.addr {
-        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-            if host.contains(':') {
-                format!("[{host}]:{port}")
-            } else {
-                format!("{host}:{port}")
-            }
-        }
-        ConnectionAddr::Unix(path) => path.display().to_string(),
     }
 }
 

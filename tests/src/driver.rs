@@ -74,3 +74,31 @@ pub async fn served_watch(lock: &impl Lock) -> HintStream {
     }
     panic!("no watch of {} was served in 50 attempts", lock.describe())
 }
+
+/// What a Redis lock's key holds, read bypassing the lock: the field `record` of its hash, a
+/// string set by hand, or `None` when the key is absent.
+///
+/// # Panics
+/// When the server cannot be asked.
+pub async fn redis_stored_record<C: redis::aio::ConnectionLike + Send>(
+    connection: &mut C,
+    key: &str,
+) -> Option<Vec<u8>> {
+    let kind: String = redis::cmd("TYPE")
+        .arg(key)
+        .query_async(connection)
+        .await
+        .expect("TYPE");
+    let read = match kind.as_str() {
+        "none" => return None,
+        "string" => redis::cmd("GET").arg(key).query_async(connection).await,
+        _ => {
+            redis::cmd("HGET")
+                .arg(key)
+                .arg("record")
+                .query_async(connection)
+                .await
+        }
+    };
+    read.expect("reading the key")
+}

@@ -64,6 +64,21 @@ async fn connect(cluster: &EtcdCluster, name: &str) -> EtcdLock {
         .expect("connect to the test cluster")
 }
 
+/// The fencing token of whichever of `candidates` leads, waited for up to `within`.
+async fn leader_token(candidates: &[&Candidate], within: Duration, when: &str) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let leading = candidates
+            .iter()
+            .find_map(|candidate| candidate.handle().leadership());
+        if let Some(term) = leading {
+            return term.fencing_token();
+        }
+        assert!(Instant::now() < deadline, "{when}: nobody leads");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The raft leader's member, waited for.
 fn raft_leader(cluster: &EtcdCluster) -> usize {
     let deadline = std::time::Instant::now() + RECOVERY;
@@ -100,17 +115,7 @@ async fn killing_the_raft_leader_during_an_election_keeps_one_leader_and_growing
         assert!(leaders.len() <= 1, "round {round}: two leaders {leaders:?}");
         cluster.restart(member);
         // Whoever leads now leads with a token no lower than before; a new term's is higher.
-        let deadline = Instant::now() + RECOVERY;
-        let token = loop {
-            let leading = [&a, &b]
-                .into_iter()
-                .find_map(|candidate| candidate.handle().leadership());
-            if let Some(term) = leading {
-                break term.fencing_token();
-            }
-            assert!(Instant::now() < deadline, "round {round}: nobody leads");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let token = leader_token(&[&a, &b], RECOVERY, &format!("round {round}")).await;
         assert!(
             token >= last_token,
             "round {round}: token {token} after {last_token}"
@@ -143,20 +148,12 @@ async fn each_member_stopped_for_longer_than_the_lease_leaves_one_leader() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         cluster.resume(member);
-        let deadline = Instant::now() + LEASE + Duration::from_secs(2);
-        let token = loop {
-            let leading = [&a, &b]
-                .into_iter()
-                .find_map(|candidate| candidate.handle().leadership());
-            if let Some(term) = leading {
-                break term.fencing_token();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nobody leads a lease and 2 s after member {member} came back"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let token = leader_token(
+            &[&a, &b],
+            LEASE + Duration::from_secs(2),
+            &format!("a lease and 2 s after member {member} came back"),
+        )
+        .await;
         assert!(token >= last_token, "token {token} after {last_token}");
         last_token = token;
     }

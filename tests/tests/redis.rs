@@ -9,6 +9,7 @@ use lock_core::testing::conformance::{config, unique_name, Backend, Candidate};
 use lock_core::Lock;
 use lock_redis::{acl_rules, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
 use lock_tests::access::{assert_wrong_password_refused, release_hands_over};
+use lock_tests::driver::redis_stored_record;
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
 use lock_tests::outage::backend_stops_under_the_leader;
 use lock_tests::servers::redis::RedisServer;
@@ -56,18 +57,7 @@ impl Backend for RedisBackend {
     }
 
     async fn read_raw(&self, name: &str) -> Option<Vec<u8>> {
-        let key = self.key(name);
-        let mut admin = self.admin().await;
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut admin)
-            .await
-            .expect("TYPE");
-        match kind.as_str() {
-            "none" => None,
-            "string" => admin.get(&key).await.expect("GET"),
-            _ => admin.hget(&key, "record").await.expect("HGET"),
-        }
+        redis_stored_record(&mut self.admin().await, &self.key(name)).await
     }
 }
 

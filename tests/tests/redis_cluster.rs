@@ -8,6 +8,7 @@ use std::time::Duration;
 use lock_core::testing::conformance::{config, releasing_config, unique_name, Backend, Candidate};
 use lock_core::Lock;
 use lock_redis::{RedisLock, RedisLockOptions};
+use lock_tests::driver::redis_stored_record;
 use lock_tests::servers::redis_cluster::RedisCluster;
 use redis::AsyncCommands;
 use tokio::time::Instant;
@@ -68,18 +69,7 @@ impl Backend for ClusterBackend {
     }
 
     async fn read_raw(&self, name: &str) -> Option<Vec<u8>> {
-        let key = self.key(name);
-        let mut admin = self.admin().await;
-        let kind: String = redis::cmd("TYPE")
-            .arg(&key)
-            .query_async(&mut admin)
-            .await
-            .expect("TYPE");
-        match kind.as_str() {
-            "none" => None,
-            "string" => admin.get(&key).await.expect("GET"),
-            _ => admin.hget(&key, "record").await.expect("HGET"),
-        }
+        redis_stored_record(&mut self.admin().await, &self.key(name)).await
     }
 }
 

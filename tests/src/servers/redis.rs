@@ -320,20 +320,7 @@ impl RedisServer {
         std::fs::write(&config, self.config())
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", config.display()));
         let _ = std::fs::remove_file(self.log_path());
-        let child = Command::new("redis-server")
-            .arg(&config)
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                panic!("{REDIS_SERVER_MISSING}")
-            }
-            Err(err) => panic!("cannot run redis-server: {err}"),
-        };
+        let child = spawn_redis_server(&config, &[], self.dir.path());
         self.process.started(child);
         let client = self.admin_client();
         let deadline = Instant::now() + START_TIMEOUT;
@@ -417,6 +404,29 @@ impl RedisServer {
             line(text);
         }
         config
+    }
+}
+
+/// Starts `redis-server CONFIG ARGS…` in `dir`, its output discarded (it logs to the file its
+/// configuration names).
+///
+/// # Panics
+/// With [`REDIS_SERVER_MISSING`] when `redis-server` is not on `PATH`.
+pub(crate) fn spawn_redis_server(config: &Path, args: &[&str], dir: &Path) -> std::process::Child {
+    let child = Command::new("redis-server")
+        .arg(config)
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    match child {
+        Ok(child) => child,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            panic!("{REDIS_SERVER_MISSING}")
+        }
+        Err(err) => panic!("cannot run redis-server: {err}"),
     }
 }
 

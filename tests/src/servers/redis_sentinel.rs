@@ -3,14 +3,13 @@
 //! to go with it.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
 use super::ports::{free_loopback_port, start_on_free_ports};
 use super::process::ServerProcess;
-use super::redis::{RedisServer, REDIS_SERVER_MISSING};
+use super::redis::{spawn_redis_server, RedisServer};
 
 /// The master name the sentinels watch.
 pub const MASTER_NAME: &str = "leader-election-primary";
@@ -83,21 +82,7 @@ impl Sentinel {
         .join("\n");
         std::fs::write(&config, text + "\n")
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", config.display()));
-        let child = Command::new("redis-server")
-            .arg(&config)
-            .arg("--sentinel")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(child) => child,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                panic!("{REDIS_SERVER_MISSING}")
-            }
-            Err(err) => panic!("cannot run redis-server --sentinel: {err}"),
-        };
+        let child = spawn_redis_server(&config, &["--sentinel"], self.dir.path());
         self.process.started(child);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
