@@ -288,15 +288,33 @@ impl SentinelTopology {
     /// Waits until the primary on `port` has `count` replicas online and acknowledging (a lag
     /// of at most a second, as Redis's own `min-replicas-max-lag` counts), and every other
     /// server calls itself a replica.
+    ///
+    /// A server that replicates from another one is pointed at the primary (`REPLICAOF`), as
+    /// the sentinels do at their next look: after failovers in quick succession a sentinel
+    /// may end one by timeout and leave a replica behind a replica.
     fn wait_for_replicas(&self, port: u16, count: usize) {
+        let mut corrected_at = Instant::now();
         self.wait(
             |topology| {
-                let others_are_replicas = topology
+                let others: Vec<u16> = topology
                     .servers
                     .iter()
-                    .filter(|server| server.port() != port)
-                    .all(|server| role(server.port()).as_deref() == Some("slave"));
-                (others_are_replicas && synced_replicas(port) >= count).then_some(())
+                    .map(RedisServer::port)
+                    .filter(|other| *other != port)
+                    .collect();
+                let misplaced: Vec<u16> = others
+                    .iter()
+                    .copied()
+                    .filter(|other| replica_of(*other) != Some(port))
+                    .collect();
+                if !misplaced.is_empty() && corrected_at.elapsed() > Duration::from_secs(3) {
+                    for other in &misplaced {
+                        let _: Option<()> =
+                            ask(*other, redis::cmd("REPLICAOF").arg("127.0.0.1").arg(port));
+                    }
+                    corrected_at = Instant::now();
+                }
+                (misplaced.is_empty() && synced_replicas(port) >= count).then_some(())
             },
             "the replicas to be in sync",
         );
@@ -357,6 +375,17 @@ fn role(port: u16) -> Option<String> {
     match reply.first()? {
         redis::Value::BulkString(bytes) => Some(String::from_utf8_lossy(bytes).into_owned()),
         redis::Value::SimpleString(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+/// The port of the primary that the server on `port` replicates from, if it is a replica.
+fn replica_of(port: u16) -> Option<u16> {
+    let reply: Vec<redis::Value> = ask(port, &redis::cmd("ROLE"))?;
+    let is_replica =
+        matches!(reply.first(), Some(redis::Value::BulkString(kind)) if kind == b"slave");
+    match (is_replica, reply.get(2)) {
+        (true, Some(redis::Value::Int(primary))) => u16::try_from(*primary).ok(),
         _ => None,
     }
 }
