@@ -189,10 +189,23 @@ async fn run(cli: Cli) -> BenchResult<()> {
     } else {
         "cargo run --release -p bench"
     };
-    let command = if plan.quick {
-        format!("{profile} -- --quick")
-    } else {
+    let mut flags = Vec::new();
+    if plan.quick {
+        flags.push("--quick".to_owned());
+    }
+    if cli.scenarios != Scenario::ALL {
+        let names: Vec<String> = cli
+            .scenarios
+            .iter()
+            .filter_map(|scenario| scenario.to_possible_value())
+            .map(|value| value.get_name().to_owned())
+            .collect();
+        flags.push(format!("--scenarios {}", names.join(",")));
+    }
+    let command = if flags.is_empty() {
         profile.to_owned()
+    } else {
+        format!("{profile} -- {}", flags.join(" "))
     };
     let text = results.markdown(&machine, &plan, &command, started.elapsed());
     println!("{text}");
