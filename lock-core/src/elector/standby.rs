@@ -126,6 +126,10 @@ struct Standby<'m> {
     /// Looks in a row that retried at once (after a lost race or an unanswered write).
     quick_retries: u32,
     unanswered: Option<Unanswered>,
+    /// A held-back write of this candidate was found in place: before its next take, the
+    /// backend's token floor is read and remembered, as after an answered create whose store
+    /// moved (terms may have come and gone while that write was on its way).
+    floor_due: bool,
 }
 
 /// How a stand-by ended.
@@ -198,6 +202,7 @@ impl LeaderElector {
             memory,
             quick_retries: 0,
             unanswered: None,
+            floor_due: false,
         };
         loop {
             if hints.resubscribe_if_due() {
@@ -269,6 +274,7 @@ impl LeaderElector {
                         seen.read_at = Instant::now();
                     }
                     self.note_floor_of_absence(standby).await;
+                    self.note_floor_of_held_back_write(standby).await;
                 }
                 Err(err) => {
                     report(&err);
@@ -379,6 +385,7 @@ impl LeaderElector {
             // Ours but not adopted (no twin's), held back like an answered create whose store
             // moved: its lease is waited for. An adopted one is remembered as a won term.
             standby.memory.started(&current.record);
+            standby.floor_due = true;
             return None;
         }
         tracing::info!(
@@ -504,6 +511,26 @@ impl LeaderElector {
             .await
         {
             Ok(floor) => seen.floor = Some(floor),
+            Err(err) => tracing::debug!(error = %err, "could not read the token floor"),
+        }
+    }
+
+    /// After a held-back write of this candidate was found in place (see
+    /// [`Standby::floor_due`]): remembers the backend's token floor, so that the takeover at
+    /// the end of that write's lease is above every term the store saw meanwhile. Tried again
+    /// at the next read until it succeeds.
+    async fn note_floor_of_held_back_write(&self, standby: &mut Standby<'_>) {
+        if !standby.floor_due {
+            return;
+        }
+        match self
+            .bounded(self.call_deadline(), self.lock.token_floor())
+            .await
+        {
+            Ok(counter) => {
+                standby.memory.saw_token(counter);
+                standby.floor_due = false;
+            }
             Err(err) => tracing::debug!(error = %err, "could not read the token floor"),
         }
     }
