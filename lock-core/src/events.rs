@@ -37,6 +37,13 @@ pub enum StopReason {
     },
     /// The election was cancelled by its owner.
     Cancelled,
+    /// A planned handover: the record named another candidate as its preferred holder (see
+    /// [`request_handover`](crate::request_handover), or client-go's coordinated leader
+    /// election), so the term ended and the lock was released for `to`.
+    HandedOver {
+        /// The preferred holder the record named.
+        to: String,
+    },
 }
 
 impl std::fmt::Display for StopReason {
@@ -50,6 +57,7 @@ impl std::fmt::Display for StopReason {
                 f.write_str("the lock was freed by another writer")
             }
             Self::Cancelled => f.write_str("the election was cancelled"),
+            Self::HandedOver { to } => write!(f, "handed over to {to} on request"),
         }
     }
 }

@@ -100,6 +100,7 @@ mod config;
 mod elector;
 mod error;
 mod events;
+mod handover;
 mod identity;
 mod lazy_client;
 mod leadership;
@@ -118,6 +119,7 @@ pub use elector::{
 };
 pub use error::{LockError, LockResult};
 pub use events::{ElectionEvent, ElectionState, StopReason};
+pub use handover::{request_handover, HandoverError, HandoverRequest, HANDOVER_STRATEGY};
 pub use identity::default_identity;
 pub use leadership::Leadership;
 pub use lock::Lock;

@@ -30,6 +30,12 @@ pub enum RenewOutcome {
         /// The holder the record names now.
         holder: Option<String>,
     },
+    /// The record is still this term's but names another preferred holder (a planned
+    /// handover): the term ends and the lock is released for it.
+    HandedOver {
+        /// The preferred holder the record names.
+        to: String,
+    },
     /// The attempt failed (the backend was unreachable, slow or kept conflicting); the leader
     /// retries until its renew deadline.
     Failed {

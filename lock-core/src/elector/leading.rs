@@ -23,6 +23,8 @@ pub(super) enum Ended {
 enum Renewal {
     Renewed,
     Superseded(Superseder),
+    /// The record is still this term's but names another preferred holder.
+    HandOver(String),
     Failed(LockError),
 }
 
@@ -49,6 +51,9 @@ impl Superseder {
 enum Check {
     /// The record is still this term's.
     Ours,
+    /// The record is still this term's, but names another candidate as its preferred holder:
+    /// a planned handover was asked for.
+    HandOver(String),
     /// Someone else's record, a free one, or none.
     Superseded(Superseder),
     /// The read failed: the next renew decides.
@@ -96,6 +101,7 @@ impl LeaderElector {
                     };
                     match check {
                         Check::Superseded(by) => return self.superseded(&term, by),
+                        Check::HandOver(to) => return self.hand_over(&term, &mark, to).await,
                         Check::Ours | Check::Unknown => continue,
                     }
                 }
@@ -115,6 +121,7 @@ impl LeaderElector {
                     next_renew = term.renewed_at() + self.config.retry_period;
                 }
                 Renewal::Superseded(by) => return self.superseded(&term, by),
+                Renewal::HandOver(to) => return self.hand_over(&term, &mark, to).await,
                 Renewal::Failed(err) => {
                     let now = Instant::now();
                     let remaining = term.valid_until().saturating_duration_since(now);
@@ -164,8 +171,14 @@ impl LeaderElector {
     ) -> Check {
         match self.bounded(term.valid_until(), self.lock.get()).await {
             Ok(Some(fresh)) if self.still_ours(&fresh, mark) => {
+                if let Some(to) = self.handover_asked(&fresh) {
+                    return Check::HandOver(to);
+                }
                 if fresh.version != written.version {
-                    // Our record, rewritten by someone who kept it ours: renew over it.
+                    // Our record, rewritten by someone who kept it ours: renew over it, keeping
+                    // what a coordinator may have set.
+                    written.record.strategy = fresh.record.strategy;
+                    written.record.preferred_holder = fresh.record.preferred_holder;
                     written.version = fresh.version;
                 }
                 Check::Ours
@@ -205,6 +218,7 @@ impl LeaderElector {
             Renewal::Superseded(by) => RenewOutcome::Superseded {
                 holder: by.holder.clone(),
             },
+            Renewal::HandOver(to) => RenewOutcome::HandedOver { to: to.clone() },
             Renewal::Failed(err) => RenewOutcome::Failed {
                 error: err.to_string(),
             },
@@ -261,6 +275,9 @@ impl LeaderElector {
                     *slow_path = true;
                     match self.bounded(deadline, self.lock.get()).await {
                         Ok(Some(fresh)) if self.still_ours(&fresh, mark) => {
+                            if let Some(to) = self.handover_asked(&fresh) {
+                                return Renewal::HandOver(to);
+                            }
                             // Keep what a coordinator may have changed meanwhile.
                             record.strategy = fresh.record.strategy;
                             record.preferred_holder = fresh.record.preferred_holder;
@@ -277,6 +294,38 @@ impl LeaderElector {
             lock: self.shared.lock_name.clone(),
             expected: written.version.to_string(),
         })
+    }
+
+    /// The candidate a planned handover asks this term to make way for: the record's preferred
+    /// holder, when it names someone else. One naming this candidate is ignored (it leads
+    /// already), as an empty one is.
+    fn handover_asked(&self, fresh: &Versioned) -> Option<String> {
+        let preferred = fresh.record.preferred_holder.as_deref()?;
+        if preferred.is_empty() {
+            return None;
+        }
+        if preferred == self.config.identity {
+            tracing::debug!("the record prefers this candidate, which leads already");
+            return None;
+        }
+        Some(preferred.to_owned())
+    }
+
+    /// Ends the term for a planned handover and releases the lock, keeping the preferred
+    /// holder in the record: that candidate takes it at once while the others hold back for a
+    /// retry period. The term ends before the release is written, as on cancellation.
+    async fn hand_over(&self, term: &Leadership, mark: &TermMark, to: String) -> Ended {
+        tracing::info!(
+            fencing_token = term.fencing_token(),
+            to = %to,
+            "stopped leading: handing over on request"
+        );
+        let reason = StopReason::HandedOver { to };
+        self.shared.stopped(term, reason.clone());
+        if self.release_if_ours(mark).await {
+            self.shared.released(term);
+        }
+        Ended::Lost(reason)
     }
 
     fn lose(&self, term: &Leadership, reason: StopReason) -> Ended {

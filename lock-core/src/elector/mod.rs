@@ -173,8 +173,9 @@ impl LeaderElector {
         }
     }
 
-    /// The record this candidate writes to start a term, keeping what the previous
-    /// record says about coordination. Its `acquireTime` carries random microseconds: the mark
+    /// The record this candidate writes to start a term, keeping the previous record's
+    /// coordination strategy; its preferred holder is dropped, since a new term settles the
+    /// handover it asked for (or, if someone else took the lock, gave up on it). Its `acquireTime` carries random microseconds: the mark
     /// by which this process later recognises the record as its own write, which another
     /// process using the same identity (a twin) cannot reproduce but by a one-in-a-million
     /// chance.
@@ -192,7 +193,7 @@ impl LeaderElector {
             renew_time: Some(to_micros(now)),
             leader_transitions,
             strategy: previous.and_then(|r| r.strategy.clone()),
-            preferred_holder: previous.and_then(|r| r.preferred_holder.clone()),
+            preferred_holder: None,
         }
     }
 

@@ -294,6 +294,9 @@ impl LeaderElector {
             };
             return Step::WaitUntil(wake_at);
         }
+        if let Some(until) = self.yields_until(seen).filter(|at| Instant::now() < *at) {
+            return Step::WaitUntil(until);
+        }
         let current = seen.current.clone();
         let (floor_seen, vanished) = (seen.floor, seen.vanished);
         let (token, floor) = match self.next_token(current.as_ref(), standby.memory).await {
@@ -364,6 +367,21 @@ impl LeaderElector {
                 }
             }
         }
+    }
+
+    /// Until when this candidate leaves a takeable lock to another: a record whose preferred
+    /// holder names someone else (a planned handover) is that candidate's alone for one retry
+    /// period after it became takeable (released, or its lease out). If it does not take the
+    /// lock by then, the election goes on as usual.
+    fn yields_until(&self, seen: &Observation) -> Option<Instant> {
+        let preferred = seen.current.as_ref()?.record.preferred_holder.as_deref()?;
+        if preferred.is_empty() || preferred == self.config.identity {
+            return None;
+        }
+        let takeable_at = seen
+            .expires_at(self.config.lease_duration)
+            .unwrap_or(seen.since);
+        Some(takeable_at + self.config.retry_period)
     }
 
     /// After a write that started a term went unanswered, the next read tells whether it
