@@ -96,7 +96,8 @@ fn report(elector: &LeaderElector, election: &str, identity: &str, feed: &Sender
         let what = match event {
             ElectionEvent::StartedLeading(_) => What::Leading,
             ElectionEvent::StoppedLeading { reason, .. } => match reason {
-                StopReason::Cancelled => What::Lost,
+                // A planned handover ends a term as deliberately as a cancellation does.
+                StopReason::Cancelled | StopReason::HandedOver { .. } => What::Lost,
                 other => What::LostLease {
                     reason: format!("{other:?}"),
                 },

@@ -31,7 +31,7 @@ use crate::members::{Roster, Variant};
 use crate::plan::Plan;
 use crate::report::{Latency, LoadRow, Results};
 use crate::scenario::many::ManyArgs;
-use crate::scenario::{crash, handover, load, many, topology};
+use crate::scenario::{crash, handover, load, many, planned, topology};
 use crate::servers::BackendServer;
 use crate::stats::{ms, Summary};
 use leader_election::Backend;
@@ -46,6 +46,8 @@ use leader_election::Backend;
 ///   many      one process holds 10,000 elections on one Redis: leases lost, CPU, memory
 ///   topologies  a Redis replica with and without min_replicas, Redis Sentinel, a
 ///             three-member etcd: handover, write latency, writes lost to a primary's kill
+///   planned   a planned handover (request_handover) to a named standby of three; time
+///             from the request to the named candidate's term
 ///
 /// Each of handover, crash and load also runs with hints off (standbys poll, as client-go's
 /// do) and, on k8s, with client-go's own elector (interop/, built with Go).
@@ -91,15 +93,18 @@ enum Scenario {
     Many,
     /// Replicas, sentinels and an etcd cluster: handover, write cost, failover outage.
     Topologies,
+    /// Planned handover to a named candidate.
+    Planned,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [
+    const ALL: [Scenario; 6] = [
         Scenario::Handover,
         Scenario::Crash,
         Scenario::Load,
         Scenario::Many,
         Scenario::Topologies,
+        Scenario::Planned,
     ];
 }
 
@@ -155,7 +160,12 @@ async fn run(cli: Cli) -> BenchResult<()> {
         .await
         .map_err(|err| BenchError::Setup(format!("describing the machine: {err}")))?;
     let mut results = Results::default();
-    let per_backend = [Scenario::Handover, Scenario::Crash, Scenario::Load];
+    let per_backend = [
+        Scenario::Handover,
+        Scenario::Planned,
+        Scenario::Crash,
+        Scenario::Load,
+    ];
     let backends = if per_backend.iter().any(|s| cli.scenarios.contains(s)) {
         cli.backends.clone()
     } else {
@@ -274,6 +284,19 @@ async fn run_backend(
                 .handover
                 .push(latency(backend, variant, "handover", &samples)?);
         }
+    }
+    if scenarios.contains(&Scenario::Planned) {
+        // Ours only: a handover is asked for through the record, which client-go's elector
+        // (outside coordinated mode) overwrites at its next renew.
+        let (sender, mut feed) = feed::feed();
+        let samples =
+            planned::run(&roster(Variant::Ours, sender), &mut feed, plan.handovers).await?;
+        results.planned.push(latency(
+            backend,
+            Variant::Ours,
+            "planned handover",
+            &samples,
+        )?);
     }
     if scenarios.contains(&Scenario::Crash) {
         for &variant in &variants {

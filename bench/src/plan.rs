@@ -37,6 +37,8 @@ impl Timings {
             .with_renew_deadline(self.renew)
             .with_retry_period(self.retry)
             .with_release_on_cancel(true)
+            // A leader that hands over on request (scenario 6) stays on as a standby.
+            .with_rejoin(true)
             .with_hints(hints)
     }
 

@@ -47,6 +47,8 @@ pub struct Results {
     pub many: Option<ManyReport>,
     /// Scenario 5.
     pub topologies: Vec<TopologyRow>,
+    /// Scenario 6.
+    pub planned: Vec<Latency>,
 }
 
 /// The goal of scenario 1 on `backend`.
@@ -156,6 +158,17 @@ impl Results {
         self.load_section(&mut out, plan.quick);
         self.many_section(&mut out, plan);
         self.topology_section(&mut out, plan.quick);
+        self.latency_section(
+            &mut out,
+            "6. Planned handover",
+            "From a `request_handover` naming one of the two standbys (just before its write of \
+             the record's preferred holder) to that candidate's term starting. The leader hears \
+             of the request by its hint, ends its term and releases; the named standby takes the \
+             lock while the other holds back. Three candidates; the old leader stays as a standby.",
+            &self.planned,
+            plan.quick,
+            |backend| Some(handover_goal(backend)),
+        );
         out
     }
 

@@ -19,6 +19,13 @@ use crate::LockKind;
 /// The annotation in which client-go's ConfigMap and Endpoints locks keep the record as JSON.
 pub const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
 
+/// Where a Lease keeps the record's preferred holder (a planned handover's request) besides
+/// its spec. The API server drops the spec's `strategy` and `preferredHolder` unless its
+/// CoordinatedLeaderElection feature gate is on, which it is not by default; a handover must
+/// work on every cluster. The spec wins whenever it kept a strategy (the gate is on): then a
+/// coordinator that clears the spec's preferred holder is not overruled by this annotation.
+pub const PREFERRED_HOLDER_ANNOTATION: &str = "leader-election.rs/preferred-holder";
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for k8s_openapi::api::coordination::v1::Lease {}
@@ -71,21 +78,54 @@ impl LockObject for Lease {
     /// lost its holder (emptied by hand, `kubectl patch`), holds none: reading it as a free
     /// record would let a standby take it at once while its leader still leads.
     fn record(&self) -> Result<Option<LeaderElectionRecord>, String> {
+        let annotated = self
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(PREFERRED_HOLDER_ANNOTATION))
+            .filter(|preferred| !preferred.is_empty());
         Ok(self
             .spec
             .as_ref()
             .filter(|spec| spec.holder_identity.is_some())
-            .map(lease_spec_to_record))
+            .map(|spec| {
+                let mut record = lease_spec_to_record(spec);
+                if record.strategy.is_none() {
+                    record.preferred_holder = annotated.cloned();
+                }
+                record
+            }))
     }
 
     fn set_record(&mut self, record: &LeaderElectionRecord) {
         self.spec = Some(record_to_lease_spec(record));
+        set_preferred_holder(&mut self.metadata, record);
     }
 
     fn with_record(namespace: &str, name: &str, record: &LeaderElectionRecord) -> Self {
+        let mut metadata = metadata(namespace, name);
+        set_preferred_holder(&mut metadata, record);
         Lease {
-            metadata: metadata(namespace, name),
+            metadata,
             spec: Some(record_to_lease_spec(record)),
+        }
+    }
+}
+
+/// Writes the record's preferred holder into [`PREFERRED_HOLDER_ANNOTATION`], or removes the
+/// annotation when there is none.
+fn set_preferred_holder(metadata: &mut ObjectMeta, record: &LeaderElectionRecord) {
+    match record.preferred_holder.as_deref().filter(|p| !p.is_empty()) {
+        Some(preferred) => {
+            metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(PREFERRED_HOLDER_ANNOTATION.to_owned(), preferred.to_owned());
+        }
+        None => {
+            if let Some(annotations) = metadata.annotations.as_mut() {
+                annotations.remove(PREFERRED_HOLDER_ANNOTATION);
+            }
         }
     }
 }
@@ -239,6 +279,38 @@ mod tests {
             })
         );
         assert_eq!(lease_spec_to_record(&spec), record);
+    }
+
+    #[test]
+    fn a_lease_keeps_the_preferred_holder_in_an_annotation_where_the_spec_loses_it() {
+        let record = LeaderElectionRecord {
+            holder_identity: "a".into(),
+            lease_duration_seconds: 15,
+            strategy: Some("example.com/handover".into()),
+            preferred_holder: Some("b".into()),
+            ..LeaderElectionRecord::default()
+        };
+        let mut lease = Lease::with_record("ns", "l", &record);
+        assert_eq!(lease.record().unwrap().as_ref(), Some(&record));
+        // A server without the CoordinatedLeaderElection gate drops both spec fields.
+        let spec = lease.spec.as_mut().unwrap();
+        spec.strategy = None;
+        spec.preferred_holder = None;
+        let read = lease.record().unwrap().unwrap();
+        assert_eq!(read.preferred_holder.as_deref(), Some("b"));
+        // With the gate on, a coordinator that keeps the strategy and clears the preferred
+        // holder is believed over the annotation.
+        let spec = lease.spec.as_mut().unwrap();
+        spec.strategy = Some("OldestEmulationVersion".into());
+        assert_eq!(lease.record().unwrap().unwrap().preferred_holder, None);
+        // A record without a preferred holder removes the annotation.
+        lease.set_record(&LeaderElectionRecord {
+            preferred_holder: None,
+            strategy: None,
+            ..record
+        });
+        let annotations = lease.metadata.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key(PREFERRED_HOLDER_ANNOTATION));
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod driver;
 pub mod failover;
 pub mod fault_cluster;
 pub mod go;
+pub mod handover;
 pub mod hint_end;
 pub mod history;
 pub mod outage;

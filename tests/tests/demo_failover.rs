@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lock_tests::demo::{run_demo, wait_until, Demo};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
+use lock_tests::handover::handover_moves_leadership_to_the_named_instance;
 
 const EXIT: Duration = Duration::from_secs(30);
 /// Generous for a loaded machine.
@@ -42,6 +43,14 @@ async fn ctrl_c_on_the_leader_hands_over_within_a_second_and_never_to_two_leader
     let lock = dir.path().join("election.json");
     let lock = lock.to_str().expect("a UTF-8 temporary path");
     three_instances_hand_over_on_ctrl_c(&["--lock-file", lock]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_handover_moves_leadership_among_three_processes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 temporary path");
+    handover_moves_leadership_to_the_named_instance(&["--lock-file", lock]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

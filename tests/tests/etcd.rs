@@ -10,6 +10,7 @@ use lock_core::Lock;
 use lock_etcd::{EtcdLock, EtcdLockOptions, DEFAULT_KEY_PREFIX};
 use lock_tests::access::{assert_wrong_password_refused, release_hands_over};
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
+use lock_tests::handover::handover_moves_leadership_to_the_named_instance;
 use lock_tests::outage::backend_stops_under_the_leader;
 use lock_tests::servers::etcd::EtcdServer;
 
@@ -113,6 +114,22 @@ async fn a_user_whose_role_covers_only_the_prefix_elects() {
 
     let wrong = EtcdLockOptions::default().with_user("elector", "pw-5e1d2b");
     assert_wrong_password_refused("pw-5e1d2b", EtcdLock::connect(&[endpoint], &name, wrong)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_handover_moves_leadership_among_three_processes() {
+    let server = EtcdServer::start();
+    let endpoint = server.endpoint();
+    let name = unique_name("handover");
+    handover_moves_leadership_to_the_named_instance(&[
+        "--backend",
+        "etcd",
+        "--etcd-endpoints",
+        &endpoint,
+        "--lock-name",
+        &name,
+    ])
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -242,9 +242,33 @@ mod safety;
 mod demo_processes {
     use lock_core::testing::conformance::unique_name;
     use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
+    use lock_tests::handover::handover_moves_leadership_to_the_named_instance;
     use lock_tests::servers::kube::KubeApiServer;
 
     use super::backend::NAMESPACE;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_handover_moves_leadership_among_three_processes_on_a_lease() {
+        let server = tokio::task::spawn_blocking(KubeApiServer::shared)
+            .await
+            .expect("start the test kube-apiserver");
+        let kubeconfig = server.admin_kubeconfig();
+        let kubeconfig = kubeconfig.to_str().expect("a UTF-8 path");
+        let name = unique_name("handover");
+        handover_moves_leadership_to_the_named_instance(&[
+            "--backend",
+            "k8s",
+            "--lock-kind",
+            "lease",
+            "--namespace",
+            NAMESPACE,
+            "--kubeconfig",
+            kubeconfig,
+            "--lock-name",
+            &name,
+        ])
+        .await;
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn three_demo_processes_on_a_lease_hand_over_on_ctrl_c() {

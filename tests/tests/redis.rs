@@ -11,6 +11,7 @@ use lock_redis::{acl_rules, RedisLock, RedisLockOptions, DEFAULT_KEY_PREFIX};
 use lock_tests::access::{assert_wrong_password_refused, release_hands_over};
 use lock_tests::driver::redis_stored_record;
 use lock_tests::failover::three_instances_hand_over_on_ctrl_c;
+use lock_tests::handover::handover_moves_leadership_to_the_named_instance;
 use lock_tests::outage::backend_stops_under_the_leader;
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
@@ -135,6 +136,22 @@ async fn a_wrong_password_is_a_clear_authentication_error() {
         "pw-7f3a9c",
         RedisLock::connect(&url, "auth", Default::default()),
     )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_handover_moves_leadership_among_three_processes() {
+    let server = RedisServer::start();
+    let url = server.url();
+    let name = unique_name("handover");
+    handover_moves_leadership_to_the_named_instance(&[
+        "--backend",
+        "redis",
+        "--redis-url",
+        &url,
+        "--lock-name",
+        &name,
+    ])
     .await;
 }
 

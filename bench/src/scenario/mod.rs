@@ -4,6 +4,7 @@ pub mod crash;
 pub mod handover;
 pub mod load;
 pub mod many;
+pub mod planned;
 pub mod topology;
 
 use std::sync::atomic::{AtomicU64, Ordering};
