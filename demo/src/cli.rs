@@ -68,7 +68,8 @@ pub struct Cli {
     /// among the instances that share a lock. Defaults to $POD_NAME when it is set (as the
     /// downward API sets it in a pod), else this machine's hostname and a random suffix
     /// (hostname_1a2b3c4d), new for every process, so that instances started without a name
-    /// never share one. --id is the old leader-elector sidecar's spelling.
+    /// never share one. --id is the old leader-elector sidecar's spelling; with --election the
+    /// default is that sidecar's: $POD_NAME, else the hostname alone.
     #[arg(long = "instance", env = "DEMO_INSTANCE", value_name = "NAME")]
     pub instance_flag: Option<String>,
 
@@ -640,6 +641,43 @@ mod tests {
         );
         assert!(message.contains("--id `pod-a`"), "{message}");
         assert!(message.contains("--instance `pod-b`"), "{message}");
+    }
+
+    #[test]
+    fn with_election_the_default_identity_is_the_old_images_hostname() {
+        use crate::leader_elector_flags::old_default_identity;
+        let cli = parse(&["--election", "e"]).unwrap();
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        match std::env::var("POD_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+        {
+            Some(pod) => assert_eq!(cli.instance, pod.trim()),
+            None if !hostname.is_empty() => assert_eq!(cli.instance, hostname),
+            None => assert!(cli.instance.contains('_'), "{}", cli.instance),
+        }
+        assert_eq!(
+            parse(&["--election", "e", "--id", "p"]).unwrap().instance,
+            "p"
+        );
+        assert_eq!(
+            old_default_identity(Some(" pod-a ".into()), "node".into()),
+            "pod-a"
+        );
+        assert_eq!(old_default_identity(None, "pod-b".into()), "pod-b");
+        assert_eq!(
+            old_default_identity(Some(String::new()), "pod-b".into()),
+            "pod-b"
+        );
+        // No hostname at all: the demo's own default, with its random suffix.
+        let fallback = old_default_identity(None, String::new());
+        assert!(fallback.contains('_'), "{fallback}");
+        // Without --election the demo's own default: the hostname with a random suffix, new
+        // for every process (unless $POD_NAME names the pod).
+        if std::env::var_os("POD_NAME").is_none() {
+            let own = parse(&[]).unwrap().instance;
+            assert!(own.starts_with(&format!("{hostname}_")), "{own}");
+        }
     }
 
     #[test]

@@ -44,8 +44,8 @@ pub struct LeaderElectorFlags {
     pub election_namespace: Option<String>,
 
     /// This instance's identity, as the old sidecar's --id: the same as --instance (giving
-    /// both with different names is an error). Default, as --instance's: $POD_NAME, else the
-    /// hostname with a random suffix.
+    /// both with different names is an error). Default with --election: $POD_NAME, else the
+    /// hostname, as the old image's (in a pod, its name); without --election, as --instance's.
     #[arg(long, env = "DEMO_ID", value_name = "NAME")]
     pub id: Option<String>,
 
@@ -82,6 +82,19 @@ fn parse_ttl(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(ttl)
+}
+
+/// The identity of an instance started with `--election` but neither `--id` nor
+/// `--instance`: `pod_name` ($POD_NAME) when set, else `hostname`, as the old image defaulted
+/// `--id` to the hostname (a pod's hostname is its name, so applications compare `GET /` with
+/// it). Unlike the demo's own default it has no random suffix: two such instances on one host
+/// would share it, and the elector then lets only the first one lead.
+pub fn old_default_identity(pod_name: Option<String>, hostname: String) -> String {
+    match pod_name.filter(|name| !name.trim().is_empty()) {
+        Some(name) => name.trim().to_owned(),
+        None if hostname.is_empty() => lock_core::default_identity(),
+        None => hostname,
+    }
 }
 
 /// The lock file for `--election NAME` with `--backend file`:
@@ -151,6 +164,11 @@ impl LeaderElectorFlags {
         }
         if let Some(election) = &self.election {
             self.apply_election(election, cli, &given)?;
+            if cli.instance_flag.is_none() {
+                let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+                let pod_name = std::env::var("POD_NAME").ok();
+                cli.instance_flag = Some(old_default_identity(pod_name, hostname));
+            }
         }
         Ok(())
     }
