@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use lock_core::ElectionConfig;
 
 use crate::exec::OnChildExit;
+use crate::leader_elector_flags::LeaderElectorFlags;
 use clap::builder::TypedValueParser as _;
 use leader_election::Backend;
 
@@ -66,7 +68,8 @@ pub struct Cli {
     /// among the instances that share a lock. Defaults to $POD_NAME when it is set (as the
     /// downward API sets it in a pod), else this machine's hostname and a random suffix
     /// (hostname_1a2b3c4d), new for every process, so that instances started without a name
-    /// never share one.
+    /// never share one. --id is the old leader-elector sidecar's spelling; with --election the
+    /// default is that sidecar's: $POD_NAME, else the hostname alone.
     #[arg(long = "instance", env = "DEMO_INSTANCE", value_name = "NAME")]
     pub instance_flag: Option<String>,
 
@@ -104,7 +107,8 @@ pub struct Cli {
     pub lock_kind: String,
 
     /// Kubernetes (--backend k8s): the namespace of the lock object. Defaults to the pod's own
-    /// namespace (from its service account), else "default".
+    /// namespace (from its service account), else "default"; with --election, to "default" as
+    /// the old leader-elector sidecar's did. --election-namespace is that sidecar's spelling.
     #[arg(long, env = "DEMO_NAMESPACE", value_name = "NS")]
     pub namespace: Option<String>,
 
@@ -114,7 +118,8 @@ pub struct Cli {
     pub kubeconfig: Option<PathBuf>,
 
     /// The election's name in a shared store (--backend redis, etcd or k8s): instances with the
-    /// same name take part in the same election.
+    /// same name take part in the same election. --election is the old leader-elector sidecar's
+    /// spelling (and also chooses its Endpoints lock).
     #[arg(
         long,
         env = "DEMO_LOCK_NAME",
@@ -228,8 +233,8 @@ pub struct Cli {
     pub json: bool,
 
     /// Serve HTTP on this address (such as 0.0.0.0:8080, or 127.0.0.1:0 for any free port):
-    /// GET / (the leader's name), /leader, /healthz and /metrics. The bound address is printed
-    /// on stderr.
+    /// GET / (the leader's name, {"name":"..."} as the old leader-elector sidecar's --http
+    /// answered), /leader, /healthz and /metrics. The bound address is printed on stderr.
     #[arg(long, env = "DEMO_HTTP", value_name = "ADDR")]
     pub http: Option<SocketAddr>,
 
@@ -253,9 +258,38 @@ pub struct Cli {
     /// Exec mode: the command to run while this instance leads, after `--`.
     #[arg(last = true, value_name = "CMD ARGS")]
     pub command: Vec<String>,
+
+    /// The old leader-elector sidecar's flags, written into the flags above by
+    /// [`Cli::from_args`].
+    #[command(flatten)]
+    pub leader_elector: LeaderElectorFlags,
 }
 
 impl Cli {
+    /// Parses `args` (the program's name first) and writes the old leader-elector sidecar's
+    /// flags into the demo flags they stand for; settles the identity. A combination whose
+    /// spellings disagree (`--id a --instance b`) is a clap error (usage status 2) that names
+    /// both flags.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Cli::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let given = |id: &str| {
+            matches
+                .value_source(id)
+                .is_some_and(|source| source != ValueSource::DefaultValue)
+        };
+        let flags = cli.leader_elector.clone();
+        flags
+            .apply(&mut cli, given)
+            .map_err(|message| command.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+        Ok(cli.with_identity())
+    }
+
     /// Settles the identity: --instance, else $POD_NAME, else the hostname with a random
     /// suffix, on every backend. Two processes that share an identity would each take the
     /// other's term for its own, so the default must differ between processes even on one
@@ -375,7 +409,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses an election timing (lease, renew deadline, retry period): a duration from
 /// [`MIN_TIMING`] to [`MAX_DURATION`].
-fn parse_timing(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timing(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration < MIN_TIMING {
         return Err(format!(
@@ -390,11 +424,9 @@ fn parse_timing(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
-            .map(Cli::with_identity)
+        Cli::from_args(std::iter::once("demo").chain(args.iter().copied()))
     }
 
     #[test]
@@ -526,5 +558,249 @@ mod tests {
         .unwrap();
         assert_eq!(edges.lease_duration, Duration::from_secs(86_400));
         assert_eq!(edges.retry_period, Duration::from_millis(1));
+    }
+
+    /// The error of `args`, which must be refused with `kind`; its message.
+    fn refused(args: &[&str], kind: clap::error::ErrorKind) -> String {
+        let err = parse(args).unwrap_err();
+        assert_eq!(err.kind(), kind, "{err}");
+        err.to_string()
+    }
+
+    #[test]
+    fn the_old_sidecars_arguments_choose_its_endpoints_lock_namespace_and_timings() {
+        let cli = parse(&["--election=elect-nginx-deploy", "--http=0.0.0.0:4444"]).unwrap();
+        assert_eq!(cli.backend, Backend::K8s);
+        assert_eq!(cli.lock_kind, "endpoints");
+        assert_eq!(cli.lock_name, "elect-nginx-deploy");
+        assert_eq!(cli.election_name(), "elect-nginx-deploy");
+        assert_eq!(cli.namespace.as_deref(), Some("default"));
+        assert_eq!(cli.http, Some("0.0.0.0:4444".parse().unwrap()));
+        assert_eq!(
+            cli.lock_url().unwrap(),
+            leader_election::LockUrl::parse("k8s://endpoints/default").unwrap()
+        );
+        let config = cli.election_config();
+        assert_eq!(config.lease_duration, Duration::from_secs(10));
+        assert_eq!(config.renew_deadline, Duration::from_secs(5));
+        assert_eq!(config.retry_period, Duration::from_millis(2500));
+        config
+            .validate()
+            .expect("the old image's timings are valid");
+        assert!(cli.validate_exec().is_ok());
+    }
+
+    #[test]
+    fn ttl_sets_the_lease_with_half_for_the_renew_deadline_and_a_quarter_for_retries() {
+        for args in [&["--ttl", "20s"][..], &["--election", "e", "--ttl=20s"][..]] {
+            let config = parse(args).unwrap().election_config();
+            assert_eq!(config.lease_duration, Duration::from_secs(20), "{args:?}");
+            assert_eq!(config.renew_deadline, Duration::from_secs(10), "{args:?}");
+            assert_eq!(config.retry_period, Duration::from_secs(5), "{args:?}");
+            config.validate().expect("valid");
+        }
+        let smallest = parse(&["--ttl", "4ms"]).unwrap().election_config();
+        assert_eq!(smallest.retry_period, Duration::from_millis(1));
+        smallest.validate().expect("valid");
+        let message = refused(&["--ttl", "3ms"], clap::error::ErrorKind::ValueValidation);
+        assert!(message.contains("--ttl"), "{message}");
+        assert!(message.contains("3ms"), "{message}");
+        assert!(message.contains("a quarter of it"), "{message}");
+    }
+
+    #[test]
+    fn ttl_conflicts_with_the_timing_it_sets_naming_both_flags() {
+        for flag in ["--lease-duration", "--renew-deadline", "--retry-period"] {
+            let message = refused(
+                &["--ttl", "20s", flag, "1s"],
+                clap::error::ErrorKind::ArgumentConflict,
+            );
+            assert!(message.contains("--ttl 20s"), "{message}");
+            assert!(
+                message.contains(&format!("give either --ttl or {flag}")),
+                "{message}"
+            );
+        }
+        // --election's default TTL gives way to a timing that is given.
+        let cli = parse(&["--election", "e", "--lease-duration", "30s"]).unwrap();
+        assert_eq!(cli.lease_duration, Duration::from_secs(30));
+        assert_eq!(cli.renew_deadline, lock_core::DEFAULT_RENEW_DEADLINE);
+        assert_eq!(cli.retry_period, lock_core::DEFAULT_RETRY_PERIOD);
+    }
+
+    #[test]
+    fn id_is_the_instance_and_a_different_instance_is_refused() {
+        assert_eq!(parse(&["--id", "pod-a"]).unwrap().instance, "pod-a");
+        assert_eq!(
+            parse(&["--id=pod-a", "--instance=pod-a"]).unwrap().instance,
+            "pod-a"
+        );
+        let message = refused(
+            &["--id", "pod-a", "--instance", "pod-b"],
+            clap::error::ErrorKind::ArgumentConflict,
+        );
+        assert!(message.contains("--id `pod-a`"), "{message}");
+        assert!(message.contains("--instance `pod-b`"), "{message}");
+    }
+
+    #[test]
+    fn with_election_the_default_identity_is_the_old_images_hostname() {
+        use crate::leader_elector_flags::old_default_identity;
+        let cli = parse(&["--election", "e"]).unwrap();
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        match std::env::var("POD_NAME")
+            .ok()
+            .filter(|name| !name.is_empty())
+        {
+            Some(pod) => assert_eq!(cli.instance, pod.trim()),
+            None if !hostname.is_empty() => assert_eq!(cli.instance, hostname),
+            None => assert!(cli.instance.contains('_'), "{}", cli.instance),
+        }
+        assert_eq!(
+            parse(&["--election", "e", "--id", "p"]).unwrap().instance,
+            "p"
+        );
+        assert_eq!(
+            old_default_identity(Some(" pod-a ".into()), "node".into()),
+            "pod-a"
+        );
+        assert_eq!(old_default_identity(None, "pod-b".into()), "pod-b");
+        assert_eq!(
+            old_default_identity(Some(String::new()), "pod-b".into()),
+            "pod-b"
+        );
+        // No hostname at all: the demo's own default, with its random suffix.
+        let fallback = old_default_identity(None, String::new());
+        assert!(fallback.contains('_'), "{fallback}");
+        // Without --election the demo's own default: the hostname with a random suffix, new
+        // for every process (unless $POD_NAME names the pod).
+        if std::env::var_os("POD_NAME").is_none() {
+            let own = parse(&[]).unwrap().instance;
+            assert!(own.starts_with(&format!("{hostname}_")), "{own}");
+        }
+    }
+
+    #[test]
+    fn election_is_the_lock_name_and_a_different_lock_name_is_refused() {
+        let same = parse(&["--election", "jobs", "--lock-name", "jobs"]).unwrap();
+        assert_eq!(same.lock_name, "jobs");
+        let message = refused(
+            &["--election", "jobs", "--lock-name", "other"],
+            clap::error::ErrorKind::ArgumentConflict,
+        );
+        assert!(message.contains("--election `jobs`"), "{message}");
+        assert!(message.contains("--lock-name `other`"), "{message}");
+        let message = refused(&["--election="], clap::error::ErrorKind::ArgumentConflict);
+        assert!(
+            message.contains("--election must name the election"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn election_names_the_election_of_any_backend_the_other_flags_choose() {
+        let redis = parse(&["--election", "jobs", "--backend", "redis"]).unwrap();
+        assert_eq!(redis.backend, Backend::Redis);
+        assert_eq!(redis.lock_name, "jobs");
+        let lease = parse(&["--election", "jobs", "--lock-kind", "lease"]).unwrap();
+        assert_eq!(lease.backend, Backend::K8s);
+        assert_eq!(
+            lease.lock_url().unwrap(),
+            leader_election::LockUrl::parse("k8s://lease/default").unwrap()
+        );
+        let url = parse(&["--election", "jobs", "--lock", "etcd://h:2379"]).unwrap();
+        assert_eq!(url.backend_in_force(), Backend::Etcd);
+        assert_eq!(url.lock_name, "jobs");
+        let file = parse(&["--election", "jobs", "--backend", "file"]).unwrap();
+        assert_eq!(
+            file.lock_file,
+            std::env::temp_dir().join("leader-election-jobs.json")
+        );
+        let named = parse(&[
+            "--election=jobs",
+            "--backend=file",
+            "--lock-file=/run/j.json",
+        ]);
+        assert_eq!(named.unwrap().lock_file, PathBuf::from("/run/j.json"));
+        let message = refused(
+            &["--election", "../jobs", "--backend", "file"],
+            clap::error::ErrorKind::ArgumentConflict,
+        );
+        assert!(
+            message.contains("--election `../jobs` cannot name a lock file"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn election_namespace_is_the_namespace_and_a_different_one_is_refused() {
+        let cli = parse(&["--election", "e", "--election-namespace", "jobs"]).unwrap();
+        assert_eq!(
+            cli.lock_url().unwrap(),
+            leader_election::LockUrl::parse("k8s://endpoints/jobs").unwrap()
+        );
+        let alone = parse(&["--backend", "k8s", "--election-namespace", "jobs"]).unwrap();
+        assert_eq!(alone.namespace.as_deref(), Some("jobs"));
+        assert_eq!(
+            alone.lock_kind, "lease",
+            "without --election, only the namespace"
+        );
+        let flag = parse(&["--election", "e", "--namespace", "ops"]).unwrap();
+        assert_eq!(flag.namespace.as_deref(), Some("ops"));
+        let message = refused(
+            &["--election-namespace", "jobs", "--namespace", "ops"],
+            clap::error::ErrorKind::ArgumentConflict,
+        );
+        assert!(message.contains("--election-namespace `jobs`"), "{message}");
+        assert!(message.contains("--namespace `ops`"), "{message}");
+        // Without --election nothing changes: the pod's namespace stays the default.
+        assert_eq!(parse(&["--backend", "k8s"]).unwrap().namespace, None);
+    }
+
+    #[test]
+    fn use_cluster_credentials_is_accepted_in_the_old_forms_and_changes_nothing() {
+        let plain = parse(&["--election", "e"]).unwrap();
+        for flag in [
+            "--use-cluster-credentials",
+            "--use-cluster-credentials=true",
+            "--use-cluster-credentials=false",
+        ] {
+            let cli = parse(&["--election", "e", flag]).unwrap();
+            assert!(
+                cli.leader_elector.use_cluster_credentials.is_some(),
+                "{flag}"
+            );
+            assert_eq!(cli.lock_url().unwrap(), plain.lock_url().unwrap(), "{flag}");
+            assert_eq!(cli.kubeconfig, None, "{flag}");
+        }
+        let message = refused(
+            &["--use-cluster-credentials=maybe"],
+            clap::error::ErrorKind::ValueValidation,
+        );
+        assert!(message.contains("--use-cluster-credentials"), "{message}");
+    }
+
+    #[test]
+    fn every_old_sidecar_flag_has_a_demo_variable_and_help() {
+        let command = Cli::command();
+        for (flag, variable) in [
+            ("election", "DEMO_ELECTION"),
+            ("election_namespace", "DEMO_ELECTION_NAMESPACE"),
+            ("id", "DEMO_ID"),
+            ("ttl", "DEMO_TTL"),
+            ("use_cluster_credentials", "DEMO_USE_CLUSTER_CREDENTIALS"),
+        ] {
+            let arg = command
+                .get_arguments()
+                .find(|arg| arg.get_id() == flag)
+                .unwrap_or_else(|| panic!("no flag {flag}"));
+            assert_eq!(arg.get_env().and_then(|env| env.to_str()), Some(variable));
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .expect("help")
+                .to_string();
+            assert!(help.contains("old sidecar"), "{flag}: {help}");
+        }
     }
 }

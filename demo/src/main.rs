@@ -8,8 +8,9 @@
 //! As a sidecar, `--http ADDR` serves the leader's name, health and metrics, and
 //! `demo [options] -- CMD ARGS...` runs a command only while this instance leads.
 //!
-//! This file only wires the modules together: [`cli`] (the flags), [`lock_url`] (the lock they
-//! choose), [`output`] (the event lines), [`shutdown`] (the signals), [`http`] (the endpoint),
+//! This file only wires the modules together: [`cli`] (the flags), [`leader_elector_flags`]
+//! (the old leader-elector sidecar's flags), [`lock_url`] (the lock they choose), [`output`]
+//! (the event lines), [`shutdown`] (the signals), [`http`] (the endpoint),
 //! [`metrics`] (what `/metrics` reports), [`exec`] (the command of exec mode, run through
 //! [`child`] under a [`supervisor`] process, which is this binary started with a hidden first
 //! argument), [`writer`] (the thread that writes event lines) and [`printable`] (escaping what
@@ -19,6 +20,7 @@ mod child;
 mod cli;
 mod exec;
 mod http;
+mod leader_elector_flags;
 mod lock_url;
 mod metrics;
 mod output;
@@ -32,7 +34,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use lock_core::{ElectionConfig, LeaderElector, RunOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some(supervisor::ARG) {
         return supervisor::main(&args[2..]);
     }
-    let cli = Cli::parse().with_identity();
+    let cli = Cli::from_args(std::env::args_os()).unwrap_or_else(|err| err.exit());
     let logs = init_logs();
     let config = cli.election_config();
     if let Err(err) = config.validate() {

@@ -233,6 +233,9 @@ mod annotation_locks {
 #[path = "k8s/rbac.rs"]
 mod rbac;
 
+#[path = "k8s/leader_elector.rs"]
+mod leader_elector;
+
 #[path = "k8s/interop.rs"]
 mod interop;
 

@@ -76,7 +76,7 @@ async fn namespace_with_deploy_rbac(server: &KubeApiServer, namespace: &str) -> 
 }
 
 /// A kubeconfig (in the server's directory) that logs in with a token of the service account.
-async fn service_account_kubeconfig(
+pub(super) async fn service_account_kubeconfig(
     server: &KubeApiServer,
     namespace: &str,
     account: &str,
