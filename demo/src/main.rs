@@ -5,6 +5,8 @@
 //! ends its term, releases the lock and exits; a standby takes over at once. `demo --help`
 //! explains the flags.
 //!
+//! `demo observe` follows the election without taking part, printing every change of leader.
+//!
 //! As a sidecar, `--http ADDR` serves the leader's name, health and metrics, and
 //! `demo [options] -- CMD ARGS...` runs a command only while this instance leads.
 //!
@@ -13,7 +15,7 @@
 //! [`metrics`] (what `/metrics` reports), [`exec`] (the command of exec mode, run through
 //! [`child`] under a [`supervisor`] process, which is this binary started with a hidden first
 //! argument), [`writer`] (the thread that writes event lines) and [`printable`] (escaping what
-//! the lock and servers say before it reaches a terminal).
+//! the lock and servers say before it reaches a terminal); [`observe`] is the `observe` action.
 
 mod child;
 mod cli;
@@ -21,6 +23,7 @@ mod exec;
 mod http;
 mod lock_url;
 mod metrics;
+mod observe;
 mod output;
 mod printable;
 mod shutdown;
@@ -45,7 +48,7 @@ use crate::printable::printable;
 use crate::writer::LogQueue;
 
 /// The exit status for flags that make no valid election, as for other usage errors.
-const USAGE_ERROR: u8 = 2;
+pub(crate) const USAGE_ERROR: u8 = 2;
 
 /// How long the last event lines may take to reach a stdout that is read slowly; one that is
 /// not read at all cannot hold the exit up longer.
@@ -58,6 +61,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse().with_identity();
     let logs = init_logs();
+    if let Some(action) = &cli.action {
+        let status = run_action(&cli, action);
+        if let Some(logs) = logs {
+            logs.drain(FINAL_LINES);
+        }
+        return status;
+    }
     let config = cli.election_config();
     if let Err(err) = config.validate() {
         fail(&err);
@@ -89,9 +99,29 @@ fn main() -> ExitCode {
     status
 }
 
+/// Runs an action of `demo` other than taking part, on a runtime of its own.
+fn run_action(cli: &Cli, action: &cli::Action) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            fail(&format!("cannot start the runtime: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = match action {
+        cli::Action::Observe(args) => runtime.block_on(observe::run(cli, args)),
+    };
+    runtime.shutdown_background();
+    status
+}
+
 /// Prints `error: MESSAGE` on stderr, with control characters escaped: messages quote what
 /// servers and lock files said.
-fn fail(message: &dyn std::fmt::Display) {
+pub(crate) fn fail(message: &dyn std::fmt::Display) {
     eprintln!("error: {}", printable(&message.to_string()));
 }
 

@@ -23,6 +23,8 @@ pub mod fault_cluster;
 pub mod go;
 pub mod hint_end;
 pub mod history;
+pub mod observer_lines;
+pub mod observing;
 pub mod outage;
 pub mod proxy;
 pub mod servers;
