@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use lock_core::ElectionConfig;
 
 use crate::exec::OnChildExit;
+use crate::handover::HandoverArgs;
 use crate::leader_elector_flags::LeaderElectorFlags;
+use crate::observe::ObserveArgs;
 use clap::builder::TypedValueParser as _;
 use leader_election::Backend;
 
@@ -60,10 +62,101 @@ Run a command only on the leader, with an HTTP endpoint for probes and metrics:
 
 Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON with --json.";
 
+/// Headings that group the flags in `--help`.
+const LOCK: &str = "Lock (which election; also after an action's name)";
+const TIMING: &str = "Timing";
+const OUTPUT: &str = "Output";
+
+const OBSERVE_ABOUT: &str = "Follow the election and print every change of leader, never \
+                             taking part";
+
+const OBSERVE_LONG_ABOUT: &str = "\
+Follow the election on the lock that the lock flags choose (the same flags the instances that
+take part use) and print one line per change: `leader a (term 3)` when a leads in term 3 (the
+fencing token), `no leader (WHY)` when nobody does. It never writes to the lock, so read-only
+credentials are enough: a Redis user allowed GET and SUBSCRIBE, an etcd user with a read-only
+role, a Kubernetes account allowed get, list and watch on leases.
+
+\"No leader\" is reported as soon as nobody can be vouched for: the lock holds no record, the
+last leader released it, or the last leader's lease ran out without a renew being seen. A
+lease is counted on this machine's clock from when this process read the record, for the
+record's leaseDurationSeconds; the record's renewTime is not trusted. Change notifications of
+the backend only make it read sooner; without them it reads every --retry-period, and with
+them at least once a minute.";
+
+const OBSERVE_EXAMPLES: &str = "\
+Examples:
+
+  demo observe                                   the default lock file's election
+  demo observe --backend redis --redis-url redis://watcher:secret@HOST:6379 --json
+  demo observe --backend k8s --namespace prod --lock-name orders
+
+With --json each line is an object: {\"ts\", \"event\": \"leader_changed\", \"leader\",
+\"term\", \"lease_expires_at\"} with a leader, {..., \"leader\": null, \"term\": null,
+\"reason\"} without one, and {\"event\": \"read_failed\", \"reason\"} when a read fails (it
+is retried).";
+
+const HANDOVER_ABOUT: &str = "Ask the leader to hand leadership over to the instance named \
+                              by --to, and wait until it leads";
+
+const HANDOVER_LONG_ABOUT: &str = "\
+Ask the leader of the election that the lock flags choose to hand leadership over to the
+instance named by --to (its --instance name), for maintenance or a rolling restart, then wait
+until a new term starts and say who leads and how long after the request.
+
+The request writes --to into the record's preferredHolder, the field client-go's coordinated
+leader election uses for this; nothing else in the record changes. The leader hears of it at
+once (by the backend's change notification; at its next renew without them), ends its term and
+releases the lock; the named instance takes it while the others hold back for one
+--retry-period (theirs). If the named instance does not take it by then (it is not running, or
+is cut off), the election goes on as usual and this command says who leads instead.
+
+Exit status: 0 when the named instance leads; 1 when the request was refused (nobody leads, or
+the named instance leads already), another instance took over, or no new term started within
+--timeout; 2 for flags that name no lock. The request needs write access to the lock, as the
+instances have. Every instance must run this version: an elector that ignores preferredHolder
+(client-go outside coordinated mode) overwrites the request at its next renew.";
+
+const HANDOVER_EXAMPLES: &str = "\
+Examples:
+
+  demo handover --to b                           on the default lock file's election
+  demo handover --to orders-7f9c --backend k8s --namespace prod --lock-name orders --json
+
+With --json each line is an object: {\"ts\", \"event\": \"handover_requested\", \"from\", \"to\",
+\"term\"}, then {\"event\": \"handed_over\" (or \"handover_missed\"), \"leader\", \"term\",
+\"elapsed_ms\"}, or {\"event\": \"handover_timed_out\"} / {\"event\": \"handover_refused\",
+\"reason\"}.";
+
+/// What `demo` does instead of taking part in the election.
+#[derive(Clone, Debug, Subcommand)]
+pub enum Action {
+    /// Follow the election and print every change of leader, never taking part.
+    #[command(about = OBSERVE_ABOUT, long_about = OBSERVE_LONG_ABOUT, after_help = OBSERVE_EXAMPLES)]
+    Observe(ObserveArgs),
+    /// Ask the leader to hand over to a named instance, and wait until it leads.
+    #[command(about = HANDOVER_ABOUT, long_about = HANDOVER_LONG_ABOUT, after_help = HANDOVER_EXAMPLES)]
+    Handover(HandoverArgs),
+}
+
 /// The flags of `demo`.
 #[derive(Clone, Debug, Parser)]
-#[command(name = "demo", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+#[command(
+    name = "demo",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "ACTION",
+    subcommand_help_heading = "Actions (instead of taking part)"
+)]
 pub struct Cli {
+    /// What to do instead of taking part in the election. Without one, this instance takes
+    /// part (`demo --instance a`). The lock flags work before or after the action's name.
+    #[command(subcommand)]
+    pub action: Option<Action>,
+
     /// This instance's name, written into the lock as the leader's identity. Must be unique
     /// among the instances that share a lock. Defaults to $POD_NAME when it is set (as the
     /// downward API sets it in a pod), else this machine's hostname and a random suffix
@@ -81,13 +174,13 @@ pub struct Cli {
     /// redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS, ?ca=PATH),
     /// etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS), or k8s://KIND[/NAMESPACE]
     /// (KIND lease, configmap or endpoints; ?kubeconfig=PATH).
-    #[arg(long, env = "DEMO_LOCK", value_name = "URL")]
+    #[arg(long, env = "DEMO_LOCK", global = true, help_heading = LOCK, value_name = "URL")]
     pub lock: Option<String>,
 
     /// Where the election record is kept: file, redis, etcd or k8s.
     #[arg(
         long,
-        env = "DEMO_BACKEND",
+        env = "DEMO_BACKEND", global = true, help_heading = LOCK,
         value_name = "BACKEND",
         default_value = "file",
         value_parser = backend_parser()
@@ -97,24 +190,24 @@ pub struct Cli {
     /// The file that holds the election record (--backend file). Instances that name the same
     /// file take part in the same election; the default is a fixed name in the system's
     /// temporary directory, so instances started with only --instance share one lock.
-    #[arg(long, env = "DEMO_LOCK_FILE", value_name = "PATH", default_value_os_t = default_lock_file())]
+    #[arg(long, env = "DEMO_LOCK_FILE", global = true, help_heading = LOCK, value_name = "PATH", default_value_os_t = default_lock_file())]
     pub lock_file: PathBuf,
 
     /// Kubernetes (--backend k8s): the kind of object that holds the record. `lease` is what
     /// client-go uses today; `configmap` and `endpoints` hold it in the annotation
     /// control-plane.alpha.kubernetes.io/leader, as older operators do.
-    #[arg(long, env = "DEMO_LOCK_KIND", value_name = "KIND", default_value = "lease", value_parser = ["lease", "configmap", "endpoints"])]
+    #[arg(long, env = "DEMO_LOCK_KIND", global = true, help_heading = LOCK, value_name = "KIND", default_value = "lease", value_parser = ["lease", "configmap", "endpoints"])]
     pub lock_kind: String,
 
     /// Kubernetes (--backend k8s): the namespace of the lock object. Defaults to the pod's own
     /// namespace (from its service account), else "default"; with --election, to "default" as
     /// the old leader-elector sidecar's did. --election-namespace is that sidecar's spelling.
-    #[arg(long, env = "DEMO_NAMESPACE", value_name = "NS")]
+    #[arg(long, env = "DEMO_NAMESPACE", global = true, help_heading = LOCK, value_name = "NS")]
     pub namespace: Option<String>,
 
     /// Kubernetes (--backend k8s): the kubeconfig to use. Defaults to $KUBECONFIG,
     /// ~/.kube/config, or the in-cluster service account.
-    #[arg(long, env = "DEMO_KUBECONFIG", value_name = "PATH")]
+    #[arg(long, env = "DEMO_KUBECONFIG", global = true, help_heading = LOCK, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
 
     /// The election's name in a shared store (--backend redis, etcd or k8s): instances with the
@@ -122,7 +215,7 @@ pub struct Cli {
     /// spelling (and also chooses its Endpoints lock).
     #[arg(
         long,
-        env = "DEMO_LOCK_NAME",
+        env = "DEMO_LOCK_NAME", global = true, help_heading = LOCK,
         value_name = "NAME",
         default_value = "demo"
     )]
@@ -132,7 +225,7 @@ pub struct Cli {
     /// rediss://... for TLS.
     #[arg(
         long,
-        env = "DEMO_REDIS_URL",
+        env = "DEMO_REDIS_URL", global = true, help_heading = LOCK,
         value_name = "URL",
         default_value = "redis://127.0.0.1:6379"
     )]
@@ -140,7 +233,7 @@ pub struct Cli {
 
     /// A PEM file with the certificate authority that signed the Redis server's certificate
     /// (for rediss:// URLs whose server the system's trust store does not know).
-    #[arg(long, env = "DEMO_REDIS_CA", value_name = "PATH")]
+    #[arg(long, env = "DEMO_REDIS_CA", global = true, help_heading = LOCK, value_name = "PATH")]
     pub redis_ca: Option<PathBuf>,
 
     /// Find the Redis primary through these sentinels (--backend redis), HOST:PORT separated
@@ -149,7 +242,7 @@ pub struct Cli {
     /// is then not used.
     #[arg(
         long,
-        env = "DEMO_REDIS_SENTINEL",
+        env = "DEMO_REDIS_SENTINEL", global = true, help_heading = LOCK,
         value_name = "HOST:PORT[,HOST:PORT...]",
         value_delimiter = ',',
         requires = "redis_master"
@@ -161,7 +254,7 @@ pub struct Cli {
     /// User, password and TLS come from --redis-url, whose host is then not used.
     #[arg(
         long,
-        env = "DEMO_REDIS_CLUSTER",
+        env = "DEMO_REDIS_CLUSTER", global = true, help_heading = LOCK,
         value_name = "HOST:PORT[,HOST:PORT...]",
         value_delimiter = ',',
         conflicts_with = "redis_sentinel"
@@ -172,7 +265,7 @@ pub struct Cli {
     /// --redis-sentinel.
     #[arg(
         long,
-        env = "DEMO_REDIS_MASTER",
+        env = "DEMO_REDIS_MASTER", global = true, help_heading = LOCK,
         value_name = "NAME",
         requires = "redis_sentinel"
     )]
@@ -185,7 +278,7 @@ pub struct Cli {
     /// to the number of replicas: a failover may promote any of them.
     #[arg(
         long,
-        env = "DEMO_REDIS_MIN_REPLICAS",
+        env = "DEMO_REDIS_MIN_REPLICAS", global = true, help_heading = LOCK,
         value_name = "N",
         default_value_t = 0
     )]
@@ -195,7 +288,7 @@ pub struct Cli {
     /// http://10.0.0.1:2379,http://10.0.0.2:2379.
     #[arg(
         long,
-        env = "DEMO_ETCD_ENDPOINTS",
+        env = "DEMO_ETCD_ENDPOINTS", global = true, help_heading = LOCK,
         value_name = "URL[,URL...]",
         value_delimiter = ',',
         default_value = "http://127.0.0.1:2379"
@@ -214,7 +307,7 @@ pub struct Cli {
 
     /// How often the leader renews and standbys check the lock (standbys are woken at once by
     /// changes when the backend reports them); the renew deadline must exceed 1.2 times this.
-    #[arg(long, env = "DEMO_RETRY_PERIOD", value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
+    #[arg(long, env = "DEMO_RETRY_PERIOD", global = true, help_heading = TIMING, value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
     pub retry_period: Duration,
 
     /// On CTRL+C, do not release the lock: standbys then wait for the lease to expire, as with
@@ -229,7 +322,7 @@ pub struct Cli {
     /// could not take are dropped (the election never waits for them) and counted in a
     /// lines_dropped line with "count" once it can write again; text output says "N event
     /// lines dropped". Text output escapes control characters in names and reasons.
-    #[arg(long, env = "DEMO_JSON", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "DEMO_JSON", global = true, help_heading = OUTPUT, value_parser = BoolishValueParser::new())]
     pub json: bool,
 
     /// Serve HTTP on this address (such as 0.0.0.0:8080, or 127.0.0.1:0 for any free port):
@@ -394,7 +487,7 @@ const MIN_TIMING: Duration = Duration::from_millis(1);
 /// Parses a human duration such as `15s`, `500ms` or `1m30s`, at most [`MAX_DURATION`].
 /// Checked here rather than only in the election's validation so that clap's message names
 /// the flag and the value, with usage status 2.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration = humantime::parse_duration(text)
         .map_err(|err| format!("{err}; write a duration such as 15s, 500ms or 1m30s"))?;
     if duration > MAX_DURATION {

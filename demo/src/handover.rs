@@ -14,6 +14,7 @@ use futures::StreamExt;
 use lock_core::{request_handover, HandoverError, HandoverRequest, Lock};
 use serde::Serialize;
 
+use crate::cli::Cli;
 use crate::printable::printable;
 
 /// How often the lock is read while no hint arrives: hints (every backend has them) make the
@@ -22,6 +23,31 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Each read or write gives up after this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The flags of `demo handover`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct HandoverArgs {
+    /// The instance to hand leadership to: its --instance name.
+    #[arg(long, value_name = "NAME")]
+    pub to: String,
+
+    /// How long to wait for the new term after the request (a duration such as 30s or 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::cli::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// `demo handover`: opens the lock the flags choose and runs [`run`]; status 2 when the flags
+/// name no lock.
+pub async fn run_action(cli: &Cli, args: &HandoverArgs) -> ExitCode {
+    let lock = match crate::lock_url::open_lock(cli).await {
+        Ok(lock) => lock,
+        Err(err) => {
+            crate::fail(&err);
+            return ExitCode::from(crate::USAGE_ERROR);
+        }
+    };
+    run(lock, &args.to, args.timeout, cli.json).await
+}
 
 /// What the command saw end the request.
 enum Outcome {

@@ -5,6 +5,8 @@
 //! ends its term, releases the lock and exits; a standby takes over at once. `demo --help`
 //! explains the flags.
 //!
+//! `demo observe` follows the election without taking part, printing every change of leader.
+//!
 //! As a sidecar, `--http ADDR` serves the leader's name, health and metrics, and
 //! `demo [options] -- CMD ARGS...` runs a command only while this instance leads.
 //!
@@ -14,15 +16,17 @@
 //! [`metrics`] (what `/metrics` reports), [`exec`] (the command of exec mode, run through
 //! [`child`] under a [`supervisor`] process, which is this binary started with a hidden first
 //! argument), [`writer`] (the thread that writes event lines) and [`printable`] (escaping what
-//! the lock and servers say before it reaches a terminal).
+//! the lock and servers say before it reaches a terminal); [`observe`] is the `observe` action.
 
 mod child;
 mod cli;
 mod exec;
+mod handover;
 mod http;
 mod leader_elector_flags;
 mod lock_url;
 mod metrics;
+mod observe;
 mod output;
 mod printable;
 mod shutdown;
@@ -46,7 +50,7 @@ use crate::printable::printable;
 use crate::writer::LogQueue;
 
 /// The exit status for flags that make no valid election, as for other usage errors.
-const USAGE_ERROR: u8 = 2;
+pub(crate) const USAGE_ERROR: u8 = 2;
 
 /// How long the last event lines may take to reach a stdout that is read slowly; one that is
 /// not read at all cannot hold the exit up longer.
@@ -59,6 +63,13 @@ fn main() -> ExitCode {
     }
     let cli = Cli::from_args(std::env::args_os()).unwrap_or_else(|err| err.exit());
     let logs = init_logs();
+    if let Some(action) = &cli.action {
+        let status = run_action(&cli, action);
+        if let Some(logs) = logs {
+            logs.drain(FINAL_LINES);
+        }
+        return status;
+    }
     let config = cli.election_config();
     if let Err(err) = config.validate() {
         fail(&err);
@@ -90,9 +101,30 @@ fn main() -> ExitCode {
     status
 }
 
+/// Runs an action of `demo` other than taking part, on a runtime of its own.
+fn run_action(cli: &Cli, action: &cli::Action) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            fail(&format!("cannot start the runtime: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = match action {
+        cli::Action::Observe(args) => runtime.block_on(observe::run(cli, args)),
+        cli::Action::Handover(args) => runtime.block_on(handover::run_action(cli, args)),
+    };
+    runtime.shutdown_background();
+    status
+}
+
 /// Prints `error: MESSAGE` on stderr, with control characters escaped: messages quote what
 /// servers and lock files said.
-fn fail(message: &dyn std::fmt::Display) {
+pub(crate) fn fail(message: &dyn std::fmt::Display) {
     eprintln!("error: {}", printable(&message.to_string()));
 }
 

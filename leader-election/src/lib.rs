@@ -31,7 +31,8 @@
 //! Beyond that: [`Leadership`] is one term (its fencing token, [`Leadership::is_leader`] that
 //! is never stale, [`Leadership::ended`]); [`LeaderElector::subscribe`] and
 //! [`LeaderElector::on_event`] report every [`ElectionEvent`]; [`ElectorHandle`] answers "who
-//! leads" and health checks while the election runs. The backends' own crates are re-exported
+//! leads" and health checks while the election runs; an [`Observer`] follows an election
+//! without taking part (reads only, so read-only credentials do). The backends' own crates are re-exported
 //! (modules `file`, `redis`, `etcd` and `k8s`, with their features) for their options (key prefixes, TLS files, timeouts)
 //! and their shared clients for many elections; [`lock_core`] is there for writing a backend of
 //! your own (implement [`Lock`]).
@@ -47,8 +48,9 @@ mod url;
 pub use lock_core::testing;
 pub use lock_core::{
     default_identity, ConfigError, ElectionConfig, ElectionEvent, ElectionState, ElectorHandle,
-    LeaderElectionRecord, LeaderElector, Leadership, Lock, LockError, LockResult, RunOutcome,
-    StopReason, Unhealthy, WorkReturned,
+    LeaderElectionRecord, LeaderElector, Leadership, Lock, LockError, LockResult, NoLeader,
+    Observed, ObservedLeader, Observer, ObserverConfig, ObserverEvent, RunOutcome, StopReason,
+    Unhealthy, WorkReturned,
 };
 pub use open::{open, open_url};
 pub use signal::shutdown_on_signal;

@@ -12,6 +12,10 @@
 //! [`MemoryLock`](testing::MemoryLock), the fault-injecting [`FaultyLock`](testing::FaultyLock)
 //! and, behind the `conformance` feature, the suite every backend runs.
 //!
+//! To follow an election without taking part (a dashboard, a router that sends work to the
+//! leader), an [`Observer`] reports every change of leader and term from reads alone: it
+//! never writes, so read-only credentials do.
+//!
 //! Leadership is a value: each term is a [`Leadership`] with a fencing token that grows with
 //! every new term, a cancellation token cancelled the moment the term ends, and an
 //! [`is_leader`](Leadership::is_leader) that is never stale.
@@ -106,6 +110,7 @@ mod lazy_client;
 mod leadership;
 mod lock;
 mod names;
+mod observer;
 mod record;
 mod renew_report;
 pub mod testing;
@@ -124,5 +129,9 @@ pub use identity::default_identity;
 pub use leadership::Leadership;
 pub use lock::Lock;
 pub(crate) use lock::{Hint, HintStream, Version, Versioned};
+pub use observer::{
+    NoLeader, Observed, ObservedLeader, Observer, ObserverConfig, ObserverEvent,
+    DEFAULT_READ_TIMEOUT,
+};
 pub use record::LeaderElectionRecord;
 pub use renew_report::{RenewOutcome, RenewReport};

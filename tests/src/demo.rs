@@ -16,6 +16,8 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::observer_lines::ObserverLine;
+
 /// The `demo` binary of this build profile, next to the running test executable
 /// (`target/<profile>/demo`). `cargo build -p demo` runs first, once per test process (cargo
 /// itself decides whether anything is stale, and it is quick when nothing is); panics with
@@ -272,6 +274,8 @@ impl DemoEvent {
 pub struct Lines {
     /// The event lines, in order.
     pub events: Vec<DemoEvent>,
+    /// The lines of `demo observe --json`, in order.
+    pub observed: Vec<ObserverLine>,
     /// Lines that are not event lines of the documented form, with the reason.
     pub unparsed: Vec<String>,
     /// Stdout reached its end (the process exited or closed it).
@@ -431,6 +435,11 @@ impl Demo {
         self.lines.borrow().events.clone()
     }
 
+    /// The lines of `demo observe --json` read so far.
+    pub fn observed(&self) -> Vec<ObserverLine> {
+        self.lines.borrow().observed.clone()
+    }
+
     /// The lines read so far that were not event lines of the documented form.
     pub fn unparsed(&self) -> Vec<String> {
         self.lines.borrow().unparsed.clone()
@@ -521,6 +530,9 @@ impl Demo {
         for event in &lines.events {
             report.push_str(&format!("{event:?}\n"));
         }
+        for line in &lines.observed {
+            report.push_str(&format!("{line:?}\n"));
+        }
         for line in &lines.unparsed {
             report.push_str(&format!("unparsed: {line}\n"));
         }
@@ -561,9 +573,12 @@ async fn read_events(
         let arrived = Instant::now();
         match DemoEvent::parse(&line, arrived) {
             Ok(event) => sender.send_modify(|lines| lines.events.push(event)),
-            Err(reason) => {
-                sender.send_modify(|lines| lines.unparsed.push(format!("{line} ({reason})")))
-            }
+            Err(reason) => match ObserverLine::parse(&line, arrived) {
+                Ok(observed) => sender.send_modify(|lines| lines.observed.push(observed)),
+                Err(_) => {
+                    sender.send_modify(|lines| lines.unparsed.push(format!("{line} ({reason})")))
+                }
+            },
         }
     }
     sender.send_modify(|lines| lines.closed = true);

@@ -24,6 +24,8 @@ pub mod go;
 pub mod handover;
 pub mod hint_end;
 pub mod history;
+pub mod observer_lines;
+pub mod observing;
 pub mod outage;
 pub mod proxy;
 pub mod servers;

@@ -1,7 +1,7 @@
 //! The one elector: stands by, takes the lock, renews it, hands it over.
 
 mod handle;
-mod hints;
+pub(crate) mod hints;
 mod leading;
 mod memory;
 mod scoped;
@@ -27,6 +27,7 @@ use memory::{Memory, TermMark};
 pub use scoped::{WorkReturned, RESTART_BACKOFF};
 use shared::Shared;
 use standby::StandbyEnd;
+pub(crate) use standby::CONFIRM_INTERVAL;
 
 /// Runs one candidate's side of an election over any [`Lock`].
 ///

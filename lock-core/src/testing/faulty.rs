@@ -68,6 +68,7 @@ pub struct CallCounts {
     gets: AtomicU64,
     creates: AtomicU64,
     updates: AtomicU64,
+    token_floors: AtomicU64,
 }
 
 impl CallCounts {
@@ -82,6 +83,10 @@ impl CallCounts {
     /// Calls of `update`.
     pub fn updates(&self) -> u64 {
         self.updates.load(Ordering::Relaxed)
+    }
+    /// Calls of `token_floor`.
+    pub fn token_floors(&self) -> u64 {
+        self.token_floors.load(Ordering::Relaxed)
     }
 }
 
@@ -290,6 +295,10 @@ impl<L: Lock> Lock for FaultyLock<L> {
 
     async fn token_floor(&self) -> LockResult<u64> {
         self.control.before_call(&self.describe()).await?;
+        self.control
+            .counts
+            .token_floors
+            .fetch_add(1, Ordering::Relaxed);
         self.inner.token_floor().await
     }
 }
