@@ -66,6 +66,25 @@ Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON wi
 const LOCK: &str = "Lock (which election; also after an action's name)";
 const TIMING: &str = "Timing";
 const OUTPUT: &str = "Output";
+const READINESS: &str = "Readiness (compete only while ready)";
+
+/// `--on-unready`: what a leader does when its readiness check fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnUnready {
+    /// End the term and release the lock, so a ready standby takes over at once.
+    HandOver,
+    /// Keep leading; readiness only gates taking the lock.
+    KeepLeading,
+}
+
+impl From<OnUnready> for lock_core::UnreadyLeader {
+    fn from(value: OnUnready) -> Self {
+        match value {
+            OnUnready::HandOver => Self::HandOver,
+            OnUnready::KeepLeading => Self::KeepLeading,
+        }
+    }
+}
 
 const OBSERVE_ABOUT: &str = "Follow the election and print every change of leader, never \
                              taking part";
@@ -347,6 +366,28 @@ pub struct Cli {
     /// end the term, release the lock and exit with the command's status, or start it again.
     #[arg(long, env = "DEMO_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::ReleaseAndExit)]
     pub on_child_exit: OnChildExit,
+
+    /// Compete only while GET URL answers 2xx (an application's readiness endpoint on this
+    /// machine or in this pod, plain http), checked every --ready-period. Until the first check
+    /// passes this instance does not take the lock, even a free one; it still follows the
+    /// election. See --on-unready for a leader whose check fails. GET /leader shows "ready".
+    #[arg(long, env = "DEMO_READY_URL", help_heading = READINESS, value_name = "URL", conflicts_with = "ready_command")]
+    pub ready_url: Option<String>,
+
+    /// Compete only while `sh -c CMD` exits 0, run every --ready-period (and killed if it takes
+    /// longer than that), as --ready-url does with a URL.
+    #[arg(long, env = "DEMO_READY_COMMAND", help_heading = READINESS, value_name = "CMD")]
+    pub ready_command: Option<String>,
+
+    /// How often --ready-url or --ready-command is checked; one check may take this long.
+    #[arg(long, env = "DEMO_READY_PERIOD", help_heading = READINESS, value_name = "DURATION", default_value = "1s", value_parser = parse_timing)]
+    pub ready_period: Duration,
+
+    /// What a leader does when its readiness check fails: hand-over ends its term and releases
+    /// the lock at once, so a ready standby takes over; keep-leading lets readiness gate only
+    /// the takeover.
+    #[arg(long, env = "DEMO_ON_UNREADY", help_heading = READINESS, value_enum, default_value_t = OnUnready::HandOver)]
+    pub on_unready: OnUnready,
 
     /// Exec mode: the command to run while this instance leads, after `--`.
     #[arg(last = true, value_name = "CMD ARGS")]

@@ -43,6 +43,8 @@ pub struct Endpoint {
     pub lease_duration: Duration,
     /// How much longer than the lease a leader may go without renewing before `/healthz` fails.
     pub health_tolerance: Duration,
+    /// The readiness verdicts this instance competes by (`None`: no check, always ready).
+    pub ready: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Binds `addr` and serves the endpoints on a task of their own; returns the bound address
@@ -99,6 +101,7 @@ struct LeaderView {
     valid_until: Option<String>,
     /// When the lease runs out for the others, counted from the last renew.
     lease_expires_at: Option<String>,
+    ready: bool,
 }
 
 async fn leader(State(endpoint): State<Arc<Endpoint>>) -> Json<LeaderView> {
@@ -116,6 +119,7 @@ async fn leader(State(endpoint): State<Arc<Endpoint>>) -> Json<LeaderView> {
         lease_expires_at: term
             .as_ref()
             .map(|term| wall(term.renewed_at() + endpoint.lease_duration, now)),
+        ready: endpoint.ready.as_ref().is_none_or(|ready| *ready.borrow()),
     })
 }
 

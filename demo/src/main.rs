@@ -29,6 +29,7 @@ mod metrics;
 mod observe;
 mod output;
 mod printable;
+mod readiness;
 mod shutdown;
 mod supervisor;
 mod writer;
@@ -175,13 +176,27 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         }
     };
     let lease_duration = config.lease_duration;
-    let elector = match LeaderElector::new(lock, config) {
+    let check = match readiness::Check::from_flags(
+        cli.ready_url.as_deref(),
+        cli.ready_command.as_deref(),
+    ) {
+        Ok(check) => check,
+        Err(err) => {
+            fail(&err);
+            return ExitCode::from(USAGE_ERROR);
+        }
+    };
+    let mut elector = match LeaderElector::new(lock, config) {
         Ok(elector) => elector,
         Err(err) => {
             fail(&err);
             return ExitCode::from(USAGE_ERROR);
         }
     };
+    let ready = check.map(|check| readiness::spawn(check, cli.ready_period, shutdown.clone()));
+    if let Some(ready) = &ready {
+        elector = elector.with_readiness(ready.clone(), cli.on_unready.into());
+    }
     let handle = elector.handle();
     let metrics = Arc::new(Metrics::new(&cli.election_name()));
     // Lines are rendered and stamped inline by the elector, before its next lock call (a
@@ -215,6 +230,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             metrics,
             lease_duration,
             health_tolerance: cli.health_tolerance,
+            ready: ready.clone(),
         };
         match http::serve(addr, endpoint).await {
             Ok(bound) => eprintln!("serving HTTP on http://{bound}"),

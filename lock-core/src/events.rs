@@ -44,6 +44,10 @@ pub enum StopReason {
         /// The preferred holder the record named.
         to: String,
     },
+    /// This candidate's readiness turned false (see
+    /// [`LeaderElector::with_readiness`](crate::LeaderElector::with_readiness)): the term ended
+    /// and the lock was released for a ready standby.
+    Unready,
 }
 
 impl std::fmt::Display for StopReason {
@@ -58,6 +62,7 @@ impl std::fmt::Display for StopReason {
             }
             Self::Cancelled => f.write_str("the election was cancelled"),
             Self::HandedOver { to } => write!(f, "handed over to {to} on request"),
+            Self::Unready => f.write_str("this instance is not ready"),
         }
     }
 }

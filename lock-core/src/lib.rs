@@ -120,7 +120,8 @@ pub use config::{
     DEFAULT_RETRY_PERIOD, JITTER_FACTOR, MAX_JITTER_FACTOR, MAX_LEASE_DURATION, MIN_TIMING,
 };
 pub use elector::{
-    ElectorHandle, LeaderElector, RunOutcome, Unhealthy, WorkReturned, RESTART_BACKOFF,
+    ElectorHandle, LeaderElector, RunOutcome, Unhealthy, UnreadyLeader, WorkReturned,
+    RESTART_BACKOFF,
 };
 pub use error::{LockError, LockResult};
 pub use events::{ElectionEvent, ElectionState, StopReason};

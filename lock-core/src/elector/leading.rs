@@ -6,6 +6,7 @@ use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::memory::TermMark;
+use super::readiness::Readiness;
 use super::{to_micros, whole_seconds, Hints, LeaderElector};
 use crate::leadership::Stamp;
 use crate::{
@@ -73,6 +74,7 @@ impl LeaderElector {
         term: Leadership,
         mut written: Versioned,
         hints: &mut Hints,
+        readiness: &mut Readiness,
         cancel: &CancellationToken,
     ) -> Ended {
         self.shared.started(&term);
@@ -87,6 +89,7 @@ impl LeaderElector {
                     return self.lose(&term, StopReason::RenewDeadlineExceeded);
                 }
                 _ = sleep_until(next_renew) => {}
+                _ = readiness.hand_over_due() => return self.step_down_unready(&term, &mark).await,
                 hint = hints.next() => {
                     if !self.hint_may_end_term(&hint, &written) {
                         continue;
@@ -326,6 +329,20 @@ impl LeaderElector {
             self.shared.released(term);
         }
         Ended::Lost(reason)
+    }
+
+    /// Ends the term because this candidate turned unready, and releases the lock so that a
+    /// ready standby takes over at once.
+    async fn step_down_unready(&self, term: &Leadership, mark: &TermMark) -> Ended {
+        tracing::info!(
+            fencing_token = term.fencing_token(),
+            "stopped leading: this candidate is not ready"
+        );
+        self.shared.stopped(term, StopReason::Unready);
+        if self.release_if_ours(mark).await {
+            self.shared.released(term);
+        }
+        Ended::Lost(StopReason::Unready)
     }
 
     fn lose(&self, term: &Leadership, reason: StopReason) -> Ended {

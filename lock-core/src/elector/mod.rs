@@ -4,6 +4,7 @@ mod handle;
 pub(crate) mod hints;
 mod leading;
 mod memory;
+mod readiness;
 mod scoped;
 pub(crate) mod shared;
 mod standby;
@@ -24,6 +25,8 @@ use crate::{
 pub use handle::{ElectorHandle, Unhealthy};
 use hints::Hints;
 use memory::{Memory, TermMark};
+use readiness::Readiness;
+pub use readiness::UnreadyLeader;
 pub use scoped::{WorkReturned, RESTART_BACKOFF};
 use shared::Shared;
 use standby::StandbyEnd;
@@ -51,6 +54,10 @@ pub struct LeaderElector {
     shared: Arc<Shared>,
     /// Poll jitter and acquireTime marks; seeded from the config for simulations.
     rng: std::sync::Mutex<rand::rngs::StdRng>,
+    /// Whether this candidate may compete now (always, unless [`with_readiness`]).
+    ///
+    /// [`with_readiness`]: LeaderElector::with_readiness
+    readiness: Readiness,
 }
 
 /// How [`LeaderElector::run`] ended.
@@ -86,7 +93,36 @@ impl LeaderElector {
             config,
             shared,
             rng: std::sync::Mutex::new(rng),
+            readiness: Readiness::default(),
         })
+    }
+
+    /// Competes only while `ready` holds `true`: a standby never takes the lock while it is
+    /// `false` (it goes on reading the lock, so it knows who leads), and a leader whose
+    /// readiness turns `false` acts as `unready_leader` says: by default it ends its term and
+    /// releases the lock, so that a ready standby takes over at once
+    /// ([`StopReason::Unready`]), and stands by again if [`rejoin`](ElectionConfig::rejoin) is
+    /// on. Once the sender is dropped, the last value stays in force.
+    ///
+    /// ```
+    /// use lock_core::testing::MemoryLock;
+    /// use lock_core::{ElectionConfig, LeaderElector, UnreadyLeader};
+    ///
+    /// let (ready, readiness) = tokio::sync::watch::channel(false);
+    /// let elector = LeaderElector::new(MemoryLock::new("jobs"), ElectionConfig::new("a"))
+    ///     .unwrap()
+    ///     .with_readiness(readiness, UnreadyLeader::HandOver);
+    /// // ... once warmed up:
+    /// ready.send_replace(true);
+    /// # drop(elector);
+    /// ```
+    pub fn with_readiness(
+        mut self,
+        ready: tokio::sync::watch::Receiver<bool>,
+        unready_leader: UnreadyLeader,
+    ) -> Self {
+        self.readiness = Readiness::new(ready, unready_leader);
+        self
     }
 
     /// A handle for querying this elector while it runs (state, leadership, health).
@@ -157,12 +193,17 @@ impl LeaderElector {
             self.config.retry_period,
         );
         let mut memory = Memory::default();
+        let mut readiness = self.readiness.clone();
         loop {
-            let (term, written) = match self.stand_by(&mut hints, &mut memory, &cancel).await {
+            let standby = self.stand_by(&mut hints, &mut memory, &mut readiness, &cancel);
+            let (term, written) = match standby.await {
                 StandbyEnd::Won(term, written) => (term, written),
                 StandbyEnd::Cancelled { released } => return RunOutcome::Cancelled { released },
             };
-            match self.lead(term, written, &mut hints, &cancel).await {
+            match self
+                .lead(term, written, &mut hints, &mut readiness, &cancel)
+                .await
+            {
                 leading::Ended::Cancelled { released } => {
                     return RunOutcome::Cancelled { released }
                 }

@@ -7,6 +7,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::memory::{Memory, TermMark};
+use super::readiness::Readiness;
 use super::{Hints, LeaderElector};
 use crate::leadership::Stamp;
 use crate::{Hint, Leadership, LockError, Version, Versioned};
@@ -195,6 +196,7 @@ impl LeaderElector {
         &self,
         hints: &mut Hints,
         memory: &mut Memory,
+        readiness: &mut Readiness,
         cancel: &CancellationToken,
     ) -> StandbyEnd {
         let mut standby = Standby {
@@ -211,7 +213,8 @@ impl LeaderElector {
                     seen.stale = true;
                 }
             }
-            let wake_at = match self.look(&mut standby, hints.active(), cancel).await {
+            let ready = readiness.is_ready();
+            let wake_at = match self.look(&mut standby, hints.active(), ready, cancel).await {
                 Step::Won(term, written) => {
                     standby.memory.started(&written.record);
                     return StandbyEnd::Won(term, written);
@@ -224,6 +227,7 @@ impl LeaderElector {
                 biased;
                 _ = cancel.cancelled() => break,
                 hint = hints.next() => self.apply_hint(&mut standby, hint),
+                _ = readiness.changed() => {}
                 _ = sleep_until(wake_at) => {}
             }
         }
@@ -245,6 +249,7 @@ impl LeaderElector {
         &self,
         standby: &mut Standby<'_>,
         hints_active: bool,
+        ready: bool,
         cancel: &CancellationToken,
     ) -> Step {
         let own_lease = self.config.lease_duration;
@@ -296,6 +301,15 @@ impl LeaderElector {
         }
         if let Some(until) = self.yields_until(seen).filter(|at| Instant::now() < *at) {
             return Step::WaitUntil(until);
+        }
+        if !ready {
+            // Not ready: follow the lock as usual, never take it (a change of readiness wakes
+            // the loop at once).
+            return Step::WaitUntil(if hints_active {
+                seen.read_at + CONFIRM_INTERVAL
+            } else {
+                self.next_poll()
+            });
         }
         let current = seen.current.clone();
         let (floor_seen, vanished) = (seen.floor, seen.vanished);
