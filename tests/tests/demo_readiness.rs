@@ -89,7 +89,7 @@ async fn an_unready_instance_never_leads_and_an_unready_leader_hands_over() {
     );
 
     // b and c, ready by their command: one of them leads; a still does not.
-    let mut ready_demo = |name: &str| {
+    let ready_demo = |name: &str| {
         std::fs::write(flag(name), "").expect("the readiness file");
         let command = format!("test -f {}", flag(name).display());
         let mut args = vec![
