@@ -59,6 +59,7 @@ func main() {
 	renewDeadline := flag.Duration("renew-deadline", 3*time.Second, "renew deadline")
 	retryPeriod := flag.Duration("retry-period", 2*time.Second, "retry period")
 	releaseOnCancel := flag.Bool("release-on-cancel", true, "release the lock on SIGINT/SIGTERM")
+	coordinated := flag.Bool("coordinated", false, "coordinated leader election: lead only when a coordinator names this identity as holder, stop renewing when the Lease names a preferredHolder")
 	flag.Parse()
 	elections := strings.Split(*names, ",")
 	if *names == "" {
@@ -104,6 +105,7 @@ func main() {
 			RenewDeadline:   *renewDeadline,
 			RetryPeriod:     *retryPeriod,
 			ReleaseOnCancel: *releaseOnCancel,
+			Coordinated:     *coordinated,
 			Name:            election,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(leading context.Context) {

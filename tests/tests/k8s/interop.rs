@@ -50,7 +50,19 @@ struct GoElector {
 
 impl GoElector {
     fn start(server: &KubeApiServer, lock: &str, name: &str, identity: &str) -> Self {
+        Self::start_with(server, lock, name, identity, &[])
+    }
+
+    /// Like [`start`](Self::start), with further flags of the Go program.
+    fn start_with(
+        server: &KubeApiServer,
+        lock: &str,
+        name: &str,
+        identity: &str,
+        extra: &[&str],
+    ) -> Self {
         let mut child = Command::new(go_elector_binary())
+            .args(extra)
             .arg(format!(
                 "-kubeconfig={}",
                 server.admin_kubeconfig().display()
@@ -315,4 +327,172 @@ async fn a_config_map_lock_written_by_go_is_taken_over() {
     );
     assert_eq!(term.fencing_token(), taken.record.leader_transitions as u64);
     rust.stop().await;
+}
+
+/// Writes the Lease `name` as client-go's coordinated leader election controller does when it
+/// elects `holder`: holder, lease, times, one more transition, its strategy, no preferred
+/// holder.
+async fn coordinator_elects(server: &KubeApiServer, name: &str, holder: &str) {
+    use k8s_openapi::api::coordination::v1::LeaseSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+    let api = Api::<Lease>::namespaced(client_as(server, ADMIN_USER).await, NAMESPACE);
+    let now = MicroTime(k8s_openapi::jiff::Timestamp::now());
+    let current = api.get_opt(name).await.expect("read the lease");
+    let transitions = current
+        .as_ref()
+        .and_then(|lease| lease.spec.as_ref())
+        .and_then(|spec| spec.lease_transitions)
+        .unwrap_or(0);
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(NAMESPACE.to_owned()),
+            resource_version: current.and_then(|lease| lease.metadata.resource_version),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.to_owned()),
+            lease_duration_seconds: Some(4),
+            acquire_time: Some(now.clone()),
+            renew_time: Some(now),
+            lease_transitions: Some(transitions + 1),
+            strategy: Some("OldestEmulationVersion".to_owned()),
+            preferred_holder: None,
+        }),
+    };
+    if lease.metadata.resource_version.is_some() {
+        api.replace(name, &Default::default(), &lease)
+            .await
+            .expect("elect on the lease");
+    } else {
+        api.create(&Default::default(), &lease)
+            .await
+            .expect("create the lease");
+    }
+}
+
+/// Issue 14: a Go elector in coordinated mode (client-go's `Coordinated: true`) and ours agree
+/// on a Lease's `preferredHolder`. Asked by `request_handover`, the Go leader stops renewing and
+/// ours takes over when its lease runs out, the named candidate first; asked by a coordinator
+/// to make way for a Go candidate, ours ends its term and releases at once, and its other
+/// standby holds back while the coordinator elects the Go candidate. No two leaders at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinated_go_elector_and_ours_agree_on_the_preferred_holder() {
+    let server = KubeBackend::start(LockKind::Lease).await.server;
+    let _ = tokio::task::spawn_blocking(go_elector_binary).await;
+    let name = unique_name("coordinated");
+    let log = LeadershipLog::new();
+    let (base_instant, base_wall) = (Instant::now(), now_nanos());
+    let wall = |instant: Instant| base_wall + (instant - base_instant).as_nanos() as i128;
+    let mut terms = Vec::new();
+
+    // The coordinator elects go-0; the Go elector in coordinated mode then leads.
+    coordinator_elects(server, &name, "go-0").await;
+    // Without release: client-go's release after a coordinated term writes a free record
+    // without the preferred holder (any standby may then take it, safely, but not b first).
+    // A shorter renew deadline and retry period than the 4 s lease: client-go counts its renew
+    // deadline from the start of the failing renew loop, up to a retry period after the last
+    // renew, so a term ends at most retry + deadline (3 s) after it; with 2 s + 3 s it would
+    // outlast the lease that standbys wait for.
+    let mut go = GoElector::start_with(
+        server,
+        "lease",
+        &name,
+        "go-0",
+        &[
+            "-coordinated",
+            "-release-on-cancel=false",
+            "-renew-deadline=2s",
+            "-retry-period=1s",
+        ],
+    );
+    go.wait_for("leading", "go-0", Duration::from_secs(30))
+        .await;
+    let lock = || lock_as(server, ADMIN_USER, LockKind::Lease, NAMESPACE, &name);
+    let mut b = Candidate::start(lock().await, releasing_config("b"), Some(&log));
+    let mut c = Candidate::start(lock().await, releasing_config("c"), Some(&log));
+    b.sees_leader("go-0", Duration::from_secs(15)).await;
+    c.sees_leader("go-0", Duration::from_secs(15)).await;
+
+    // Ours asks the Go leader to make way for b.
+    let requester = lock().await;
+    let request = lock_core::request_handover(&requester, "b", Duration::from_secs(5))
+        .await
+        .expect("request the handover");
+    assert_eq!(request.from, "go-0");
+    // Its Run ends with the term, and the process exits: the `exiting` line (after the term
+    // ended) bounds the term from above (its `lost` line may not make it out before the exit).
+    let lost = go.wait_for("exiting", "", Duration::from_secs(15)).await;
+    terms.push(Term {
+        identity: "go-0".to_owned(),
+        start: go.started.expect("go led"),
+        end: lost.ts,
+    });
+    let b_term = b.started(Duration::from_secs(15)).await;
+    assert!(
+        b_term.fencing_token() > 1,
+        "above the coordinator's transitions"
+    );
+    let (holder, _) = lease_record(server, &name).await;
+    assert_eq!(holder, "b");
+
+    // A coordinator asks b to make way for go-1, a coordinated Go candidate.
+    // A quick retry period: a coordinated candidate only takes up a term the coordinator wrote
+    // at its next attempt, which client-go jitters up to 2.2 retry periods away; our standbys
+    // take over a term nobody renews within their 4 s lease.
+    let mut go1 = GoElector::start_with(
+        server,
+        "lease",
+        &name,
+        "go-1",
+        &["-coordinated", "-renew-deadline=2s", "-retry-period=500ms"],
+    );
+    let coordinator = lock().await;
+    lock_core::request_handover(&coordinator, "go-1", Duration::from_secs(5))
+        .await
+        .expect("ask b to make way");
+    // b releases at once; the coordinator sees the free Lease and elects go-1 while c (not
+    // preferred) holds back for its retry period.
+    let released = Instant::now();
+    loop {
+        let (holder, _) = lease_record(server, &name).await;
+        if holder.is_empty() {
+            break;
+        }
+        assert!(
+            released.elapsed() < Duration::from_secs(2),
+            "b did not release within 2 s (holder {holder})"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    coordinator_elects(server, &name, "go-1").await;
+    go1.wait_for("leading", "go-1", Duration::from_secs(15))
+        .await;
+    // c and b follow go-1 and do not take over while it renews.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (holder, _) = lease_record(server, &name).await;
+    assert_eq!(holder, "go-1", "go-1 kept the lease");
+    let end = go1.interrupt().await;
+    terms.push(Term {
+        identity: "go-1".to_owned(),
+        start: go1.started.expect("go-1 led"),
+        end,
+    });
+    // go-0's Run ended with its term: the process exits by itself.
+    let _ = tokio::time::timeout(Duration::from_secs(10), go.child.wait()).await;
+    b.stop().await;
+    c.stop().await;
+
+    log.assert_no_overlap();
+    let intervals = log.intervals();
+    let ours: Vec<&str> = intervals.iter().map(|i| i.identity.as_str()).collect();
+    assert!(ours.starts_with(&["b"]), "b led first among ours: {ours:?}");
+    for interval in intervals {
+        terms.push(Term {
+            identity: interval.identity.clone(),
+            start: wall(interval.started),
+            end: wall(interval.end().expect("every Rust term ended")),
+        });
+    }
+    assert_no_overlap(&mut terms);
 }
