@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use lock_core::ElectionConfig;
 
 use crate::exec::OnChildExit;
@@ -56,6 +57,11 @@ go on from where earlier runs on the same lock file left them.)
 Run a command only on the leader, with an HTTP endpoint for probes and metrics:
 
   demo --instance a --http 127.0.0.1:8081 -- sh -c 'exec my-worker --token \"$LEADER_FENCING_TOKEN\"'
+
+Follow the election from a fourth terminal without taking part (reads only; read-only
+credentials do):
+
+  demo observe                          leader a (term 0)
 
 Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON with --json.";
 
@@ -109,8 +115,8 @@ pub enum Action {
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXAMPLES,
-    args_conflicts_with_subcommands = true,
     subcommand_value_name = "ACTION",
+    override_usage = "demo [OPTIONS] [-- CMD ARGS...]\n       demo [LOCK OPTIONS] <ACTION> [OPTIONS]",
     subcommand_help_heading = "Actions (instead of taking part)"
 )]
 pub struct Cli {
@@ -364,6 +370,67 @@ impl Cli {
     }
 }
 
+/// The flags that only taking part uses: refused with an action (an observer never takes part).
+const ELECTION_ONLY: [&str; 9] = [
+    "instance_flag",
+    "lease_duration",
+    "renew_deadline",
+    "no_release",
+    "http",
+    "health_tolerance",
+    "grace_period",
+    "on_child_exit",
+    "command",
+];
+
+impl Cli {
+    /// Parses `args` (the program's name first), refusing with clap's usage error (status 2)
+    /// a flag of the election given on the command line together with an action. The lock flags
+    /// are global: they are taken before or after the action's name.
+    pub fn try_parse_checked<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let mut command = Self::command();
+        let matches = command.try_get_matches_from_mut(args)?;
+        let cli = Self::from_arg_matches(&matches)?;
+        if let Some(action) = &cli.action {
+            if let Some(flag) = election_flag_given(&command, &matches) {
+                let name = match action {
+                    Action::Observe(_) => "observe",
+                };
+                return Err(command.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} is a flag of taking part in the election; `demo {name}` never takes part"),
+                ));
+            }
+        }
+        Ok(cli)
+    }
+
+    /// [`try_parse_checked`](Self::try_parse_checked) on the process's arguments; prints the
+    /// error and exits on bad flags (and prints help or the version when asked).
+    pub fn parse_checked() -> Self {
+        Self::try_parse_checked(std::env::args_os()).unwrap_or_else(|err| err.exit())
+    }
+}
+
+/// The first election-only flag given on the command line (not from the environment or a
+/// default), as `--name`.
+fn election_flag_given(command: &clap::Command, matches: &ArgMatches) -> Option<String> {
+    ELECTION_ONLY
+        .into_iter()
+        .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|id| {
+            command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .and_then(clap::Arg::get_long)
+                .map_or_else(|| "-- CMD".to_owned(), |long| format!("--{long}"))
+        })
+}
+
 impl Cli {
     /// The election's name, as the `name` label of the metrics carries it (client-go labels
     /// them with the lock's name): `--lock-name`, or the lock file's path for `--backend file`.
@@ -450,7 +517,7 @@ mod tests {
     use clap::CommandFactory;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+        Cli::try_parse_checked(std::iter::once("demo").chain(args.iter().copied()))
             .map(Cli::with_identity)
     }
 
@@ -480,6 +547,46 @@ mod tests {
         assert_eq!(cli.grace_period(), Duration::from_millis(2500));
         assert_eq!(cli.on_child_exit, OnChildExit::ReleaseAndExit);
         assert!(cli.command.is_empty());
+    }
+
+    #[test]
+    fn observe_takes_the_lock_flags_before_and_after_its_name_and_no_election_flags() {
+        let cli = parse(&[
+            "--backend",
+            "redis",
+            "observe",
+            "--redis-url",
+            "redis://watcher:pw@db:6379",
+            "--lock-name",
+            "orders",
+            "--retry-period",
+            "500ms",
+            "--json",
+            "--no-hints",
+        ])
+        .unwrap();
+        let Some(Action::Observe(args)) = &cli.action else {
+            panic!("expected observe: {cli:?}");
+        };
+        assert!(args.no_hints);
+        assert_eq!(cli.backend, Backend::Redis);
+        assert_eq!(cli.redis_url, "redis://watcher:pw@db:6379");
+        assert_eq!(cli.lock_name, "orders");
+        assert_eq!(cli.retry_period, Duration::from_millis(500));
+        assert!(cli.json);
+        for refused in [
+            &["--instance", "a", "observe"][..],
+            &["observe", "--instance", "a"][..],
+            &["observe", "--lease-duration", "4s"][..],
+            &["--http", "127.0.0.1:0", "observe"][..],
+            &["observe", "--", "true"][..],
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?} was accepted");
+        }
+        // Taking part is unchanged: no action, and `observe` after `--` is a command.
+        let cli = parse(&["--instance", "a", "--", "observe", "x"]).unwrap();
+        assert!(cli.action.is_none());
+        assert_eq!(cli.command, ["observe", "x"]);
     }
 
     #[test]

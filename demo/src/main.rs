@@ -35,7 +35,6 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use clap::Parser;
 use lock_core::{ElectionConfig, LeaderElector, RunOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
@@ -59,7 +58,7 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some(supervisor::ARG) {
         return supervisor::main(&args[2..]);
     }
-    let cli = Cli::parse().with_identity();
+    let cli = Cli::parse_checked().with_identity();
     let logs = init_logs();
     if let Some(action) = &cli.action {
         let status = run_action(&cli, action);
