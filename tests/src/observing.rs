@@ -23,28 +23,30 @@ use crate::demo::{wait_until, Demo};
 /// How many handovers the scenarios make.
 pub const HANDOVERS: usize = 20;
 
-/// Short timings: a lease of 2 s, a renew deadline of 1 s, a retry period of 200 ms.
+/// Short timings, with room for a loaded machine: a lease of 4 s, a renew deadline of 3 s, a
+/// retry period of 500 ms. Handovers by release take moments whatever the lease.
 pub const TIMING_FLAGS: [&str; 6] = [
     "--lease-duration",
-    "2s",
+    "4s",
     "--renew-deadline",
-    "1s",
+    "3s",
     "--retry-period",
-    "200ms",
+    "500ms",
 ];
 
-const RETRY: Duration = Duration::from_millis(200);
+const RETRY: Duration = Duration::from_millis(500);
 /// How long a new term may take to start after a handover, on a loaded machine.
 const NEXT_TERM: Duration = Duration::from_secs(30);
 /// How long the observer may take to report a term that started.
 const REPORTED: Duration = Duration::from_secs(10);
 const EXIT: Duration = Duration::from_secs(30);
 
-/// The electors' configuration: the short timings, and release on cancel (a handover).
+/// The electors' configuration: the timings of [`TIMING_FLAGS`], and release on cancel (a
+/// handover).
 fn fast(identity: &str) -> ElectionConfig {
     ElectionConfig::new(identity)
-        .with_lease_duration(Duration::from_secs(2))
-        .with_renew_deadline(Duration::from_secs(1))
+        .with_lease_duration(Duration::from_secs(4))
+        .with_renew_deadline(Duration::from_secs(3))
         .with_retry_period(RETRY)
         .with_release_on_cancel(true)
 }
@@ -173,7 +175,7 @@ pub async fn demo_observe_follows_handovers(
     observer_flags: &[&str],
     handovers: usize,
 ) -> Vec<(String, u64)> {
-    let mut args = vec!["observe", "--json", "--retry-period", "200ms"];
+    let mut args = vec!["observe", "--json", "--retry-period", "500ms"];
     args.extend_from_slice(observer_flags);
     let mut observer = Demo::start_with("observer", &args);
     let mut flags = lock_flags.to_vec();

@@ -21,7 +21,7 @@ use lock_tests::servers::redis::RedisServer;
 fn record(holder: &str) -> LeaderElectionRecord {
     LeaderElectionRecord {
         holder_identity: holder.to_owned(),
-        lease_duration_seconds: 2,
+        lease_duration_seconds: 4,
         ..LeaderElectionRecord::default()
     }
 }
