@@ -84,8 +84,9 @@ role, a Kubernetes account allowed get, list and watch on leases.
 last leader released it, or the last leader's lease ran out without a renew being seen. A
 lease is counted on this machine's clock from when this process read the record, for the
 record's leaseDurationSeconds; the record's renewTime is not trusted. Change notifications of
-the backend only make it read sooner; without them it reads every --retry-period, and with
-them at least once a minute.";
+the backend only make it read sooner; without them it reads every --retry-period, with them at
+least once a minute, and in any case one --retry-period before an observed lease would run
+out.";
 
 const OBSERVE_EXAMPLES: &str = "\
 Examples:
