@@ -3,7 +3,8 @@
 //! `leading`. Where the backend has credentials, the observer gets read-only ones (a Redis ACL
 //! user without any write command, an etcd role that may only read, a Kubernetes user whose
 //! RBAC allows only get, list and watch on Leases); each test first shows that those
-//! credentials cannot write.
+//! credentials cannot write. Also: a leader killed outright is given up when the lease the
+//! observer saw runs out, and the lock flags work before and after `observe`.
 
 use std::time::Duration;
 
@@ -217,3 +218,95 @@ async fn the_lock_flags_work_before_and_after_the_action_and_election_flags_are_
 }
 
 const EXIT: Duration = Duration::from_secs(30);
+
+/// A leader killed outright (no release) is reported gone when the lease the observer saw
+/// runs out, not before the leader's own renew deadline and not after the standby took over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_is_reported_gone_when_its_observed_lease_runs_out() {
+    use lock_tests::demo::{wait_until, Demo};
+    use lock_tests::observing::TIMING_FLAGS;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 temporary path");
+    let mut observer = Demo::start_with("observer", &["observe", "--json", "--lock-file", lock]);
+    let mut flags = vec!["--lock-file", lock];
+    flags.extend_from_slice(&TIMING_FLAGS);
+    let mut a = Demo::start("a", &flags);
+    a.wait_for("a leading", STARTUP, |event| event.event == "leading")
+        .await;
+    let mut b = Demo::start("b", &flags);
+    b.wait_for("b following", STARTUP, |event| event.event == "following")
+        .await;
+    wait_until("the observer naming a", STARTUP, || {
+        observer
+            .observed()
+            .iter()
+            .any(|line| line.leader.as_deref() == Some("a"))
+    })
+    .await;
+    a.signal(nix::sys::signal::Signal::SIGKILL);
+    let killed = tokio::time::Instant::now();
+    a.wait_exit(EXIT).await;
+    let took_over = b
+        .wait_for("b leading", Duration::from_secs(15), |event| {
+            event.event == "leading"
+        })
+        .await;
+    wait_until("the observer naming b", Duration::from_secs(5), || {
+        observer
+            .observed()
+            .iter()
+            .any(|line| line.leader.as_deref() == Some("b"))
+    })
+    .await;
+    observer.interrupt();
+    assert!(observer.wait_exit(EXIT).await.success());
+    b.interrupt();
+    assert!(b.wait_exit(EXIT).await.success(), "{}", b.report());
+
+    // The line after the last one naming a ends a's term for the observer: "no leader" because
+    // the lease it saw ran out, or b, if b's takeover was read first (b counted its own
+    // observation of a's last renew, which may have come a moment earlier).
+    let lines = observer.observed();
+    let last_a = lines
+        .iter()
+        .rposition(|line| line.leader.as_deref() == Some("a"))
+        .expect("a named");
+    let next = lines
+        .get(last_a + 1)
+        .unwrap_or_else(|| panic!("a named to the end\n{}", observer.report()));
+    match next.leader.as_deref() {
+        None => assert!(
+            next.reason
+                .as_deref()
+                .is_some_and(|why| why.contains("lease of a (term 0) ran out")),
+            "{}",
+            observer.report()
+        ),
+        Some(leader) => assert_eq!(leader, "b", "{}", observer.report()),
+    }
+    let named_b = lines
+        .iter()
+        .position(|line| line.leader.as_deref() == Some("b"))
+        .expect("b named");
+    assert_eq!(lines[named_b].term, took_over.term, "{}", observer.report());
+    assert!(
+        lines
+            .iter()
+            .skip(named_b)
+            .all(|line| line.leader.as_deref() != Some("a")),
+        "{}",
+        observer.report()
+    );
+    // Not before a's own renew deadline (3 s after its last renew, at most 0.5 s before the
+    // kill), and within the 4 s lease the observer saw (and a margin for a loaded machine).
+    let given_up = next.arrived.duration_since(killed);
+    assert!(
+        (Duration::from_millis(2500)..=Duration::from_secs(6)).contains(&given_up),
+        "a given up {given_up:?} after the kill\n{}",
+        observer.report()
+    );
+}
+
+const STARTUP: Duration = Duration::from_secs(60);
