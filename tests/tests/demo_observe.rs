@@ -214,6 +214,30 @@ async fn the_lock_flags_work_before_and_after_the_action_and_election_flags_are_
     for taught in ["never writes", "--lock-file", "--backend", "leader_changed"] {
         assert!(help.contains(taught), "`{taught}` in:\n{help}");
     }
+    // Lock flags before the action's name count as after it.
+    let mut before = lock_tests::demo::Demo::start_with(
+        "before",
+        &[
+            "--lock-file",
+            lock,
+            "--json",
+            "--retry-period",
+            "100ms",
+            "observe",
+        ],
+    );
+    lock_tests::demo::wait_until("the first observer line", EXIT, || {
+        !before.observed().is_empty()
+    })
+    .await;
+    before.interrupt();
+    assert!(
+        before.wait_exit(EXIT).await.success(),
+        "{}",
+        before.report()
+    );
+    let first = &before.observed()[0];
+    assert_eq!(first.reason.as_deref(), Some("the lock holds no record"));
     assert!(!std::path::Path::new(lock).exists(), "nothing was written");
 }
 
