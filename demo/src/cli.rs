@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::builder::BoolishValueParser;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use lock_core::ElectionConfig;
 
 use crate::exec::OnChildExit;
@@ -60,6 +60,11 @@ Run a command only on the leader, with an HTTP endpoint for probes and metrics:
 
   demo --instance a --http 127.0.0.1:8081 -- sh -c 'exec my-worker --token \"$LEADER_FENCING_TOKEN\"'
 
+Follow the election from a fourth terminal without taking part (reads only; read-only
+credentials do):
+
+  demo observe                          leader a (term 0)
+
 Logs go to stderr (RUST_LOG=info for more); event lines go to stdout, as JSON with --json.";
 
 /// Headings that group the flags in `--help`.
@@ -100,8 +105,9 @@ role, a Kubernetes account allowed get, list and watch on leases.
 last leader released it, or the last leader's lease ran out without a renew being seen. A
 lease is counted on this machine's clock from when this process read the record, for the
 record's leaseDurationSeconds; the record's renewTime is not trusted. Change notifications of
-the backend only make it read sooner; without them it reads every --retry-period, and with
-them at least once a minute.";
+the backend only make it read sooner; without them it reads every --retry-period, with them at
+least once a minute, and in any case one --retry-period before an observed lease would run
+out.";
 
 const OBSERVE_EXAMPLES: &str = "\
 Examples:
@@ -166,8 +172,8 @@ pub enum Action {
     about = ABOUT,
     long_about = LONG_ABOUT,
     after_help = EXAMPLES,
-    args_conflicts_with_subcommands = true,
     subcommand_value_name = "ACTION",
+    override_usage = "demo [OPTIONS] [-- CMD ARGS...]\n       demo [LOCK OPTIONS] <ACTION> [OPTIONS]",
     subcommand_help_heading = "Actions (instead of taking part)"
 )]
 pub struct Cli {
@@ -402,8 +408,10 @@ pub struct Cli {
 impl Cli {
     /// Parses `args` (the program's name first) and writes the old leader-elector sidecar's
     /// flags into the demo flags they stand for; settles the identity. A combination whose
-    /// spellings disagree (`--id a --instance b`) is a clap error (usage status 2) that names
-    /// both flags.
+    /// spellings disagree (`--id a --instance b`), or a flag of taking part given on the
+    /// command line with an action (`demo observe --instance a`), is a clap error (usage
+    /// status 2) that names the flags. The lock flags are global: they are taken before or
+    /// after an action's name.
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -412,6 +420,18 @@ impl Cli {
         let mut command = Cli::command();
         let matches = command.try_get_matches_from_mut(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
+        if let Some(action) = &cli.action {
+            if let Some(flag) = election_flag_given(&command, &matches) {
+                let name = match action {
+                    Action::Observe(_) => "observe",
+                    Action::Handover(_) => "handover",
+                };
+                return Err(command.error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!("{flag} is a flag of taking part in the election; `demo {name}` never takes part"),
+                ));
+            }
+        }
         let given = |id: &str| {
             matches
                 .value_source(id)
@@ -473,6 +493,38 @@ impl Cli {
             .with_rejoin(true)
             .with_release_on_cancel(!self.no_release)
     }
+}
+
+/// The flags that only taking part uses: refused with an action (an observer never takes part).
+const ELECTION_ONLY: [&str; 13] = [
+    "instance_flag",
+    "ready_url",
+    "ready_command",
+    "ready_period",
+    "on_unready",
+    "lease_duration",
+    "renew_deadline",
+    "no_release",
+    "http",
+    "health_tolerance",
+    "grace_period",
+    "on_child_exit",
+    "command",
+];
+
+/// The first election-only flag given on the command line (not from the environment or a
+/// default), as `--name`.
+fn election_flag_given(command: &clap::Command, matches: &ArgMatches) -> Option<String> {
+    ELECTION_ONLY
+        .into_iter()
+        .find(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .map(|id| {
+            command
+                .get_arguments()
+                .find(|arg| arg.get_id() == id)
+                .and_then(clap::Arg::get_long)
+                .map_or_else(|| "-- CMD".to_owned(), |long| format!("--{long}"))
+        })
 }
 
 impl Cli {
@@ -589,6 +641,46 @@ mod tests {
         assert_eq!(cli.grace_period(), Duration::from_millis(2500));
         assert_eq!(cli.on_child_exit, OnChildExit::ReleaseAndExit);
         assert!(cli.command.is_empty());
+    }
+
+    #[test]
+    fn observe_takes_the_lock_flags_before_and_after_its_name_and_no_election_flags() {
+        let cli = parse(&[
+            "--backend",
+            "redis",
+            "observe",
+            "--redis-url",
+            "redis://watcher:pw@db:6379",
+            "--lock-name",
+            "orders",
+            "--retry-period",
+            "500ms",
+            "--json",
+            "--no-hints",
+        ])
+        .unwrap();
+        let Some(Action::Observe(args)) = &cli.action else {
+            panic!("expected observe: {cli:?}");
+        };
+        assert!(args.no_hints);
+        assert_eq!(cli.backend, Backend::Redis);
+        assert_eq!(cli.redis_url, "redis://watcher:pw@db:6379");
+        assert_eq!(cli.lock_name, "orders");
+        assert_eq!(cli.retry_period, Duration::from_millis(500));
+        assert!(cli.json);
+        for refused in [
+            &["--instance", "a", "observe"][..],
+            &["observe", "--instance", "a"][..],
+            &["observe", "--lease-duration", "4s"][..],
+            &["--http", "127.0.0.1:0", "observe"][..],
+            &["observe", "--", "true"][..],
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?} was accepted");
+        }
+        // Taking part is unchanged: no action, and `observe` after `--` is a command.
+        let cli = parse(&["--instance", "a", "--", "observe", "x"]).unwrap();
+        assert!(cli.action.is_none());
+        assert_eq!(cli.command, ["observe", "x"]);
     }
 
     #[test]

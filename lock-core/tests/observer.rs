@@ -340,3 +340,34 @@ async fn when_the_hint_stream_ends_it_polls_every_retry_period() {
     task.await.unwrap();
     assert_eq!(faults.counts().creates() + faults.counts().updates(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn hints_that_stop_silently_never_make_a_live_leader_flap() {
+    let lock = MemoryLock::new("silent");
+    let mut watching = observe(lock.clone(), ObserverConfig::default());
+    watching.next_change(Duration::from_secs(1)).await;
+    // The elector's own hints are not affected: only the observer's are swallowed.
+    let mut a = start(lock.clone(), config("a"));
+    a.next_term(Duration::from_secs(1)).await;
+    assert_eq!(
+        leader(&watching.next_change(Duration::from_secs(1)).await),
+        ("a", 0)
+    );
+    watching.faults.set_drop_hints(true);
+    let reads_before = watching.faults.counts().gets();
+    // Renews are found by the read one retry period before each observed lease would end.
+    watching.quiet_for(3 * MINUTE).await;
+    let reads = watching.faults.counts().gets() - reads_before;
+    let per_lease = (3 * MINUTE).as_secs() / (LEASE - RETRY).as_secs();
+    assert!(
+        (per_lease..=per_lease + 2).contains(&reads),
+        "{reads} reads in 3 minutes"
+    );
+    assert!(watching
+        .state
+        .borrow()
+        .leader_at(Instant::now())
+        .is_some_and(|leader| leader.identity == "a"));
+    a.stop().await;
+    watching.stop().await;
+}

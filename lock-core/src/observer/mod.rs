@@ -6,8 +6,9 @@
 //! *observed* a version of the record, on its own monotonic clock, for the record's
 //! `leaseDurationSeconds`; `renewTime` is never trusted. A hint only makes it read sooner (a
 //! hint can be late or forged; no leader is ever reported from a hint alone). Without hints it
-//! reads every retry period, and with them at least once a minute and whenever an observed
-//! lease runs out.
+//! reads every retry period, and with them at least once a minute, and in any case one retry
+//! period before an observed lease runs out and when it does: a renew that hints failed to
+//! announce keeps the leader named, and a lease that really ran out is reported at its end.
 
 mod config;
 mod observed;
@@ -164,14 +165,29 @@ impl Observer {
     }
 
     /// True when the lock must be read now: never read, a hint came, the poll or confirmation
-    /// is due, or the observed lease ran out since the last read (a renew may have been missed
-    /// by hints that died silently).
+    /// is due, or an observed lease is about to run out (one retry period before its end, so
+    /// that a renew that hints did not announce is found before the leader is given up) or ran
+    /// out since the last read.
     fn read_due(&self, known: &Knowledge, hints_active: bool, now: Instant) -> bool {
         let Some(read_at) = known.read_at else {
             return true;
         };
-        let expired_since_read = lease_end(known).is_some_and(|end| end <= now && read_at < end);
-        known.hinted || now >= self.next_read(known, hints_active, read_at) || expired_since_read
+        let lease_check_due = self
+            .lease_checks(known)
+            .into_iter()
+            .any(|check| check <= now && read_at < check);
+        known.hinted || now >= self.next_read(known, hints_active, read_at) || lease_check_due
+    }
+
+    /// When the observed lease calls for a read: one retry period before it ends, and when it
+    /// ends. Empty when no holder was read.
+    fn lease_checks(&self, known: &Knowledge) -> Vec<Instant> {
+        lease_end(known)
+            .map(|end| {
+                let before = end.checked_sub(self.config.retry_period).unwrap_or(end);
+                vec![before, end]
+            })
+            .unwrap_or_default()
     }
 
     /// When the next read is due without any hint.
@@ -183,16 +199,16 @@ impl Observer {
         }
     }
 
-    /// When to wake up if no hint comes: the next read, or the end of the observed lease.
+    /// When to wake up if no hint comes: the next read, or the next check of the observed lease.
     fn next_wake(&self, known: &Knowledge, hints_active: bool) -> Instant {
         let now = Instant::now();
         let next_read = known
             .read_at
             .map_or(now, |at| self.next_read(known, hints_active, at));
-        match lease_end(known).filter(|end| *end > now) {
-            Some(end) => next_read.min(end),
-            None => next_read,
-        }
+        self.lease_checks(known)
+            .into_iter()
+            .filter(|check| *check > now)
+            .fold(next_read, Instant::min)
     }
 
     /// Takes in the result of a read.

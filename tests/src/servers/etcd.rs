@@ -31,12 +31,14 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a starting server is asked.
 const START_POLL: Duration = Duration::from_millis(25);
 
-/// A user of a test server whose role may read and write only under a key prefix.
+/// A user of a test server whose role may read and write (or only read) under a key prefix.
 #[derive(Clone, Debug)]
 struct RestrictedUser {
     name: String,
     password: String,
     prefix: String,
+    /// etcd's permission type: `readwrite` or `read`.
+    permission: &'static str,
 }
 
 /// How to start an [`EtcdServer`]: plain, with TLS and client certificates, with users.
@@ -70,6 +72,25 @@ impl EtcdServerBuilder {
             name: name.into(),
             password: password.into(),
             prefix: prefix.into(),
+            permission: "readwrite",
+        });
+        self
+    }
+
+    /// Adds the user `name` with `password` and the role `{name}-role`, which may only read
+    /// (and watch) the keys under `prefix`, and enables authentication as [`user`](Self::user)
+    /// does.
+    pub fn read_only_user(
+        mut self,
+        name: impl Into<String>,
+        password: impl Into<String>,
+        prefix: impl Into<String>,
+    ) -> Self {
+        self.users.push(RestrictedUser {
+            name: name.into(),
+            password: password.into(),
+            prefix: prefix.into(),
+            permission: "read",
         });
         self
     }
@@ -385,7 +406,7 @@ impl EtcdServer {
                 "grant-permission",
                 "--prefix=true",
                 &role,
-                "readwrite",
+                user.permission,
                 "--",
                 &user.prefix,
             ]);
