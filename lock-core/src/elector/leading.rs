@@ -79,6 +79,12 @@ impl LeaderElector {
     ) -> Ended {
         self.shared.started(&term);
         let mark = TermMark::of(&written.record);
+        // An adopted write (its reply was lost) may carry a handover request that landed on it
+        // before the read that adopted it: renewing over it on the fast path would keep the
+        // request in the record and never act on it.
+        if let Some(to) = self.handover_asked(&written) {
+            return self.hand_over(&term, &mark, to).await;
+        }
         let mut next_renew = term.renewed_at() + self.config.retry_period;
         loop {
             hints.resubscribe_if_due();

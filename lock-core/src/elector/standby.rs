@@ -413,7 +413,12 @@ impl LeaderElector {
         if !self.holds(current, &unanswered.mark) {
             return None;
         }
-        if unanswered.hold_back || Instant::now() >= valid_until {
+        // Someone rewrote it meanwhile with a shorter lease (keeping the mark): standbys may
+        // take it over before this term's renew deadline, so it starts no term, as a running
+        // term ends on such a write.
+        let shortened =
+            current.record.lease_duration_seconds < self.config.lease_duration_seconds();
+        if unanswered.hold_back || shortened || Instant::now() >= valid_until {
             // Ours but not adopted (no twin's), held back like an answered create whose store
             // moved: its lease is waited for. An adopted one is remembered as a won term.
             standby.memory.started(&current.record);
