@@ -371,3 +371,32 @@ async fn hints_that_stop_silently_never_make_a_live_leader_flap() {
     a.stop().await;
     watching.stop().await;
 }
+
+/// Review: a read that is slow to answer (within the read timeout) must not hold back the
+/// report that the observed lease ran out: while it waits, subscribers would go on believing
+/// in a leader whose observed lease is over (and whom a standby may have replaced).
+#[tokio::test(start_paused = true)]
+async fn a_slow_read_does_not_delay_the_report_that_the_lease_ran_out() {
+    let lock = MemoryLock::new("slow-read");
+    lock.create(&held("a", 5, 15)).await.unwrap();
+    let started = Instant::now();
+    let mut watching = observe(lock.clone(), ObserverConfig::default());
+    assert_eq!(
+        leader(&watching.next_change(Duration::from_secs(1)).await),
+        ("a", 5)
+    );
+    // Every read from now on answers after 4 s, within the default 5 s read timeout.
+    watching.faults.set_latency(Duration::from_secs(4));
+    let gone = watching.next_change(LEASE + RETRY * 2).await;
+    assert!(
+        matches!(gone, Observed::NoLeader(NoLeader::LeaseRanOut { .. })),
+        "{gone:?}"
+    );
+    assert_eq!(
+        started.elapsed(),
+        LEASE,
+        "'no leader' was reported late, while a read was under way"
+    );
+    watching.faults.set_latency(Duration::ZERO);
+    watching.stop().await;
+}
