@@ -140,10 +140,19 @@ impl Observer {
             // A lease that ran out is reported before anything else is tried.
             self.publish(&mut known);
             if self.read_due(&known, hints.active(), Instant::now()) {
-                let read = tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return,
-                    read = tokio::time::timeout(self.config.read_timeout, self.lock.get()) => read,
+                let read = tokio::time::timeout(self.config.read_timeout, self.lock.get());
+                tokio::pin!(read);
+                let read = loop {
+                    // A slow read must not hold back the report that the observed lease ran
+                    // out: that is published at the lease's end while the read goes on.
+                    let lease_end = lease_end(&known).filter(|end| *end > Instant::now());
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return,
+                        read = &mut read => break read,
+                        _ = sleep_until(lease_end.unwrap_or_else(Instant::now)),
+                            if lease_end.is_some() => self.publish(&mut known),
+                    }
                 };
                 let read = read.unwrap_or_else(|_| {
                     Err(LockError::timed_out(
