@@ -109,3 +109,36 @@ async fn an_adopted_write_whose_lease_was_shortened_starts_no_term() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A coordinator (client-go's coordinated election) usually prefers the candidate that leads.
+/// When that leader steps down on its own (cancelled, or unready) and releases, the released
+/// record must not go on preferring it: every other standby would hold back a retry period
+/// for a candidate that just left, instead of taking the lock at once.
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_leaves_while_preferred_does_not_hold_the_others_back() {
+    let lock = MemoryLock::new("preferred-leaves");
+    let mut a = start(lock.clone(), config("a").with_release_on_cancel(true));
+    let a_term = a.next_term(RETRY).await;
+    let mut b = start(lock.clone(), config("b"));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let current = lock.get().await.unwrap().unwrap();
+    let preferring_a = LeaderElectionRecord {
+        strategy: Some("OldestEmulationVersion".into()),
+        preferred_holder: Some("a".into()),
+        ..current.record.clone()
+    };
+    lock.update(&preferring_a, &current.version).await.unwrap();
+    tokio::time::sleep(RETRY * 2).await;
+    assert!(a_term.is_leader());
+
+    let left = tokio::time::Instant::now();
+    a.stop().await;
+    let b_term = b.next_term(LEASE).await;
+    assert!(
+        left.elapsed() < RETRY / 4,
+        "b took over {:?} after a left",
+        left.elapsed()
+    );
+    assert!(b_term.fencing_token() > a_term.fencing_token());
+    b.stop().await;
+}
