@@ -411,11 +411,20 @@ impl LeaderElector {
             return Ok(false);
         }
         let now = whole_seconds(chrono::Utc::now());
+        // A preferred holder naming someone else (a planned handover's candidate) is kept: it
+        // takes the lock first. One naming this candidate, which is leaving, is dropped, as
+        // client-go's release drops it: the others would hold back for nobody.
+        let preferred_holder = fresh
+            .record
+            .preferred_holder
+            .clone()
+            .filter(|preferred| *preferred != self.config.identity);
         let released = LeaderElectionRecord {
             holder_identity: String::new(),
             lease_duration_seconds: 1,
             acquire_time: Some(now),
             renew_time: Some(now),
+            preferred_holder,
             ..fresh.record
         };
         self.bounded(deadline, self.lock.update(&released, &fresh.version))
