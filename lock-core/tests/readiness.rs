@@ -122,3 +122,33 @@ async fn keep_leading_makes_readiness_gate_only_the_takeover() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Review: readiness is checked when the takeover is decided, not only when the look that
+/// decides it began: a candidate that turns unready while its read is on its way does not take
+/// the lock when the read answers (with `KeepLeading`, it would then lead while unready).
+#[tokio::test(start_paused = true)]
+async fn a_candidate_that_turns_unready_during_a_slow_read_does_not_take_the_lock() {
+    let lock = MemoryLock::new("readiness-slow-read");
+    let slow = lock_core::testing::FaultyLock::new(lock.clone());
+    slow.faults().set_latency(Duration::from_secs(1));
+    let (sender, receiver) = watch::channel(true);
+    let elector = LeaderElector::new(slow, config("a").with_rejoin(true))
+        .expect("valid config")
+        .with_readiness(receiver, UnreadyLeader::KeepLeading);
+    let mut events = elector.subscribe();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(elector.run(cancel.clone()));
+    // Its first read is on its way (1 s) when it turns unready.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sender.send_replace(false);
+    tokio::time::sleep(LEASE).await;
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, ElectionEvent::StartedLeading(_)),
+            "a took the lock while unready"
+        );
+    }
+    assert!(lock.get().await.unwrap().is_none(), "nothing was written");
+    cancel.cancel();
+    task.await.unwrap();
+}
