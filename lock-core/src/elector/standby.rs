@@ -213,8 +213,10 @@ impl LeaderElector {
                     seen.stale = true;
                 }
             }
-            let ready = readiness.is_ready();
-            let wake_at = match self.look(&mut standby, hints.active(), ready, cancel).await {
+            let wake_at = match self
+                .look(&mut standby, hints.active(), readiness, cancel)
+                .await
+            {
                 Step::Won(term, written) => {
                     standby.memory.started(&written.record);
                     return StandbyEnd::Won(term, written);
@@ -249,7 +251,7 @@ impl LeaderElector {
         &self,
         standby: &mut Standby<'_>,
         hints_active: bool,
-        ready: bool,
+        readiness: &Readiness,
         cancel: &CancellationToken,
     ) -> Step {
         let own_lease = self.config.lease_duration;
@@ -302,14 +304,17 @@ impl LeaderElector {
         if let Some(until) = self.yields_until(seen).filter(|at| Instant::now() < *at) {
             return Step::WaitUntil(until);
         }
-        if !ready {
+        // Readiness as it is now, not as it was when this look began: the reads above may
+        // have taken long (and so may the token floor's below).
+        let unready_wait = if hints_active {
+            seen.read_at + CONFIRM_INTERVAL
+        } else {
+            self.next_poll()
+        };
+        if !readiness.is_ready() {
             // Not ready: follow the lock as usual, never take it (a change of readiness wakes
             // the loop at once).
-            return Step::WaitUntil(if hints_active {
-                seen.read_at + CONFIRM_INTERVAL
-            } else {
-                self.next_poll()
-            });
+            return Step::WaitUntil(unready_wait);
         }
         let current = seen.current.clone();
         let (floor_seen, vanished) = (seen.floor, seen.vanished);
@@ -333,6 +338,9 @@ impl LeaderElector {
                 return Step::WaitUntil(self.next_poll());
             }
         };
+        if !readiness.is_ready() {
+            return Step::WaitUntil(unready_wait);
+        }
         let sent = Stamp::now();
         let record = self.record_for_term(
             current.as_ref().map(|seen| &seen.record),
