@@ -3,7 +3,9 @@
 //! in-memory lock, each behind its own fault-injecting wrapper, driven by a seeded random
 //! schedule of faults: cut-offs, latency past the renew deadline, lost replies, conflicts,
 //! dropped, repeated and forged hints, the record deleted, replaced by a foreign or free record,
-//! or by a value that is not a record. After every step (and at the end) the terms are checked:
+//! or by a value that is not a record, planned handovers requested (to a candidate or to a name
+//! nobody uses), and candidates turning unready and ready again (handing over or keeping the
+//! lead when unready). After every step (and at the end) the terms are checked:
 //!
 //! - never two valid terms at once (a term runs from its start to the earlier of its end and its
 //!   validity by the clock);
@@ -22,7 +24,10 @@ use std::time::Duration;
 
 use lock_core::backend::{Hint, Version, Versioned};
 use lock_core::testing::{FaultControl, FaultyLock, MemoryLock};
-use lock_core::{ElectionConfig, ElectionEvent, LeaderElectionRecord, LeaderElector, Lock};
+use lock_core::{
+    request_handover, ElectionConfig, ElectionEvent, LeaderElectionRecord, LeaderElector, Lock,
+    UnreadyLeader,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::time::{sleep, Instant};
@@ -78,6 +83,8 @@ struct Sim {
     cancel: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<lock_core::RunOutcome>>,
     handles: Vec<lock_core::ElectorHandle>,
+    /// Each candidate's readiness (all start ready).
+    readiness: Vec<tokio::sync::watch::Sender<bool>>,
     log: Vec<String>,
     /// The backend has no token floor: after a deletion, a candidate that missed the latest
     /// terms (cut off, hints dropped) may start below them, the documented limit of Redis and
@@ -127,6 +134,7 @@ impl Sim {
             cancel: cancel.clone(),
             tasks: Vec::new(),
             handles: Vec::new(),
+            readiness: Vec::new(),
             log: Vec::new(),
             sent: Arc::new(Mutex::new(Vec::new())),
             identities: Vec::new(),
@@ -159,7 +167,16 @@ impl Sim {
                 .with_rejoin(true)
                 .with_release_on_cancel(rng.random_bool(0.5))
                 .with_random_seed(rng.random());
-            let elector = LeaderElector::new(faulty, config).expect("valid config");
+            let unready_leader = if rng.random_bool(0.5) {
+                UnreadyLeader::HandOver
+            } else {
+                UnreadyLeader::KeepLeading
+            };
+            let (ready, readiness) = tokio::sync::watch::channel(true);
+            sim.readiness.push(ready);
+            let elector = LeaderElector::new(faulty, config)
+                .expect("valid config")
+                .with_readiness(readiness, unready_leader);
             let seen = terms.clone();
             elector.on_event(move |event| {
                 let mut seen = seen.lock().unwrap();
@@ -195,7 +212,7 @@ impl Sim {
         let next_token = current
             .as_ref()
             .map_or(0, |seen| seen.record.leader_transitions.max(0) + 1);
-        let step = match rng.random_range(0..14) {
+        let step = match rng.random_range(0..16) {
             0 => {
                 let on = rng.random_bool(0.6);
                 faults.set_unavailable(on);
@@ -289,6 +306,25 @@ impl Sim {
                 faults.forge_hint(Hint::Changed);
                 format!("forged Changed to {who}")
             }
+            13 => {
+                // A planned handover: an ordinary write that keeps holder, token and times, so
+                // not a forced handover: terms must not overlap across it.
+                let to = if rng.random_bool(0.8) {
+                    self.identities[who]
+                } else {
+                    "ghost"
+                };
+                let asked = request_handover(&self.lock, to, Duration::from_secs(5)).await;
+                format!(
+                    "handover to {to}: {}",
+                    if asked.is_ok() { "asked" } else { "refused" }
+                )
+            }
+            14 => {
+                let ready = rng.random_bool(0.5);
+                self.readiness[who].send_replace(ready);
+                format!("ready {who}: {ready}")
+            }
             _ => {
                 self.heal_one(who);
                 self.log.push(format!("{:?} heal {who}", Instant::now()));
@@ -305,6 +341,7 @@ impl Sim {
         faults.set_latency(Duration::ZERO);
         faults.set_drop_hints(false);
         faults.set_repeat_hints(false);
+        self.readiness[who].send_replace(true);
     }
 
     async fn heal(&mut self) {
