@@ -24,7 +24,7 @@
 //!
 //! Exactly one candidate may act at a time, and fencing tokens only grow, whatever a store, a
 //! network, a scheduler or another writer does. Each rule has a regression test in
-//! `lock-core/tests/safety_holes.rs` or `elector_paused_clock.rs`:
+//! `lock-core/tests/safety_holes.rs`, `elector_paused_clock.rs` or `review_attacks.rs`:
 //!
 //! - **Expiry is judged on the local clock.** A standby waits the holder's
 //!   `leaseDurationSeconds` from when it *observed* the record change; a leader is leader until
@@ -47,7 +47,9 @@
 //!   `acquireTime`; adopting a write whose reply was lost, renewing on the slow path and
 //!   releasing all require that exact mark, so another process with the same identity (a
 //!   twin) never shares a term. A record naming this identity without the mark is waited for
-//!   like any other holder's, and reported.
+//!   like any other holder's, and reported. An adopted write obeys what was written over it
+//!   before the read that found it, as a running term would: a shortened lease starts no term,
+//!   a handover request ends the term at once.
 //! - **Outside writes end a term at once.** A leader checks with a read as soon as a hint says
 //!   the record may have been written by someone else, and ends its term within milliseconds
 //!   if it is no longer its own (or carries its mark with a shorter lease). A hint alone never
