@@ -11,6 +11,14 @@
 //! A request is an ordinary compare-and-swap write on the record's version, so it needs write
 //! access to the lock, and it never touches holder, token or times: a request that races a
 //! renew is simply retried on the fresh record.
+//!
+//! Two costs to know. Like any write, a request restarts every standby's lease clock: asked of
+//! a leader that is already dead (or cut off), it delays the failover by up to one lease, and
+//! repeated requests would keep delaying it; ask live leaders. And a request whose reply is
+//! lost returns an error although it may have landed (the leader then acts on it).
+//!
+//! With [`rejoin`](crate::ElectionConfig::rejoin) off, a leader that hands over ends its
+//! [`run`](crate::LeaderElector::run) with [`StopReason::HandedOver`](crate::StopReason).
 
 use std::time::Duration;
 

@@ -102,7 +102,8 @@ impl LeaderElector {
     /// readiness turns `false` acts as `unready_leader` says: by default it ends its term and
     /// releases the lock, so that a ready standby takes over at once
     /// ([`StopReason::Unready`]), and stands by again if [`rejoin`](ElectionConfig::rejoin) is
-    /// on. Once the sender is dropped, the last value stays in force.
+    /// on (with rejoin off, `run` then ends with that reason). Once the sender is dropped, the
+    /// last value stays in force.
     ///
     /// ```
     /// use lock_core::testing::MemoryLock;
