@@ -56,6 +56,7 @@ mod client;
 mod connect;
 mod environment;
 mod errors;
+mod for_life;
 mod hints;
 mod kind;
 mod lock;
@@ -66,6 +67,10 @@ pub use connect::connect;
 pub use environment::{
     kube_config, resolve_namespace, resolve_namespace_from, DEFAULT_NAMESPACE,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
+};
+pub use for_life::{
+    resolve_pod_namespace, ForLifeLock, DEFAULT_MAX_BACKOFF, FENCING_COUNTER_ANNOTATION,
+    FENCING_SUFFIX, FENCING_TOKEN_ANNOTATION, FIRST_BACKOFF, POD_NAMESPACE_VAR,
 };
 pub use kind::LockKind;
 pub use lock::{ConfigMapLock, EndpointsLock, LeaseLock, ObjectLock};
