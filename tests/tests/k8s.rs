@@ -448,3 +448,6 @@ mod sidecar_manifest {
         }
     }
 }
+
+#[path = "k8s/for_life.rs"]
+mod for_life;
