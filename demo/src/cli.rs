@@ -608,7 +608,11 @@ mod tests {
         let help = Cli::command()
             .get_arguments()
             .find(|arg| arg.get_id() == "leader_for_life")
-            .and_then(|arg| arg.get_long_help().or(arg.get_help()).map(|h| h.to_string()))
+            .and_then(|arg| {
+                arg.get_long_help()
+                    .or(arg.get_help())
+                    .map(|h| h.to_string())
+            })
             .expect("help");
         assert!(help.contains("never overlap"), "{help}");
         assert!(help.contains("session's TTL"), "{help}");

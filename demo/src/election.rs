@@ -16,7 +16,7 @@ use crate::cli::Cli;
 /// A running election of either mode.
 pub enum Elector {
     /// Leases renewed by the leader; standbys take over when one runs out.
-    Lease(LeaderElector),
+    Lease(Box<LeaderElector>),
     /// Leadership for the life of the leader's process, as the platform tells.
     ForLife(LifeElector),
 }
@@ -29,7 +29,7 @@ impl Elector {
         if !cli.leader_for_life {
             let lock = crate::lock_url::open_lock(cli).await?;
             return LeaderElector::new(lock, config)
-                .map(Self::Lease)
+                .map(|elector| Self::Lease(Box::new(elector)))
                 .map_err(|err| err.to_string());
         }
         let url = cli.lock_url()?;
@@ -74,9 +74,12 @@ impl Elector {
     }
 
     /// Takes part until `cancel` is cancelled.
-    pub fn run(self, cancel: CancellationToken) -> Pin<Box<dyn Future<Output = RunOutcome> + Send>> {
+    pub fn run(
+        self,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn Future<Output = RunOutcome> + Send>> {
         match self {
-            Self::Lease(elector) => Box::pin(elector.run(cancel)),
+            Self::Lease(elector) => Box::pin((*elector).run(cancel)),
             Self::ForLife(elector) => Box::pin(elector.run(cancel)),
         }
     }

@@ -86,7 +86,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, LockError::InvalidConfig(_)), "{err:?}");
         let message = err.to_string();
-        assert!(message.contains("no notion of a client's life"), "{message}");
+        assert!(
+            message.contains("no notion of a client's life"),
+            "{message}"
+        );
         assert!(message.contains("fencing tokens"), "{message}");
         assert!(message.contains("etcd"), "{message}");
     }
@@ -99,7 +102,11 @@ mod tests {
         let lock = open_life_url(&url, "orders", Duration::from_secs(15))
             .await
             .unwrap();
-        assert!(lock.describe().contains("orders.json.life"), "{}", lock.describe());
+        assert!(
+            lock.describe().contains("orders.json.life"),
+            "{}",
+            lock.describe()
+        );
         assert_eq!(lock.holder().await.unwrap(), None);
     }
 }

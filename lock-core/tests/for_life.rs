@@ -5,9 +5,7 @@
 use std::time::Duration;
 
 use lock_core::testing::MemoryLifeLock;
-use lock_core::{
-    ElectionConfig, ElectionEvent, LifeElector, LifeLock, RunOutcome, StopReason,
-};
+use lock_core::{ElectionConfig, ElectionEvent, LifeElector, LifeLock, RunOutcome, StopReason};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -109,9 +107,16 @@ async fn the_death_of_the_holders_process_hands_over_at_once_with_a_greater_toke
     assert!(lock.process_gone("a"));
     let before = tokio::time::Instant::now();
     let second = started(&mut b.events).await;
-    assert_eq!(before.elapsed(), Duration::ZERO, "woken at once, no lease to wait out");
+    assert_eq!(
+        before.elapsed(),
+        Duration::ZERO,
+        "woken at once, no lease to wait out"
+    );
     assert!(second.fencing_token() > first.fencing_token());
-    assert_eq!(lock.holder().await.unwrap(), Some(("b".to_owned(), second.fencing_token())));
+    assert_eq!(
+        lock.holder().await.unwrap(),
+        Some(("b".to_owned(), second.fencing_token()))
+    );
     b.running.abort();
 }
 
@@ -159,37 +164,57 @@ async fn cancelling_releases_when_asked_and_keeps_the_lock_otherwise() {
     a.cancel.cancel();
     assert!(matches!(
         next_but_new_leader(&mut a.events).await,
-        ElectionEvent::StoppedLeading { reason: StopReason::Cancelled, .. }
+        ElectionEvent::StoppedLeading {
+            reason: StopReason::Cancelled,
+            ..
+        }
     ));
     assert!(matches!(
         next_but_new_leader(&mut a.events).await,
         ElectionEvent::Released { fencing_token } if fencing_token == first.fencing_token()
     ));
-    assert_eq!(a.running.await.unwrap(), RunOutcome::Cancelled { released: true });
+    assert_eq!(
+        a.running.await.unwrap(),
+        RunOutcome::Cancelled { released: true }
+    );
     let second = started(&mut b.events).await;
     assert!(second.fencing_token() > first.fencing_token());
 
     // b does not release: the lock stays b's until its process is gone.
     let mut c = start(&lock, ElectionConfig::new("c"));
     b.cancel.cancel();
-    assert_eq!(b.running.await.unwrap(), RunOutcome::Cancelled { released: false });
+    assert_eq!(
+        b.running.await.unwrap(),
+        RunOutcome::Cancelled { released: false }
+    );
     assert!(!second.is_leader());
     no_term_within(&mut c.events, Duration::from_secs(3600)).await;
-    assert_eq!(lock.holder().await.unwrap().map(|(holder, _)| holder).as_deref(), Some("b"));
+    assert_eq!(
+        lock.holder()
+            .await
+            .unwrap()
+            .map(|(holder, _)| holder)
+            .as_deref(),
+        Some("b")
+    );
     lock.process_gone("b");
     let third = started(&mut c.events).await;
     assert!(third.fencing_token() > second.fencing_token());
     // A standby that is cancelled ends at once, without a term.
     let d = start(&lock, ElectionConfig::new("d"));
     d.cancel.cancel();
-    assert_eq!(d.running.await.unwrap(), RunOutcome::Cancelled { released: false });
+    assert_eq!(
+        d.running.await.unwrap(),
+        RunOutcome::Cancelled { released: false }
+    );
     c.running.abort();
 }
 
 #[tokio::test(start_paused = true)]
 async fn leader_for_life_is_also_a_constructor_of_the_lease_elector() {
     let lock = MemoryLifeLock::new("ctor");
-    let elector = lock_core::LeaderElector::for_life(lock.clone(), ElectionConfig::new("a")).unwrap();
+    let elector =
+        lock_core::LeaderElector::for_life(lock.clone(), ElectionConfig::new("a")).unwrap();
     assert_eq!(elector.handle().lock_name(), "memory-life://ctor");
     assert!(LifeElector::new(lock, ElectionConfig::new("")).is_err());
 }

@@ -239,12 +239,19 @@ impl LifeLock for EtcdLifeLock {
     async fn holder(&self) -> LockResult<Option<(String, u64)>> {
         Ok(self.lock.get().await?.and_then(|stored| {
             let token = u64::try_from(stored.record.leader_transitions).unwrap_or(0);
-            stored.record.holder().map(|holder| (holder.to_owned(), token))
+            stored
+                .record
+                .holder()
+                .map(|holder| (holder.to_owned(), token))
         }))
     }
 
     fn describe(&self) -> String {
-        format!("{} (for life, session TTL {}s)", self.lock.describe(), self.ttl.as_secs())
+        format!(
+            "{} (for life, session TTL {}s)",
+            self.lock.describe(),
+            self.ttl.as_secs()
+        )
     }
 }
 
@@ -264,4 +271,3 @@ impl LifeRelease for EtcdRelease {
         EtcdLifeLock::revoke(&self.inner, self.lease).await
     }
 }
-

@@ -87,13 +87,15 @@ impl FileLifeLock {
             attempt += 1;
             let current = self.record.get().await?;
             let floor = self.record.token_floor().await?;
-            let above_last = current
-                .as_ref()
-                .map_or(0, |stored| u64::try_from(stored.record.leader_transitions).unwrap_or(0) + 1);
+            let above_last = current.as_ref().map_or(0, |stored| {
+                u64::try_from(stored.record.leader_transitions).unwrap_or(0) + 1
+            });
             let token = above_last.max(floor);
             let transitions = i32::try_from(token).map_err(|_| LockError::Corrupt {
                 lock: self.describe(),
-                reason: format!("the next fencing token {token} is beyond a 32-bit leaderTransitions"),
+                reason: format!(
+                    "the next fencing token {token} is beyond a 32-bit leaderTransitions"
+                ),
             })?;
             let now = chrono::Utc::now();
             let record = LeaderElectionRecord {
@@ -195,7 +197,10 @@ impl LifeLock for FileLifeLock {
     }
 
     async fn holder(&self) -> LockResult<Option<(String, u64)>> {
-        if !tokio::fs::try_exists(&self.life_path).await.unwrap_or(false) {
+        if !tokio::fs::try_exists(&self.life_path)
+            .await
+            .unwrap_or(false)
+        {
             return Ok(None);
         }
         let file = self.open().await?;
@@ -213,7 +218,11 @@ impl LifeLock for FileLifeLock {
     }
 
     fn describe(&self) -> String {
-        format!("{} (for life: {})", self.record.describe(), self.life_path.display())
+        format!(
+            "{} (for life: {})",
+            self.record.describe(),
+            self.life_path.display()
+        )
     }
 }
 
@@ -250,7 +259,10 @@ impl LifeRelease for FileRelease {
             let mut freed = stored.record.clone();
             freed.holder_identity = String::new();
             freed.lease_duration_seconds = 1;
-            self.record.update(&freed, &stored.version).await.map(|_| ())
+            self.record
+                .update(&freed, &stored.version)
+                .await
+                .map(|_| ())
         }
         .await;
         // The OS lock goes whatever the record write did: a standby takes over at once.

@@ -16,7 +16,10 @@ async fn one_holder_at_a_time_and_tokens_grow() {
     assert_eq!(a.holder().await.unwrap(), None);
     let never = CancellationToken::new();
     let first = a.acquire("a", &never).await.unwrap().expect("a holds");
-    assert_eq!(b.holder().await.unwrap(), Some(("a".to_owned(), first.fencing_token)));
+    assert_eq!(
+        b.holder().await.unwrap(),
+        Some(("a".to_owned(), first.fencing_token))
+    );
     assert!(a.life_path().ends_with("life.json.life"));
 
     // b waits while a holds, and gives up when cancelled.
@@ -28,7 +31,10 @@ async fn one_holder_at_a_time_and_tokens_grow() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiting.is_finished(), "b must not hold while a does");
     cancel.cancel();
-    let gave_up = tokio::time::timeout(Duration::from_secs(2), waiting).await.unwrap().unwrap();
+    let gave_up = tokio::time::timeout(Duration::from_secs(2), waiting)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(gave_up.unwrap().is_none());
 
     // a releases: b takes it within a poll or two, with a greater token, and the record says so.
@@ -47,7 +53,10 @@ async fn one_holder_at_a_time_and_tokens_grow() {
     assert!(second.fencing_token > first.fencing_token);
     let record = b.record_lock().get().await.unwrap().unwrap().record;
     assert_eq!(record.holder_identity, "b");
-    assert_eq!(u64::try_from(record.leader_transitions).unwrap(), second.fencing_token);
+    assert_eq!(
+        u64::try_from(record.leader_transitions).unwrap(),
+        second.fencing_token
+    );
 
     // Dropping the hold without releasing keeps the OS lock: nobody else takes it.
     drop(second.release);
@@ -58,7 +67,14 @@ async fn one_holder_at_a_time_and_tokens_grow() {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!blocked.is_finished());
-    assert_eq!(a.holder().await.unwrap().map(|(holder, _)| holder).as_deref(), Some("b"));
+    assert_eq!(
+        a.holder()
+            .await
+            .unwrap()
+            .map(|(holder, _)| holder)
+            .as_deref(),
+        Some("b")
+    );
     cancel.cancel();
     assert!(blocked.await.unwrap().unwrap().is_none());
 }

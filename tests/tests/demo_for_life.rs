@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lock_tests::demo::{run_demo, DemoEvent, Demo};
+use lock_tests::demo::{run_demo, Demo, DemoEvent};
 use lock_tests::servers::etcd::EtcdServer;
 use nix::sys::signal::Signal;
 use tokio::time::{sleep, Instant};
@@ -68,7 +68,8 @@ async fn file_a_stopped_leader_keeps_leadership_and_a_killed_one_is_replaced_wit
         "200ms",
     ];
     let a = Demo::start("a", &args);
-    a.wait_for("leading", STARTUP, |event| event.event == "leading").await;
+    a.wait_for("leading", STARTUP, |event| event.event == "leading")
+        .await;
     let mut demos = vec![a, Demo::start("b", &args), Demo::start("c", &args)];
     for demo in &demos[1..] {
         demo.wait_for("following a", STARTUP, |event| {
@@ -82,7 +83,11 @@ async fn file_a_stopped_leader_keeps_leadership_and_a_killed_one_is_replaced_wit
     demos[0].signal(Signal::SIGSTOP);
     sleep(lease * 2).await;
     for demo in &demos[1..] {
-        assert!(leading(demo).is_empty(), "took over from a stopped leader\n{}", demo.report());
+        assert!(
+            leading(demo).is_empty(),
+            "took over from a stopped leader\n{}",
+            demo.report()
+        );
     }
     demos[0].signal(Signal::SIGCONT);
     sleep(Duration::from_millis(500)).await;
@@ -102,7 +107,10 @@ async fn file_a_stopped_leader_keeps_leadership_and_a_killed_one_is_replaced_wit
     let killed = Instant::now();
     let (index, line) = next_leader(&demos, &[1, 2], Duration::from_secs(5)).await;
     let took = line.arrived.saturating_duration_since(killed);
-    eprintln!("file: SIGKILL to {}'s leading line: {took:?}", demos[index].name());
+    eprintln!(
+        "file: SIGKILL to {}'s leading line: {took:?}",
+        demos[index].name()
+    );
     assert!(took < Duration::from_secs(1), "took {took:?}");
     assert!(line.term.expect("a term") > first_term);
     demos[0].wait_exit(EXIT).await;
@@ -148,7 +156,10 @@ async fn etcd_the_end_of_the_leaders_session_hands_over() {
     let killed = Instant::now();
     let (second, line) = next_leader(&demos, &standbys, ttl + Duration::from_secs(3)).await;
     let took = line.arrived.saturating_duration_since(killed);
-    eprintln!("etcd: SIGKILL to {}'s leading line: {took:?} (TTL {ttl:?})", demos[second].name());
+    eprintln!(
+        "etcd: SIGKILL to {}'s leading line: {took:?} (TTL {ttl:?})",
+        demos[second].name()
+    );
     assert!(took < ttl + Duration::from_secs(1), "took {took:?}");
     let second_term = line.term.expect("a term");
     assert!(second_term > first_term);
@@ -156,19 +167,30 @@ async fn etcd_the_end_of_the_leaders_session_hands_over() {
 
     // Stopped past its TTL: its session expires, the last standby leads; resumed, the old
     // leader says stopped_leading before anything else and never leads in that term again.
-    let third = standbys.into_iter().find(|index| *index != second).expect("a third");
+    let third = standbys
+        .into_iter()
+        .find(|index| *index != second)
+        .expect("a third");
     let before_stop = demos[second].events().len();
     demos[second].signal(Signal::SIGSTOP);
     let stopped = Instant::now();
     let (_, line) = next_leader(&demos, &[third], ttl + Duration::from_secs(5)).await;
     let took = line.arrived.saturating_duration_since(stopped);
-    eprintln!("etcd: SIGSTOP to {}'s leading line: {took:?}", demos[third].name());
-    assert!(took >= ttl - Duration::from_millis(500), "took over early: {took:?}");
+    eprintln!(
+        "etcd: SIGSTOP to {}'s leading line: {took:?}",
+        demos[third].name()
+    );
+    assert!(
+        took >= ttl - Duration::from_millis(500),
+        "took over early: {took:?}"
+    );
     let third_term = line.term.expect("a term");
     assert!(third_term > second_term);
     demos[second].signal(Signal::SIGCONT);
     demos[second]
-        .wait_for("stopped_leading", Duration::from_secs(10), |event| event.event == "stopped_leading")
+        .wait_for("stopped_leading", Duration::from_secs(10), |event| {
+            event.event == "stopped_leading"
+        })
         .await;
     sleep(Duration::from_secs(1)).await;
     let resumed: Vec<DemoEvent> = demos[second].events().split_off(before_stop);
@@ -218,5 +240,8 @@ async fn redis_and_kubernetes_are_refused_saying_why() {
     .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("Kubernetes is not in this build yet"), "{stderr}");
+    assert!(
+        stderr.contains("Kubernetes is not in this build yet"),
+        "{stderr}"
+    );
 }

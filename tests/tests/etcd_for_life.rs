@@ -98,6 +98,9 @@ fn a_ttl_etcd_cannot_keep_is_refused() {
     let lock = EtcdLock::new(&["127.0.0.1:2379"], "life", EtcdLockOptions::default()).unwrap();
     for ttl in [Duration::from_secs(1), Duration::from_millis(2500)] {
         let err = EtcdLifeLock::new(lock.clone(), ttl).unwrap_err();
-        assert!(err.to_string().contains("whole seconds, at least 2s"), "{err}");
+        assert!(
+            err.to_string().contains("whole seconds, at least 2s"),
+            "{err}"
+        );
     }
 }

@@ -62,7 +62,11 @@ impl MemoryLifeLock {
     /// `lost` is not cancelled: nobody is left to tell). True when it held the lock.
     pub fn process_gone(&self, identity: &str) -> bool {
         let mut state = self.state();
-        if state.holder.as_ref().is_some_and(|held| held.identity == identity) {
+        if state
+            .holder
+            .as_ref()
+            .is_some_and(|held| held.identity == identity)
+        {
             state.holder = None;
             drop(state);
             self.changed.notify_waiters();
@@ -145,7 +149,11 @@ struct MemoryRelease {
 impl LifeRelease for MemoryRelease {
     async fn release(self: Box<Self>) -> LockResult<()> {
         let mut state = self.lock.state();
-        if state.holder.as_ref().is_some_and(|held| held.token == self.token) {
+        if state
+            .holder
+            .as_ref()
+            .is_some_and(|held| held.token == self.token)
+        {
             state.holder = None;
             drop(state);
             self.lock.changed.notify_waiters();
