@@ -44,6 +44,10 @@ pub enum StopReason {
         /// The preferred holder the record named.
         to: String,
     },
+    /// A term held for life ([`LifeElector`](crate::LifeElector)) ended because the platform
+    /// ended the hold while this process still lives (an etcd session that expired, a lock
+    /// object deleted).
+    HoldLost,
 }
 
 impl std::fmt::Display for StopReason {
@@ -58,6 +62,7 @@ impl std::fmt::Display for StopReason {
             }
             Self::Cancelled => f.write_str("the election was cancelled"),
             Self::HandedOver { to } => write!(f, "handed over to {to} on request"),
+            Self::HoldLost => f.write_str("the platform ended the hold on the lock"),
         }
     }
 }
