@@ -325,8 +325,10 @@ pub struct Cli {
     /// tokens guard the overlap that may cause. Backends: file (an OS lock on <lock file>.life;
     /// a killed leader is replaced within milliseconds) and etcd (the key bound to an etcd
     /// lease this process keeps alive; --lease-duration is that session's TTL, whole seconds,
-    /// at least 2s: a killed leader is replaced within it). Redis is refused: it cannot tell
-    /// whether a client still lives. Kubernetes is not supported in this mode yet.
+    /// at least 2s: a killed leader is replaced within it) and k8s (the ConfigMap
+    /// --lock-name owned by this process' Pod, as operator-lib's leader.Become keeps it; the
+    /// instance is the Pod's name, POD_NAME; the garbage collector frees the lock when the Pod
+    /// is deleted). Redis is refused: it cannot tell whether a client still lives.
     /// --renew-deadline is ignored; --retry-period is how often standbys read who leads.
     #[arg(long, env = "DEMO_LEADER_FOR_LIFE", value_parser = BoolishValueParser::new())]
     pub leader_for_life: bool,

@@ -24,7 +24,11 @@ pub const REDIS_FOR_LIFE_REFUSAL: &str = "Redis cannot hold a lock for the life 
 ///   process keeps alive; `session_ttl` is the lease's TTL (whole seconds, at least 2 s);
 /// - `redis://`: refused ([`InvalidConfig`](LockError::InvalidConfig), see
 ///   [`REDIS_FOR_LIFE_REFUSAL`]);
-/// - `k8s://`: refused for now (no Kubernetes life lock in this build).
+/// - `k8s://`: [`ForLifeLock`](lock_k8s::ForLifeLock), the ConfigMap `name` owned by this
+///   process' Pod, as operator-lib's `leader.Become` keeps it (the identity is the Pod's name,
+///   `POD_NAME`; the namespace the URL's, else `POD_NAMESPACE`, else the service account's;
+///   the kind `lease` (the default) or `configmap`, `endpoints` is refused; `session_ttl` plays
+///   no part).
 pub async fn open_life_url(
     url: &LockUrl,
     name: &str,
@@ -60,11 +64,31 @@ pub async fn open_life_url(
             let lock = lock_etcd::EtcdLock::new(endpoints, name, options)?;
             Ok(Arc::new(lock_etcd::EtcdLifeLock::new(lock, session_ttl)?))
         }
-        LockUrl::K8s { .. } => Err(LockError::InvalidConfig(
-            "leader-for-life on Kubernetes is not in this build yet: use --backend file or \
-             etcd for leader-for-life, or leases on Kubernetes (leave out --leader-for-life)"
-                .to_owned(),
-        )),
+        #[cfg(feature = "k8s")]
+        LockUrl::K8s {
+            kind,
+            namespace,
+            kubeconfig,
+        } => {
+            // operator-lib's leader-for-life lock is a ConfigMap owned by the Pod: the default
+            // kind (lease) and configmap both mean it; endpoints is refused.
+            if kind.parse::<lock_k8s::LockKind>()? == lock_k8s::LockKind::Endpoints {
+                return Err(LockError::InvalidConfig(
+                    "leader-for-life on Kubernetes is a ConfigMap owned by the leader's Pod (as \
+                     operator-lib's leader.Become keeps it): use --lock-kind configmap (or leave \
+                     it out), not endpoints"
+                        .to_owned(),
+                ));
+            }
+            let mut options = lock_k8s::KubeLockOptions::default();
+            if let Some(namespace) = namespace {
+                options = options.with_namespace(namespace.clone());
+            }
+            if let Some(kubeconfig) = kubeconfig {
+                options = options.with_kubeconfig(kubeconfig.clone());
+            }
+            Ok(Arc::new(lock_k8s::ForLifeLock::connect(name, options).await?))
+        }
         #[allow(unreachable_patterns)]
         other => Err(LockError::InvalidConfig(format!(
             "{}:// locks are not in this build: turn on the `{}` feature of the leader-election crate",

@@ -2,6 +2,7 @@
 //! leadership and a killed one is replaced within a second; on a real etcd a killed leader is
 //! replaced within its session's TTL, and a leader stopped past its TTL loses its session,
 //! says so first when it resumes, and never leads in that term again; Redis is refused.
+//! (Kubernetes: `tests/tests/k8s/for_life_demo.rs`.)
 
 use std::time::Duration;
 
@@ -220,7 +221,7 @@ async fn etcd_the_end_of_the_leaders_session_hands_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_and_kubernetes_are_refused_saying_why() {
+async fn redis_is_refused_saying_why() {
     let output = run_demo(
         &["--instance", "a", "--backend", "redis", "--leader-for-life"],
         EXIT,
@@ -232,16 +233,4 @@ async fn redis_and_kubernetes_are_refused_saying_why() {
     assert!(stderr.contains("fencing tokens"), "{stderr}");
     assert!(stderr.contains("etcd"), "{stderr}");
     assert!(output.stdout.is_empty());
-
-    let output = run_demo(
-        &["--instance", "a", "--backend", "k8s", "--leader-for-life"],
-        EXIT,
-    )
-    .await;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("Kubernetes is not in this build yet"),
-        "{stderr}"
-    );
 }

@@ -460,3 +460,6 @@ mod for_life_clearing;
 
 #[path = "k8s/for_life_rbac.rs"]
 mod for_life_rbac;
+
+#[path = "k8s/for_life_demo.rs"]
+mod for_life_demo;
