@@ -117,7 +117,8 @@ impl Shared {
         }
     }
 
-    /// Creates the lock owned by this Pod, with a new token.
+    /// Creates the lock owned by this Pod, with a new token (a newer one when the counter
+    /// moved on while it was created).
     async fn create(&self, owner: &OwnerReference) -> LockResult<Attempt> {
         let token = self.next_token().await?;
         let lock = ConfigMap {
@@ -138,6 +139,13 @@ impl Shared {
             .await?
         {
             Ok(created) => {
+                // Another candidate may have raised the counter after this one did, and led and
+                // lost its Pod before this create: then this token is not above its term's.
+                // Only when the counter still stands at this token is it above every term.
+                if self.last_token().await? != token {
+                    tracing::debug!(lock = %self.describe, token, "the counter moved on since; taking a new token");
+                    return self.adopt(created, owner).await;
+                }
                 tracing::info!(lock = %self.describe, pod = %owner.name, token, "became the leader for life");
                 Ok(self.held(&created, owner, token))
             }
@@ -146,8 +154,8 @@ impl Shared {
         }
     }
 
-    /// Leads again on a lock this very Pod holds (the process restarted), with a new token
-    /// written onto it by compare-and-swap.
+    /// Leads on a lock this very Pod holds (the process restarted, or its create's token fell
+    /// behind the counter), with a new token written onto it by compare-and-swap.
     async fn adopt(&self, mut lock: ConfigMap, owner: &OwnerReference) -> LockResult<Attempt> {
         let token = self.next_token().await?;
         lock.annotations_mut()

@@ -7,7 +7,10 @@
 //! new term first raises the counter in the ConfigMap `<lock>-fencing` (annotation
 //! [`FENCING_COUNTER_ANNOTATION`]) by compare-and-swap on its `resourceVersion`, then writes
 //! the value into the lock's [`FENCING_TOKEN_ANNOTATION`]. A term's token is therefore above
-//! every token handed out before, whoever took it and whatever the GC deleted since. The counter
+//! every token handed out before, whoever took it and whatever the GC deleted since. A create
+//! that succeeds is checked against the counter: if another candidate raised it in between (it
+//! may have led, and lost its Pod, while this create was on its way), the new holder takes a
+//! fresh token and writes it onto its lock by compare-and-swap before it reports the hold. The counter
 //! never goes below the highest token this process has seen (on a lock or on the counter), so
 //! deleting the companion by hand costs ordering only against terms this process never saw.
 
@@ -49,6 +52,20 @@ pub(crate) fn token_in(lock: &ConfigMap, key: &str) -> Result<Option<u64>, Strin
 }
 
 impl Shared {
+    /// The counter's value (0 when there is none yet).
+    pub(crate) async fn last_token(&self) -> LockResult<u64> {
+        let name = format!("{}{FENCING_SUFFIX}", self.name);
+        let counter = self
+            .call("get", "configmaps", self.configmaps.get_opt(&name))
+            .await?;
+        Ok(match counter {
+            Some(counter) => token_in(&counter, FENCING_COUNTER_ANNOTATION)
+                .map_err(|reason| self.corrupt(format!("{name}: {reason}")))?
+                .unwrap_or(0),
+            None => 0,
+        })
+    }
+
     /// Raises the counter and returns the new token: above the stored counter and above
     /// every token this process has seen.
     pub(crate) async fn next_token(&self) -> LockResult<u64> {
