@@ -25,6 +25,10 @@
 //! - **Writes sent once**: the client retries reads only; a write whose answer was lost (a 504
 //!   from a proxy) is [`Unavailable`](lock_core::LockError::Unavailable), never repeated into a
 //!   conflict.
+//! - **Leader-for-life, as operator-lib elects**: [`ForLifeLock`] implements
+//!   [`lock_core::LifeLock`] on the ConfigMap that operator-lib's `leader.Become` creates, owned
+//!   by the leader's Pod and deleted by the garbage collector with it, so Go operators and Rust
+//!   processes share one election; fencing tokens come from a companion counter.
 //! - **RBAC that says what is missing**: a refused request names the user, the verb, the
 //!   resource and the namespace. The lock needs `get`, `list`, `watch`, `create` and `update`
 //!   on its resource in its namespace, nothing cluster-wide (see `deploy/` in the repository).
