@@ -221,3 +221,58 @@ async fn an_identity_that_is_no_pod_is_refused() {
     assert!(err.to_string().contains("POD_NAME"), "{err}");
     assert_eq!(lock.holder().await.expect("holder"), None);
 }
+
+/// operator-lib treats a lock its own Pod holds as its own ("I was likely restarted"): so does
+/// ours, and each recognises the other's lock in the same Pod, which shows that both write the
+/// same owner reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_takes_the_others_lock_in_the_same_pod_as_its_own() {
+    let election = Election::new("life-same-pod").await;
+    let pod = election.pod("p").await;
+
+    // Ours holds; operator-lib in the same Pod leads at once.
+    let ours = election
+        .candidate(&pod)
+        .await
+        .held(OUR_TAKEOVER)
+        .await
+        .expect("ours leads");
+    let mut go = election.go(&pod);
+    go.leading(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "operator-lib did not take our lock as its own: {:?}",
+                go.seen()
+            )
+        });
+    assert!(
+        go.seen()
+            .iter()
+            .any(|event| event.text.contains("Found existing lock with my name")),
+        "{:?}",
+        go.seen()
+    );
+    go.kill().await;
+    ours.release.release().await.expect("release");
+
+    // operator-lib holds; ours in the same Pod leads at once, with a token written onto it.
+    let mut go = election.go(&pod);
+    go.leading(Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|| panic!("operator-lib did not lead: {:?}", go.seen()));
+    let again = election
+        .candidate(&pod)
+        .await
+        .held(OUR_TAKEOVER)
+        .await
+        .expect("ours takes operator-lib's lock of the same Pod as its own");
+    assert!(again.fencing_token > ours.fencing_token);
+    let map = election.lock_configmap().await.expect("the lock");
+    assert_eq!(owner_name(&map), pod.name_any());
+    assert_eq!(
+        map.annotations().get(FENCING_TOKEN_ANNOTATION),
+        Some(&again.fencing_token.to_string())
+    );
+    go.kill().await;
+}
