@@ -53,6 +53,8 @@ fn missing_binary(path: &Path) -> String {
 #[derive(Debug)]
 pub struct KubeControllerManager {
     process: ServerProcess,
+    /// Kills the controller manager if the test process dies without dropping it.
+    _watchdog: ServerProcess,
     dir: TempDir,
 }
 
@@ -95,9 +97,18 @@ impl KubeControllerManager {
                 std::io::ErrorKind::NotFound => panic!("{}", missing_binary(&binary)),
                 _ => panic!("cannot run {}: {err}", binary.display()),
             });
+        let watchdog = spawn_watchdog(child.id());
         let mut process = ServerProcess::new("kube-controller-manager");
         process.started(child);
-        let mut manager = Self { process, dir };
+        let mut watchdog_process = ServerProcess::new("kube-controller-manager's watchdog");
+        if let Some(watchdog) = watchdog {
+            watchdog_process.started(watchdog);
+        }
+        let mut manager = Self {
+            process,
+            _watchdog: watchdog_process,
+            dir,
+        };
         let client = admin_client(server).await;
         match tokio::time::timeout(START_TIMEOUT, manager.probe(&client)).await {
             Ok(Ok(())) => manager,
@@ -151,6 +162,21 @@ impl KubeControllerManager {
             }
         }
     }
+}
+
+/// A process that kills `pid` once the test process is gone (a test killed outright drops
+/// nothing).
+fn spawn_watchdog(pid: u32) -> Option<std::process::Child> {
+    Command::new("sh")
+        .arg("-c")
+        .arg(r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; kill -9 "$1" 2>/dev/null"#)
+        .arg(std::process::id().to_string())
+        .arg(pid.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()
 }
 
 /// A client logged in as the server's admin.
