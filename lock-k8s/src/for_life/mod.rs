@@ -141,19 +141,26 @@ impl ForLifeLock {
 
     /// Caps the back-off between a waiting candidate's attempts (default
     /// [`DEFAULT_MAX_BACKOFF`]); the first wait is [`FIRST_BACKOFF`] or the cap if shorter.
+    /// Other clones of this lock keep their cap.
     pub fn with_max_backoff(self, max: Duration) -> LockResult<Self> {
         if max.is_zero() {
             return Err(LockError::InvalidConfig(
                 "the maximum back-off must be greater than zero".into(),
             ));
         }
-        let shared = Arc::try_unwrap(self.shared).map_err(|_| {
-            LockError::InvalidConfig("set the maximum back-off before cloning the lock".into())
-        })?;
+        let shared = &self.shared;
         Ok(Self {
             shared: Arc::new(Shared {
+                configmaps: shared.configmaps.clone(),
+                pods: shared.pods.clone(),
+                nodes: shared.nodes.clone(),
+                name: shared.name.clone(),
+                namespace: shared.namespace.clone(),
+                describe: shared.describe.clone(),
+                options: shared.options.clone(),
                 max_backoff: max,
-                ..shared
+                errors: shared.errors.clone(),
+                floor: AtomicU64::new(shared.floor()),
             }),
         })
     }
@@ -301,5 +308,48 @@ impl fmt::Debug for ForLifeLock {
             .field("lock", &self.shared.describe)
             .field("max_backoff", &self.shared.max_backoff)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a URL"));
+        crate::client::client(config).expect("a client")
+    }
+
+    #[tokio::test]
+    async fn names_and_back_off_are_checked() {
+        let options = || KubeLockOptions::default().with_namespace("team");
+        let lock = ForLifeLock::new(client(), "memcached-operator-lock", options()).unwrap();
+        assert_eq!(lock.namespace(), "team");
+        assert_eq!(
+            lock.describe(),
+            "kubernetes:/api/v1/namespaces/team/configmaps/memcached-operator-lock"
+        );
+        assert!(ForLifeLock::new(client(), "Bad_Name", options()).is_err());
+        let longest = "a".repeat(253);
+        let err = ForLifeLock::new(client(), &longest, options()).unwrap_err();
+        assert!(err.to_string().contains("fencing counter"), "{err}");
+        let _clone = lock.clone();
+        assert!(lock
+            .clone()
+            .with_max_backoff(Duration::from_secs(2))
+            .is_ok());
+        assert!(lock
+            .clone()
+            .with_max_backoff(Duration::ZERO)
+            .unwrap_err()
+            .to_string()
+            .contains("greater than zero"));
+        let fresh = ForLifeLock::new(client(), "orders", options()).unwrap();
+        assert!(fresh.with_max_backoff(Duration::from_secs(2)).is_ok());
+    }
+
+    #[test]
+    fn the_flag_namespace_comes_first() {
+        assert_eq!(resolve_pod_namespace(Some("jobs")), "jobs");
     }
 }
