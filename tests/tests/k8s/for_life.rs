@@ -276,3 +276,40 @@ async fn each_takes_the_others_lock_in_the_same_pod_as_its_own() {
     );
     go.kill().await;
 }
+
+/// A hold ends while the process lives when its ConfigMap is given another owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_given_another_owner_cancels_lost() {
+    let election = Election::new("life-owner").await;
+    let ours = election.pod("a").await;
+    let other = election.pod("b").await;
+    let hold = election
+        .candidate(&ours)
+        .await
+        .held(OUR_TAKEOVER)
+        .await
+        .expect("a leads");
+    assert!(!hold.lost.is_cancelled());
+
+    let mut map = election.lock_configmap().await.expect("the lock");
+    map.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            name: other.name_any(),
+            uid: other.uid().expect("a UID"),
+            ..Default::default()
+        },
+    ]);
+    election
+        .configmaps()
+        .replace(&election.name, &Default::default(), &map)
+        .await
+        .expect("give the lock to b");
+    tokio::time::timeout(OUR_TAKEOVER, hold.lost.cancelled())
+        .await
+        .expect("a learns that the lock is b's now");
+    let lock = election.lock().await;
+    let (holder, _) = lock.holder().await.expect("holder").expect("held");
+    assert_eq!(holder, other.name_any());
+}
