@@ -340,6 +340,24 @@ pub struct Cli {
     #[arg(long, env = "DEMO_NO_RELEASE", value_parser = BoolishValueParser::new())]
     pub no_release: bool,
 
+    /// Leader-for-life instead of leases: the leader holds the lock for the life of its
+    /// process, as the platform tells, and never renews; it loses it only when its process is
+    /// gone (or, with etcd, when its session ends), or on CTRL+C (released unless --no-release).
+    /// Two leaders never overlap, but a leader that is stopped, hung or cut off keeps
+    /// leadership until the platform ends it: a stopped process (SIGSTOP) on a file lock is
+    /// never replaced; on etcd it is replaced once its session expires. With leases a
+    /// standby takes over after --lease-duration whatever the leader does, and fencing
+    /// tokens guard the overlap that may cause. Backends: file (an OS lock on <lock file>.life;
+    /// a killed leader is replaced within milliseconds) and etcd (the key bound to an etcd
+    /// lease this process keeps alive; --lease-duration is that session's TTL, whole seconds,
+    /// at least 2s: a killed leader is replaced within it) and k8s (the ConfigMap
+    /// --lock-name owned by this process' Pod, as operator-lib's leader.Become keeps it; the
+    /// instance is the Pod's name, POD_NAME; the garbage collector frees the lock when the Pod
+    /// is deleted). Redis is refused: it cannot tell whether a client still lives.
+    /// --renew-deadline is ignored; --retry-period is how often standbys read who leads.
+    #[arg(long, env = "DEMO_LEADER_FOR_LIFE", value_parser = BoolishValueParser::new())]
+    pub leader_for_life: bool,
+
     /// Print one JSON object per line instead of text: {"ts", "instance", "event", "leader",
     /// "term"}, with event one of leading, following, stopped_leading (which adds "reason"),
     /// released, exiting; in exec mode also child_started, child_stopped and child_exited, which
@@ -716,6 +734,24 @@ mod tests {
         assert!(err.contains("(5s)"), "{err}");
         let without_command = parse(&["--grace-period", "5s"]).unwrap();
         assert!(without_command.validate_exec().is_ok());
+    }
+
+    #[test]
+    fn leader_for_life_is_off_by_default_and_set_by_its_flag() {
+        assert!(!parse(&[]).unwrap().leader_for_life);
+        assert!(parse(&["--leader-for-life"]).unwrap().leader_for_life);
+        let help = Cli::command()
+            .get_arguments()
+            .find(|arg| arg.get_id() == "leader_for_life")
+            .and_then(|arg| {
+                arg.get_long_help()
+                    .or(arg.get_help())
+                    .map(|h| h.to_string())
+            })
+            .expect("help");
+        assert!(help.contains("never overlap"), "{help}");
+        assert!(help.contains("session's TTL"), "{help}");
+        assert!(help.contains("Redis is refused"), "{help}");
     }
 
     #[test]

@@ -97,9 +97,11 @@ struct LeaderView {
     term: Option<u64>,
     /// When this instance last renewed its lease (RFC 3339), if it leads.
     renewed_at: Option<String>,
-    /// When this instance stops leading unless it renews: last renew + renew deadline.
+    /// When this instance stops leading unless it renews: last renew + renew deadline (null
+    /// for a term held for life).
     valid_until: Option<String>,
-    /// When the lease runs out for the others, counted from the last renew.
+    /// When the lease runs out for the others, counted from the last renew (null for a term
+    /// held for life).
     lease_expires_at: Option<String>,
     ready: bool,
 }
@@ -115,9 +117,14 @@ async fn leader(State(endpoint): State<Arc<Endpoint>>) -> Json<LeaderView> {
         is_leader: term.as_ref().is_some_and(|term| term.is_leader()),
         term: term.as_ref().map(|term| term.fencing_token()),
         renewed_at: term.as_ref().map(|term| wall(term.renewed_at(), now)),
-        valid_until: term.as_ref().map(|term| wall(term.valid_until(), now)),
+        // A term for life (--leader-for-life) has neither: no clock ends it.
+        valid_until: term
+            .as_ref()
+            .and_then(|term| term.deadline())
+            .map(|deadline| wall(deadline, now)),
         lease_expires_at: term
             .as_ref()
+            .filter(|term| !term.is_for_life())
             .map(|term| wall(term.renewed_at() + endpoint.lease_duration, now)),
         ready: endpoint.ready.as_ref().is_none_or(|ready| *ready.borrow()),
     })

@@ -10,7 +10,8 @@
 //! As a sidecar, `--http ADDR` serves the leader's name, health and metrics, and
 //! `demo [options] -- CMD ARGS...` runs a command only while this instance leads.
 //!
-//! This file only wires the modules together: [`cli`] (the flags), [`leader_elector_flags`]
+//! This file only wires the modules together: [`cli`] (the flags), [`election`] (the mode:
+//! leases, or leader-for-life with `--leader-for-life`), [`leader_elector_flags`]
 //! (the old leader-elector sidecar's flags), [`lock_url`] (the lock they choose), [`output`]
 //! (the event lines), [`shutdown`] (the signals), [`http`] (the endpoint),
 //! [`metrics`] (what `/metrics` reports), [`exec`] (the command of exec mode, run through
@@ -20,6 +21,7 @@
 
 mod child;
 mod cli;
+mod election;
 mod exec;
 mod handover;
 mod http;
@@ -39,7 +41,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use lock_core::{ElectionConfig, LeaderElector, RunOutcome};
+use lock_core::{ElectionConfig, RunOutcome};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 
@@ -168,13 +170,6 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         fail(&format!("cannot handle signals: {err}"));
         return ExitCode::FAILURE;
     }
-    let lock = match lock_url::open_lock(cli).await {
-        Ok(lock) => lock,
-        Err(err) => {
-            fail(&err);
-            return ExitCode::from(USAGE_ERROR);
-        }
-    };
     let lease_duration = config.lease_duration;
     let check = match readiness::Check::from_flags(
         cli.ready_url.as_deref(),
@@ -186,7 +181,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             return ExitCode::from(USAGE_ERROR);
         }
     };
-    let mut elector = match LeaderElector::new(lock, config) {
+    let mut elector = match election::Elector::open(cli, config).await {
         Ok(elector) => elector,
         Err(err) => {
             fail(&err);
@@ -195,7 +190,13 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
     };
     let ready = check.map(|check| readiness::spawn(check, cli.ready_period, shutdown.clone()));
     if let Some(ready) = &ready {
-        elector = elector.with_readiness(ready.clone(), cli.on_unready.into());
+        elector = match elector.with_readiness(ready.clone(), cli.on_unready.into()) {
+            Ok(elector) => elector,
+            Err(err) => {
+                fail(&err);
+                return ExitCode::from(USAGE_ERROR);
+            }
+        };
     }
     let handle = elector.handle();
     let metrics = Arc::new(Metrics::new(&cli.election_name()));

@@ -41,6 +41,7 @@
 //! documentation.
 
 mod open;
+mod open_life;
 mod signal;
 mod url;
 
@@ -48,11 +49,12 @@ mod url;
 pub use lock_core::testing;
 pub use lock_core::{
     default_identity, ConfigError, ElectionConfig, ElectionEvent, ElectionState, ElectorHandle,
-    LeaderElectionRecord, LeaderElector, Leadership, Lock, LockError, LockResult, NoLeader,
-    Observed, ObservedLeader, Observer, ObserverConfig, ObserverEvent, RunOutcome, StopReason,
-    Unhealthy, WorkReturned,
+    LeaderElectionRecord, LeaderElector, Leadership, LifeElector, LifeHold, LifeLock, LifeRelease,
+    Lock, LockError, LockResult, NoLeader, Observed, ObservedLeader, Observer, ObserverConfig,
+    ObserverEvent, RunOutcome, StopReason, Unhealthy, WorkReturned,
 };
 pub use open::{open, open_url};
+pub use open_life::{open_life_url, REDIS_FOR_LIFE_REFUSAL};
 pub use signal::shutdown_on_signal;
 pub use tokio_util::sync::CancellationToken;
 pub use url::{redacted, Backend, LockUrl, UrlError};

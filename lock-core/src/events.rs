@@ -48,6 +48,10 @@ pub enum StopReason {
     /// [`LeaderElector::with_readiness`](crate::LeaderElector::with_readiness)): the term ended
     /// and the lock was released for a ready standby.
     Unready,
+    /// A term held for life ([`LifeElector`](crate::LifeElector)) ended because the platform
+    /// ended the hold while this process still lives (an etcd session that expired, a lock
+    /// object deleted).
+    HoldLost,
 }
 
 impl std::fmt::Display for StopReason {
@@ -63,6 +67,7 @@ impl std::fmt::Display for StopReason {
             Self::Cancelled => f.write_str("the election was cancelled"),
             Self::HandedOver { to } => write!(f, "handed over to {to} on request"),
             Self::Unready => f.write_str("this instance is not ready"),
+            Self::HoldLost => f.write_str("the platform ended the hold on the lock"),
         }
     }
 }

@@ -33,7 +33,8 @@ pub struct Leadership {
 struct Term {
     identity: String,
     token: u64,
-    renew_deadline: Duration,
+    /// `None` for a term held for life ([`Leadership::is_for_life`]): no clock ends it.
+    renew_deadline: Option<Duration>,
     lost: CancellationToken,
     renewed_at: Mutex<Stamp>,
 }
@@ -64,11 +65,40 @@ impl Leadership {
             inner: Arc::new(Term {
                 identity,
                 token,
-                renew_deadline,
+                renew_deadline: Some(renew_deadline),
                 lost: CancellationToken::new(),
                 renewed_at: Mutex::new(sent),
             }),
         }
+    }
+
+    /// A term held for life (see [`LifeElector`](crate::LifeElector)): no deadline by the
+    /// clock; it is valid until the elector ends it (the platform ended the hold, or the
+    /// election was cancelled).
+    pub(crate) fn for_life(identity: String, token: u64) -> Self {
+        Self {
+            inner: Arc::new(Term {
+                identity,
+                token,
+                renew_deadline: None,
+                lost: CancellationToken::new(),
+                renewed_at: Mutex::new(Stamp::now()),
+            }),
+        }
+    }
+
+    /// True for a term held for life: no renew deadline, [`is_leader`](Self::is_leader) stays
+    /// true until the elector ends the term, and [`valid_until`](Self::valid_until) is not a
+    /// deadline (see [`deadline`](Self::deadline)).
+    pub fn is_for_life(&self) -> bool {
+        self.inner.renew_deadline.is_none()
+    }
+
+    /// When this term ends by the clock unless renewed; `None` for a term held for life.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner
+            .renew_deadline
+            .map(|renew_deadline| self.renewed_at() + renew_deadline)
     }
 
     /// The fencing token of this term: strictly greater than that of every earlier term on the
@@ -97,11 +127,15 @@ impl Leadership {
 
     /// True while `stamp` (the last renew) keeps the term valid now, on both clocks.
     fn valid_at(&self, stamp: &Stamp) -> bool {
+        let Some(renew_deadline) = self.inner.renew_deadline else {
+            // Held for life: only the elector ends it.
+            return true;
+        };
         let boot_valid = match (stamp.boot, crate::boot_clock::now()) {
-            (Some(sent), Some(now)) => now.saturating_sub(sent) < self.inner.renew_deadline,
+            (Some(sent), Some(now)) => now.saturating_sub(sent) < renew_deadline,
             _ => true,
         };
-        boot_valid && Instant::now() < stamp.at + self.inner.renew_deadline
+        boot_valid && Instant::now() < stamp.at + renew_deadline
     }
 
     /// The send time of the last successful write (acquire or renew) of this term.
@@ -121,9 +155,12 @@ impl Leadership {
     }
 
     /// When this term ends unless it is renewed: [`renewed_at`](Self::renewed_at) plus the
-    /// renew deadline.
+    /// renew deadline. A term held for life has no such deadline: this is then
+    /// [`MAX_LEASE_DURATION`](crate::MAX_LEASE_DURATION) from now, always later than any
+    /// sensible wait; use [`deadline`](Self::deadline) to tell.
     pub fn valid_until(&self) -> Instant {
-        self.renewed_at() + self.inner.renew_deadline
+        self.deadline()
+            .unwrap_or_else(|| Instant::now() + crate::MAX_LEASE_DURATION)
     }
 
     /// A token cancelled the moment this term ends; hand it to the work that must stop then.
@@ -162,6 +199,10 @@ impl Leadership {
     /// still while the machine is suspended, so only a check now and then notices that the
     /// boot clock ended the term.
     async fn lost_or_deadline(&self) {
+        if self.is_for_life() {
+            // No clock ends a term held for life.
+            return self.lost().await;
+        }
         loop {
             // Without a boot clock (off Linux) nothing but the deadline can end the term.
             let deadline = match crate::boot_clock::now() {
@@ -207,6 +248,7 @@ impl fmt::Debug for Leadership {
         f.debug_struct("Leadership")
             .field("identity", &self.inner.identity)
             .field("fencing_token", &self.inner.token)
+            .field("for_life", &self.is_for_life())
             .field("is_leader", &self.is_leader())
             .finish()
     }
@@ -282,6 +324,27 @@ mod tests {
             !ended.renewed(Stamp::now()),
             "an ended term is not renewed either"
         );
+    }
+
+    /// A term held for life has no clock deadline: it leads however much time passes, until
+    /// the elector ends it; `ended` then completes.
+    #[tokio::test(start_paused = true)]
+    async fn a_term_for_life_ends_only_by_the_elector() {
+        let term = Leadership::for_life("a".into(), 9);
+        assert!(term.is_for_life());
+        assert_eq!(term.deadline(), None);
+        tokio::time::advance(crate::MAX_LEASE_DURATION * 3).await;
+        assert!(term.is_leader());
+        assert!(term.valid_until() > Instant::now());
+        let ender = term.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            ender.end();
+        });
+        let before = Instant::now();
+        term.ended().await;
+        assert_eq!(before.elapsed(), Duration::from_secs(5));
+        assert!(!term.is_leader());
     }
 
     #[tokio::test(start_paused = true)]

@@ -106,6 +106,7 @@ mod config;
 mod elector;
 mod error;
 mod events;
+pub mod for_life;
 mod handover;
 mod identity;
 mod lazy_client;
@@ -127,6 +128,7 @@ pub use elector::{
 };
 pub use error::{LockError, LockResult};
 pub use events::{ElectionEvent, ElectionState, StopReason};
+pub use for_life::{LifeElector, LifeHold, LifeLock, LifeRelease};
 pub use handover::{request_handover, HandoverError, HandoverRequest, HANDOVER_STRATEGY};
 pub use identity::default_identity;
 pub use leadership::Leadership;

@@ -21,6 +21,9 @@
 //!   [`Corrupt`](lock_core::LockError::Corrupt), naming its size and the limit.
 //! - **Bounded calls**: every request has a [timeout](EtcdLockOptions::request_timeout) well
 //!   below the elector's renew deadline.
+//! - **Leader-for-life**: [`EtcdLifeLock`] binds the key to an etcd lease this process keeps
+//!   alive, for [`LifeElector`](lock_core::LifeElector): leadership lasts while the session
+//!   does.
 //! - **Secure deployments**: TLS with a custom CA and client certificates, and etcd users
 //!   (whose role needs `readwrite` on the prefix: [`etcdctl_grant_line`]).
 //!
@@ -56,6 +59,8 @@ mod connection;
 mod errors;
 mod floor;
 mod hints;
+mod keep_alive;
+mod life;
 mod lock;
 mod names;
 mod options;
@@ -64,6 +69,7 @@ mod session;
 mod transactions;
 mod vouched;
 
+pub use life::{EtcdLifeLock, MIN_SESSION_TTL};
 pub use lock::EtcdLock;
 pub use options::{
     ClientIdentity, Credentials, EtcdLockOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_KEY_PREFIX,

@@ -42,7 +42,7 @@ use crate::{floor, hints, EtcdLockOptions};
 /// cannot cost the lease. Clones are cheap and share one client, which reconnects by itself.
 #[derive(Clone)]
 pub struct EtcdLock {
-    inner: Arc<Session>,
+    pub(crate) inner: Arc<Session>,
 }
 
 impl EtcdLock {

@@ -16,6 +16,10 @@
 //!   standby reads the file once per write of its own lock;
 //! - [`file_operations`] counts this process' reads and writes of lock files.
 //!
+//! [`FileLifeLock`] is the leader-for-life form: an OS lock on `<file>.life` held for the life
+//! of the leader's process, the record written for who leads (see
+//! [`LifeElector`](lock_core::LifeElector)).
+//!
 //! # How it stays safe
 //!
 //! - **One file, one lock, whatever the name.** The path is resolved at every call before the
@@ -71,6 +75,7 @@
 
 mod errors;
 mod guard;
+mod life;
 mod marks;
 mod operations;
 mod path;
@@ -79,6 +84,7 @@ mod stored;
 mod watch;
 mod write;
 
+pub use life::{FileLifeLock, LIFE_POLL};
 pub use operations::{file_operations, FileOperations};
 
 use std::path::{Path, PathBuf};

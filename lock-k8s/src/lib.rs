@@ -25,6 +25,10 @@
 //! - **Writes sent once**: the client retries reads only; a write whose answer was lost (a 504
 //!   from a proxy) is [`Unavailable`](lock_core::LockError::Unavailable), never repeated into a
 //!   conflict.
+//! - **Leader-for-life, as operator-lib elects**: [`ForLifeLock`] implements
+//!   [`lock_core::LifeLock`] on the ConfigMap that operator-lib's `leader.Become` creates, owned
+//!   by the leader's Pod and deleted by the garbage collector with it, so Go operators and Rust
+//!   processes share one election; fencing tokens come from a companion counter.
 //! - **RBAC that says what is missing**: a refused request names the user, the verb, the
 //!   resource and the namespace. The lock needs `get`, `list`, `watch`, `create` and `update`
 //!   on its resource in its namespace, nothing cluster-wide (see `deploy/` in the repository).
@@ -56,6 +60,7 @@ mod client;
 mod connect;
 mod environment;
 mod errors;
+mod for_life;
 mod hints;
 mod kind;
 mod lock;
@@ -66,6 +71,10 @@ pub use connect::connect;
 pub use environment::{
     kube_config, resolve_namespace, resolve_namespace_from, DEFAULT_NAMESPACE,
     SERVICE_ACCOUNT_NAMESPACE_FILE,
+};
+pub use for_life::{
+    resolve_pod_namespace, ForLifeLock, DEFAULT_MAX_BACKOFF, FENCING_COUNTER_ANNOTATION,
+    FENCING_SUFFIX, FENCING_TOKEN_ANNOTATION, FIRST_BACKOFF, POD_NAMESPACE_VAR,
 };
 pub use kind::LockKind;
 pub use lock::{ConfigMapLock, EndpointsLock, LeaseLock, ObjectLock};

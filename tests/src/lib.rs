@@ -26,6 +26,7 @@ pub mod hint_end;
 pub mod history;
 pub mod observer_lines;
 pub mod observing;
+pub mod operator_lib;
 pub mod outage;
 pub mod proxy;
 pub mod servers;

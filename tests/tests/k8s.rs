@@ -448,3 +448,18 @@ mod sidecar_manifest {
         }
     }
 }
+
+#[path = "k8s/for_life_support.rs"]
+mod for_life_support;
+
+#[path = "k8s/for_life.rs"]
+mod for_life;
+
+#[path = "k8s/for_life_clearing.rs"]
+mod for_life_clearing;
+
+#[path = "k8s/for_life_rbac.rs"]
+mod for_life_rbac;
+
+#[path = "k8s/for_life_demo.rs"]
+mod for_life_demo;

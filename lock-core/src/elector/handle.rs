@@ -95,7 +95,8 @@ impl ElectorHandle {
     /// its last successful renew was sent longer ago than the lease duration plus `tolerance`
     /// (client-go's health adaptor semantics). That is a leader whose backend stopped answering
     /// (it stepped down at its renew deadline, but could not see anyone take over since) or
-    /// whose elector is wedged: a liveness probe should restart it. Passes for standbys.
+    /// whose elector is wedged: a liveness probe should restart it. Passes for standbys, and
+    /// for a term held for life ([`LifeElector`](crate::LifeElector)), which has no renews.
     pub fn check_health(&self, tolerance: Duration) -> Result<(), Unhealthy> {
         if self.last_observed_holder().as_deref() != Some(self.identity()) {
             return Ok(());
@@ -103,6 +104,10 @@ impl ElectorHandle {
         let Some(term) = self.shared.last_term() else {
             return Ok(());
         };
+        if term.is_for_life() {
+            // A term held for life is never renewed: the platform, not a clock, ends it.
+            return Ok(());
+        }
         let since = Instant::now().saturating_duration_since(term.renewed_at());
         if since > self.lease_duration + tolerance {
             return Err(Unhealthy {

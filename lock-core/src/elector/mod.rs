@@ -131,6 +131,16 @@ impl LeaderElector {
         ElectorHandle::new(self.shared.clone(), self.config.lease_duration)
     }
 
+    /// The elector in leader-for-life mode over `lock`: no lease, leadership ends when the
+    /// holder's process is gone, as the platform tells. See [`LifeElector`](crate::LifeElector)
+    /// for what that trades away (a hung leader is never replaced by the clock).
+    pub fn for_life(
+        lock: impl crate::LifeLock,
+        config: ElectionConfig,
+    ) -> Result<crate::LifeElector, ConfigError> {
+        crate::LifeElector::new(lock, config)
+    }
+
     /// A stream of this elector's events, in order, from now on; it ends when [`run`](Self::run)
     /// returns.
     pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ElectionEvent> {
@@ -278,7 +288,7 @@ impl LeaderElector {
 
 /// Ends the running term (if any) and the event streams when dropped: at the end of `run`,
 /// normal or not.
-struct Closing(Arc<Shared>);
+pub(crate) struct Closing(pub(crate) Arc<Shared>);
 
 impl Drop for Closing {
     fn drop(&mut self) {

@@ -9,7 +9,9 @@
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod faulty;
+mod life;
 mod memory;
 
 pub use faulty::{CallCounts, FaultControl, FaultyLock};
+pub use life::MemoryLifeLock;
 pub use memory::MemoryLock;

@@ -5,6 +5,7 @@
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod kube;
+pub mod kube_controller_manager;
 pub mod ports;
 pub mod process;
 pub mod redis;
