@@ -82,17 +82,8 @@ fn main() -> ExitCode {
         fail(&err);
         return ExitCode::from(USAGE_ERROR);
     }
-    // Two threads: the HTTP endpoint answers while the election's task waits on a slow lock.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            fail(&format!("cannot start the runtime: {err}"));
-            return ExitCode::FAILURE;
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let status = runtime.block_on(run(&cli, config));
     // Lock calls the election gave up on (a file lock held elsewhere, a hung server) may still
@@ -104,18 +95,26 @@ fn main() -> ExitCode {
     status
 }
 
-/// Runs an action of `demo` other than taking part, on a runtime of its own.
-fn run_action(cli: &Cli, action: &cli::Action) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+/// The runtime: two threads, so that the HTTP endpoint answers while the election's task waits
+/// on a slow lock. `None` (said on stderr) when it cannot start.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Some(runtime),
         Err(err) => {
             fail(&format!("cannot start the runtime: {err}"));
-            return ExitCode::FAILURE;
+            None
         }
+    }
+}
+
+/// Runs an action of `demo` other than taking part, on a runtime of its own.
+fn run_action(cli: &Cli, action: &cli::Action) -> ExitCode {
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
     };
     let status = match action {
         cli::Action::Observe(args) => runtime.block_on(observe::run(cli, args)),

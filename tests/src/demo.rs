@@ -453,6 +453,27 @@ impl Demo {
             .clone()
     }
 
+    /// The base URL (`http://ADDR`) this instance serves HTTP on, from the `serving HTTP on`
+    /// line of its stderr; panics with its report if none comes `within`.
+    pub async fn http_base(&self, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(base) = self
+                .stderr()
+                .lines()
+                .find_map(|line| line.strip_prefix("serving HTTP on "))
+            {
+                return base.trim().to_owned();
+            }
+            assert!(
+                started.elapsed() < within,
+                "no HTTP address within {within:?}\n{}",
+                self.report()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The first event that `matches`; panics, showing what the process printed, when none
     /// arrives within `timeout` or stdout ends first.
     pub async fn wait_for(

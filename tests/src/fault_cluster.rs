@@ -574,22 +574,7 @@ async fn start_member(
 
 /// Waits for the `serving HTTP on URL` line on the instance's stderr.
 async fn http_base(demo: &Demo) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(base) = demo
-            .stderr()
-            .lines()
-            .find_map(|line| line.strip_prefix("serving HTTP on "))
-        {
-            return base.trim().to_owned();
-        }
-        assert!(
-            started.elapsed() < STARTUP,
-            "no HTTP address within {STARTUP:?}\n{}",
-            demo.report()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    demo.http_base(STARTUP).await
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -51,22 +51,7 @@ impl Sidecar {
         args.extend(TIMINGS);
         args.extend(extra);
         let demo = Demo::start(name, &args);
-        let started = Instant::now();
-        let base = loop {
-            let stderr = demo.stderr();
-            if let Some(address) = stderr
-                .lines()
-                .find_map(|line| line.strip_prefix("serving HTTP on "))
-            {
-                break address.trim().to_owned();
-            }
-            assert!(
-                started.elapsed() < STARTUP,
-                "no HTTP address within {STARTUP:?}\n{}",
-                demo.report()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let base = demo.http_base(STARTUP).await;
         Self { demo, base }
     }
 

@@ -45,26 +45,6 @@ fn led(demo: &Demo) -> bool {
     demo.events().iter().any(|event| event.event == "leading")
 }
 
-/// The base URL a demo serves HTTP on, from its stderr.
-async fn http_base(demo: &Demo) -> String {
-    let started = Instant::now();
-    loop {
-        if let Some(address) = demo
-            .stderr()
-            .lines()
-            .find_map(|line| line.strip_prefix("serving HTTP on "))
-        {
-            return address.trim().to_owned();
-        }
-        assert!(
-            started.elapsed() < STARTUP,
-            "no HTTP address\n{}",
-            demo.report()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unready_instance_never_leads_and_an_unready_leader_hands_over() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -111,7 +91,7 @@ async fn an_unready_instance_never_leads_and_an_unready_leader_hands_over() {
         event.event == "following" && event.leader.as_deref() == Some("b")
     })
     .await;
-    let b_base = http_base(&b).await;
+    let b_base = b.http_base(STARTUP).await;
 
     // b turns unready while leading: it hands over to c at once, never to a.
     std::fs::remove_file(flag("b")).expect("remove b's readiness file");

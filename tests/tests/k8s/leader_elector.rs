@@ -135,22 +135,7 @@ impl Sidecar {
             kubeconfig,
         ];
         let demo = Demo::start_with(id, &args);
-        let started = Instant::now();
-        let base = loop {
-            if let Some(address) = demo
-                .stderr()
-                .lines()
-                .find_map(|line| line.strip_prefix("serving HTTP on "))
-            {
-                break address.trim().to_owned();
-            }
-            assert!(
-                started.elapsed() < STARTUP,
-                "no HTTP address within {STARTUP:?}\n{}",
-                demo.report()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        };
+        let base = demo.http_base(STARTUP).await;
         Self { demo, base }
     }
 
