@@ -238,3 +238,48 @@ async fn a_standby_does_not_read_the_key_without_pause_while_it_is_held() {
     cancel.cancel();
     second.release.release().await.unwrap();
 }
+
+/// The first `StartedLeading` term of `elector`, run on the current runtime.
+async fn first_term(elector: lock_core::LifeElector) -> lock_core::Leadership {
+    let mut events = elector.subscribe();
+    tokio::spawn(elector.run(CancellationToken::new()));
+    loop {
+        if let Some(lock_core::ElectionEvent::StartedLeading(term)) = events.recv().await {
+            break term;
+        }
+    }
+}
+
+/// A holder paused past its session's TTL (its runtime no longer runs, as under SIGSTOP) loses
+/// the key to a standby; its term must not say it leads, even before any of its tasks has run
+/// again to learn that the session ended (a term held for life has no renew deadline, but an
+/// etcd session has one).
+#[test]
+fn a_paused_holder_is_not_leader_once_its_session_is_gone() {
+    let server = EtcdServer::start();
+    let config = |name: &str| lock_core::ElectionConfig::new(name);
+    let paused = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a_term = paused.block_on(async {
+        let elector = lock_core::LifeElector::new(life_lock(&server, "life-pause"), config("a"));
+        first_term(elector.unwrap()).await
+    });
+    // From here on nothing of a's runtime runs: no keep-alive, as in a stopped process.
+    let running = tokio::runtime::Runtime::new().unwrap();
+    let b_term = running.block_on(async {
+        let elector = lock_core::LifeElector::new(life_lock(&server, "life-pause"), config("b"));
+        tokio::time::timeout(TTL * 4, first_term(elector.unwrap()))
+            .await
+            .expect("b takes over once a's session is gone")
+    });
+    assert!(b_term.is_leader());
+    assert!(b_term.fencing_token() > a_term.fencing_token());
+    assert!(
+        !a_term.is_leader(),
+        "b leads with token {} while a's term (token {}) still says it leads",
+        b_term.fencing_token(),
+        a_term.fencing_token()
+    );
+}
