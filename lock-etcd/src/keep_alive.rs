@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lock_core::HoldDeadline;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -13,7 +14,9 @@ use crate::session::Session;
 /// gone (TTL 0), or no keep-alive was acknowledged for a whole `ttl` since it was sent (the
 /// server may have let the lease expire; a process resumed from a long stop finds that out
 /// at its first check, before it sends anything). `granted` is when the grant of the lease was
-/// sent: the server's TTL runs from the grant, not from the put that followed it.
+/// sent: the server's TTL runs from the grant, not from the put that followed it. Returns the
+/// session's deadline, moved on with every acknowledged keep-alive: the hold is over once it
+/// has passed, before this task has run to cancel `lost`.
 pub(crate) fn spawn(
     inner: Arc<Session>,
     lease: i64,
@@ -21,20 +24,29 @@ pub(crate) fn spawn(
     granted: Instant,
     lost: CancellationToken,
     stop: CancellationToken,
-) {
+) -> HoldDeadline {
+    let deadline = HoldDeadline::new(granted + ttl);
+    let session = deadline.clone();
     tokio::spawn(async move {
         tokio::select! {
             () = stop.cancelled() => {}
-            () = keep_alive(&inner, lease, ttl, granted) => {
+            () = keep_alive(&inner, lease, ttl, granted, &session) => {
                 tracing::warn!(lock = %inner.describe, lease, "the etcd session of the term for life ended");
                 lost.cancel();
             }
         }
     });
+    deadline
 }
 
 /// Returns when the session has ended.
-async fn keep_alive(inner: &Session, lease: i64, ttl: Duration, granted: Instant) {
+async fn keep_alive(
+    inner: &Session,
+    lease: i64,
+    ttl: Duration,
+    granted: Instant,
+    deadline: &HoldDeadline,
+) {
     let interval = ttl / 3;
     // The server counts the TTL from the grant: so does the holder (the reads and the put that
     // followed the grant may have taken a while).
@@ -73,7 +85,14 @@ async fn keep_alive(inner: &Session, lease: i64, ttl: Duration, granted: Instant
             })
             .await;
             match answer {
-                Ok(Ok(Some(answer))) if answer.ttl() > 0 => acknowledged = sent,
+                Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                    // A late answer to a keep-alive sent in time does not bring back a session
+                    // that the deadline (which `is_leader` reads) already ended.
+                    if !deadline.extend(sent + ttl) {
+                        return;
+                    }
+                    acknowledged = sent;
+                }
                 Ok(Ok(Some(_))) => {
                     tracing::warn!(lease, "etcd says the lease is gone");
                     return;

@@ -230,7 +230,7 @@ impl LifeLock for EtcdLifeLock {
                 Ok(Ok((fencing_token, lease, granted))) => {
                     let lost = CancellationToken::new();
                     let stop = CancellationToken::new();
-                    crate::keep_alive::spawn(
+                    let deadline = crate::keep_alive::spawn(
                         self.inner().clone(),
                         lease,
                         self.ttl,
@@ -247,6 +247,7 @@ impl LifeLock for EtcdLifeLock {
                             lease,
                             stop,
                         }),
+                        deadline: Some(deadline),
                     }));
                 }
                 Ok(Err(version)) => {

@@ -206,6 +206,7 @@ impl Shared {
                 held,
                 stop,
             }),
+            deadline: None,
         }
     }
 }
