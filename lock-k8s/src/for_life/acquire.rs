@@ -183,6 +183,7 @@ impl Shared {
         let held = Held {
             uid: lock.uid().unwrap_or_default(),
             owner: owner.clone(),
+            token,
         };
         Attempt::Held(held, token)
     }
