@@ -33,10 +33,13 @@ pub struct Leadership {
 struct Term {
     identity: String,
     token: u64,
-    /// `None` for a term held for life ([`Leadership::is_for_life`]): no clock ends it.
+    /// `None` for a term held for life ([`Leadership::is_for_life`]): no renew ends it (its
+    /// hold's deadline may: `hold_deadline`).
     renew_deadline: Option<Duration>,
     lost: CancellationToken,
     renewed_at: Mutex<Stamp>,
+    /// For a term held for life whose hold ends by the clock unless kept (an etcd session).
+    hold_deadline: Option<crate::HoldDeadline>,
 }
 
 /// The send time of a write on both clocks, read when the write is sent: a suspend while the
@@ -68,14 +71,19 @@ impl Leadership {
                 renew_deadline: Some(renew_deadline),
                 lost: CancellationToken::new(),
                 renewed_at: Mutex::new(sent),
+                hold_deadline: None,
             }),
         }
     }
 
-    /// A term held for life (see [`LifeElector`](crate::LifeElector)): no deadline by the
-    /// clock; it is valid until the elector ends it (the platform ended the hold, or the
-    /// election was cancelled).
-    pub(crate) fn for_life(identity: String, token: u64) -> Self {
+    /// A term held for life (see [`LifeElector`](crate::LifeElector)): no renew deadline; it is
+    /// valid until the elector ends it (the platform ended the hold, or the election was
+    /// cancelled), or, for a hold that ends by the clock unless kept, `hold_deadline` passes.
+    pub(crate) fn for_life(
+        identity: String,
+        token: u64,
+        hold_deadline: Option<crate::HoldDeadline>,
+    ) -> Self {
         Self {
             inner: Arc::new(Term {
                 identity,
@@ -83,13 +91,15 @@ impl Leadership {
                 renew_deadline: None,
                 lost: CancellationToken::new(),
                 renewed_at: Mutex::new(Stamp::now()),
+                hold_deadline,
             }),
         }
     }
 
     /// True for a term held for life: no renew deadline, [`is_leader`](Self::is_leader) stays
-    /// true until the elector ends the term, and [`valid_until`](Self::valid_until) is not a
-    /// deadline (see [`deadline`](Self::deadline)).
+    /// true until the elector ends the term (or the hold's own [deadline](crate::HoldDeadline)
+    /// passes, for a hold that ends by the clock unless kept: an etcd session), and
+    /// [`valid_until`](Self::valid_until) is not a deadline (see [`deadline`](Self::deadline)).
     pub fn is_for_life(&self) -> bool {
         self.inner.renew_deadline.is_none()
     }
@@ -128,8 +138,12 @@ impl Leadership {
     /// True while `stamp` (the last renew) keeps the term valid now, on both clocks.
     fn valid_at(&self, stamp: &Stamp) -> bool {
         let Some(renew_deadline) = self.inner.renew_deadline else {
-            // Held for life: only the elector ends it.
-            return true;
+            // Held for life: the elector ends it, or the hold's own deadline where it has one.
+            return self
+                .inner
+                .hold_deadline
+                .as_ref()
+                .is_none_or(|deadline| !deadline.has_passed());
         };
         let boot_valid = match (stamp.boot, crate::boot_clock::now()) {
             (Some(sent), Some(now)) => now.saturating_sub(sent) < renew_deadline,
@@ -200,8 +214,21 @@ impl Leadership {
     /// boot clock ended the term.
     async fn lost_or_deadline(&self) {
         if self.is_for_life() {
-            // No clock ends a term held for life.
-            return self.lost().await;
+            // Only the hold's own deadline, where it has one, ends a term held for life by
+            // the clock.
+            let Some(deadline) = &self.inner.hold_deadline else {
+                return self.lost().await;
+            };
+            loop {
+                tokio::select! {
+                    () = self.lost() => return,
+                    () = tokio::time::sleep_until(deadline.at()) => {
+                        if deadline.has_passed() {
+                            return;
+                        }
+                    }
+                }
+            }
         }
         loop {
             // Without a boot clock (off Linux) nothing but the deadline can end the term.
@@ -330,7 +357,7 @@ mod tests {
     /// the elector ends it; `ended` then completes.
     #[tokio::test(start_paused = true)]
     async fn a_term_for_life_ends_only_by_the_elector() {
-        let term = Leadership::for_life("a".into(), 9);
+        let term = Leadership::for_life("a".into(), 9, None);
         assert!(term.is_for_life());
         assert_eq!(term.deadline(), None);
         tokio::time::advance(crate::MAX_LEASE_DURATION * 3).await;
@@ -345,6 +372,33 @@ mod tests {
         term.ended().await;
         assert_eq!(before.elapsed(), Duration::from_secs(5));
         assert!(!term.is_leader());
+    }
+
+    /// A term held for life whose hold ends by the clock unless kept (an etcd session) is over
+    /// once the hold's deadline passes, although nothing ran to end it (a process resumed from
+    /// a stop longer than its session); `ended` completes then, and an acknowledgement that
+    /// arrives late does not bring the term back.
+    #[tokio::test(start_paused = true)]
+    async fn a_term_for_life_ends_when_its_holds_deadline_passes() {
+        let start = Instant::now();
+        let deadline = crate::HoldDeadline::new(start + Duration::from_secs(3));
+        let term = Leadership::for_life("a".into(), 4, Some(deadline.clone()));
+        assert!(term.is_for_life() && term.is_leader());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(deadline.extend(Instant::now() + Duration::from_secs(3)));
+        tokio::time::advance(Duration::from_millis(2_999)).await;
+        assert!(term.is_leader());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!term.is_leader(), "the session's deadline passed");
+        assert!(!term.cancellation_token().is_cancelled(), "nothing ran");
+        assert!(!deadline.extend(Instant::now() + Duration::from_secs(3)));
+        assert!(!term.is_leader(), "a late acknowledgement is refused");
+
+        let deadline = crate::HoldDeadline::new(Instant::now() + Duration::from_secs(3));
+        let term = Leadership::for_life("a".into(), 5, Some(deadline));
+        let before = Instant::now();
+        term.ended().await;
+        assert_eq!(before.elapsed(), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]

@@ -128,7 +128,7 @@ pub use elector::{
 };
 pub use error::{LockError, LockResult};
 pub use events::{ElectionEvent, ElectionState, StopReason};
-pub use for_life::{LifeElector, LifeHold, LifeLock, LifeRelease};
+pub use for_life::{HoldDeadline, LifeElector, LifeHold, LifeLock, LifeRelease};
 pub use handover::{request_handover, HandoverError, HandoverRequest, HANDOVER_STRATEGY};
 pub use identity::default_identity;
 pub use leadership::Leadership;

@@ -218,3 +218,77 @@ async fn leader_for_life_is_also_a_constructor_of_the_lease_elector() {
     assert_eq!(elector.handle().lock_name(), "memory-life://ctor");
     assert!(LifeElector::new(lock, ElectionConfig::new("")).is_err());
 }
+
+/// A session that ends by the clock unless kept (as an etcd lease): its hold has a deadline
+/// that nothing moves on here, and a `lost` that nobody cancels (its keep-alive never runs).
+#[derive(Debug)]
+struct UnkeptSession(Duration);
+
+struct NoRelease;
+
+#[async_trait::async_trait]
+impl lock_core::LifeRelease for NoRelease {
+    async fn release(self: Box<Self>) -> lock_core::LockResult<()> {
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl LifeLock for UnkeptSession {
+    async fn acquire(
+        &self,
+        _identity: &str,
+        _cancel: &CancellationToken,
+    ) -> lock_core::LockResult<Option<lock_core::LifeHold>> {
+        Ok(Some(lock_core::LifeHold {
+            fencing_token: 7,
+            lost: CancellationToken::new(),
+            release: Box::new(NoRelease),
+            deadline: Some(lock_core::HoldDeadline::new(
+                tokio::time::Instant::now() + self.0,
+            )),
+        }))
+    }
+
+    async fn holder(&self) -> lock_core::LockResult<Option<(String, u64)>> {
+        Ok(None)
+    }
+
+    fn describe(&self) -> String {
+        "unkept-session".to_owned()
+    }
+}
+
+/// A term whose hold has a deadline by the clock (an etcd session) is not leader once it has
+/// passed, although the backend never said the hold was lost (its keep-alive did not run, as
+/// in a process resumed from a long stop), and the elector stops it then.
+#[tokio::test(start_paused = true)]
+async fn a_holds_deadline_ends_the_term_without_the_backends_word() {
+    let elector = LifeElector::new(
+        UnkeptSession(Duration::from_secs(10)),
+        ElectionConfig::new("a"),
+    )
+    .unwrap();
+    let mut events = elector.subscribe();
+    let running = tokio::spawn(elector.run(CancellationToken::new()));
+    let term = started(&mut events).await;
+    assert!(term.is_for_life() && term.is_leader());
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    assert!(term.is_leader());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(!term.is_leader(), "the hold's deadline passed");
+    match next_but_new_leader(&mut events).await {
+        ElectionEvent::StoppedLeading {
+            fencing_token,
+            reason,
+        } => {
+            assert_eq!(fencing_token, 7);
+            assert_eq!(reason, StopReason::HoldLost);
+        }
+        other => panic!("expected StoppedLeading, got {other:?}"),
+    }
+    assert_eq!(
+        running.await.unwrap(),
+        RunOutcome::LostLeadership(StopReason::HoldLost)
+    );
+}

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lock_core::HoldDeadline;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -12,30 +13,44 @@ use crate::session::Session;
 /// own. Cancels `lost` (and stops) when the session has ended: etcd answers that the lease is
 /// gone (TTL 0), or no keep-alive was acknowledged for a whole `ttl` since it was sent (the
 /// server may have let the lease expire; a process resumed from a long stop finds that out
-/// at its first check, before it sends anything).
+/// at its first check, before it sends anything). `granted` is when the grant of the lease was
+/// sent: the server's TTL runs from the grant, not from the put that followed it. Returns the
+/// session's deadline, moved on with every acknowledged keep-alive: the hold is over once it
+/// has passed, before this task has run to cancel `lost`.
 pub(crate) fn spawn(
     inner: Arc<Session>,
     lease: i64,
     ttl: Duration,
+    granted: Instant,
     lost: CancellationToken,
     stop: CancellationToken,
-) {
+) -> HoldDeadline {
+    let deadline = HoldDeadline::new(granted + ttl);
+    let session = deadline.clone();
     tokio::spawn(async move {
         tokio::select! {
             () = stop.cancelled() => {}
-            () = keep_alive(&inner, lease, ttl) => {
+            () = keep_alive(&inner, lease, ttl, granted, &session) => {
                 tracing::warn!(lock = %inner.describe, lease, "the etcd session of the term for life ended");
                 lost.cancel();
             }
         }
     });
+    deadline
 }
 
 /// Returns when the session has ended.
-async fn keep_alive(inner: &Session, lease: i64, ttl: Duration) {
+async fn keep_alive(
+    inner: &Session,
+    lease: i64,
+    ttl: Duration,
+    granted: Instant,
+    deadline: &HoldDeadline,
+) {
     let interval = ttl / 3;
-    // The lease was granted, and the key put, just before: count from now.
-    let mut acknowledged = Instant::now();
+    // The server counts the TTL from the grant: so does the holder (the reads and the put that
+    // followed the grant may have taken a while).
+    let mut acknowledged = granted;
     let mut stream = None;
     loop {
         if acknowledged.elapsed() >= ttl {
@@ -43,11 +58,22 @@ async fn keep_alive(inner: &Session, lease: i64, ttl: Duration) {
         }
         let sent = Instant::now();
         if stream.is_none() {
-            stream = inner
-                .request(|mut client| async move { client.lease_keep_alive(lease).await })
-                .await
-                .map_err(|err| tracing::warn!(error = %err, "cannot open the keep-alive stream"))
-                .ok();
+            // Bounded by what is left of the session, as the wait for an answer is: a request
+            // timeout longer than that would hold the end of the session back.
+            let left = ttl.saturating_sub(acknowledged.elapsed());
+            let opening =
+                inner.request(|mut client| async move { client.lease_keep_alive(lease).await });
+            stream = match tokio::time::timeout(left, opening).await {
+                Ok(Ok(opened)) => Some(opened),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot open the keep-alive stream");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(lease, "no keep-alive stream before the session's end");
+                    None
+                }
+            };
         }
         if let Some((keeper, answers)) = stream.as_mut() {
             let limit = ttl
@@ -59,7 +85,14 @@ async fn keep_alive(inner: &Session, lease: i64, ttl: Duration) {
             })
             .await;
             match answer {
-                Ok(Ok(Some(answer))) if answer.ttl() > 0 => acknowledged = sent,
+                Ok(Ok(Some(answer))) if answer.ttl() > 0 => {
+                    // A late answer to a keep-alive sent in time does not bring back a session
+                    // that the deadline (which `is_leader` reads) already ended.
+                    if !deadline.extend(sent + ttl) {
+                        return;
+                    }
+                    acknowledged = sent;
+                }
                 Ok(Ok(Some(_))) => {
                     tracing::warn!(lease, "etcd says the lease is gone");
                     return;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, PutOptions, Txn, TxnOp};
 use futures::StreamExt;
-use lock_core::backend::Version;
+use lock_core::backend::{HintStream, Version};
 use lock_core::{
     LeaderElectionRecord, LifeHold, LifeLock, LifeRelease, Lock, LockError, LockResult,
 };
@@ -22,6 +22,9 @@ pub const MIN_SESSION_TTL: Duration = Duration::from_secs(2);
 /// How long a standby trusts a watch that has said nothing before it reads the key again
 /// (watches can die silently).
 const CONFIRM_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a standby whose watch ended reads the key without one before it opens another.
+const WATCH_REOPEN_PAUSE: Duration = Duration::from_secs(1);
 
 /// A [`LifeLock`] over etcd: the election's key holds the record and is attached to an etcd
 /// lease that the holder's process keeps alive, so it lasts as long as that process's session.
@@ -128,19 +131,42 @@ impl EtcdLifeLock {
         }
     }
 
-    /// Waits until the key may have changed after `version` (or a while passed), or `cancel`.
-    async fn wait_for_change(&self, version: Option<Version>, cancel: &CancellationToken) {
-        let mut hints = match &version {
-            Some(version) => self.lock.watch_from(version),
-            None => match self.lock.watch() {
-                Some(hints) => hints,
-                None => return,
-            },
+    /// Waits until the key may have changed since it was read at `version` (or a while passed),
+    /// or `cancel`. The watch in `hints` is kept from one wait to the next: a new watch's first
+    /// hint only says that it is established, so a standby that opened one per wait would read
+    /// the key without pause for as long as the holder lives. A watch that ended is opened
+    /// again at the next wait, after a pause.
+    async fn wait_for_change(
+        &self,
+        hints: &mut Option<HintStream>,
+        version: Option<Version>,
+        cancel: &CancellationToken,
+    ) {
+        if hints.is_none() {
+            *hints = match &version {
+                Some(version) => Some(self.lock.watch_from(version)),
+                None => self.lock.watch(),
+            };
+        }
+        let ended = {
+            let next = async {
+                match hints.as_mut() {
+                    Some(stream) => stream.next().await.is_none(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => false,
+                ended = next => ended,
+                () = tokio::time::sleep(CONFIRM_INTERVAL) => false,
+            }
         };
-        tokio::select! {
-            () = cancel.cancelled() => {}
-            _ = hints.next() => {}
-            () = tokio::time::sleep(CONFIRM_INTERVAL) => {}
+        if ended {
+            *hints = None;
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(WATCH_REOPEN_PAUSE) => {}
+            }
         }
     }
 
@@ -173,6 +199,7 @@ impl LifeLock for EtcdLifeLock {
         cancel: &CancellationToken,
     ) -> LockResult<Option<LifeHold>> {
         let mut failures = 0u32;
+        let mut hints = None;
         loop {
             if cancel.is_cancelled() {
                 return Ok(None);
@@ -184,27 +211,30 @@ impl LifeLock for EtcdLifeLock {
                         return Ok(Err(Some(stored.version)));
                     }
                 }
+                // The server counts the session's TTL from the grant: so does the keep-alive.
+                let granted = tokio::time::Instant::now();
                 let lease = self.grant().await?;
                 match self.try_take(identity, lease).await {
-                    Ok(Ok(token)) => Ok(Ok((token, lease))),
+                    Ok(Ok(token)) => Ok(Ok((token, lease, granted))),
                     other => {
                         let _ = Self::revoke(self.inner(), lease).await;
-                        other.map(|taken| taken.map(|token| (token, lease)))
+                        other.map(|taken| taken.map(|token| (token, lease, granted)))
                     }
                 }
             };
-            let outcome: LockResult<Result<(u64, i64), Option<Version>>> = tokio::select! {
+            let outcome: LockResult<Result<(u64, i64, tokio::time::Instant), Option<Version>>> = tokio::select! {
                 () = cancel.cancelled() => return Ok(None),
                 outcome = attempt => outcome,
             };
             match outcome {
-                Ok(Ok((fencing_token, lease))) => {
+                Ok(Ok((fencing_token, lease, granted))) => {
                     let lost = CancellationToken::new();
                     let stop = CancellationToken::new();
-                    crate::keep_alive::spawn(
+                    let deadline = crate::keep_alive::spawn(
                         self.inner().clone(),
                         lease,
                         self.ttl,
+                        granted,
                         lost.clone(),
                         stop.clone(),
                     );
@@ -217,11 +247,12 @@ impl LifeLock for EtcdLifeLock {
                             lease,
                             stop,
                         }),
+                        deadline: Some(deadline),
                     }));
                 }
                 Ok(Err(version)) => {
                     failures = 0;
-                    self.wait_for_change(version, cancel).await;
+                    self.wait_for_change(&mut hints, version, cancel).await;
                 }
                 Err(err) => {
                     failures = failures.saturating_add(1);

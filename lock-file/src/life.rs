@@ -193,6 +193,7 @@ impl LifeLock for FileLifeLock {
                 identity: identity.to_owned(),
                 token: fencing_token,
             }),
+            deadline: None,
         }))
     }
 

@@ -19,7 +19,10 @@ use crate::{
 ///
 /// The lock is held for the life of the process, as the platform tells it: no lease runs out
 /// by time, no renew is sent, and [`Leadership::is_leader`] stays `true` until the platform
-/// ends the hold ([`StopReason::HoldLost`]) or the election is cancelled. The fencing token
+/// ends the hold ([`StopReason::HoldLost`]) or the election is cancelled; where the platform
+/// ends a hold by the clock unless this process keeps it (an etcd session), the hold's
+/// [deadline](crate::HoldDeadline) ends the term by the clock too, before any task has run to
+/// hear that the session ended (after a long `SIGSTOP`, say). The fencing token
 /// still grows with every term. Events, the [`ElectorHandle`] and [`RunOutcome`] are those of
 /// [`LeaderElector`](crate::LeaderElector), so code that follows an election works with
 /// either.
@@ -166,13 +169,21 @@ impl LifeElector {
             fencing_token,
             lost,
             release,
+            deadline,
         } = hold;
-        let term = Leadership::for_life(self.config.identity.clone(), fencing_token);
+        let term = Leadership::for_life(self.config.identity.clone(), fencing_token, deadline);
         tracing::info!(fencing_token, "leading for life");
         self.shared.started(&term);
+        // The platform's word, or the hold's deadline by the clock where it has one.
+        let hold_over = async {
+            tokio::select! {
+                () = lost.cancelled() => {}
+                () = term.ended() => {}
+            }
+        };
         tokio::select! {
             biased;
-            () = lost.cancelled() => {
+            () = hold_over => {
                 tracing::warn!(fencing_token, "the platform ended the hold");
                 self.shared.stopped(&term, StopReason::HoldLost);
                 drop(release);

@@ -21,6 +21,9 @@
 
 mod elector;
 
+use std::sync::{Arc, Mutex};
+
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::LockResult;
@@ -60,6 +63,57 @@ pub struct LifeHold {
     /// Gives the lock up on a graceful shutdown; dropping it without calling it keeps the lock
     /// until the process is gone, as the platform tells.
     pub release: Box<dyn LifeRelease>,
+    /// For a hold that the platform ends by the clock unless this process keeps it (an etcd
+    /// session kept alive): the deadline the backend moves on with every acknowledged
+    /// keep-alive. The term is over once it passes, before any task of the backend has run to
+    /// cancel [`lost`](Self::lost) (a process resumed from a stop longer than the session, say).
+    /// `None` where only the platform's word ends the hold (a file lock, a Kubernetes object).
+    pub deadline: Option<HoldDeadline>,
+}
+
+/// The deadline by the clock of a [`LifeHold`] that ends unless it is kept (an etcd session):
+/// the platform may have ended the hold once it has passed, so the term ends then, whether or
+/// not a task has run to say so. It never moves back, and never moves on once it has passed:
+/// a term that [`is_leader`](crate::Leadership::is_leader) said was over stays over. Clones
+/// share it.
+#[derive(Clone, Debug)]
+pub struct HoldDeadline(Arc<Mutex<Instant>>);
+
+impl HoldDeadline {
+    /// A deadline at `at`.
+    pub fn new(at: Instant) -> Self {
+        Self(Arc::new(Mutex::new(at)))
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, Instant> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// When the hold ends unless the deadline is moved on.
+    pub fn at(&self) -> Instant {
+        *self.guard()
+    }
+
+    /// True once the deadline has passed: the hold is over for good.
+    pub fn has_passed(&self) -> bool {
+        Instant::now() >= self.at()
+    }
+
+    /// Moves the deadline on to `at` (never back). False, and no change, once it has passed:
+    /// the hold is over, whatever a late acknowledgement says.
+    #[must_use]
+    pub fn extend(&self, at: Instant) -> bool {
+        let mut deadline = self.guard();
+        if Instant::now() >= *deadline {
+            return false;
+        }
+        if at > *deadline {
+            *deadline = at;
+        }
+        true
+    }
 }
 
 impl std::fmt::Debug for LifeHold {

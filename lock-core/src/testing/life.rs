@@ -102,6 +102,7 @@ impl MemoryLifeLock {
                 lock: self.clone(),
                 token,
             }),
+            deadline: None,
         })
     }
 }

@@ -183,6 +183,7 @@ impl Shared {
         let held = Held {
             uid: lock.uid().unwrap_or_default(),
             owner: owner.clone(),
+            token,
         };
         Attempt::Held(held, token)
     }
@@ -206,6 +207,7 @@ impl Shared {
                 held,
                 stop,
             }),
+            deadline: None,
         }
     }
 }

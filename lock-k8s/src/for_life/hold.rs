@@ -11,21 +11,28 @@ use lock_core::{LifeRelease, LockResult};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
+use super::fencing::{token_in, FENCING_TOKEN_ANNOTATION};
 use super::pod::is_held_by;
 use super::Shared;
 use crate::errors::is_status;
 
-/// Which lock object a hold is: the ConfigMap's UID and the owner reference it carries.
+/// Which lock object a hold is: the ConfigMap's UID, the owner reference it carries, and the
+/// token of the term written onto it.
 #[derive(Clone, Debug)]
 pub(crate) struct Held {
     pub uid: String,
     pub owner: OwnerReference,
+    pub token: u64,
 }
 
 impl Held {
-    /// True while `lock` is still this hold's object, owned by this Pod.
+    /// True while `lock` is still this hold's object, owned by this Pod, with this term's
+    /// token: another process of the same Pod that adopted it (a twin, or a restart whose old
+    /// process still runs) wrote its own token, and this hold is over.
     fn is(&self, lock: &ConfigMap) -> bool {
-        lock.uid().as_deref() == Some(self.uid.as_str()) && is_held_by(lock, &self.owner)
+        lock.uid().as_deref() == Some(self.uid.as_str())
+            && is_held_by(lock, &self.owner)
+            && token_in(lock, FENCING_TOKEN_ANNOTATION) == Ok(Some(self.token))
     }
 }
 
@@ -77,7 +84,8 @@ pub(crate) fn monitor(
 }
 
 /// Gives a hold up: stops its watch and deletes the lock ConfigMap, only if it is still this
-/// hold's object (a UID precondition).
+/// hold's object with this term's token (read, then deleted with UID and resourceVersion
+/// preconditions).
 pub(crate) struct Release {
     pub shared: Arc<Shared>,
     pub held: Held,
@@ -89,10 +97,17 @@ impl LifeRelease for Release {
     async fn release(self: Box<Self>) -> LockResult<()> {
         self.stop.cancel();
         let shared = &self.shared;
+        let current = shared
+            .call("get", "configmaps", shared.configmaps.get_opt(&shared.name))
+            .await?;
+        let Some(current) = current.filter(|lock| self.held.is(lock)) else {
+            // Gone already, or another object or term now: nothing of ours to give up.
+            return Ok(());
+        };
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: Some(self.held.uid.clone()),
-                resource_version: None,
+                resource_version: current.resource_version(),
             }),
             ..DeleteParams::default()
         };

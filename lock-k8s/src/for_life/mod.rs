@@ -46,7 +46,8 @@ const RBAC_HINT: &str = "deploy/leader-for-life/rbac.yaml";
 /// - **The namespace** is the options' namespace, else `POD_NAMESPACE`, else the service
 ///   account's namespace file, else `default` ([`resolve_pod_namespace`]).
 /// - **A restarted process** whose Pod (same name *and* UID) still owns the ConfigMap leads
-///   again at once, with a new token. A Pod of the same name but another UID (a StatefulSet's
+///   again at once, with a new token written onto the lock; a process of that Pod that still
+///   runs (a twin, a second container) loses its hold then. A Pod of the same name but another UID (a StatefulSet's
 ///   replacement) does not: that lock belongs to a Pod that is gone, and the garbage collector
 ///   is about to delete it.
 /// - **Waiting** candidates re-read when a watch on the ConfigMap (field selector on its name)
@@ -59,7 +60,9 @@ const RBAC_HINT: &str = "deploy/leader-for-life/rbac.yaml";
 ///   term's token is in the lock's [`FENCING_TOKEN_ANNOTATION`]. A lock taken by operator-lib
 ///   has no token and reads as token 0.
 /// - **Losing it** while alive: [`LifeHold::lost`] is cancelled when the ConfigMap is deleted
-///   or replaced, or names another owner.
+///   or replaced, names another owner, or carries another term's token (another process of
+///   this Pod adopted it). The release deletes the lock only while it still carries this
+///   term's token.
 /// - **RBAC**: `get`, `list`, `watch`, `create`, `update`, `delete` on ConfigMaps and `get`,
 ///   `delete` on Pods in the namespace; `get` on Nodes cluster-wide for the NotReady check
 ///   (optional: without it that check is skipped, as operator-lib skips it). See

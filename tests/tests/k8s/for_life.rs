@@ -313,3 +313,36 @@ async fn a_lock_given_another_owner_cancels_lost() {
     let (holder, _) = lock.holder().await.expect("holder").expect("held");
     assert_eq!(holder, other.name_any());
 }
+
+/// Two live processes of one Pod (a twin, a second container, a restart whose old process
+/// still runs): the later one adopts the lock with a greater token, as a restart does; the
+/// earlier one's hold ends then, or both lead at once. Its release, if it comes, does not
+/// delete the lock the later one now holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_of_the_same_pod_ends_the_first_ones_hold() {
+    let election = Election::new("life-twin").await;
+    let a = election.pod("a").await;
+    let first = election
+        .candidate(&a)
+        .await
+        .held(OUR_TAKEOVER)
+        .await
+        .expect("a leads");
+    let again = election
+        .candidate(&a)
+        .await
+        .held(OUR_TAKEOVER)
+        .await
+        .expect("a second process of a leads");
+    assert!(again.fencing_token > first.fencing_token);
+    tokio::time::timeout(Duration::from_secs(5), first.lost.cancelled())
+        .await
+        .expect("the first process's hold ends when another process of its Pod adopts the lock");
+    first.release.release().await.expect("release");
+    assert_eq!(
+        election.lock().await.holder().await.expect("holder"),
+        Some((a.name_any(), again.fencing_token)),
+        "the first process's release deleted the lock the second one holds"
+    );
+    assert!(!again.lost.is_cancelled());
+}
