@@ -28,7 +28,9 @@ use crate::{
 /// either.
 ///
 /// **Trade-off.** For-life never overlaps: two leaders never run at once, since nothing but the
-/// end of the holder's process (or its graceful release) frees the lock. But a hung, stopped or
+/// end of the holder's process (or its graceful release) frees the lock, as long as the
+/// platform is right that the process is gone (see the module documentation for a Kubernetes
+/// lock deleted by hand while its leader is cut off). But a hung, stopped or
 /// partitioned leader keeps leadership until the platform ends it: a file lock's holder until
 /// its process is gone, an etcd session's until its TTL runs out without keep-alives, a
 /// Kubernetes pod's until the pod is deleted (for an unreachable node, the taint's toleration

@@ -11,7 +11,11 @@
 //! # The trade-off
 //!
 //! - **No overlap.** Two leaders never run at once: nobody takes over from a leader that is
-//!   merely slow, paused, or cut off from the store, because no clock ends its term.
+//!   merely slow, paused, or cut off from the store, because no clock ends its term. This
+//!   holds as long as the platform's word that a process is gone is right: an etcd session
+//!   ends on both sides by its TTL, but a Kubernetes lock deleted by hand, or the Pod of a
+//!   leader on a cut-off node force-deleted, frees the lock while that leader may still run
+//!   and hear of it only when it reaches the API server again.
 //! - **No automatic recovery from a hung leader.** A leader that is stopped (`SIGSTOP`),
 //!   wedged or on an unreachable node keeps leadership until the platform says its process is
 //!   gone: at once for a file lock when the process dies, after the session's TTL for etcd,

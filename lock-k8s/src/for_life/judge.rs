@@ -1,7 +1,8 @@
 //! What a waiting candidate does about the Pod that holds the lock, as operator-lib's
 //! `Become` does: nothing while it is healthy or already gone (the garbage collector clears its
-//! lock), delete it when it failed as evicted or preempted, delete it and its lock when its node
-//! is NotReady.
+//! lock), delete it when it failed as evicted or preempted, and, only when the lock was told to
+//! ([`ForLifeLock::with_not_ready_clearing`](crate::ForLifeLock::with_not_ready_clearing)),
+//! delete it and its lock when its node is NotReady: such a leader may still be running.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -44,7 +45,7 @@ impl Shared {
                 .await;
             return;
         }
-        if self.node_not_ready(&pod).await {
+        if self.clear_not_ready && self.node_not_ready(&pod).await {
             tracing::warn!(lock = %self.describe, pod = %holder.name, "the leader's node is NotReady: deleting its Pod and the lock");
             if self
                 .delete_uid(&self.pods, &holder.name, &holder.uid, "pods")

@@ -53,8 +53,10 @@ const RBAC_HINT: &str = "deploy/leader-for-life/rbac.yaml";
 /// - **Waiting** candidates re-read when a watch on the ConfigMap (field selector on its name)
 ///   reports a change, else after a back-off of 1 s doubling up to 16 s (plus up to 20 %), as
 ///   operator-lib does. Like operator-lib, a waiting candidate deletes the holder's Pod when it
-///   failed as evicted or preempted, and deletes the Pod and the ConfigMap when the Pod's node
-///   is NotReady; a holder Pod that is already gone is left to the garbage collector.
+///   failed as evicted or preempted; unlike it, it deletes the Pod and the ConfigMap when the
+///   Pod's node is NotReady only if asked to ([`with_not_ready_clearing`](Self::with_not_ready_clearing)),
+///   since a leader on a NotReady node may still be running. A holder Pod that is already gone
+///   is left to the garbage collector.
 /// - **Fencing tokens** come from a counter in the companion ConfigMap `<name>-fencing` (see
 ///   [`FENCING_COUNTER_ANNOTATION`]), which no Pod owns and the garbage collector keeps; each
 ///   term's token is in the lock's [`FENCING_TOKEN_ANNOTATION`]. A lock taken by operator-lib
@@ -99,6 +101,9 @@ pub(crate) struct Shared {
     pub describe: String,
     pub options: KubeLockOptions,
     pub max_backoff: Duration,
+    /// Whether a waiting candidate clears a leader whose node is NotReady (see
+    /// [`ForLifeLock::with_not_ready_clearing`]).
+    pub clear_not_ready: bool,
     pub errors: ErrorContext,
     /// The highest fencing token seen on this lock.
     floor: AtomicU64,
@@ -151,8 +156,24 @@ impl ForLifeLock {
                 "the maximum back-off must be greater than zero".into(),
             ));
         }
+        Ok(self.derived(max, self.shared.clear_not_ready))
+    }
+
+    /// Lets a waiting candidate clear a leader whose node reports NotReady, as operator-lib's
+    /// `Become` does: it deletes that Pod and the lock and takes over. **Off by default**,
+    /// because a NotReady node is not a dead one: a leader cut off from the API server (or
+    /// whose kubelet merely stopped reporting) goes on running and never hears that its lock
+    /// was deleted, so two leaders may act at once until the partition heals. Turn it on only
+    /// where a leader stuck on a lost node costs more than that. Evicted and preempted Pods
+    /// are cleared either way: they have stopped. Other clones of this lock keep their setting.
+    pub fn with_not_ready_clearing(self, clear: bool) -> Self {
+        self.derived(self.shared.max_backoff, clear)
+    }
+
+    /// A lock on the same election with its own back-off cap and NotReady clearing.
+    fn derived(&self, max_backoff: Duration, clear_not_ready: bool) -> Self {
         let shared = &self.shared;
-        Ok(Self {
+        Self {
             shared: Arc::new(Shared {
                 configmaps: shared.configmaps.clone(),
                 pods: shared.pods.clone(),
@@ -161,11 +182,12 @@ impl ForLifeLock {
                 namespace: shared.namespace.clone(),
                 describe: shared.describe.clone(),
                 options: shared.options.clone(),
-                max_backoff: max,
+                max_backoff,
+                clear_not_ready,
                 errors: shared.errors.clone(),
                 floor: AtomicU64::new(shared.floor()),
             }),
-        })
+        }
     }
 
     fn build(
@@ -198,6 +220,7 @@ impl ForLifeLock {
                 describe,
                 options,
                 max_backoff: DEFAULT_MAX_BACKOFF,
+                clear_not_ready: false,
                 errors,
                 floor: AtomicU64::new(0),
             }),
@@ -310,6 +333,7 @@ impl fmt::Debug for ForLifeLock {
         f.debug_struct("ForLifeLock")
             .field("lock", &self.shared.describe)
             .field("max_backoff", &self.shared.max_backoff)
+            .field("clear_not_ready", &self.shared.clear_not_ready)
             .finish_non_exhaustive()
     }
 }

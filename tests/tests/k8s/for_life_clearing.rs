@@ -96,10 +96,10 @@ async fn a_leader_on_a_not_ready_node_is_cleared() {
         .held(OUR_TAKEOVER)
         .await
         .expect("a leads");
-    let mut standby = election
+    let mut cautious = election
         .candidate_with_backoff(&standby_pod, STANDBY_BACKOFF)
         .await;
-    assert!(standby.held(STAYS_WAITING).await.is_none());
+    assert!(cautious.held(STAYS_WAITING).await.is_none());
 
     let not_ready = serde_json::json!({"status": {"conditions": [{
         "type": "Ready", "status": "False", "reason": "KubeletNotReady",
@@ -113,6 +113,16 @@ async fn a_leader_on_a_not_ready_node_is_cleared() {
         )
         .await
         .expect("mark the node NotReady");
+    // By default a NotReady node is not taken for a dead leader: it may still be running.
+    assert!(
+        cautious.held(STAYS_WAITING).await.is_none(),
+        "a candidate without NotReady clearing waits"
+    );
+    assert!(!leader.lost.is_cancelled());
+    cautious.cancel.cancel();
+    let mut standby = election
+        .candidate_clearing_not_ready(&standby_pod, STANDBY_BACKOFF)
+        .await;
     let second = standby
         .held(GC_TAKEOVER)
         .await

@@ -75,6 +75,22 @@ impl Election {
         Self::acquire(lock, pod)
     }
 
+    /// Our candidate for `pod` whose back-off is capped at `max_backoff` and that clears a
+    /// leader on a NotReady node.
+    pub async fn candidate_clearing_not_ready(
+        &self,
+        pod: &Pod,
+        max_backoff: Duration,
+    ) -> Candidate {
+        let lock = self
+            .lock()
+            .await
+            .with_max_backoff(max_backoff)
+            .expect("a back-off cap")
+            .with_not_ready_clearing(true);
+        Self::acquire(lock, pod)
+    }
+
     /// Runs `lock.acquire` for `pod` in a task.
     pub fn acquire(lock: ForLifeLock, pod: &Pod) -> Candidate {
         let cancel = CancellationToken::new();
