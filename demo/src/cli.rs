@@ -40,7 +40,14 @@ GET /healthz (500 when this instance believes it leads but stopped renewing) and
 new term with LEADER_FENCING_TOKEN, LEADER_IDENTITY and LEADER_LOCK in its environment, sent
 SIGTERM the moment the term ends and SIGKILL after --grace-period. A supervisor process kills
 the command when the demo dies (even by SIGKILL) and stops it while the demo is stopped; it goes
-on only if the term outlived the stop.";
+on only if the term outlived the stop.
+
+Other modes: --leader-for-life holds the lock for the life of the leader's process instead of
+renewing a lease (file, etcd, Kubernetes as operator-lib does); --ready-url or --ready-command
+makes an instance compete only while it is ready; `demo handover --to NAME` moves leadership to
+a chosen instance; `demo observe` follows the election without taking part; and the old
+leader-elector sidecar's flags (--election, --election-namespace, --id, --ttl) work as they
+did.";
 
 const EXAMPLES: &str = "\
 Example: try failover with three terminals on one machine (they share the default lock file;
