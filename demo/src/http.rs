@@ -103,6 +103,8 @@ struct LeaderView {
     /// When the lease runs out for the others, counted from the last renew (null for a term
     /// held for life).
     lease_expires_at: Option<String>,
+    /// Whether this instance's readiness check passes (true without --ready-url or
+    /// --ready-command): an unready instance never takes the lock.
     ready: bool,
 }
 

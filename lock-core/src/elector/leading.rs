@@ -83,7 +83,9 @@ impl LeaderElector {
         // before the read that adopted it: renewing over it on the fast path would keep the
         // request in the record and never act on it.
         if let Some(to) = self.handover_asked(&written) {
-            return self.hand_over(&term, &mark, to).await;
+            return self
+                .make_way(&term, &mark, StopReason::HandedOver { to })
+                .await;
         }
         let mut next_renew = term.renewed_at() + self.config.retry_period;
         loop {
@@ -95,7 +97,9 @@ impl LeaderElector {
                     return self.lose(&term, StopReason::RenewDeadlineExceeded);
                 }
                 _ = sleep_until(next_renew) => {}
-                _ = readiness.hand_over_due() => return self.step_down_unready(&term, &mark).await,
+                _ = readiness.hand_over_due() => {
+                    return self.make_way(&term, &mark, StopReason::Unready).await;
+                }
                 hint = hints.next() => {
                     if !self.hint_may_end_term(&hint, &written) {
                         continue;
@@ -110,7 +114,9 @@ impl LeaderElector {
                     };
                     match check {
                         Check::Superseded(by) => return self.superseded(&term, by),
-                        Check::HandOver(to) => return self.hand_over(&term, &mark, to).await,
+                        Check::HandOver(to) => {
+                            return self.make_way(&term, &mark, StopReason::HandedOver { to }).await;
+                        }
                         Check::Ours | Check::Unknown => continue,
                     }
                 }
@@ -130,7 +136,11 @@ impl LeaderElector {
                     next_renew = term.renewed_at() + self.config.retry_period;
                 }
                 Renewal::Superseded(by) => return self.superseded(&term, by),
-                Renewal::HandOver(to) => return self.hand_over(&term, &mark, to).await,
+                Renewal::HandOver(to) => {
+                    return self
+                        .make_way(&term, &mark, StopReason::HandedOver { to })
+                        .await;
+                }
                 Renewal::Failed(err) => {
                     let now = Instant::now();
                     let remaining = term.valid_until().saturating_duration_since(now);
@@ -184,10 +194,8 @@ impl LeaderElector {
                     return Check::HandOver(to);
                 }
                 if fresh.version != written.version {
-                    // Our record, rewritten by someone who kept it ours: renew over it, keeping
-                    // what a coordinator may have set.
-                    written.record.strategy = fresh.record.strategy;
-                    written.record.preferred_holder = fresh.record.preferred_holder;
+                    // Our record, rewritten by someone who kept it ours: renew over it.
+                    keep_coordination(&mut written.record, &fresh.record);
                     written.version = fresh.version;
                 }
                 Check::Ours
@@ -287,9 +295,7 @@ impl LeaderElector {
                             if let Some(to) = self.handover_asked(&fresh) {
                                 return Renewal::HandOver(to);
                             }
-                            // Keep what a coordinator may have changed meanwhile.
-                            record.strategy = fresh.record.strategy;
-                            record.preferred_holder = fresh.record.preferred_holder;
+                            keep_coordination(&mut record, &fresh.record);
                             written.version = fresh.version;
                         }
                         Ok(fresh) => return Renewal::Superseded(Superseder::of(fresh.as_ref())),
@@ -320,35 +326,17 @@ impl LeaderElector {
         Some(preferred.to_owned())
     }
 
-    /// Ends the term for a planned handover and releases the lock, keeping the preferred
-    /// holder in the record: that candidate takes it at once while the others hold back for a
-    /// retry period. The term ends before the release is written, as on cancellation.
-    async fn hand_over(&self, term: &Leadership, mark: &TermMark, to: String) -> Ended {
-        tracing::info!(
-            fencing_token = term.fencing_token(),
-            to = %to,
-            "stopped leading: handing over on request"
-        );
-        let reason = StopReason::HandedOver { to };
+    /// Ends the term for `reason` (a planned handover, or this candidate turned unready) and
+    /// releases the lock, whatever `release_on_cancel` says, so that another candidate takes
+    /// over at once: a handover's named candidate first (the release keeps it as the preferred
+    /// holder). The term ends before the release is written, as on cancellation.
+    async fn make_way(&self, term: &Leadership, mark: &TermMark, reason: StopReason) -> Ended {
+        tracing::info!(fencing_token = term.fencing_token(), %reason, "stopped leading");
         self.shared.stopped(term, reason.clone());
         if self.release_if_ours(mark).await {
             self.shared.released(term);
         }
         Ended::Lost(reason)
-    }
-
-    /// Ends the term because this candidate turned unready, and releases the lock so that a
-    /// ready standby takes over at once.
-    async fn step_down_unready(&self, term: &Leadership, mark: &TermMark) -> Ended {
-        tracing::info!(
-            fencing_token = term.fencing_token(),
-            "stopped leading: this candidate is not ready"
-        );
-        self.shared.stopped(term, StopReason::Unready);
-        if self.release_if_ours(mark).await {
-            self.shared.released(term);
-        }
-        Ended::Lost(StopReason::Unready)
     }
 
     fn lose(&self, term: &Leadership, reason: StopReason) -> Ended {
@@ -431,4 +419,11 @@ impl LeaderElector {
             .await?;
         Ok(true)
     }
+}
+
+/// Copies into `record`, which this term is about to write, what a coordinator may have set on
+/// the record in place (client-go's coordinated election writes both fields).
+fn keep_coordination(record: &mut LeaderElectionRecord, fresh: &LeaderElectionRecord) {
+    record.strategy.clone_from(&fresh.strategy);
+    record.preferred_holder.clone_from(&fresh.preferred_holder);
 }

@@ -228,10 +228,10 @@ impl LeaderElector {
 
     /// The record this candidate writes to start a term, keeping the previous record's
     /// coordination strategy; its preferred holder is dropped, since a new term settles the
-    /// handover it asked for (or, if someone else took the lock, gave up on it). Its `acquireTime` carries random microseconds: the mark
-    /// by which this process later recognises the record as its own write, which another
-    /// process using the same identity (a twin) cannot reproduce but by a one-in-a-million
-    /// chance.
+    /// handover it asked for (or, if someone else took the lock, gave up on it). Its
+    /// `acquireTime` carries random microseconds: the mark by which this process later
+    /// recognises the record as its own write, which another process using the same identity
+    /// (a twin) cannot reproduce but by a one-in-a-million chance.
     fn record_for_term(
         &self,
         previous: Option<&LeaderElectionRecord>,

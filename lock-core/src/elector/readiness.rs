@@ -19,7 +19,7 @@ pub enum UnreadyLeader {
 #[derive(Clone, Debug, Default)]
 pub(super) struct Readiness {
     ready: Option<watch::Receiver<bool>>,
-    pub(super) unready_leader: UnreadyLeader,
+    unready_leader: UnreadyLeader,
 }
 
 impl Readiness {
