@@ -38,23 +38,11 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
         LockUrl::File {
             path,
             election_in_dir,
-        } => {
-            let path = if *election_in_dir {
-                // Letters, digits, `-`, `_` and `.` only (no leading `.`): nothing that a path
-                // could read as a separator, a drive or a parent, on any platform.
-                let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-                if name.is_empty() || !name.chars().all(plain) || name.starts_with('.') {
-                    return Err(LockError::InvalidConfig(format!(
-                        "election name `{name}` cannot be a file name in {}: use letters, digits, `-`, `_` and `.` (not first)",
-                        path.display()
-                    )));
-                }
-                path.join(format!("{name}.json"))
-            } else {
-                path.clone()
-            };
-            Ok(Arc::new(lock_file::FileLock::new(path)))
-        }
+        } => Ok(Arc::new(lock_file::FileLock::new(file_path(
+            path,
+            *election_in_dir,
+            name,
+        )?))),
         #[cfg(feature = "redis")]
         LockUrl::Redis {
             url,
@@ -73,18 +61,12 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             endpoints,
             user,
             ca,
-        } => {
-            let mut options = lock_etcd::EtcdLockOptions::default();
-            if let Some((user, password)) = user {
-                options = options.with_user(user.clone(), password.clone());
-            }
-            if let Some(ca) = ca {
-                options = options.with_tls_ca(ca.clone());
-            }
-            Ok(Arc::new(lock_etcd::EtcdLock::new(
-                endpoints, name, options,
-            )?))
-        }
+        } => Ok(Arc::new(etcd_lock(
+            endpoints,
+            user.as_ref(),
+            ca.as_ref(),
+            name,
+        )?)),
         #[cfg(feature = "k8s")]
         LockUrl::K8s {
             kind,
@@ -112,6 +94,47 @@ fn not_built(backend: Backend) -> LockError {
         "{backend}:// locks are not in this build: turn on the `{backend}` feature of the \
          leader-election crate (features = [\"{backend}\"] in Cargo.toml)"
     ))
+}
+
+/// The record file of election `name` for a `file://` URL: the URL's file, or `NAME.json` in
+/// its directory (`election_in_dir`), where `name` must be a plain file name.
+#[cfg(feature = "file")]
+pub(crate) fn file_path(
+    path: &std::path::Path,
+    election_in_dir: bool,
+    name: &str,
+) -> LockResult<std::path::PathBuf> {
+    if !election_in_dir {
+        return Ok(path.to_path_buf());
+    }
+    // Letters, digits, `-`, `_` and `.` only (no leading `.`): nothing that a path could read as
+    // a separator, a drive or a parent, on any platform.
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || !name.chars().all(plain) || name.starts_with('.') {
+        return Err(LockError::InvalidConfig(format!(
+            "election name `{name}` cannot be a file name in {}: use letters, digits, `-`, `_` and `.` (not first)",
+            path.display()
+        )));
+    }
+    Ok(path.join(format!("{name}.json")))
+}
+
+/// The etcd lock of election `name` for an `etcd://` URL's parts.
+#[cfg(feature = "etcd")]
+pub(crate) fn etcd_lock(
+    endpoints: &[String],
+    user: Option<&(String, String)>,
+    ca: Option<&std::path::PathBuf>,
+    name: &str,
+) -> LockResult<lock_etcd::EtcdLock> {
+    let mut options = lock_etcd::EtcdLockOptions::default();
+    if let Some((user, password)) = user {
+        options = options.with_user(user.clone(), password.clone());
+    }
+    if let Some(ca) = ca {
+        options = options.with_tls_ca(ca.clone());
+    }
+    lock_etcd::EtcdLock::new(endpoints, name, options)
 }
 
 #[cfg(test)]

@@ -38,14 +38,12 @@ pub async fn open_life_url(
     match url {
         LockUrl::Redis { .. } => Err(LockError::InvalidConfig(REDIS_FOR_LIFE_REFUSAL.to_owned())),
         #[cfg(feature = "file")]
-        LockUrl::File { .. } => {
-            let lock = crate::open_url(url, name).await?;
-            // The same file `open_url` chose, its name included.
-            let path = lock
-                .describe()
-                .strip_prefix("file://")
-                .map(std::path::PathBuf::from)
-                .ok_or_else(|| LockError::InvalidConfig(format!("not a file lock: {}", lock.describe())))?;
+        LockUrl::File {
+            path,
+            election_in_dir,
+        } => {
+            // The same file `open_url` would choose, its name included.
+            let path = crate::open::file_path(path, *election_in_dir, name)?;
             Ok(Arc::new(lock_file::FileLifeLock::new(path)))
         }
         #[cfg(feature = "etcd")]
@@ -54,14 +52,7 @@ pub async fn open_life_url(
             user,
             ca,
         } => {
-            let mut options = lock_etcd::EtcdLockOptions::default();
-            if let Some((user, password)) = user {
-                options = options.with_user(user.clone(), password.clone());
-            }
-            if let Some(ca) = ca {
-                options = options.with_tls_ca(ca.clone());
-            }
-            let lock = lock_etcd::EtcdLock::new(endpoints, name, options)?;
+            let lock = crate::open::etcd_lock(endpoints, user.as_ref(), ca.as_ref(), name)?;
             Ok(Arc::new(lock_etcd::EtcdLifeLock::new(lock, session_ttl)?))
         }
         #[cfg(feature = "k8s")]
