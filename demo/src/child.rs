@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -16,6 +17,12 @@ use crate::supervisor::{self, request};
 /// The program that runs the supervisor: this very binary, through the kernel's link to it,
 /// which still works when the file was replaced or deleted since the demo started.
 const THIS_PROGRAM: &str = "/proc/self/exe";
+
+/// How long the supervisor may take to start the command and report its pid. A fork and two
+/// execs take milliseconds even on a loaded machine; a supervisor silent for seconds is stuck
+/// (seen once in CI, cause unknown), and waiting on it forever would leave the term without its
+/// command and the demo deaf to CTRL+C.
+pub const START_REPORT: Duration = Duration::from_secs(5);
 
 /// A command running under a supervisor.
 pub struct SupervisedChild {
@@ -37,15 +44,47 @@ pub struct Environment<'a> {
     pub lock: &'a str,
 }
 
+/// The error for a supervisor that reported nothing within [`START_REPORT`], which is killed.
+/// Killing it leaves nothing behind: the supervisor reports the pid right after the command
+/// started (one write into an empty socket), so one silent for seconds never started it. The
+/// error names the supervisor's state in /proc, to tell a stuck start from a stopped or
+/// sleeping process.
+fn unresponsive(mut supervisor: tokio::process::Child) -> io::Error {
+    let pid = supervisor.id().unwrap_or_default();
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| supervisor::state_of(&stat))
+        .map_or_else(|| "gone".to_owned(), |state| format!("state {state}"));
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    // The runtime reaps it once it is gone.
+    let _ = supervisor.start_kill();
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "the exec supervisor (pid {pid}, {state}, waiting in {wchan:?}) did not start the command within {START_REPORT:?}; it was killed"
+        ),
+    )
+}
+
 impl SupervisedChild {
     /// Starts `command` under a supervisor; fails when either cannot start.
     pub async fn spawn(command: &[String], env: &Environment<'_>) -> io::Result<Self> {
+        Self::spawn_through(THIS_PROGRAM, command, env).await
+    }
+
+    /// [`spawn`](Self::spawn) with `supervisor` as the supervisor's program (tests give one
+    /// that misbehaves).
+    async fn spawn_through(
+        supervisor: &str,
+        command: &[String],
+        env: &Environment<'_>,
+    ) -> io::Result<Self> {
         if command.is_empty() {
             return Err(io::Error::other("no command"));
         }
         let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
         ours.set_nonblocking(true)?;
-        let supervisor = Command::new(THIS_PROGRAM)
+        let supervisor = Command::new(supervisor)
             .arg(supervisor::ARG)
             .arg(std::process::id().to_string())
             .arg("--")
@@ -61,7 +100,10 @@ impl SupervisedChild {
             .spawn()?;
         let (read, requests) = UnixStream::from_std(ours)?.into_split();
         let mut replies = BufReader::new(read).lines();
-        let first = replies.next_line().await?.unwrap_or_default();
+        let first = match tokio::time::timeout(START_REPORT, replies.next_line()).await {
+            Ok(first) => first?.unwrap_or_default(),
+            Err(_) => return Err(unresponsive(supervisor)),
+        };
         let pid = match first.split_once(' ') {
             Some(("pid", pid)) => pid.parse().ok(),
             Some(("error", message)) => return Err(io::Error::other(message.to_owned())),
@@ -121,5 +163,65 @@ impl SupervisedChild {
             }
             tracing::warn!(line, "the exec supervisor said something unexpected");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A supervisor that never reports (stuck before it starts the command) costs the term
+    /// [`START_REPORT`], not its life: the start fails with `TimedOut`, and the stuck process
+    /// is killed rather than left behind.
+    #[tokio::test]
+    async fn a_supervisor_that_never_reports_is_given_up_and_killed() {
+        let dir = std::env::temp_dir().join(format!("demo-stuck-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stuck = dir.join("stuck-supervisor");
+        let pid_file = dir.join("pid");
+        std::fs::write(
+            &stuck,
+            format!(
+                "#!/bin/sh\necho $$ > '{}'\nexec sleep 60\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Environment {
+            token: 1,
+            identity: "a",
+            lock: "l",
+        };
+        let started = tokio::time::Instant::now();
+        let result =
+            SupervisedChild::spawn_through(stuck.to_str().unwrap(), &["true".into()], &env).await;
+        let err = result.err().expect("a silent supervisor is an error");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(
+            err.to_string()
+                .contains("did not start the command within 5s"),
+            "{err}"
+        );
+        assert!(started.elapsed() < START_REPORT + Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed: gone (reaped by the runtime) or a zombie, within a few seconds.
+        let mut gone = false;
+        for _ in 0..50 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if supervisor::state_of(&stat).is_none_or(|state| state == 'Z') {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(gone, "the stuck supervisor {pid} is still running");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -136,8 +136,23 @@ impl Runner {
             if !term.is_leader() {
                 return TermEnd::Lost;
             }
-            let mut child = match self.spawn(term).await {
+            // Raced with the term and the program: a start that takes long must not keep a
+            // term that ended waiting, nor a CTRL+C unanswered. A start abandoned here loses
+            // its socket, and a supervisor that loses its socket kills its command.
+            let spawned = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return TermEnd::Shutdown,
+                () = term.ended() => return TermEnd::Lost,
+                spawned = self.spawn(term) => spawned,
+            };
+            let mut child = match spawned {
                 Ok(child) => child,
+                Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
+                    // The supervisor got stuck before it started the command (it was killed):
+                    // nothing is wrong with the command, so start it again at once.
+                    tracing::warn!(error = %err, "starting the command again");
+                    continue;
+                }
                 Err(err) => {
                     let program = self.exec.command.first().map_or("", String::as_str);
                     let message = err.to_string();

@@ -215,7 +215,7 @@ fn is_stopped(pid: Pid) -> bool {
 
 /// The state letter of a /proc/PID/stat line: the first field after the command name, which
 /// is in parentheses and may itself contain spaces and parentheses.
-fn state_of(stat: &str) -> Option<char> {
+pub fn state_of(stat: &str) -> Option<char> {
     stat.rsplit_once(')')?.1.trim_start().chars().next()
 }
 

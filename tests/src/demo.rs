@@ -525,8 +525,9 @@ impl Demo {
         let status = match tokio::time::timeout_at(deadline, self.child.wait()).await {
             Ok(status) => status.expect("waiting for a child process"),
             Err(_) => panic!(
-                "{}: did not exit within {timeout:?}\n{}",
+                "{}: did not exit within {timeout:?}\n{}{}",
                 self.name,
+                process_tree(self.pid),
                 self.report()
             ),
         };
@@ -564,6 +565,51 @@ impl Demo {
         ));
         report
     }
+}
+
+/// `pid` and its descendants, one line each (pid, state, kernel wait channel, command line), to
+/// show where a process that does not exit is stuck.
+fn process_tree(pid: Pid) -> String {
+    let field = |pid: i32, file: &str| std::fs::read_to_string(format!("/proc/{pid}/{file}"));
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = field(pid, "stat") else {
+            continue;
+        };
+        // After the parenthesised command name: state, then the parent's pid.
+        let mut rest = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace();
+        let state = rest.next().unwrap_or("?").to_owned();
+        let parent = rest.next().and_then(|p| p.parse::<i32>().ok()).unwrap_or(0);
+        all.push((pid, parent, state));
+    }
+    let mut tree = String::from("--- process tree:\n");
+    let mut queue = vec![(pid.as_raw(), 0)];
+    while let Some((pid, depth)) = queue.pop() {
+        let Some((_, _, state)) = all.iter().find(|(p, _, _)| *p == pid) else {
+            continue;
+        };
+        let wchan = field(pid, "wchan").unwrap_or_default();
+        let command = field(pid, "cmdline").unwrap_or_default().replace('\0', " ");
+        let command: String = command.chars().take(120).collect();
+        tree.push_str(&format!(
+            "{}{pid} {state} wchan={wchan} {command}\n",
+            "  ".repeat(depth)
+        ));
+        for (child, _, _) in all.iter().filter(|(_, parent, _)| *parent == pid) {
+            queue.push((*child, depth + 1));
+        }
+    }
+    tree
 }
 
 /// The filler [`Demo::stall_stdout`] writes into a pipe: whole lines of it, each written at
