@@ -75,6 +75,16 @@ pub enum LockError {
         /// How far the confirmation got (replicas acknowledged against required, say).
         reason: String,
     },
+    /// The lock cannot work as it is set up, and retrying will not change that by itself: the
+    /// namespace or the directory it lives in does not exist, say. Fix the setup; the message
+    /// says what is missing.
+    #[error("{lock}: {reason}")]
+    Misconfigured {
+        /// The lock, as [`Lock::describe`](crate::Lock::describe) names it.
+        lock: String,
+        /// What is missing or wrong, and what to change.
+        reason: String,
+    },
     /// The lock or the election was configured wrongly.
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
@@ -85,6 +95,19 @@ impl LockError {
     /// [`NotReplicated`](Self::NotReplicated)).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::NotReplicated { .. })
+    }
+
+    /// True for faults that will not pass by themselves: refused credentials or permissions
+    /// ([`Forbidden`](Self::Forbidden)), a setup that cannot work
+    /// ([`Misconfigured`](Self::Misconfigured)) and [`InvalidConfig`](Self::InvalidConfig).
+    /// An elector still retries them (an operator may fix the setup while it runs), but a
+    /// program may give up on them after a while, where it keeps retrying
+    /// [retryable](Self::is_retryable) ones.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Forbidden { .. } | Self::Misconfigured { .. } | Self::InvalidConfig(_)
+        )
     }
 
     /// Builds an [`Unavailable`](Self::Unavailable) error from an underlying error.
