@@ -1,7 +1,6 @@
 //! The command line: flags (each also settable from a `DEMO_*` environment variable), their
 //! defaults, and the election configuration they describe.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,7 +46,24 @@ renewing a lease (file, etcd, Kubernetes as operator-lib does); --ready-url or -
 makes an instance compete only while it is ready; `demo handover --to NAME` moves leadership to
 a chosen instance; `demo observe` follows the election without taking part; and the old
 leader-elector sidecar's flags (--election, --election-namespace, --id, --ttl) work as they
-did.";
+did.
+
+Exit status:
+  0    stopped by CTRL+C, SIGTERM or SIGHUP, and the lock was handed over (or not held)
+  1    a failure while running: the lock could not be released at shutdown (standbys wait for
+       the lease to run out; the line says why), or signals, the output or --http could not be
+       set up
+  2    flags that make no valid election, or a lock that cannot be opened (the line says
+       which flag to change)
+  3    gave up: every lock call failed for --give-up-after with an error that will not pass by
+       itself (wrong credentials, a missing permission, a namespace or lock directory that
+       cannot be used); the line says which
+  127  exec mode: the command cannot be found or is not executable (checked at startup, on
+       every instance) or cannot be started
+  130  a second CTRL+C (or signal): exited at once, without finishing the hand-over
+  N    exec mode: the command exited on its own with status N (128 + the signal that ended it)
+       under --on-child-exit release-and-exit, or kept failing under restart (1 if it exited
+       with 0)";
 
 const EXAMPLES: &str = "\
 Example: try failover with three terminals on one machine (they share the default lock file;
@@ -342,6 +358,16 @@ pub struct Cli {
     #[arg(long, env = "DEMO_RETRY_PERIOD", global = true, help_heading = TIMING, value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
     pub retry_period: Duration,
 
+    /// Give up and exit with status 3 once every lock call has failed for this long with an
+    /// error that will not pass by itself: wrong credentials, a missing permission (RBAC,
+    /// ACL), a namespace that does not exist, a lock file that cannot be made. Any answer, and
+    /// any passing fault (a server down or slow), starts the count again: those are retried
+    /// without end. `never` (or 0) retries everything for ever. A leader whose renews fail
+    /// steps down at --renew-deadline first and counts from then. Leases only: with
+    /// --leader-for-life every fault is retried.
+    #[arg(long, env = "DEMO_GIVE_UP_AFTER", value_name = "DURATION", default_value = "30s", value_parser = parse_give_up_after)]
+    pub give_up_after: GiveUpAfter,
+
     /// On CTRL+C, do not release the lock: standbys then wait for the lease to expire, as with
     /// a crashed leader.
     #[arg(long, env = "DEMO_NO_RELEASE", value_parser = BoolishValueParser::new())]
@@ -375,11 +401,13 @@ pub struct Cli {
     #[arg(long, env = "DEMO_JSON", global = true, help_heading = OUTPUT, value_parser = BoolishValueParser::new())]
     pub json: bool,
 
-    /// Serve HTTP on this address (such as 0.0.0.0:8080, or 127.0.0.1:0 for any free port):
-    /// GET / (the leader's name, {"name":"..."} as the old leader-elector sidecar's --http
-    /// answered), /leader, /healthz and /metrics. The bound address is printed on stderr.
-    #[arg(long, env = "DEMO_HTTP", value_name = "ADDR")]
-    pub http: Option<SocketAddr>,
+    /// Serve HTTP on this address, HOST:PORT (such as 0.0.0.0:8080, localhost:8080, or
+    /// 127.0.0.1:0 for any free port; a host name is resolved at startup and the first of its
+    /// addresses that can be bound is used): GET / (the leader's name, {"name":"..."} as the
+    /// old leader-elector sidecar's --http answered), /leader, /healthz and /metrics. The bound
+    /// address is printed on stderr.
+    #[arg(long, env = "DEMO_HTTP", value_name = "HOST:PORT", value_parser = parse_http_addr)]
+    pub http: Option<String>,
 
     /// GET /healthz fails when this instance is the last holder it saw but has not renewed for
     /// longer than the lease duration plus this (a leader cut off from its backend, or wedged).
@@ -394,7 +422,10 @@ pub struct Cli {
     pub grace_period: Option<Duration>,
 
     /// Exec mode: what to do when the command exits on its own while this instance leads:
-    /// end the term, release the lock and exit with the command's status, or start it again.
+    /// end the term, release the lock and exit with the command's status, or start it again
+    /// (after 1s, 2s, 4s... up to 30s while it keeps exiting within 10s of its start; after 5
+    /// such exits in a row it ends the term, releases the lock and exits with the command's
+    /// status, 1 if that was 0).
     #[arg(long, env = "DEMO_ON_CHILD_EXIT", value_enum, default_value_t = OnChildExit::ReleaseAndExit)]
     pub on_child_exit: OnChildExit,
 
@@ -521,7 +552,8 @@ impl Cli {
 }
 
 /// The flags that only taking part uses: refused with an action (an observer never takes part).
-const ELECTION_ONLY: [&str; 13] = [
+const ELECTION_ONLY: [&str; 14] = [
+    "give_up_after",
     "instance_flag",
     "ready_url",
     "ready_command",
@@ -620,6 +652,36 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses an election timing (lease, renew deadline, retry period): a duration from
 /// [`MIN_TIMING`] to [`MAX_DURATION`].
+/// `--give-up-after`: a duration, or `never` (also `0`) for no end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GiveUpAfter(pub Option<Duration>);
+
+fn parse_give_up_after(text: &str) -> Result<GiveUpAfter, String> {
+    if text == "never" {
+        return Ok(GiveUpAfter(None));
+    }
+    let duration = parse_duration(text).map_err(|err| format!("{err}, or never"))?;
+    Ok(GiveUpAfter((!duration.is_zero()).then_some(duration)))
+}
+
+/// `--http`: HOST:PORT, where HOST is an IP address (IPv6 in brackets) or a name resolved at
+/// startup.
+fn parse_http_addr(text: &str) -> Result<String, String> {
+    if text.parse::<std::net::SocketAddr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    let example = "write HOST:PORT, such as 0.0.0.0:8080, localhost:8080 or [::1]:8080";
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("no port; {example}"));
+    };
+    if host.is_empty() || host.contains(':') || host.contains('/') {
+        return Err(format!("`{host}` is no host name; {example}"));
+    }
+    port.parse::<u16>()
+        .map_err(|_| format!("`{port}` is no port number (0 to 65535); {example}"))?;
+    Ok(text.to_owned())
+}
+
 pub(crate) fn parse_timing(text: &str) -> Result<Duration, String> {
     let duration = parse_duration(text)?;
     if duration < MIN_TIMING {
@@ -725,7 +787,7 @@ mod tests {
             "echo --not-a-flag",
         ])
         .unwrap();
-        assert_eq!(cli.http, Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(cli.http.as_deref(), Some("127.0.0.1:0"));
         assert_eq!(cli.health_tolerance, Duration::from_secs(1));
         assert_eq!(cli.grace_period(), Duration::from_secs(2));
         assert!(cli.validate_exec().is_ok());
@@ -759,6 +821,56 @@ mod tests {
         assert!(help.contains("never overlap"), "{help}");
         assert!(help.contains("session's TTL"), "{help}");
         assert!(help.contains("Redis is refused"), "{help}");
+    }
+
+    #[test]
+    fn give_up_after_defaults_to_30s_and_never_or_0_means_never() {
+        assert_eq!(
+            parse(&[]).unwrap().give_up_after,
+            GiveUpAfter(Some(Duration::from_secs(30)))
+        );
+        for never in ["never", "0", "0s"] {
+            assert_eq!(
+                parse(&["--give-up-after", never]).unwrap().give_up_after,
+                GiveUpAfter(None)
+            );
+        }
+        assert_eq!(
+            parse(&["--give-up-after", "1m"]).unwrap().give_up_after,
+            GiveUpAfter(Some(Duration::from_secs(60)))
+        );
+        let message = refused(
+            &["--give-up-after", "soon"],
+            clap::error::ErrorKind::ValueValidation,
+        );
+        assert!(message.contains("--give-up-after"), "{message}");
+        assert!(message.contains("or never"), "{message}");
+        assert!(parse(&["observe", "--give-up-after", "1s"]).is_err());
+    }
+
+    #[test]
+    fn http_takes_host_names_and_refuses_what_is_no_host_and_port() {
+        for good in [
+            "localhost:8080",
+            "127.0.0.1:0",
+            "[::1]:80",
+            "my-host.example:0",
+        ] {
+            assert_eq!(
+                parse(&["--http", good]).unwrap().http.as_deref(),
+                Some(good)
+            );
+        }
+        for (bad, says) in [
+            ("localhost", "no port"),
+            ("localhost:http", "no port number"),
+            (":8080", "no host name"),
+            ("::1:80", "no host name"),
+        ] {
+            let message = refused(&["--http", bad], clap::error::ErrorKind::ValueValidation);
+            assert!(message.contains(says), "{bad}: {message}");
+            assert!(message.contains("HOST:PORT"), "{bad}: {message}");
+        }
     }
 
     #[test]
@@ -844,7 +956,7 @@ mod tests {
         assert_eq!(cli.lock_name, "elect-nginx-deploy");
         assert_eq!(cli.election_name(), "elect-nginx-deploy");
         assert_eq!(cli.namespace.as_deref(), Some("default"));
-        assert_eq!(cli.http, Some("0.0.0.0:4444".parse().unwrap()));
+        assert_eq!(cli.http.as_deref(), Some("0.0.0.0:4444"));
         assert_eq!(
             cli.lock_url().unwrap(),
             leader_election::LockUrl::parse("k8s://endpoints/default").unwrap()

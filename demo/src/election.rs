@@ -61,6 +61,17 @@ impl Elector {
         }
     }
 
+    /// Gives up on permanent faults after `after` ([`LeaderElector::give_up_after`]); `None`
+    /// never does. Leases only: a leader-for-life election retries every fault.
+    pub fn give_up_after(self, after: Option<std::time::Duration>) -> Self {
+        match (self, after) {
+            (Self::Lease(elector), Some(after)) => {
+                Self::Lease(Box::new((*elector).give_up_after(after)))
+            }
+            (elector, _) => elector,
+        }
+    }
+
     /// A handle for the HTTP endpoint and the metrics.
     pub fn handle(&self) -> ElectorHandle {
         match self {

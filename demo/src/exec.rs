@@ -27,8 +27,20 @@ use crate::child::{Environment, SupervisedChild};
 use crate::output::{Line, Output};
 use crate::printable::printable;
 
-/// The shortest time between two starts of the command within one term (`restart`).
+/// `--on-child-exit restart`: the wait before the first restart after a fast failure; each
+/// further fast failure in a row doubles it, up to [`RESTART_BACKOFF_CAP`].
 const RESTART_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The longest wait between two starts of a command that keeps failing fast.
+const RESTART_BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// A run of the command shorter than this is a fast failure; a longer one starts the count of
+/// fast failures (and the backoff) again.
+pub const FAST_FAILURE: Duration = Duration::from_secs(10);
+
+/// After this many fast failures in a row `restart` gives up: the term ends, the lock is
+/// released and the demo exits with the command's status.
+pub const FAST_FAILURES_LIMIT: u32 = 5;
 
 /// The exit status when the command cannot be started at all, as shells report it.
 const CANNOT_START: u8 = 127;
@@ -38,7 +50,9 @@ const CANNOT_START: u8 = 127;
 pub enum OnChildExit {
     /// End the term, release the lock and exit with the command's status.
     ReleaseAndExit,
-    /// Start the command again (at most once a second) while the term lasts.
+    /// Start the command again while the term lasts, after 1 s, 2 s, 4 s... (at most 30 s)
+    /// when it keeps exiting within 10 s of its start; after 5 such exits in a row, end the
+    /// term, release the lock and exit with the command's status (1 if that was 0).
     Restart,
 }
 
@@ -132,6 +146,8 @@ struct Runner {
 impl Runner {
     /// Runs the command for one term.
     async fn lead(&mut self, term: &Leadership, shutdown: &CancellationToken) -> TermEnd {
+        // Runs in a row that ended within FAST_FAILURE of their start (`restart`).
+        let mut fast_failures = 0;
         loop {
             if !term.is_leader() {
                 return TermEnd::Lost;
@@ -164,7 +180,11 @@ impl Runner {
                     match self.exec.on_child_exit {
                         OnChildExit::ReleaseAndExit => return TermEnd::Exit(CANNOT_START),
                         OnChildExit::Restart => {
-                            if let Some(end) = self.pause(term, shutdown).await {
+                            fast_failures += 1;
+                            if let Some(end) = self
+                                .back_off(fast_failures, CANNOT_START, term, shutdown)
+                                .await
+                            {
                                 return end;
                             }
                             continue;
@@ -216,11 +236,16 @@ impl Runner {
                     });
                     match self.exec.on_child_exit {
                         OnChildExit::ReleaseAndExit => return TermEnd::Exit(exit_code(status)),
+                        OnChildExit::Restart if started.elapsed() >= FAST_FAILURE => {
+                            fast_failures = 0;
+                        }
                         OnChildExit::Restart => {
-                            if started.elapsed() < RESTART_BACKOFF {
-                                if let Some(end) = self.pause(term, shutdown).await {
-                                    return end;
-                                }
+                            fast_failures += 1;
+                            if let Some(end) = self
+                                .back_off(fast_failures, exit_code(status), term, shutdown)
+                                .await
+                            {
+                                return end;
                             }
                         }
                     }
@@ -229,12 +254,35 @@ impl Runner {
         }
     }
 
-    /// Waits out the restart backoff unless the term or the program ends first.
-    async fn pause(&self, term: &Leadership, shutdown: &CancellationToken) -> Option<TermEnd> {
+    /// After the `failures`-th fast failure in a row (the last with status `code`): gives up
+    /// at [`FAST_FAILURES_LIMIT`], saying so, else waits out the backoff unless the term or
+    /// the program ends first.
+    async fn back_off(
+        &self,
+        failures: u32,
+        code: u8,
+        term: &Leadership,
+        shutdown: &CancellationToken,
+    ) -> Option<TermEnd> {
+        if failures >= FAST_FAILURES_LIMIT {
+            let program = self.exec.command.first().map_or("", String::as_str);
+            eprintln!(
+                "error: {} exited within {} of its start {failures} times in a row                  (--on-child-exit restart gives up after {FAST_FAILURES_LIMIT}): ending the term,                  releasing the lock and exiting with its last status",
+                printable(&format!("{program:?}")),
+                humantime::format_duration(FAST_FAILURE),
+            );
+            return Some(TermEnd::Exit(if code == 0 { 1 } else { code }));
+        }
+        let backoff = restart_backoff(failures);
+        tracing::warn!(
+            ?backoff,
+            failures,
+            "the command failed fast: starting it again after a pause"
+        );
         tokio::select! {
             _ = shutdown.cancelled() => Some(TermEnd::Shutdown),
             () = term.ended() => Some(TermEnd::Lost),
-            _ = sleep(RESTART_BACKOFF) => None,
+            _ = sleep(backoff) => None,
         }
     }
 
@@ -292,9 +340,25 @@ pub fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
+/// The wait before a restart after the `failures`-th fast failure in a row (1 or more): 1 s,
+/// doubled for each further one, at most [`RESTART_BACKOFF_CAP`].
+fn restart_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RESTART_BACKOFF
+        .saturating_mul(1 << doublings)
+        .min(RESTART_BACKOFF_CAP)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_restart_backoff_doubles_from_one_second_up_to_thirty() {
+        let waits: Vec<u64> = (1..=7).map(|n| restart_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(restart_backoff(u32::MAX), RESTART_BACKOFF_CAP);
+    }
 
     #[test]
     fn exit_codes_are_the_commands_or_128_plus_the_signal() {

@@ -47,10 +47,12 @@ pub struct Endpoint {
     pub ready: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
-/// Binds `addr` and serves the endpoints on a task of their own; returns the bound address
-/// (the port is the system's choice when `addr` names port 0).
-pub async fn serve(addr: SocketAddr, endpoint: Endpoint) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
+/// Binds the first of `addrs` that can be bound (the addresses `--http` resolved to) and
+/// serves the endpoints on a task of their own; returns the bound address (the port is the
+/// system's choice when it names port 0).
+pub async fn serve(addrs: &[SocketAddr], endpoint: Endpoint) -> std::io::Result<SocketAddr> {
+    // The first address that binds, as `TcpListener::bind` tries a name's addresses.
+    let listener = TcpListener::bind(addrs).await?;
     let bound = listener.local_addr()?;
     let app = router(endpoint);
     tokio::spawn(async move {

@@ -32,6 +32,7 @@ mod observe;
 mod output;
 mod printable;
 mod readiness;
+mod resolve;
 mod shutdown;
 mod supervisor;
 mod writer;
@@ -54,6 +55,13 @@ use crate::writer::LogQueue;
 
 /// The exit status for flags that make no valid election, as for other usage errors.
 pub(crate) const USAGE_ERROR: u8 = 2;
+
+/// The exit status after giving up on a fault that will not pass by itself
+/// (`--give-up-after`).
+const GAVE_UP: u8 = 3;
+
+/// The exit status when exec mode's command cannot be found, as shells report it.
+const COMMAND_NOT_FOUND: u8 = 127;
 
 /// How long the last event lines may take to reach a stdout that is read slowly; one that is
 /// not read at all cannot hold the exit up longer.
@@ -81,6 +89,13 @@ fn main() -> ExitCode {
     if let Err(err) = cli.validate_exec() {
         fail(&err);
         return ExitCode::from(USAGE_ERROR);
+    }
+    if let Some(program) = cli.command.first() {
+        // On every instance, leading or not: a typo shows at once, not at the first term.
+        if let Err(err) = resolve::resolve(program, std::env::var_os("PATH").as_deref()) {
+            fail(&err);
+            return ExitCode::from(COMMAND_NOT_FOUND);
+        }
     }
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
@@ -134,9 +149,14 @@ pub(crate) fn fail(message: &dyn std::fmt::Display) {
 /// that never blocks the election ([`writer::LogQueue`]); `None` when that queue's thread
 /// cannot start, and logs are then written directly.
 fn init_logs() -> Option<LogQueue> {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::WARN.into())
-        .from_env_lossy();
+    // Without RUST_LOG, warnings and errors, and the shutdown's info line (that a second
+    // CTRL+C exits at once: a user waiting on a slow hand-over needs it).
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(_) => EnvFilter::builder()
+            .with_default_directive(LevelFilter::WARN.into())
+            .from_env_lossy(),
+        Err(_) => EnvFilter::new("warn,demo::shutdown=info"),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal());
@@ -181,7 +201,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         }
     };
     let mut elector = match election::Elector::open(cli, config).await {
-        Ok(elector) => elector,
+        Ok(elector) => elector.give_up_after(cli.give_up_after.0),
         Err(err) => {
             fail(&err);
             return ExitCode::from(USAGE_ERROR);
@@ -224,7 +244,17 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         let metrics = metrics.clone();
         move |report| metrics.observe_renew(report)
     });
-    if let Some(addr) = cli.http {
+    if let Some(addr) = &cli.http {
+        let addrs = match tokio::net::lookup_host(addr.as_str()).await {
+            Ok(addrs) => addrs.collect::<Vec<_>>(),
+            Err(err) => {
+                fail(&format!(
+                    "--http {addr}: cannot resolve the host name: {err}; give an IP address or \
+                     a name this machine resolves"
+                ));
+                return ExitCode::from(USAGE_ERROR);
+            }
+        };
         let endpoint = http::Endpoint {
             handle: handle.clone(),
             metrics,
@@ -232,7 +262,7 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
             health_tolerance: cli.health_tolerance,
             ready: ready.clone(),
         };
-        match http::serve(addr, endpoint).await {
+        match http::serve(&addrs, endpoint).await {
             Ok(bound) => eprintln!("serving HTTP on http://{bound}"),
             Err(err) => {
                 fail(&format!("cannot serve HTTP on {addr}: {err}"));
@@ -268,7 +298,28 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
         output.finish(FINAL_LINES);
     }
     match finished {
-        Ok(RunOutcome::Cancelled { .. }) => child_status.map_or(ExitCode::SUCCESS, ExitCode::from),
+        Ok(RunOutcome::Cancelled { .. }) => {
+            let release_failed = handle.release_error().inspect(|err| {
+                fail(&format!(
+                    "could not release the lock, so the others wait for the lease to run out: \
+                     {err}"
+                ));
+            });
+            match (child_status, release_failed) {
+                (Some(status), _) => ExitCode::from(status),
+                (None, Some(_)) => ExitCode::FAILURE,
+                (None, None) => ExitCode::SUCCESS,
+            }
+        }
+        Ok(RunOutcome::GaveUp(gave_up)) => {
+            fail(&format!(
+                "gave up after {}: {} (every lock call failed like this for --give-up-after; \
+                 fix it, or set --give-up-after never to retry for ever)",
+                humantime::format_duration(gave_up.after),
+                gave_up.error
+            ));
+            ExitCode::from(GAVE_UP)
+        }
         Ok(RunOutcome::LostLeadership(reason)) => {
             // Not reached: the demo rejoins after losing.
             fail(&format!("the election ended: {reason}"));

@@ -36,7 +36,10 @@ pub fn cancel_on_signal(cancel: CancellationToken) -> io::Result<()> {
         .spawn(move || {
             runtime.block_on(async move {
                 let first = signals.next().await;
-                tracing::info!("{first}: stepping down; signal again to exit at once");
+                tracing::info!(
+                    "{first}: stepping down and handing the lock over; press CTRL+C again (or \
+                     send another signal) to exit at once without finishing the hand-over"
+                );
                 cancel.cancel();
                 let second = signals.next().await;
                 tracing::warn!("{second} again: exiting without finishing the hand-over");

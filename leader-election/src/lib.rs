@@ -49,9 +49,9 @@ mod url;
 pub use lock_core::testing;
 pub use lock_core::{
     default_identity, ConfigError, ElectionConfig, ElectionEvent, ElectionState, ElectorHandle,
-    LeaderElectionRecord, LeaderElector, Leadership, LifeElector, LifeHold, LifeLock, LifeRelease,
-    Lock, LockError, LockResult, NoLeader, Observed, ObservedLeader, Observer, ObserverConfig,
-    ObserverEvent, RunOutcome, StopReason, Unhealthy, WorkReturned,
+    GaveUp, LeaderElectionRecord, LeaderElector, Leadership, LifeElector, LifeHold, LifeLock,
+    LifeRelease, Lock, LockError, LockResult, NoLeader, Observed, ObservedLeader, Observer,
+    ObserverConfig, ObserverEvent, RunOutcome, StopReason, Unhealthy, WorkReturned,
 };
 pub use open::{open, open_url};
 pub use open_life::{open_life_url, REDIS_FOR_LIFE_REFUSAL};

@@ -123,7 +123,7 @@ pub use config::{
     DEFAULT_RETRY_PERIOD, JITTER_FACTOR, MAX_JITTER_FACTOR, MAX_LEASE_DURATION, MIN_TIMING,
 };
 pub use elector::{
-    ElectorHandle, LeaderElector, RunOutcome, Unhealthy, UnreadyLeader, WorkReturned,
+    ElectorHandle, GaveUp, LeaderElector, RunOutcome, Unhealthy, UnreadyLeader, WorkReturned,
     RESTART_BACKOFF,
 };
 pub use error::{LockError, LockResult};

@@ -80,6 +80,14 @@ impl ElectorHandle {
         self.shared.state.borrow().leader.clone()
     }
 
+    /// Why the last release of a term failed, when one did: the lock was not handed over, so
+    /// the others wait for the lease to run out. `None` when every release succeeded (or
+    /// found the lock no longer this term's, which needs none). A program may exit non-zero
+    /// on it after [`run`](crate::LeaderElector::run) returned.
+    pub fn release_error(&self) -> Option<String> {
+        self.shared.release_error()
+    }
+
     /// True while this candidate holds a valid term; never stale (checks the monotonic clock).
     pub fn is_leader(&self) -> bool {
         self.leadership().is_some_and(|term| term.is_leader())

@@ -385,6 +385,7 @@ impl LeaderElector {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "release failed; the lease will expire instead");
+                    self.shared.release_failed(&err);
                     return false;
                 }
             }

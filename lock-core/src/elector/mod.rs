@@ -1,5 +1,6 @@
 //! The one elector: stands by, takes the lock, renews it, hands it over.
 
+mod give_up;
 mod handle;
 pub(crate) mod hints;
 mod leading;
@@ -22,6 +23,7 @@ use crate::{
     ConfigError, ElectionConfig, ElectionEvent, LeaderElectionRecord, Lock, LockError, LockResult,
     RenewReport, StopReason, Versioned,
 };
+pub use give_up::GaveUp;
 pub use handle::{ElectorHandle, Unhealthy};
 use hints::Hints;
 use memory::{Memory, TermMark};
@@ -58,6 +60,11 @@ pub struct LeaderElector {
     ///
     /// [`with_readiness`]: LeaderElector::with_readiness
     readiness: Readiness,
+    /// How long permanent failures last before `run` gives up ([`give_up_after`]); never by
+    /// default.
+    ///
+    /// [`give_up_after`]: LeaderElector::give_up_after
+    give_up_after: Option<std::time::Duration>,
 }
 
 /// How [`LeaderElector::run`] ended.
@@ -76,6 +83,10 @@ pub enum RunOutcome {
         /// True when the lock was released.
         released: bool,
     },
+    /// Every lock call failed with a [permanent](LockError::is_permanent) error for the time
+    /// given to [`give_up_after`](LeaderElector::give_up_after) (never without it). No term
+    /// was running: a leader's term ends at its renew deadline before this can happen.
+    GaveUp(GaveUp),
 }
 
 impl LeaderElector {
@@ -94,6 +105,7 @@ impl LeaderElector {
             shared,
             rng: std::sync::Mutex::new(rng),
             readiness: Readiness::default(),
+            give_up_after: None,
         })
     }
 
@@ -210,6 +222,10 @@ impl LeaderElector {
             let (term, written) = match standby.await {
                 StandbyEnd::Won(term, written) => (term, written),
                 StandbyEnd::Cancelled { released } => return RunOutcome::Cancelled { released },
+                StandbyEnd::GaveUp(gave_up) => {
+                    tracing::error!(error = %gave_up.error, after = ?gave_up.after, "giving up");
+                    return RunOutcome::GaveUp(gave_up);
+                }
             };
             match self
                 .lead(term, written, &mut hints, &mut readiness, &cancel)

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     renew_callbacks: Mutex<Vec<RenewCallback>>,
     /// The latest term, kept after it ended: the health check needs its last renew.
     last_term: Mutex<Option<Leadership>>,
+    /// Why the last release that gave up failed (the lease runs out instead).
+    release_error: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -45,7 +47,24 @@ impl Shared {
             callbacks: Mutex::new(Vec::new()),
             renew_callbacks: Mutex::new(Vec::new()),
             last_term: Mutex::new(None),
+            release_error: Mutex::new(None),
         }
+    }
+
+    /// Remembers that a release gave up on `error`.
+    pub(crate) fn release_failed(&self, error: &crate::LockError) {
+        *self
+            .release_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
+    }
+
+    /// Why the last release that gave up failed, if one did.
+    pub(crate) fn release_error(&self) -> Option<String> {
+        self.release_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// The latest term this candidate started, also after it ended.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::give_up::{GaveUp, PermanentFailures};
 use super::memory::{Memory, TermMark};
 use super::readiness::Readiness;
 use super::{Hints, LeaderElector};
@@ -131,6 +132,8 @@ struct Standby<'m> {
     /// backend's token floor is read and remembered, as after an answered create whose store
     /// moved (terms may have come and gone while that write was on its way).
     floor_due: bool,
+    /// The run of permanent failures this stand-by is in, if any.
+    failures: PermanentFailures,
 }
 
 /// How a stand-by ended.
@@ -140,6 +143,8 @@ pub(super) enum StandbyEnd {
     /// Cancelled; `released` when a write of this candidate that went unanswered had landed
     /// and was handed back.
     Cancelled { released: bool },
+    /// Every lock call failed with a permanent error for the time the elector was given.
+    GaveUp(GaveUp),
 }
 
 /// How a create that starts a term is checked for an A-B-A: a record that came and went
@@ -205,7 +210,9 @@ impl LeaderElector {
             quick_retries: 0,
             unanswered: None,
             floor_due: false,
+            failures: PermanentFailures::default(),
         };
+        let mut gave_up = None;
         loop {
             if hints.resubscribe_if_due() {
                 // Changes between the last read and the new subscription were missed.
@@ -225,6 +232,13 @@ impl LeaderElector {
                 Step::WaitUntil(at) => at,
                 Step::Cancelled => break,
             };
+            if let Some(report) = self.gave_up(&mut standby.failures) {
+                gave_up = Some(report);
+                break;
+            }
+            let wake_at = self
+                .gives_up_at(&standby.failures)
+                .map_or(wake_at, |at| wake_at.min(at));
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -243,7 +257,10 @@ impl LeaderElector {
             Some(_) => false,
             None => false,
         };
-        StandbyEnd::Cancelled { released }
+        match gave_up {
+            Some(report) => StandbyEnd::GaveUp(report),
+            None => StandbyEnd::Cancelled { released },
+        }
     }
 
     /// Reads the lock if needed, and takes it if it is free or its lease ran out.
@@ -273,6 +290,7 @@ impl LeaderElector {
             };
             match read {
                 Ok(current) => {
+                    standby.failures.answered();
                     if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
                         return won;
                     }
@@ -285,6 +303,7 @@ impl LeaderElector {
                 }
                 Err(err) => {
                     report(&err);
+                    standby.failures.failed(err);
                     return Step::WaitUntil(self.next_poll());
                 }
             }
@@ -335,6 +354,7 @@ impl LeaderElector {
             }
             Err(err) => {
                 report(&err);
+                standby.failures.failed(err);
                 return Step::WaitUntil(self.next_poll());
             }
         };
@@ -368,6 +388,7 @@ impl LeaderElector {
                 match err {
                     LockError::Conflict { .. } | LockError::AlreadyExists { .. } => {
                         tracing::debug!(error = %err, "another candidate wrote first");
+                        standby.failures.answered();
                     }
                     _ => {
                         report(&err);
@@ -379,6 +400,7 @@ impl LeaderElector {
                                     || matches!(err, LockError::NotReplicated { .. }),
                             });
                         }
+                        standby.failures.failed(err);
                     }
                 }
                 standby.quick_retries += 1;
