@@ -247,8 +247,9 @@ pub struct Cli {
     #[arg(long, env = "DEMO_LOCK_KIND", global = true, help_heading = LOCK, value_name = "KIND", default_value = "lease", value_parser = ["lease", "configmap", "endpoints"])]
     pub lock_kind: String,
 
-    /// Kubernetes (--backend k8s): the namespace of the lock object. Defaults to the pod's own
-    /// namespace (from its service account), else "default"; with --election, to "default" as
+    /// Kubernetes (--backend k8s): the namespace of the lock object. Defaults to the namespace
+    /// of the kubeconfig's current context (as kubectl uses it), else the pod's own namespace
+    /// (from its service account), else "default"; with --election, to "default" as
     /// the old leader-elector sidecar's did. --election-namespace is that sidecar's spelling.
     #[arg(long, env = "DEMO_NAMESPACE", global = true, help_heading = LOCK, value_name = "NS")]
     pub namespace: Option<String>,

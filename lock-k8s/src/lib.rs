@@ -14,8 +14,9 @@
 //!   and an annotation that is not a record is reported as
 //!   [`Corrupt`](lock_core::LockError::Corrupt) and never overwritten.
 //! - **Configuration as `kubectl` finds it**: a kubeconfig (`KUBECONFIG`, `~/.kube/config`) or
-//!   the in-cluster service account; the namespace from the options, else the service
-//!   account's, else `default` ([`resolve_namespace`]); [`default_identity`] is `POD_NAME`,
+//!   the in-cluster service account; the namespace from the options, else the kubeconfig
+//!   context's (as `kubectl` uses it), else the service account's, else `default`
+//!   ([`resolve_namespace`]); [`default_identity`] is `POD_NAME`,
 //!   else the hostname plus a random suffix.
 //! - **No record is not a free record**: an object without the annotation, or a Lease without
 //!   a spec or a holder, reads as no record (`None`), so an elector that saw a record there

@@ -88,11 +88,21 @@ impl<K: LockObject> ObjectLock<K> {
 
     /// Like [`new`](Self::new) with a client made from `config`; its cluster URL shows in
     /// [`describe`](Lock::describe).
+    ///
+    /// Without a namespace in the options, the namespace `config` names (its kubeconfig
+    /// context's, as `kubectl` uses it, or the pod's own in a cluster) is the lock's, unless
+    /// that is `default`: then the pod's service account namespace, else `default`.
     pub fn from_config(
         config: kube::Config,
         name: &str,
         options: KubeLockOptions,
     ) -> LockResult<Self> {
+        let options = match &options.namespace {
+            None if config.default_namespace != environment::DEFAULT_NAMESPACE => {
+                options.with_namespace(config.default_namespace.clone())
+            }
+            _ => options,
+        };
         let cluster = config.cluster_url.to_string();
         let client = crate::client::client(config).map_err(|err| {
             LockError::InvalidConfig(format!("cannot make a Kubernetes client: {err}"))

@@ -23,8 +23,9 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct KubeLockOptions {
-    /// The namespace of the lock object. Unset: the service account's namespace inside a pod
-    /// (see [`resolve_namespace`](crate::resolve_namespace)), else `default`.
+    /// The namespace of the lock object. Unset: the kubeconfig context's namespace (as
+    /// `kubectl` uses it), else the service account's namespace inside a pod (see
+    /// [`resolve_namespace`](crate::resolve_namespace)), else `default`.
     pub namespace: Option<String>,
     /// A kubeconfig file to use. Unset: `KUBECONFIG`, `~/.kube/config`, else the in-cluster
     /// configuration, as `kubectl` finds them.

@@ -463,3 +463,6 @@ mod for_life_rbac;
 
 #[path = "k8s/for_life_demo.rs"]
 mod for_life_demo;
+
+#[path = "k8s/kubeconfig_namespace.rs"]
+mod kubeconfig_namespace;
