@@ -220,7 +220,9 @@ pub struct Cli {
 
     /// The lock as one URL, in place of --backend and its flags: file:///PATH,
     /// redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS, ?ca=PATH),
-    /// etcd://HOST:PORT[,HOST:PORT...] (etcds:// for TLS), or k8s://KIND[/NAMESPACE]
+    /// etcd://[user:password@]HOST:PORT[,HOST:PORT...] (etcds:// for TLS, ?ca=PATH,
+    /// &cert=PATH&key=PATH; the --etcd-* flags fill in what it leaves out, and naming a
+    /// setting in both is an error), or k8s://KIND[/NAMESPACE]
     /// (KIND lease, configmap or endpoints; ?kubeconfig=PATH).
     #[arg(long, env = "DEMO_LOCK", global = true, help_heading = LOCK, value_name = "URL")]
     pub lock: Option<String>,
@@ -343,6 +345,44 @@ pub struct Cli {
         default_value = "http://127.0.0.1:2379"
     )]
     pub etcd_endpoints: Vec<String>,
+
+    /// etcd: log in as this user (with --etcd-password or --etcd-password-file). The user's
+    /// role needs readwrite on the key prefix leader-election/ (`etcdctl role grant-permission
+    /// --prefix=true ROLE readwrite leader-election/`). Also with an etcd --lock URL that has
+    /// no user of its own.
+    #[arg(long, env = "DEMO_ETCD_USER", global = true, help_heading = LOCK, value_name = "NAME")]
+    pub etcd_user: Option<String>,
+
+    /// etcd: the password of --etcd-user. Prefer DEMO_ETCD_PASSWORD or --etcd-password-file:
+    /// other users of this machine can read a command line.
+    #[arg(
+        long,
+        env = "DEMO_ETCD_PASSWORD", global = true, help_heading = LOCK,
+        value_name = "PASSWORD",
+        hide_env_values = true,
+        requires = "etcd_user",
+        conflicts_with = "etcd_password_file"
+    )]
+    pub etcd_password: Option<String>,
+
+    /// etcd: a file that holds the password of --etcd-user (one trailing newline is ignored),
+    /// such as a mounted Kubernetes secret.
+    #[arg(long, env = "DEMO_ETCD_PASSWORD_FILE", global = true, help_heading = LOCK, value_name = "PATH", requires = "etcd_user")]
+    pub etcd_password_file: Option<PathBuf>,
+
+    /// etcd: a PEM file with the certificate authority that signed the etcd members'
+    /// certificates (for https:// endpoints the system's trust store does not know).
+    #[arg(long, env = "DEMO_ETCD_CA", global = true, help_heading = LOCK, value_name = "PATH")]
+    pub etcd_ca: Option<PathBuf>,
+
+    /// etcd: a client certificate (PEM) to present, for members that authenticate clients by
+    /// certificate (--client-cert-auth); with --etcd-key and https:// endpoints.
+    #[arg(long, env = "DEMO_ETCD_CERT", global = true, help_heading = LOCK, value_name = "PATH", requires = "etcd_key")]
+    pub etcd_cert: Option<PathBuf>,
+
+    /// etcd: the private key (PEM) of --etcd-cert.
+    #[arg(long, env = "DEMO_ETCD_KEY", global = true, help_heading = LOCK, value_name = "PATH", requires = "etcd_cert")]
+    pub etcd_key: Option<PathBuf>,
 
     /// How long standbys wait after they last saw the leader renew before they may take over
     /// (a leader that was killed is replaced after this long).

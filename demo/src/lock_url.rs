@@ -25,7 +25,9 @@ impl Cli {
             Some(url) => url.clone(),
             None => self.url_from_flags()?,
         };
-        LockUrl::parse(&text).map_err(|err| err.to_string())
+        let mut url = LockUrl::parse(&text).map_err(|err| err.to_string())?;
+        self.apply_etcd_flags(&mut url)?;
+        Ok(url)
     }
 
     /// The backend in force: the `--lock` URL's, else `--backend`.
@@ -75,6 +77,119 @@ impl Cli {
 
 /// `redis+sentinel://user:password@s1:26379,s2:26379/MASTER/DB` from the data connection's
 /// URL (scheme, credentials, database and query) and the sentinels' addresses.
+impl Cli {
+    /// Adds what the etcd flags set (user and password, CA, client certificate) to an etcd
+    /// lock's URL, built from --etcd-endpoints or given by --lock. A setting both make is an
+    /// error that says which to drop; so are etcd flags for another backend's lock, a password
+    /// file that cannot be read, a certificate file that is not there, and TLS files for
+    /// http:// endpoints.
+    fn apply_etcd_flags(&self, url: &mut LockUrl) -> Result<(), String> {
+        let given: Vec<&str> = [
+            ("--etcd-user", self.etcd_user.is_some()),
+            ("--etcd-ca", self.etcd_ca.is_some()),
+            ("--etcd-cert", self.etcd_cert.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect();
+        if given.is_empty() {
+            return Ok(());
+        }
+        let LockUrl::Etcd {
+            endpoints,
+            user,
+            ca,
+            identity,
+        } = url
+        else {
+            return Err(format!(
+                "{} set{} etcd options, but the lock is a {} lock: drop {}, or choose an etcd \
+                 lock (--backend etcd, or an etcd:// --lock URL)",
+                given.join(", "),
+                if given.len() == 1 { "s" } else { "" },
+                url.backend(),
+                if given.len() == 1 { "it" } else { "them" },
+            ));
+        };
+        if let Some(name) = &self.etcd_user {
+            if user.is_some() {
+                return Err(
+                    "both --etcd-user and the user in --lock (etcd://USER:PASSWORD@...) \
+                            name the etcd user: drop one"
+                        .to_owned(),
+                );
+            }
+            *user = Some((name.clone(), self.etcd_password()?));
+        }
+        if let Some(path) = &self.etcd_ca {
+            if ca.is_some() {
+                return Err(
+                    "both --etcd-ca and ?ca= in --lock name the etcd CA: drop one".to_owned(),
+                );
+            }
+            existing_file("--etcd-ca", path)?;
+            *ca = Some(path.clone());
+        }
+        if let (Some(cert), Some(key)) = (&self.etcd_cert, &self.etcd_key) {
+            if identity.is_some() {
+                return Err(
+                    "both --etcd-cert/--etcd-key and ?cert=&key= in --lock name the etcd \
+                            client certificate: drop one"
+                        .to_owned(),
+                );
+            }
+            existing_file("--etcd-cert", cert)?;
+            existing_file("--etcd-key", key)?;
+            *identity = Some((cert.clone(), key.clone()));
+        }
+        let tls_files = self.etcd_ca.is_some() || self.etcd_cert.is_some();
+        if tls_files
+            && endpoints
+                .iter()
+                .any(|endpoint| endpoint.starts_with("http://"))
+        {
+            return Err(format!(
+                "--etcd-ca and --etcd-cert need TLS, but the endpoints are http:// ({}): give \
+                 https:// endpoints in --etcd-endpoints (etcds:// in --lock)",
+                endpoints.join(",")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password of --etcd-user: --etcd-password (or DEMO_ETCD_PASSWORD), or the contents
+    /// of --etcd-password-file without one trailing newline.
+    fn etcd_password(&self) -> Result<String, String> {
+        if let Some(password) = &self.etcd_password {
+            return Ok(password.clone());
+        }
+        let Some(path) = &self.etcd_password_file else {
+            return Err(
+                "--etcd-user needs a password: give --etcd-password-file PATH or set \
+                        DEMO_ETCD_PASSWORD (or --etcd-password)"
+                    .to_owned(),
+            );
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            format!(
+                "--etcd-password-file {}: cannot read it: {err}",
+                path.display()
+            )
+        })?;
+        let text = text.strip_suffix('\n').unwrap_or(&text);
+        Ok(text.strip_suffix('\r').unwrap_or(text).to_owned())
+    }
+}
+
+/// Ok when `path` is a file; else an error naming `flag`.
+fn existing_file(flag: &str, path: &std::path::Path) -> Result<(), String> {
+    if path.is_file() {
+        Ok(())
+    } else {
+        Err(format!("{flag} {}: no such file", path.display()))
+    }
+}
+
 fn sentinel_url(data_url: &str, sentinels: &[String], master: &str) -> Result<String, String> {
     let Some((scheme, rest)) = data_url.split_once("://") else {
         return Err("--redis-url must be a redis:// or rediss:// URL".to_owned());
@@ -184,6 +299,124 @@ mod tests {
         Cli::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
             .expect("flags parse")
             .lock_url()
+    }
+
+    #[test]
+    fn etcd_flags_fill_the_url_and_conflicts_name_what_to_drop() {
+        let dir = std::env::temp_dir().join(format!("etcd-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_str().unwrap().to_owned()
+        };
+        let (password, ca, cert, key) = (
+            file("pw", "s3cret\n"),
+            file("ca.pem", "x"),
+            file("c.pem", "x"),
+            file("k.pem", "x"),
+        );
+        let tls = [
+            "--backend",
+            "etcd",
+            "--etcd-endpoints",
+            "https://a:2379",
+            "--etcd-user",
+            "elector",
+            "--etcd-password-file",
+            &password,
+            "--etcd-ca",
+            &ca,
+            "--etcd-cert",
+            &cert,
+            "--etcd-key",
+            &key,
+        ];
+        let LockUrl::Etcd {
+            user,
+            ca: url_ca,
+            identity,
+            ..
+        } = url(&tls).unwrap()
+        else {
+            panic!("an etcd URL");
+        };
+        assert_eq!(user, Some(("elector".into(), "s3cret".into())));
+        assert_eq!(url_ca, Some(ca.clone().into()));
+        assert_eq!(identity, Some((cert.clone().into(), key.clone().into())));
+        // With --lock, flags fill in what the URL leaves out.
+        let LockUrl::Etcd { user, .. } = url(&[
+            "--lock",
+            "etcd://a:2379",
+            "--etcd-user",
+            "u",
+            "--etcd-password",
+            "p",
+        ])
+        .unwrap() else {
+            panic!("an etcd URL");
+        };
+        assert_eq!(user, Some(("u".into(), "p".into())));
+        for (args, says) in [
+            (
+                &[
+                    "--lock",
+                    "etcd://x:y@a:2379",
+                    "--etcd-user",
+                    "u",
+                    "--etcd-password",
+                    "p",
+                ][..],
+                "both --etcd-user and the user in --lock",
+            ),
+            (
+                &[
+                    "--lock",
+                    &format!("etcds://a:2379?ca={ca}"),
+                    "--etcd-ca",
+                    &ca,
+                ][..],
+                "both --etcd-ca and ?ca= in --lock",
+            ),
+            (
+                &["--lock", "redis://a:6379", "--etcd-ca", &ca][..],
+                "--etcd-ca sets etcd options, but the lock is a redis lock: drop it",
+            ),
+            (
+                &["--backend", "etcd", "--etcd-user", "u"][..],
+                "--etcd-user needs a password",
+            ),
+            (
+                &[
+                    "--backend",
+                    "etcd",
+                    "--etcd-user",
+                    "u",
+                    "--etcd-password-file",
+                    "/no/pw",
+                ][..],
+                "--etcd-password-file /no/pw: cannot read it",
+            ),
+            (
+                &[
+                    "--backend",
+                    "etcd",
+                    "--etcd-endpoints",
+                    "https://a:2379",
+                    "--etcd-ca",
+                    "/no/ca",
+                ][..],
+                "--etcd-ca /no/ca: no such file",
+            ),
+            (
+                &["--backend", "etcd", "--etcd-ca", &ca][..],
+                "--etcd-ca and --etcd-cert need TLS, but the endpoints are http://",
+            ),
+        ] {
+            let err = url(args).unwrap_err();
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -61,10 +61,12 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             endpoints,
             user,
             ca,
+            identity,
         } => Ok(Arc::new(etcd_lock(
             endpoints,
             user.as_ref(),
             ca.as_ref(),
+            identity.as_ref(),
             name,
         )?)),
         #[cfg(feature = "k8s")]
@@ -125,6 +127,7 @@ pub(crate) fn etcd_lock(
     endpoints: &[String],
     user: Option<&(String, String)>,
     ca: Option<&std::path::PathBuf>,
+    identity: Option<&(std::path::PathBuf, std::path::PathBuf)>,
     name: &str,
 ) -> LockResult<lock_etcd::EtcdLock> {
     let mut options = lock_etcd::EtcdLockOptions::default();
@@ -133,6 +136,9 @@ pub(crate) fn etcd_lock(
     }
     if let Some(ca) = ca {
         options = options.with_tls_ca(ca.clone());
+    }
+    if let Some((cert, key)) = identity {
+        options = options.with_client_identity(cert.clone(), key.clone());
     }
     lock_etcd::EtcdLock::new(endpoints, name, options)
 }

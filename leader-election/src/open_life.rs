@@ -51,8 +51,15 @@ pub async fn open_life_url(
             endpoints,
             user,
             ca,
+            identity,
         } => {
-            let lock = crate::open::etcd_lock(endpoints, user.as_ref(), ca.as_ref(), name)?;
+            let lock = crate::open::etcd_lock(
+                endpoints,
+                user.as_ref(),
+                ca.as_ref(),
+                identity.as_ref(),
+                name,
+            )?;
             Ok(Arc::new(lock_etcd::EtcdLifeLock::new(lock, session_ttl)?))
         }
         #[cfg(feature = "k8s")]

@@ -64,7 +64,7 @@ const SCHEMES: &str = "file, redis, etcd or k8s";
 /// | `redis://[user:password@]host:port[/db][?ca=PATH][&min_replicas=N]` | key `leader-election:{<election>}` on that server; `rediss://` for TLS, `ca` a PEM file of the CA to trust, `min_replicas` the replicas that must acknowledge every write |
 /// | `redis+sentinel://[user:password@]host:port[,host:port…]/MASTER[/db][?…]` | the same key on the primary that those sentinels name for MASTER, followed through failovers; `rediss+sentinel://` for TLS; the credentials are the data connection's |
 /// | `redis+cluster://[user:password@]host:port[,host:port…][?…]` | the same key in a Redis Cluster reached through those seed nodes; `rediss+cluster://` for TLS |
-/// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS |
+/// | `etcd://[user:password@]host:port[,host:port…][?ca=PATH][&cert=PATH&key=PATH]` | key `leader-election/<election>` on that cluster; `etcds://` for TLS, `cert` and `key` a client certificate and its key |
 /// | `k8s://lease[/NAMESPACE][?kubeconfig=PATH]` | the Lease `<election>` (also `configmap`, `endpoints`); without a namespace, the pod's or the kubeconfig context's |
 ///
 /// User names and passwords end at the last `@` before the query and may be percent-encoded
@@ -96,6 +96,9 @@ pub enum LockUrl {
         user: Option<(String, String)>,
         /// `?ca=PATH`.
         ca: Option<PathBuf>,
+        /// `?cert=PATH&key=PATH`: the client certificate and its private key (PEM), for a
+        /// cluster that authenticates clients by certificate (`--client-cert-auth`).
+        identity: Option<(PathBuf, PathBuf)>,
     },
     /// `k8s://KIND[/NAMESPACE]`.
     K8s {
@@ -204,10 +207,16 @@ impl LockUrl {
                     }
                     endpoints.push(format!("{http}://{host}"));
                 }
+                let identity = match (params.take("cert"), params.take("key")) {
+                    (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+                    (None, None) => None,
+                    _ => return Err(bad("cert=PATH and key=PATH go together")),
+                };
                 LockUrl::Etcd {
                     endpoints,
                     user,
                     ca: params.take("ca").map(PathBuf::from),
+                    identity,
                 }
             }
             "k8s" | "kubernetes" => {
@@ -285,12 +294,13 @@ impl fmt::Debug for LockUrl {
                 endpoints,
                 user,
                 ca,
-                ..
+                identity,
             } => f
                 .debug_struct("Etcd")
                 .field("endpoints", endpoints)
                 .field("user", &user.as_ref().map(|(name, _)| name))
                 .field("ca", ca)
+                .field("identity", identity)
                 .finish(),
             LockUrl::K8s {
                 kind,
@@ -479,9 +489,15 @@ mod tests {
             LockUrl::Etcd {
                 endpoints: vec!["https://a:2379".into(), "https://b:2379".into()],
                 user: Some(("root".into(), "pw".into())),
-                ca: Some("/ca.pem".into())
+                ca: Some("/ca.pem".into()),
+                identity: None,
             }
         );
+        let LockUrl::Etcd { identity, .. } = parse("etcds://a:2379?cert=/c.pem&key=/k.pem") else {
+            panic!("an etcd URL")
+        };
+        assert_eq!(identity, Some(("/c.pem".into(), "/k.pem".into())));
+        assert!(error("etcds://a:2379?cert=/c.pem").contains("cert=PATH and key=PATH go together"));
         assert!(error("etcd://a:2379,,b:2379").contains("HOST:PORT"));
         assert!(error("etcd://pw@a:2379").contains("USER:PASSWORD"));
     }
@@ -550,6 +566,7 @@ mod tests {
             endpoints,
             user,
             ca,
+            ..
         } = parse("etcd://root:pw@a:2379?ca=me@corp.pem")
         else {
             panic!("an etcd URL")
@@ -570,7 +587,7 @@ mod tests {
         assert!(!message.contains("hunter2"), "{message}");
         assert!(message.contains("file, redis, etcd or k8s"), "{message}");
         assert!(error("localhost:6379").contains("SCHEME://"));
-        assert!(error("etcd://a:2379?cert=x").contains("unknown parameter `cert=x`"));
+        assert!(error("etcd://a:2379?certs=x").contains("unknown parameter `certs=x`"));
         assert_eq!(
             "redis".parse::<Backend>().unwrap(),
             Backend::Redis,
