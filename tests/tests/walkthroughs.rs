@@ -45,6 +45,12 @@ fn the_exec_mode_walkthrough_runs_as_shown() {
     check("exec", &[], &[]);
 }
 
+/// docs/modes.md: leader-for-life on a lock file survives a stop, not a kill.
+#[test]
+fn the_leader_for_life_walkthrough_runs_as_shown() {
+    check("for-life", &[], &[]);
+}
+
 /// docs/redis.md: two instances, the record in the hash, an ACL user that can elect.
 #[test]
 fn the_redis_walkthrough_runs_as_shown() {

@@ -30,6 +30,16 @@ const QUIET: Duration = Duration::from_millis(300);
 /// ...or after this much longer at most, however chatty the instances are.
 const QUIET_LIMIT: Duration = Duration::from_secs(3);
 
+/// What bash, without a terminal, says of a background job that a signal ended (`bash: line 9:
+/// 18262 Killed  demo ...`); a terminal says it differently (`[1]+ Killed ...`) at the next
+/// prompt, so the pages leave it out and so does the comparison.
+fn is_job_notice(line: &str) -> bool {
+    static NOTICE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
+    NOTICE
+        .get_or_init(|| Regex::new(r"^bash: line \d+: +\d+ [A-Z]").expect("a valid pattern"))
+        .is_match(line)
+}
+
 /// An address or name the page documents and the one this run uses instead: commands get
 /// `real` for `documented`, and output gets `documented` back for `real`.
 #[derive(Debug, Clone)]
@@ -155,7 +165,7 @@ impl Shell {
                     Some(before) if !before.is_empty() => vec![before, STEP_DONE],
                     _ => vec![line],
                 };
-                for part in parts {
+                for part in parts.into_iter().filter(|part| !is_job_notice(part)) {
                     if sender.send(part.to_owned()).is_err() {
                         return;
                     }
