@@ -51,6 +51,18 @@ fn the_leader_for_life_walkthrough_runs_as_shown() {
     check("for-life", &[], &[]);
 }
 
+/// docs/modes.md: `demo handover` among three instances on a lock file.
+#[test]
+fn the_handover_walkthrough_runs_as_shown() {
+    let dir = tempfile::tempdir().expect("a temporary directory for the lock file");
+    let real = dir.path().join("hdemo");
+    check(
+        "handover",
+        &[Substitution::new("/tmp/hdemo", real.display().to_string())],
+        &[],
+    );
+}
+
 /// docs/redis.md: two instances, the record in the hash, an ACL user that can elect.
 #[test]
 fn the_redis_walkthrough_runs_as_shown() {
