@@ -63,6 +63,13 @@ fn the_handover_walkthrough_runs_as_shown() {
     );
 }
 
+/// docs/troubleshooting.md: the messages it explains are the ones the demo prints, with
+/// their exit statuses.
+#[test]
+fn the_troubleshooting_examples_run_as_shown() {
+    check("troubleshooting", &[], &[]);
+}
+
 /// docs/redis.md: two instances, the record in the hash, an ACL user that can elect.
 #[test]
 fn the_redis_walkthrough_runs_as_shown() {
