@@ -63,6 +63,12 @@ fn the_handover_walkthrough_runs_as_shown() {
     );
 }
 
+/// docs/modes.md: `demo observe` beside two instances, a release and a kill.
+#[test]
+fn the_observe_walkthrough_runs_as_shown() {
+    check("observe", &[], &[]);
+}
+
 /// docs/troubleshooting.md: the messages it explains are the ones the demo prints, with
 /// their exit statuses.
 #[test]
