@@ -93,11 +93,11 @@ mod tests {
 
 #[cfg(test)]
 mod readme {
-    /// The README prints the ACL line for the default prefix; it must be the one the code makes.
+    /// docs/redis.md prints the ACL line for the default prefix; it must be the one the code makes.
     #[test]
     fn the_readme_shows_the_acl_line_the_driver_needs() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/redis.md");
         let line = super::acl_setuser_line("elector", crate::DEFAULT_KEY_PREFIX);
-        assert!(readme.contains(&line), "README.md should show:\n{line}");
+        assert!(readme.contains(&line), "docs/redis.md should show:\n{line}");
     }
 }

@@ -30,3 +30,4 @@ pub mod operator_lib;
 pub mod outage;
 pub mod proxy;
 pub mod servers;
+pub mod walkthrough;

@@ -376,7 +376,7 @@ impl KubeApiServer {
             Err(err) => panic!("cannot run {}: {err}", self.binary.display()),
         });
 
-        self.watchdog = spawn_watchdog(&self.pids());
+        self.watchdog = spawn_watchdog(&self.pids(), dir);
 
         let tls = tls_config(&self.ca);
         let token = self.user(ADMIN_USER).token.clone();
@@ -509,14 +509,18 @@ fn read_logs(dir: &Path) -> String {
     text
 }
 
-/// A process that kills `pids` once the test process is gone, so that servers never outlive
-/// the tests (the process-wide server is never dropped).
-fn spawn_watchdog(pids: &[u32]) -> Option<Child> {
+/// A process that kills `pids` and removes `dir` once the test process is gone, so that
+/// servers and their files (over 100 MB of etcd data) never outlive the tests (the
+/// process-wide server is never dropped, so its temporary directory is never removed by a drop).
+fn spawn_watchdog(pids: &[u32], dir: &Path) -> Option<Child> {
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; kill -9 "$@" 2>/dev/null"#)
-        .arg(std::process::id().to_string());
+        .arg(
+            r#"while kill -0 "$0" 2>/dev/null; do sleep 1; done; dir=$1; shift; kill -9 "$@" 2>/dev/null; sleep 1; rm -rf "$dir""#,
+        )
+        .arg(std::process::id().to_string())
+        .arg(dir);
     for pid in pids {
         command.arg(pid.to_string());
     }
