@@ -149,14 +149,9 @@ pub(crate) fn fail(message: &dyn std::fmt::Display) {
 /// that never blocks the election ([`writer::LogQueue`]); `None` when that queue's thread
 /// cannot start, and logs are then written directly.
 fn init_logs() -> Option<LogQueue> {
-    // Without RUST_LOG, warnings and errors, and the shutdown's info line (that a second
-    // CTRL+C exits at once: a user waiting on a slow hand-over needs it).
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(_) => EnvFilter::builder()
-            .with_default_directive(LevelFilter::WARN.into())
-            .from_env_lossy(),
-        Err(_) => EnvFilter::new("warn,demo::shutdown=info"),
-    };
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::WARN.into())
+        .from_env_lossy();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal());

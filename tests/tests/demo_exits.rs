@@ -122,7 +122,12 @@ async fn a_server_that_is_down_is_retried_past_the_give_up_time() {
 async fn a_release_that_fails_at_shutdown_exits_1_and_the_first_ctrl_c_tells_of_the_second() {
     let mut server = RedisServer::start();
     let url = server.url();
-    let mut demo = Demo::start("a", &args(&["--backend", "redis", "--redis-url", &url]));
+    // The hint is an INFO line: shown with RUST_LOG=info.
+    let mut demo = Demo::start_with_env(
+        "a",
+        &args(&["--backend", "redis", "--redis-url", &url]),
+        &[("RUST_LOG".to_owned(), "info".to_owned())],
+    );
     demo.wait_for("leading", STARTUP, |event| event.event == "leading")
         .await;
     server.kill();
@@ -130,7 +135,6 @@ async fn a_release_that_fails_at_shutdown_exits_1_and_the_first_ctrl_c_tells_of_
     let status = demo.wait_exit(EXIT).await;
     assert_eq!(status.code(), Some(1), "{}", demo.report());
     let stderr = demo.stderr();
-    // Logged at INFO, shown without RUST_LOG.
     assert!(
         stderr.contains("SIGINT: stepping down and handing the lock over; press CTRL+C again"),
         "{stderr}"
