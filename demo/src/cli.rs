@@ -890,6 +890,25 @@ mod tests {
     }
 
     #[test]
+    fn long_help_lists_every_exit_status() {
+        let help = Cli::command().render_long_help().to_string();
+        for status in [
+            "  0    stopped by CTRL+C",
+            "  1    a failure while running: the lock could not be released at shutdown",
+            "  2    flags that make no valid election",
+            "  3    gave up: every lock call failed for --give-up-after",
+            "  127  exec mode: the command cannot be found",
+            "  130  a second CTRL+C",
+            "  N    exec mode: the command exited on its own with status N",
+        ] {
+            assert!(help.contains(status), "{status}\n{help}");
+        }
+        for flag in ["--give-up-after", "--etcd-password-file", "--etcd-cert"] {
+            assert!(help.contains(flag), "{flag}");
+        }
+    }
+
+    #[test]
     fn http_takes_host_names_and_refuses_what_is_no_host_and_port() {
         for good in [
             "localhost:8080",
