@@ -145,13 +145,17 @@ pub(crate) fn fail(message: &dyn std::fmt::Display) {
     eprintln!("error: {}", printable(&message.to_string()));
 }
 
-/// Logs go to stderr, filtered by `RUST_LOG` (warnings and errors by default), through a queue
+/// Logs go to stderr, filtered by `RUST_LOG` (by default warnings and errors, and the one INFO
+/// line of the first CTRL+C, which says that a second one exits at once), through a queue
 /// that never blocks the election ([`writer::LogQueue`]); `None` when that queue's thread
 /// cannot start, and logs are then written directly.
 fn init_logs() -> Option<LogQueue> {
-    let filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::WARN.into())
-        .from_env_lossy();
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => EnvFilter::builder()
+            .with_default_directive(LevelFilter::WARN.into())
+            .parse_lossy(directives),
+        _ => EnvFilter::new("warn,demo::shutdown=info"),
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal());
