@@ -34,6 +34,7 @@ mod printable;
 mod readiness;
 mod shutdown;
 mod supervisor;
+mod timings;
 mod writer;
 
 use std::io::IsTerminal;
@@ -74,7 +75,7 @@ fn main() -> ExitCode {
         return status;
     }
     let config = cli.election_config();
-    if let Err(err) = config.validate() {
+    if let Err(err) = timings::check(&cli, &config) {
         fail(&err);
         return ExitCode::from(USAGE_ERROR);
     }
