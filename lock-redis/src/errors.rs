@@ -53,6 +53,15 @@ impl ErrorContext {
             return LockError::unavailable_because(self.lock.clone(), reason, err);
         }
         let mut reason = plain_text(&err);
+        if !self.tls && err.is_connection_dropped() {
+            // A TLS server closes a connection that starts in the clear; a restart also drops
+            // connections, hence only "if".
+            reason.push_str(&format!(
+                " (the server at {} closed the connection: if it is a Redis server with TLS, \
+                 write rediss://)",
+                self.address
+            ));
+        }
         if reason.contains("invalid peer certificate") {
             reason.push_str(
                 " (the server's certificate is not trusted: check the tls_ca option, and that the certificate names the host in the URL)",

@@ -337,3 +337,18 @@ async fn a_5mb_value_in_the_etcd_key_is_reported_with_what_to_do() {
     );
     assert!(line.contains("it was left untouched"), "{line}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_url_against_a_tls_server_says_to_write_rediss() {
+    let server = RedisServer::start_tls();
+    let url = server.url().replacen("rediss://", "redis://", 1);
+    let address = format!("127.0.0.1:{}", server.port());
+    let message = get_error(&url).await.to_string();
+    assert!(
+        message.contains(&format!(
+            "(the server at {address} closed the connection: if it is a Redis server with TLS, \
+             write rediss://)"
+        )),
+        "{message}"
+    );
+}
