@@ -44,7 +44,18 @@ impl ErrorContext {
                     lock: self.lock.clone(),
                     reason: format!("cannot authenticate to the API server: {err}"),
                 },
-                _ => LockError::unavailable(self.lock.clone(), err),
+                kube::Error::Service(_) | kube::Error::HyperError(_) => {
+                    let reason = format!(
+                        "cannot reach the API server: {}: check the server address in the \
+                         kubeconfig (--kubeconfig) and that the API server is running",
+                        with_causes(&err)
+                    );
+                    LockError::unavailable_because(self.lock.clone(), reason, err)
+                }
+                _ => {
+                    let reason = with_causes(&err);
+                    LockError::unavailable_because(self.lock.clone(), reason, err)
+                }
             };
         };
         match status.code {
@@ -115,6 +126,28 @@ impl ErrorContext {
 pub(crate) fn is_status(err: &kube::Error, code: u16, reason: Option<&str>) -> bool {
     matches!(err, kube::Error::Api(status)
         if status.code == code && reason.is_none_or(|reason| status.reason == reason))
+}
+
+/// A client error as one line, without kube's variant tags (`ServiceError: `, `HyperError: `)
+/// and with its causes, which say what happened where the error itself says "client error
+/// (Connect)".
+fn with_causes(err: &kube::Error) -> String {
+    let mut text = err.to_string();
+    for tag in ["ServiceError: ", "HyperError: "] {
+        if let Some(rest) = text.strip_prefix(tag) {
+            text = rest.to_owned();
+        }
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// True for the API server's 404 about a namespace (`namespaces "x" not found`), as a create

@@ -352,3 +352,51 @@ async fn a_redis_url_against_a_tls_server_says_to_write_rediss() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_cannot_be_reached_is_one_line_with_the_cause() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: \
+             https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  \
+             user:\n    token: abc\ncontexts:\n- name: c\n  context:\n    cluster: t\n    user: \
+             u\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let options = lock_k8s::KubeLockOptions::default()
+        .with_namespace("team")
+        .with_kubeconfig(&kubeconfig);
+    let attempt = async {
+        let lock = lock_k8s::connect(lock_k8s::LockKind::Lease, "orders", options).await?;
+        lock.get().await.map(drop)
+    };
+    let err = tokio::time::timeout(PROMPTLY, attempt)
+        .await
+        .expect("answers in time")
+        .expect_err("nothing listens");
+    let message = err.to_string();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(
+        message.contains("is unavailable: cannot reach the API server: "),
+        "{message}"
+    );
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(
+        message.ends_with(
+            "check the server address in the kubeconfig (--kubeconfig) and that the API server \
+             is running"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("ServiceError"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+}
