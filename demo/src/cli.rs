@@ -13,6 +13,7 @@ use crate::exec::OnChildExit;
 use crate::handover::HandoverArgs;
 use crate::leader_elector_flags::LeaderElectorFlags;
 use crate::observe::ObserveArgs;
+use crate::timings::{Origin, TimingOrigins};
 use clap::builder::TypedValueParser as _;
 use leader_election::Backend;
 
@@ -218,6 +219,10 @@ pub struct Cli {
     #[arg(skip)]
     pub instance: String,
 
+    /// Where the timings in force came from, for the messages that name them.
+    #[arg(skip)]
+    pub timing_origins: TimingOrigins,
+
     /// The lock as one URL, in place of --backend and its flags: file:///PATH,
     /// redis://[user:password@]HOST:PORT[/DB] (rediss:// for TLS, ?ca=PATH),
     /// etcd://[user:password@]HOST:PORT[,HOST:PORT...] (etcds:// for TLS, ?ca=PATH,
@@ -386,16 +391,22 @@ pub struct Cli {
 
     /// How long standbys wait after they last saw the leader renew before they may take over
     /// (a leader that was killed is replaced after this long).
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_LEASE_DURATION", value_name = "DURATION", default_value = "15s", value_parser = parse_timing)]
     pub lease_duration: Duration,
 
     /// How long the leader stays leader without a successful renew; must be shorter than the
     /// lease duration, so a leader always steps down before anyone else may take over.
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_RENEW_DEADLINE", value_name = "DURATION", default_value = "10s", value_parser = parse_timing)]
     pub renew_deadline: Duration,
 
     /// How often the leader renews and standbys check the lock (standbys are woken at once by
     /// changes when the backend reports them); the renew deadline must exceed 1.2 times this.
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_RETRY_PERIOD", global = true, help_heading = TIMING, value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
     pub retry_period: Duration,
 
@@ -452,6 +463,8 @@ pub struct Cli {
 
     /// GET /healthz fails when this instance is the last holder it saw but has not renewed for
     /// longer than the lease duration plus this (a leader cut off from its backend, or wedged).
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_HEALTH_TOLERANCE", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub health_tolerance: Duration,
 
@@ -459,6 +472,8 @@ pub struct Cli {
     /// be shorter than the lease duration minus the renew deadline, so that a command whose term
     /// ended is gone before another instance may lead; defaults to half of that (2.5s with the
     /// default timings).
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_GRACE_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
     pub grace_period: Option<Duration>,
 
@@ -483,6 +498,8 @@ pub struct Cli {
     pub ready_command: Option<String>,
 
     /// How often --ready-url or --ready-command is checked; one check may take this long.
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_READY_PERIOD", help_heading = READINESS, value_name = "DURATION", default_value = "1s", value_parser = parse_timing)]
     pub ready_period: Duration,
 
@@ -535,9 +552,20 @@ impl Cli {
                 .is_some_and(|source| source != ValueSource::DefaultValue)
         };
         let flags = cli.leader_elector.clone();
+        let parsed = (cli.lease_duration, cli.renew_deadline, cli.retry_period);
         flags
             .apply(&mut cli, given)
             .map_err(|message| command.error(clap::error::ErrorKind::ArgumentConflict, message))?;
+        // --ttl (or --election's default TTL) writes all three at once, and never leaves all
+        // three as they were parsed (half of a TTL equal to the default lease is not the
+        // default renew deadline).
+        let by_ttl = parsed != (cli.lease_duration, cli.renew_deadline, cli.retry_period);
+        let origin = |id: &str| Origin::of(matches.value_source(id), by_ttl);
+        cli.timing_origins = TimingOrigins {
+            lease_duration: origin("lease_duration"),
+            renew_deadline: origin("renew_deadline"),
+            retry_period: origin("retry_period"),
+        };
         Ok(cli.with_identity())
     }
 
@@ -966,8 +994,56 @@ mod tests {
         let cli = parse(&["--lease-duration", "5s", "--renew-deadline", "10s"]).unwrap();
         assert_eq!(
             cli.election_config().validate().unwrap_err().to_string(),
-            "leaseDuration must be greater than renewDeadline"
+            "leaseDuration must be greater than renewDeadline (leaseDuration 5s, renewDeadline \
+             10s)"
         );
+    }
+
+    /// Every flag that takes a duration says how to write one in `--help`.
+    #[test]
+    fn every_duration_flag_shows_the_syntax_in_its_help() {
+        let command = Cli::command();
+        let mut commands = vec![&command];
+        commands.extend(command.get_subcommands());
+        let mut seen = Vec::new();
+        for command in commands {
+            for arg in command.get_arguments() {
+                let takes_duration = arg
+                    .get_value_names()
+                    .is_some_and(|names| names.iter().any(|name| name == "DURATION"));
+                if !takes_duration {
+                    continue;
+                }
+                let help = arg
+                    .get_long_help()
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                assert!(
+                    help.contains(
+                        "DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s."
+                    ),
+                    "--{}: {help}",
+                    arg.get_long().unwrap_or("?")
+                );
+                seen.push(arg.get_long().unwrap_or("?").to_owned());
+            }
+        }
+        for flag in [
+            "lease-duration",
+            "renew-deadline",
+            "retry-period",
+            "health-tolerance",
+            "grace-period",
+            "ready-period",
+            "ttl",
+            "timeout",
+            "read-timeout",
+        ] {
+            assert!(
+                seen.iter().any(|s| s == flag),
+                "--{flag} not checked: {seen:?}"
+            );
+        }
     }
 
     #[test]

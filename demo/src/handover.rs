@@ -32,6 +32,8 @@ pub struct HandoverArgs {
     pub to: String,
 
     /// How long to wait for the new term after the request (a duration such as 30s or 1m).
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::cli::parse_duration)]
     pub timeout: Duration,
 }

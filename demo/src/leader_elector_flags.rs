@@ -53,6 +53,8 @@ pub struct LeaderElectorFlags {
     /// to TTL/2 and --retry-period to TTL/4, as the old image configured client-go (so it
     /// cannot be combined with those three). Default with --election: 10s, the old image's;
     /// at least 4ms.
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_TTL", value_name = "DURATION", value_parser = parse_ttl)]
     pub ttl: Option<Duration>,
 

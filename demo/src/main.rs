@@ -35,6 +35,7 @@ mod readiness;
 mod resolve;
 mod shutdown;
 mod supervisor;
+mod timings;
 mod writer;
 
 use std::io::IsTerminal;
@@ -82,7 +83,7 @@ fn main() -> ExitCode {
         return status;
     }
     let config = cli.election_config();
-    if let Err(err) = config.validate() {
+    if let Err(err) = timings::check(&cli, &config) {
         fail(&err);
         return ExitCode::from(USAGE_ERROR);
     }

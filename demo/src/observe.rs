@@ -19,6 +19,8 @@ use crate::printable::printable;
 pub struct ObserveArgs {
     /// How long one read of the lock may take before it counts as failed (reported, and
     /// retried after --retry-period).
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = crate::cli::parse_timing)]
     pub read_timeout: Duration,
 

@@ -32,7 +32,7 @@ pub const MAX_JITTER_FACTOR: f64 = 10.0;
 /// let bad = ElectionConfig::new("pod-a").with_renew_deadline(Duration::from_secs(20));
 /// assert_eq!(
 ///     bad.validate().unwrap_err().to_string(),
-///     "leaseDuration must be greater than renewDeadline"
+///     "leaseDuration must be greater than renewDeadline (leaseDuration 15s, renewDeadline 20s)"
 /// );
 /// ```
 #[derive(Clone, Debug, PartialEq)]
@@ -126,9 +126,8 @@ impl ElectionConfig {
 
     /// Checks that every timing lies within [`MIN_TIMING`] and [`MAX_LEASE_DURATION`] (so that no
     /// deadline overflows the clock and no call gets a deadline too short to answer), then the
-    /// rules client-go checks, with client-go's messages.
+    /// rules client-go checks, with client-go's messages followed by the values in force.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |message: &str| Err(ConfigError(message.to_owned()));
         // Ranges first: the rules below multiply, which must not overflow.
         for (name, value) in [
             ("leaseDuration", self.lease_duration),
@@ -156,17 +155,31 @@ impl ElectionConfig {
             || self.jitter_factor > MAX_JITTER_FACTOR
         {
             return Err(ConfigError(format!(
-                "jitterFactor must be a finite number from 0 to {MAX_JITTER_FACTOR}"
+                "jitterFactor must be a finite number from 0 to {MAX_JITTER_FACTOR}; it is {}",
+                self.jitter_factor
             )));
         }
+        // client-go's words first (programs ported from Go may look for them), then the values.
         if self.lease_duration <= self.renew_deadline {
-            return err("leaseDuration must be greater than renewDeadline");
+            return Err(ConfigError(format!(
+                "leaseDuration must be greater than renewDeadline (leaseDuration {}, \
+                 renewDeadline {})",
+                shown(self.lease_duration),
+                shown(self.renew_deadline)
+            )));
         }
-        if self.renew_deadline <= self.retry_period.mul_f64(JITTER_FACTOR) {
-            return err("renewDeadline must be greater than retryPeriod*JitterFactor");
+        let retry_with_jitter = self.retry_period.mul_f64(JITTER_FACTOR);
+        if self.renew_deadline <= retry_with_jitter {
+            return Err(ConfigError(format!(
+                "renewDeadline must be greater than retryPeriod*JitterFactor (renewDeadline {}, \
+                 retryPeriod {} * {JITTER_FACTOR} = {})",
+                shown(self.renew_deadline),
+                shown(self.retry_period),
+                shown(retry_with_jitter)
+            )));
         }
         if self.identity.is_empty() {
-            return err("Lock identity is empty");
+            return Err(ConfigError("Lock identity is empty".to_owned()));
         }
         Ok(())
     }
@@ -178,6 +191,19 @@ impl ElectionConfig {
         let seconds = nanos.div_ceil(1_000_000_000);
         i32::try_from(seconds).unwrap_or(i32::MAX)
     }
+}
+
+/// A duration as people write it (`10s`, `1m 30s`, `8s 400ms`), for messages.
+fn shown(duration: Duration) -> String {
+    // To the nearest millisecond: `10.08s` reads better than `10.079999999s`; below a
+    // millisecond, as it is.
+    let millis = duration.as_nanos().saturating_add(500_000) / 1_000_000;
+    let rounded = match u64::try_from(millis) {
+        Ok(0) => duration,
+        Ok(millis) => Duration::from_millis(millis),
+        Err(_) => duration,
+    };
+    format!("{rounded:?}")
 }
 
 /// An election configuration that breaks a rule: a timing out of range, or one of client-go's
@@ -214,11 +240,13 @@ mod tests {
         let base = ElectionConfig::new("a");
         assert_eq!(
             message(base.clone().with_lease_duration(secs(10))),
-            "leaseDuration must be greater than renewDeadline"
+            "leaseDuration must be greater than renewDeadline (leaseDuration 10s, \
+             renewDeadline 10s)"
         );
         assert_eq!(
             message(base.clone().with_retry_period(Duration::from_millis(8400))),
-            "renewDeadline must be greater than retryPeriod*JitterFactor"
+            "renewDeadline must be greater than retryPeriod*JitterFactor (renewDeadline 10s, \
+             retryPeriod 8.4s * 1.2 = 10.08s)"
         );
         assert!(base
             .clone()

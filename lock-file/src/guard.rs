@@ -43,10 +43,10 @@ impl Guard {
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&path)
-            .map_err(|err| io_error(lock, "open the OS lock file of", err))?;
+            .map_err(|err| io_error(lock, "create", &path, err))?;
         let meta = file
             .metadata()
-            .map_err(|err| io_error(lock, "inspect the OS lock file of", err))?;
+            .map_err(|err| io_error(lock, "inspect", &path, err))?;
         if !meta.is_file() {
             // Reuse the file checks for the message; a regular file's links do not matter here.
             crate::path::check_file(&meta, &path, lock)?;
@@ -62,6 +62,7 @@ impl Guard {
                     return Err(io_error(
                         lock,
                         "lock",
+                        &path,
                         io::Error::new(
                             io::ErrorKind::TimedOut,
                             format!(
@@ -71,7 +72,7 @@ impl Guard {
                         ),
                     ))
                 }
-                Err(TryLockError::Error(err)) => return Err(io_error(lock, "lock", err)),
+                Err(TryLockError::Error(err)) => return Err(io_error(lock, "lock", &path, err)),
             }
         }
     }
@@ -92,7 +93,7 @@ impl Guard {
         match marks.raised_for(version, leader_transitions) {
             Some(raised) => raised
                 .write(&self.file)
-                .map_err(|err| io_error(lock, "write the OS lock file of", err)),
+                .map_err(|err| io_error(lock, "write", &self.path, err)),
             None => Ok(()),
         }
     }

@@ -164,7 +164,7 @@ fn guard(path: &Path, lock: &str) -> LockResult<(PathBuf, Guard)> {
     let dir = write::parent(&real);
     if !dir.exists() {
         std::fs::create_dir_all(dir)
-            .map_err(|err| io_error(lock, "create the directory of", err))?;
+            .map_err(|err| io_error(lock, "create the directory", dir, err))?;
         real = path::resolve(path, lock)?;
     }
     let guard = Guard::acquire(&real, lock)?;
@@ -198,7 +198,7 @@ fn store(
         lock,
     )?;
     let bytes = stored.to_bytes();
-    write::replace(real, &bytes).map_err(|err| io_error(lock, "write", err))?;
+    write::replace(real, &bytes).map_err(|err| io_error(lock, "write", real, err))?;
     seen.remember(stored.version, &bytes);
     Ok(Version::from(stored.version))
 }

@@ -130,7 +130,7 @@ impl FileLifeLock {
 fn open_life_file(path: &Path, lock: &str) -> LockResult<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)
-            .map_err(|err| io_error(lock, "create the directory of", err))?;
+            .map_err(|err| io_error(lock, "create the directory", dir, err))?;
     }
     let file = OpenOptions::new()
         .create(true)
@@ -139,10 +139,10 @@ fn open_life_file(path: &Path, lock: &str) -> LockResult<File> {
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(|err| io_error(lock, "open the life lock file of", err))?;
+        .map_err(|err| io_error(lock, "create", path, err))?;
     let meta = file
         .metadata()
-        .map_err(|err| io_error(lock, "inspect the life lock file of", err))?;
+        .map_err(|err| io_error(lock, "inspect", path, err))?;
     if !meta.is_file() {
         crate::path::check_file(&meta, path, lock)?;
     }
@@ -154,7 +154,12 @@ fn try_hold(file: &File, lock: &str) -> LockResult<bool> {
     match file.try_lock() {
         Ok(()) => Ok(true),
         Err(TryLockError::WouldBlock) => Ok(false),
-        Err(TryLockError::Error(err)) => Err(io_error(lock, "lock the life lock file of", err)),
+        // flock fails only for reasons no path explains (out of kernel memory, say).
+        Err(TryLockError::Error(err)) => Err(LockError::unavailable_because(
+            lock,
+            format!("cannot lock the life lock file: {err}"),
+            err,
+        )),
     }
 }
 

@@ -41,7 +41,7 @@ impl Marks {
     /// Reads the marks from the (locked) OS lock file at `path`.
     pub(crate) fn read(file: &File, path: &Path, lock: &str) -> LockResult<Self> {
         let bytes = read_from_start(file)
-            .map_err(|err| crate::errors::io_error(lock, "read the OS lock file of", err))?;
+            .map_err(|err| crate::errors::io_error(lock, "read", path, err))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Self::default());
         }

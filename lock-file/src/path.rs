@@ -29,12 +29,12 @@ pub(crate) fn resolve(path: &Path, lock: &str) -> LockResult<PathBuf> {
                 Ok(meta) => check_file(&meta, &real, lock)?,
                 // Deleted since: it will be made where it was.
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                Err(err) => return Err(io_error(lock, "inspect", err)),
+                Err(err) => return Err(io_error(lock, "inspect", &real, err)),
             }
             Ok(real)
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => missing(path, lock),
-        Err(err) => Err(io_error(lock, "resolve the path of", err)),
+        Err(err) => Err(io_error(lock, "resolve the path", path, err)),
     }
 }
 
@@ -61,7 +61,7 @@ fn missing(path: &Path, lock: &str) -> LockResult<PathBuf> {
         Ok(dir) => Ok(dir.join(name)),
         // The directory is made on the first write, and resolved again after that.
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(path.to_path_buf()),
-        Err(err) => Err(io_error(lock, "resolve the directory of", err)),
+        Err(err) => Err(io_error(lock, "resolve the directory", dir, err)),
     }
 }
 

@@ -69,16 +69,16 @@ pub(crate) fn read(real: &Path, lock: &str) -> Result<Option<FileContent>, LockE
     {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(err) => return Err(io_error(lock, "read", err)),
+        Err(err) => return Err(io_error(lock, "read", real, err)),
     };
     let meta = file
         .metadata()
-        .map_err(|err| io_error(lock, "inspect", err))?;
+        .map_err(|err| io_error(lock, "inspect", real, err))?;
     crate::path::check_file(&meta, real, lock)?;
     let mut bytes = Vec::new();
     file.take(MAX_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|err| io_error(lock, "read", err))?;
+        .map_err(|err| io_error(lock, "read", real, err))?;
     let parsed = if bytes.len() as u64 > MAX_BYTES {
         Err(format!("longer than {MAX_BYTES} bytes"))
     } else {

@@ -24,9 +24,11 @@ impl ErrorContext {
     /// - 404 on `update` and 409 Conflict are `Conflict`, 409 AlreadyExists is `AlreadyExists`
     ///   (the callers decide which applies);
     /// - 400 and 422 (the server rejected what was sent) are `InvalidConfig`;
+    /// - 404 for the namespace (on `create`: the namespace does not exist) is `Misconfigured`;
     /// - an object that cannot be deserialized (a time beyond what a record can hold, written
     ///   by another client) is `Corrupt`;
-    /// - everything else (connection failures, timeouts, 429, 5xx) is `Unavailable`.
+    /// - everything else (connection failures, timeouts, 429, 5xx) is `Unavailable`, worded
+    ///   from the status's code, reason and message (one line, never the status's Debug dump).
     pub fn map(&self, verb: &str, err: kube::Error) -> LockError {
         let kube::Error::Api(status) = &err else {
             return match err {
@@ -42,7 +44,18 @@ impl ErrorContext {
                     lock: self.lock.clone(),
                     reason: format!("cannot authenticate to the API server: {err}"),
                 },
-                _ => LockError::unavailable(self.lock.clone(), err),
+                kube::Error::Service(_) | kube::Error::HyperError(_) => {
+                    let reason = format!(
+                        "cannot reach the API server: {}: check the server address in the \
+                         kubeconfig (--kubeconfig) and that the API server is running",
+                        with_causes(&err)
+                    );
+                    LockError::unavailable_because(self.lock.clone(), reason, err)
+                }
+                _ => {
+                    let reason = with_causes(&err);
+                    LockError::unavailable_because(self.lock.clone(), reason, err)
+                }
             };
         };
         match status.code {
@@ -62,7 +75,29 @@ impl ErrorContext {
                 "{}: the API server rejected the {verb}: {} ({})",
                 self.lock, status.message, status.reason
             )),
-            _ => LockError::unavailable(self.lock.clone(), err),
+            404 if is_missing_namespace(status) => LockError::Misconfigured {
+                lock: self.lock.clone(),
+                reason: format!(
+                    "namespace \"{namespace}\" does not exist: create it (`kubectl create \
+                     namespace {namespace}`) or pass --namespace (the API server said: {})",
+                    status.message,
+                    namespace = self.namespace
+                ),
+            },
+            code => {
+                let reason = if status.reason.is_empty() {
+                    format!(
+                        "the API server answered the {verb} with {code}: {}",
+                        status.message
+                    )
+                } else {
+                    format!(
+                        "the API server answered the {verb} with {code} {}: {}",
+                        status.reason, status.message
+                    )
+                };
+                LockError::unavailable_because(self.lock.clone(), reason, err)
+            }
         }
     }
 
@@ -91,6 +126,38 @@ impl ErrorContext {
 pub(crate) fn is_status(err: &kube::Error, code: u16, reason: Option<&str>) -> bool {
     matches!(err, kube::Error::Api(status)
         if status.code == code && reason.is_none_or(|reason| status.reason == reason))
+}
+
+/// A client error as one line, without kube's variant tags (`ServiceError: `, `HyperError: `)
+/// and with its causes, which say what happened where the error itself says "client error
+/// (Connect)".
+fn with_causes(err: &kube::Error) -> String {
+    let mut text = err.to_string();
+    for tag in ["ServiceError: ", "HyperError: "] {
+        if let Some(rest) = text.strip_prefix(tag) {
+            text = rest.to_owned();
+        }
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// True for the API server's 404 about a namespace (`namespaces "x" not found`), as a create
+/// in a namespace that does not exist is answered.
+fn is_missing_namespace(status: &kube::core::Status) -> bool {
+    let by_details = status
+        .details
+        .as_ref()
+        .is_some_and(|details| details.kind == "namespaces");
+    by_details || status.message.starts_with("namespaces \"")
 }
 
 /// The user in an API server message such as `User "alice" cannot update resource …`.
@@ -160,6 +227,32 @@ mod tests {
             context().map("create", status(422, "Invalid", "x")),
             LockError::InvalidConfig(_)
         ));
+        let busy = context()
+            .map("update", status(503, "ServiceUnavailable", "etcd is down"))
+            .to_string();
+        assert!(
+            busy.ends_with(
+                "the API server answered the update with 503 ServiceUnavailable: etcd is down"
+            ),
+            "{busy}"
+        );
+        assert!(!busy.contains("Status {"), "{busy}");
+    }
+
+    #[test]
+    fn a_missing_namespace_is_misconfigured_and_says_what_to_do() {
+        let err = context().map(
+            "create",
+            status(404, "NotFound", r#"namespaces "team" not found"#),
+        );
+        assert!(matches!(err, LockError::Misconfigured { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains(
+                "namespace \"team\" does not exist: create it (`kubectl create namespace team`) \
+                 or pass --namespace"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use lock_core::backend::{LazyClient, Made};
 use lock_core::{LockError, LockResult};
 
 use crate::cluster::ClusterUrl;
+use crate::errors::plain_text;
 use crate::sentinel::{SentinelUrl, Sentinels};
 use crate::{names, RedisLockOptions};
 
@@ -89,13 +90,9 @@ impl Target {
                      min_replicas to the number of replicas of each primary"
                 );
             }
-            let parsed = parsed.map_err(|reason| {
-                LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
-            })?;
+            let parsed = parsed.map_err(|reason| invalid_url(url, &reason))?;
             let roots = tls_roots(options, parsed.tls)?;
-            let invalid = |err: redis::RedisError| {
-                LockError::InvalidConfig(format!("invalid Redis URL: {err}"))
-            };
+            let invalid = |err: redis::RedisError| invalid_url(url, &plain_text(&err));
             let client = parsed
                 .client(
                     roots.as_deref(),
@@ -112,9 +109,7 @@ impl Target {
             })));
         }
         if let Some(parsed) = SentinelUrl::parse(url) {
-            let mut parsed = parsed.map_err(|reason| {
-                LockError::InvalidConfig(format!("invalid Redis URL: {reason}"))
-            })?;
+            let mut parsed = parsed.map_err(|reason| invalid_url(url, &reason))?;
             // RESP2: a RESP3 connection manager reconnects by itself when the server says it
             // is going away, to the same address, without asking the sentinels.
             parsed.data.protocol = redis::ProtocolVersion::RESP2;
@@ -141,7 +136,7 @@ impl Target {
         }
         let info = url
             .into_connection_info()
-            .map_err(|err| LockError::InvalidConfig(format!("invalid Redis URL: {err}")))?;
+            .map_err(|err| invalid_url(url, &plain_text(&err)))?;
         let roots = tls_roots(options, matches!(info.addr, ConnectionAddr::TcpTls { .. }))?;
         open(info, roots.as_deref())
             .map_err(|err| match &options.tls_ca {
@@ -149,7 +144,7 @@ impl Target {
                     "cannot use the TLS CA file {}: {err}",
                     path.display()
                 )),
-                None => LockError::InvalidConfig(format!("invalid Redis URL: {err}")),
+                None => invalid_url(url, &plain_text(&err)),
             })
             .map(Self::Server)
     }
@@ -198,6 +193,32 @@ impl Target {
         }
     }
 
+    /// Where connections go, as `HOST:PORT` for one server (the sentinels' or seed nodes'
+    /// URL otherwise), for messages.
+    pub fn address(&self) -> String {
+        match self {
+            Self::Server(client) => match &client.get_connection_info().addr {
+                ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                    format!("{}:{port}", names::bracket(host))
+                }
+                ConnectionAddr::Unix(path) => path.display().to_string(),
+            },
+            Self::Sentinels(_) | Self::Cluster(_) => self.describe(),
+        }
+    }
+
+    /// True when connections start with a TLS handshake (`rediss://`).
+    pub fn tls(&self) -> bool {
+        match self {
+            Self::Server(client) => matches!(
+                client.get_connection_info().addr,
+                ConnectionAddr::TcpTls { .. }
+            ),
+            Self::Sentinels(_) => self.describe().starts_with("rediss"),
+            Self::Cluster(cluster) => cluster.tls,
+        }
+    }
+
     /// The user the data connection authenticates as.
     pub fn user(&self) -> String {
         match self {
@@ -216,6 +237,38 @@ impl std::fmt::Debug for Target {
     // Written by hand: connection info holds the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
+    }
+}
+
+/// The form of a Redis URL, for messages about one that is not.
+pub(crate) const URL_FORM: &str = "redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS)";
+
+/// A URL that cannot be read: echoes it without its password, says why and what is expected.
+fn invalid_url(url: &str, why: &str) -> LockError {
+    LockError::InvalidConfig(format!(
+        "invalid Redis URL `{}`: {why}; expected {URL_FORM}",
+        redacted(url)
+    ))
+}
+
+/// `url` with the password of its `user:password@` part replaced by `***` (everything up to
+/// the last `@` before a query counts as credentials, so no part of a password shows; a
+/// password without a user name is hidden whole).
+pub(crate) fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let query_start = rest.find('?').unwrap_or(rest.len());
+    let Some(at) = rest[..query_start].rfind('@') else {
+        return url.to_owned();
+    };
+    let prefix = if scheme.is_empty() {
+        String::new()
+    } else {
+        format!("{scheme}://")
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _)) => format!("{prefix}{user}:***@{}", &rest[at + 1..]),
+        None if rest[..at].is_empty() => url.to_owned(),
+        None => format!("{prefix}***@{}", &rest[at + 1..]),
     }
 }
 
@@ -367,5 +420,59 @@ impl SharedConnection {
     /// makes a new one.
     pub async fn reset(&self, generation: u64) {
         self.lazy.reset(generation).await;
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    fn message(url: &str) -> String {
+        match Target::new(url, &RedisLockOptions::default()) {
+            Err(err) => err.to_string(),
+            Ok(_) => panic!("{url} was accepted"),
+        }
+    }
+
+    #[test]
+    fn a_bad_url_is_echoed_without_its_password_with_the_expected_form() {
+        for (url, shown, why) in [
+            (
+                "redis://app:s3cret@cache:notaport",
+                "redis://app:***@cache:notaport",
+                "Redis URL did not parse",
+            ),
+            (
+                "rediss://app:s3cret@cache:6379/abc",
+                "rediss://app:***@cache:6379/abc",
+                "Invalid database number",
+            ),
+            (
+                "redis://:s3cret@cache:6379?protocol=bogus",
+                "redis://:***@cache:6379?protocol=bogus",
+                "Invalid protocol version: bogus",
+            ),
+        ] {
+            let message = message(url);
+            assert_eq!(
+                message,
+                format!(
+                    "invalid configuration: invalid Redis URL `{shown}`: {why}; expected \
+                     redis://[USER:PASSWORD@]HOST:PORT[/DB] (rediss:// for TLS)"
+                ),
+                "{url}"
+            );
+            assert!(!message.contains("s3cret"), "{message}");
+            assert!(!message.contains("InvalidClientConfig"), "{message}");
+        }
+    }
+
+    #[test]
+    fn redaction_hides_every_part_of_a_password() {
+        assert_eq!(
+            redacted("redis://u:p@ss/w@h:1/2?x=@y"),
+            "redis://u:***@h:1/2?x=@y"
+        );
+        assert_eq!(redacted("redis://h:1"), "redis://h:1");
     }
 }

@@ -14,6 +14,11 @@ pub(crate) struct ErrorContext {
     pub user: String,
     /// The key prefix, for the ACL line that grants what is missing.
     pub key_prefix: String,
+    /// Where the connection goes, as `HOST:PORT` (the sentinels or seed nodes behind them,
+    /// otherwise), for the messages about a server that does not answer as Redis.
+    pub address: String,
+    /// True for `rediss://`: the connection starts with a TLS handshake.
+    pub tls: bool,
 }
 
 impl ErrorContext {
@@ -42,9 +47,21 @@ impl ErrorContext {
             };
         }
         if err.kind() == ErrorKind::InvalidClientConfig {
-            return LockError::InvalidConfig(format!("{}: {err}", self.lock));
+            return LockError::InvalidConfig(format!("{}: {}", self.lock, plain_text(&err)));
         }
-        let mut reason = err.to_string();
+        if let Some(reason) = self.not_redis(&err) {
+            return LockError::unavailable_because(self.lock.clone(), reason, err);
+        }
+        let mut reason = plain_text(&err);
+        if !self.tls && err.is_connection_dropped() {
+            // A TLS server closes a connection that starts in the clear; a restart also drops
+            // connections, hence only "if".
+            reason.push_str(&format!(
+                " (the server at {} closed the connection: if it is a Redis server with TLS, \
+                 write rediss://)",
+                self.address
+            ));
+        }
         if reason.contains("invalid peer certificate") {
             reason.push_str(
                 " (the server's certificate is not trusted: check the tls_ca option, and that the certificate names the host in the URL)",
@@ -53,9 +70,64 @@ impl ErrorContext {
         LockError::unavailable_because(self.lock.clone(), reason, err)
     }
 
-    /// The lock call took longer than `limit`.
+    /// The lock call took longer than `limit`. Over TLS, a server that does not speak TLS
+    /// (a plain Redis) leaves the handshake unanswered, which looks just like this: say so.
     pub fn timed_out(&self, limit: Duration) -> LockError {
+        if self.tls {
+            return LockError::unexpected(
+                self.lock.clone(),
+                format!("no answer within {limit:?}{}", self.tls_hint()),
+            );
+        }
         LockError::timed_out(self.lock.clone(), limit)
+    }
+
+    /// What a TLS connection that got no answer may mean, for messages.
+    pub fn tls_hint(&self) -> String {
+        if !self.tls {
+            return String::new();
+        }
+        format!(
+            " (is the server at {} a Redis server with TLS? a rediss:// URL needs a TLS port \
+             (tls-port); for a plain Redis server write redis://)",
+            self.address
+        )
+    }
+
+    /// The message for an answer no Redis server gives (an HTTP server, random bytes, or a
+    /// plain server spoken to over TLS), or `None` when `err` is something else.
+    fn not_redis(&self, err: &RedisError) -> Option<String> {
+        let text = plain_text(err);
+        let address = &self.address;
+        if self.tls && err.is_timeout() {
+            return Some(format!(
+                "the server at {address} did not complete a TLS handshake ({text}): is it a \
+                 Redis server with TLS? a rediss:// URL needs a TLS port (tls-port); for a \
+                 plain Redis server write redis://"
+            ));
+        }
+        let bad_tls = ["corrupt message", "InvalidContentType", "InvalidMessage"];
+        if self.tls && bad_tls.iter().any(|needle| text.contains(needle)) {
+            return Some(format!(
+                "the server at {address} did not answer TLS ({text}): is it a Redis server \
+                 with TLS? a rediss:// URL needs a TLS port (tls-port); for a plain Redis \
+                 server write redis://"
+            ));
+        }
+        if err.kind() == ErrorKind::ParseError {
+            // redis-rs puts the bytes it choked on on lines of their own.
+            let first_line = text.lines().next().unwrap_or_default();
+            let tls_note = if self.tls {
+                ""
+            } else {
+                "; if it is a Redis server with TLS, write rediss://"
+            };
+            return Some(format!(
+                "the server at {address} did not answer as Redis ({first_line}): is it a \
+                 Redis server? check the host and port in the URL{tls_note}"
+            ));
+        }
+        None
     }
 
     /// The server answered something the script cannot have sent.
@@ -124,6 +196,22 @@ fn is_missing_permission(err: &RedisError) -> bool {
     .any(|needle| text.contains(needle))
 }
 
+/// The client library's message without its internal tag: redis-rs writes its errors as
+/// `DESCRIPTION- KindName` or `DESCRIPTION - KindName: DETAIL` (the `ErrorKind`'s Debug
+/// name), which means nothing to a user.
+pub(crate) fn plain_text(err: &RedisError) -> String {
+    let text = err.to_string();
+    let tag = format!("{:?}", err.kind());
+    let with_detail = format!(" - {tag}: ");
+    if text.contains(&with_detail) {
+        return text.replacen(&with_detail, ": ", 1);
+    }
+    match text.strip_suffix(&format!("- {tag}")) {
+        Some(plain) => plain.trim_end().to_owned(),
+        None => text,
+    }
+}
+
 /// The server's own words: its error code and message.
 fn server_text(err: &RedisError) -> String {
     match (err.code(), err.detail()) {
@@ -141,7 +229,23 @@ mod tests {
             lock: "redis://127.0.0.1:6379/leader-election:{orders}".into(),
             user: "alice".into(),
             key_prefix: "leader-election:".into(),
+            address: "127.0.0.1:6379".into(),
+            tls: false,
         }
+    }
+
+    #[test]
+    fn the_client_librarys_kind_tags_are_not_shown() {
+        let bare = RedisError::from((ErrorKind::InvalidClientConfig, "Redis URL did not parse"));
+        assert_eq!(plain_text(&bare), "Redis URL did not parse");
+        let detailed = RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "Invalid protocol version",
+            "bogus".to_owned(),
+        ));
+        assert_eq!(plain_text(&detailed), "Invalid protocol version: bogus");
+        let mapped = context().map(bare).to_string();
+        assert!(!mapped.contains("InvalidClientConfig"), "{mapped}");
     }
 
     fn server_error(code: &str, detail: &str) -> RedisError {

@@ -624,7 +624,10 @@ fn connect(settings: Arc<HubSettings>) -> BoxFuture<'static, Result<(Sink, Messa
         match timeout(limit, connect).await {
             Ok(Ok(link)) => Ok(link),
             Ok(Err(err)) => Err(settings.errors.map(err).to_string()),
-            Err(_) => Err(format!("no connection within {limit:?}")),
+            Err(_) => Err(format!(
+                "no connection within {limit:?}{}",
+                settings.errors.tls_hint()
+            )),
         }
     }
     .boxed()

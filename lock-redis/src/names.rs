@@ -94,7 +94,7 @@ pub(crate) fn server(info: &ConnectionInfo) -> String {
 }
 
 /// IPv6 addresses are written in brackets, as in URLs.
-fn bracket(host: &str) -> String {
+pub(crate) fn bracket(host: &str) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {

@@ -45,6 +45,8 @@ impl Session {
             lock: server.clone(),
             user: target.user(),
             key_prefix: options.key_prefix.clone(),
+            address: target.address(),
+            tls: target.tls(),
         };
         let hub_template = HubSettings {
             target: target.clone(),

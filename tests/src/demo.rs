@@ -107,7 +107,23 @@ fn build_demo(profile_dir: &Path) {
 /// where it is installed) when the thread that started it ends, so that not even an aborting
 /// test leaves a demo running.
 fn demo_command(args: &[&str]) -> Command {
-    let mut command = if parent_death_signal_works() {
+    demo_command_as(args, None)
+}
+
+/// [`demo_command`], run as user id `uid` (with the group id of the same number and no
+/// supplementary groups) when one is given, through util-linux's `setpriv`.
+fn demo_command_as(args: &[&str], uid: Option<u32>) -> Command {
+    let mut command = if let Some(uid) = uid {
+        let mut command = Command::new("setpriv");
+        command
+            .arg(format!("--reuid={uid}"))
+            .arg(format!("--regid={uid}"))
+            .arg("--clear-groups")
+            .arg("--pdeathsig")
+            .arg("KILL")
+            .arg(demo_binary());
+        command
+    } else if parent_death_signal_works() {
         let mut command = Command::new("setpriv");
         command.arg("--pdeathsig").arg("KILL").arg(demo_binary());
         command
@@ -326,12 +342,27 @@ impl Demo {
         Self::spawn(name, args, false)
     }
 
+    /// Starts `demo ARGS` like [`Demo::start_with`], as user id `uid` (its group id the same
+    /// number, no supplementary groups), so that file permissions apply even when the tests
+    /// run as root. Needs util-linux's `setpriv` (and root, to switch users).
+    pub fn start_as_user(name: &str, uid: u32, args: &[&str]) -> Self {
+        Self::spawn_command(name, demo_command_as(args, Some(uid)), true, &[])
+    }
+
     fn spawn(name: &str, args: &[&str], read_output: bool) -> Self {
         Self::spawn_env(name, args, read_output, &[])
     }
 
     fn spawn_env(name: &str, args: &[&str], read_output: bool, env: &[(String, String)]) -> Self {
-        let mut command = demo_command(args);
+        Self::spawn_command(name, demo_command(args), read_output, env)
+    }
+
+    fn spawn_command(
+        name: &str,
+        mut command: Command,
+        read_output: bool,
+        env: &[(String, String)],
+    ) -> Self {
         command.envs(env.iter().map(|(key, value)| (key, value)));
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         if !read_output {
@@ -453,6 +484,24 @@ impl Demo {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+
+    /// The first line of stderr that contains `needle`, whole (as a user reads it); panics
+    /// with the process's report when none comes `within`.
+    pub async fn stderr_line(&self, needle: &str, within: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.stderr().lines().find(|line| line.contains(needle)) {
+                return line.to_owned();
+            }
+            assert!(
+                started.elapsed() < within,
+                "{}: no stderr line with {needle:?} within {within:?}\n{}",
+                self.name,
+                self.report()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The base URL (`http://ADDR`) this instance serves HTTP on, from the `serving HTTP on`

@@ -19,6 +19,8 @@ fn settings(url: &str) -> HubSettings {
             lock: url.to_owned(),
             user: "default".into(),
             key_prefix: "p:".into(),
+            address: "127.0.0.1:6379".into(),
+            tls: false,
         },
     }
 }

@@ -191,6 +191,16 @@ async fn a_user_without_the_role_gets_an_error_naming_verb_resource_and_namespac
     let err = lock.get().await.expect_err("bob may not read leases");
     let message = err.to_string();
     assert!(matches!(err, LockError::Forbidden { .. }), "{message}");
+    // One line from the status's own words, never its Debug dump.
+    assert!(!message.contains("Status {"), "{message}");
+    assert!(!message.contains("ApiError"), "{message}");
+    assert!(!message.contains('\n'), "{message}");
+    assert!(
+        message.contains(
+            "the API server said: leases.coordination.k8s.io \"orders\" is forbidden: User \"bob\" cannot get resource \"leases\""
+        ),
+        "{message}"
+    );
     assert!(
         message.contains(&format!(
             "forbidden: user bob cannot get leases.coordination.k8s.io in namespace {namespace}"
@@ -215,4 +225,60 @@ async fn a_user_without_the_role_gets_an_error_naming_verb_resource_and_namespac
         )),
         "{message}"
     );
+}
+
+/// Issue 16: a namespace that does not exist is a setup to fix (`Misconfigured`, naming the
+/// namespace and what to do), not a passing fault; the demo's warning says the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_that_does_not_exist_is_misconfigured_and_named() {
+    let server = super::backend::KubeBackend::start(LockKind::Lease)
+        .await
+        .server;
+    let namespace = unique_name("absent");
+    let lock = lock_as(server, ADMIN_USER, LockKind::Lease, &namespace, "orders").await;
+    assert!(lock
+        .get()
+        .await
+        .expect("a lease that is not there")
+        .is_none());
+    let record = lock_core::LeaderElectionRecord {
+        holder_identity: "a".into(),
+        lease_duration_seconds: 15,
+        ..Default::default()
+    };
+    let err = lock
+        .create(&record)
+        .await
+        .expect_err("no lease in a namespace that does not exist");
+    let message = err.to_string();
+    assert!(matches!(err, LockError::Misconfigured { .. }), "{message}");
+    assert!(err.is_permanent());
+    let expected = format!(
+        "namespace \"{namespace}\" does not exist: create it (`kubectl create namespace \
+         {namespace}`) or pass --namespace"
+    );
+    assert!(message.contains(&expected), "{message}");
+    assert!(!message.contains("Status {"), "{message}");
+
+    let kubeconfig = server.admin_kubeconfig();
+    let demo = lock_tests::demo::Demo::start_with(
+        "absent",
+        &[
+            "--instance",
+            "a",
+            "--backend",
+            "k8s",
+            "--namespace",
+            &namespace,
+            "--kubeconfig",
+            kubeconfig.to_str().expect("a UTF-8 path"),
+            "--lock-name",
+            "orders",
+        ],
+    );
+    let line = demo
+        .stderr_line("lock call failed; retrying", Duration::from_secs(30))
+        .await;
+    assert!(line.contains(&expected), "{line}");
+    assert!(!line.contains("unavailable"), "{line}");
 }
