@@ -410,13 +410,15 @@ pub struct Cli {
     #[arg(long, env = "DEMO_RETRY_PERIOD", global = true, help_heading = TIMING, value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
     pub retry_period: Duration,
 
-    /// Give up and exit with status 3 once every lock call has failed for this long with an
-    /// error that will not pass by itself: wrong credentials, a missing permission (RBAC,
-    /// ACL), a namespace that does not exist, a lock file that cannot be made. Any answer, and
-    /// any passing fault (a server down or slow), starts the count again: those are retried
-    /// without end. `never` (or 0) retries everything for ever. A leader whose renews fail
+    /// Give up and exit with status 3 once the lock has been unusable for this long: every
+    /// attempt failed with an error that will not pass by itself (wrong credentials, a missing
+    /// permission (RBAC, ACL), a namespace that does not exist, a lock file that cannot be
+    /// made). A write that succeeds, another instance seen leading, and any passing fault (a
+    /// server down or slow) start the count again: those are retried without end. `never` (or 0) retries everything for ever. A leader whose renews fail
     /// steps down at --renew-deadline first and counts from then. Leases only: with
     /// --leader-for-life every fault is retried.
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
     #[arg(long, env = "DEMO_GIVE_UP_AFTER", value_name = "DURATION", default_value = "30s", value_parser = parse_give_up_after)]
     pub give_up_after: GiveUpAfter,
 

@@ -37,8 +37,9 @@ impl fmt::Display for GaveUp {
     }
 }
 
-/// A standby's run of permanent failures: since when every lock call failed with one, and the
-/// last of them. Any success, lost race or passing fault ends the run.
+/// A standby's run of permanent failures: since when every attempt failed with one, and the
+/// last of them. An answered write, a lost race, a valid lease seen or a passing fault ends
+/// the run.
 #[derive(Default)]
 pub(super) struct PermanentFailures {
     since: Option<Instant>,
@@ -67,9 +68,11 @@ impl LeaderElector {
     /// Makes [`run`](Self::run) end with [`RunOutcome::GaveUp`](super::RunOutcome::GaveUp)
     /// once every lock call of this candidate has failed with a
     /// [permanent](LockError::is_permanent) error for `after` without a break: wrong
-    /// credentials, missing permissions, a namespace or directory that is not there. Any
-    /// answer, and any passing fault (a server down, a timeout), starts the count again, so a
-    /// server that is down is waited for without end. Without this (the default) an elector
+    /// credentials, missing permissions, a namespace or directory that is not there. A write
+    /// that is answered, a valid lease of another candidate seen (nothing to write), and any
+    /// passing fault (a server down, a timeout) start the count again, so a server that is down
+    /// is waited for without end. A read that answers does not: where every write is refused,
+    /// reads may still answer (a missing Kubernetes namespace reads as "no record"). Without this (the default) an elector
     /// retries every fault for ever, so that an operator can fix the setup while it runs.
     ///
     /// Only a standby gives up: a leader whose renews fail ends its term at the renew deadline
