@@ -134,8 +134,7 @@ fn demo_command_as(args: &[&str], uid: Option<u32>) -> Command {
     for (name, _) in std::env::vars_os() {
         // $POD_NAME would be the default identity: only the arguments count.
         // $RUST_LOG would change what the demo logs by default, which tests assert.
-        if name.to_string_lossy().starts_with("DEMO_") || name == "POD_NAME" || name == "RUST_LOG"
-        {
+        if name.to_string_lossy().starts_with("DEMO_") || name == "POD_NAME" || name == "RUST_LOG" {
             command.env_remove(name);
         }
     }

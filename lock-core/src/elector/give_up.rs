@@ -129,6 +129,9 @@ mod tests {
         inner: MemoryLock,
         forbidden: Arc<AtomicBool>,
         unavailable: Arc<AtomicBool>,
+        /// Writes (not reads) fail as misconfigured: a Kubernetes namespace that does not
+        /// exist, where reading a Lease answers "none" and creating one fails.
+        writes_refused: bool,
     }
 
     impl Refusing {
@@ -146,6 +149,18 @@ mod tests {
         }
     }
 
+    impl Refusing {
+        fn write_refusal(&self) -> LockResult<()> {
+            if self.writes_refused {
+                return Err(LockError::Misconfigured {
+                    lock: "memory".into(),
+                    reason: "namespace \"x\" does not exist".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
     #[async_trait::async_trait]
     impl Lock for Refusing {
         async fn get(&self) -> LockResult<Option<Versioned>> {
@@ -154,6 +169,7 @@ mod tests {
         }
         async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
             self.refusal()?;
+            self.write_refusal()?;
             self.inner.create(record).await
         }
         async fn update(
@@ -162,6 +178,7 @@ mod tests {
             expected: &Version,
         ) -> LockResult<Version> {
             self.refusal()?;
+            self.write_refusal()?;
             self.inner.update(record, expected).await
         }
         fn describe(&self) -> String {
@@ -175,8 +192,66 @@ mod tests {
             inner: MemoryLock::new("jobs"),
             forbidden: flag.clone(),
             unavailable: Arc::new(AtomicBool::new(unavailable)),
+            writes_refused: false,
         };
         (lock, flag)
+    }
+
+    /// Reads that answer do not make a standby's refused writes a passing fault: a lock whose
+    /// every read answers "no record" and every create fails as misconfigured is given up on
+    /// (the CI of the demo found this: a namespace that does not exist).
+    #[tokio::test(start_paused = true)]
+    async fn answered_reads_between_refused_writes_still_give_up() {
+        let (mut lock, _) = refusing(false, false);
+        lock.writes_refused = true;
+        let elector = LeaderElector::new(lock, ElectionConfig::new("a"))
+            .unwrap()
+            .give_up_after(Duration::from_secs(30));
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(120),
+            elector.run(CancellationToken::new()),
+        )
+        .await
+        .expect("gave up within 120 s");
+        let RunOutcome::GaveUp(gave_up) = outcome else {
+            panic!("did not give up: {outcome:?}");
+        };
+        assert!(
+            gave_up.error.to_string().contains("does not exist"),
+            "{gave_up}"
+        );
+        let took = started.elapsed();
+        assert!(took >= Duration::from_secs(30), "{took:?}");
+        assert!(took <= Duration::from_secs(33), "{took:?}");
+    }
+
+    /// A standby that only reads, because another candidate holds a valid lease, never gives
+    /// up, even if its writes would be refused: it has nothing to write.
+    #[tokio::test(start_paused = true)]
+    async fn a_standby_behind_a_valid_leader_never_gives_up() {
+        let (mut lock, _) = refusing(false, false);
+        let held = lock.inner.clone();
+        lock.writes_refused = true;
+        // Another candidate leads on the same record, renewing.
+        let leader = LeaderElector::new(held, ElectionConfig::new("b")).unwrap();
+        let leader_cancel = CancellationToken::new();
+        let leading = tokio::spawn(leader.run(leader_cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let elector = LeaderElector::new(lock, ElectionConfig::new("a"))
+            .unwrap()
+            .give_up_after(Duration::from_secs(5));
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(elector.run(cancel.clone()));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert!(!running.is_finished(), "gave up behind a valid leader");
+        cancel.cancel();
+        assert_eq!(
+            running.await.unwrap(),
+            RunOutcome::Cancelled { released: false }
+        );
+        leader_cancel.cancel();
+        let _ = leading.await;
     }
 
     #[tokio::test(start_paused = true)]

@@ -290,7 +290,10 @@ impl LeaderElector {
             };
             match read {
                 Ok(current) => {
-                    standby.failures.answered();
+                    // An answer alone does not end a run of permanent failures: a read may
+                    // answer where every write is refused (a Kubernetes namespace that does
+                    // not exist reads as "no record"). The run ends when there is nothing to
+                    // write (a valid lease, not ready) or a write is answered.
                     if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
                         return won;
                     }
@@ -313,6 +316,7 @@ impl LeaderElector {
         };
         if let Some(expiry) = seen.expires_at(own_lease).filter(|at| Instant::now() < *at) {
             standby.quick_retries = 0;
+            standby.failures.answered();
             let wake_at = if hints_active {
                 expiry.min(seen.read_at + CONFIRM_INTERVAL)
             } else {
@@ -332,7 +336,8 @@ impl LeaderElector {
         };
         if !readiness.is_ready() {
             // Not ready: follow the lock as usual, never take it (a change of readiness wakes
-            // the loop at once).
+            // the loop at once). Nothing to write, so no failure to count.
+            standby.failures.answered();
             return Step::WaitUntil(unready_wait);
         }
         let current = seen.current.clone();

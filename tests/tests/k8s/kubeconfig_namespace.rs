@@ -75,3 +75,51 @@ async fn without_namespace_the_kubeconfig_contexts_namespace_holds_the_lease() {
     demo.interrupt();
     assert!(demo.wait_exit(STARTUP).await.success(), "{}", demo.report());
 }
+
+/// A context whose namespace does not exist is a setup that retrying cannot fix: the demo says
+/// so in one line naming the namespace and what to do, and gives up after --give-up-after
+/// with status 3 instead of retrying for ever with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_namespace_that_does_not_exist_gives_up_with_status_3_and_says_so() {
+    let server = tokio::task::spawn_blocking(KubeApiServer::shared)
+        .await
+        .expect("start the test kube-apiserver");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let namespace = unique_name("missing-ns");
+    let kubeconfig = kubeconfig_in(server, &namespace, dir.path());
+    let name = unique_name("ctx");
+    let mut demo = Demo::start(
+        "a",
+        &[
+            "--backend",
+            "k8s",
+            "--kubeconfig",
+            &kubeconfig,
+            "--lock-name",
+            &name,
+            "--give-up-after",
+            "2s",
+        ],
+    );
+    let status = demo.wait_exit(STARTUP).await;
+    assert_eq!(status.code(), Some(3), "{}", demo.report());
+    let stderr = demo.stderr();
+    let gave_up: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(gave_up.len(), 1, "{}", demo.report());
+    assert!(
+        gave_up[0].starts_with("error: gave up after 2s: "),
+        "{}",
+        gave_up[0]
+    );
+    assert!(
+        gave_up[0].contains(&format!(
+            "namespace \"{namespace}\" does not exist: create it (`kubectl create namespace {namespace}`) or pass --namespace"
+        )),
+        "{}",
+        gave_up[0]
+    );
+    assert!(!gave_up[0].contains("Status {"), "{}", gave_up[0]);
+}
