@@ -70,10 +70,27 @@ fn the_observe_walkthrough_runs_as_shown() {
 }
 
 /// docs/troubleshooting.md: the messages it explains are the ones the demo prints, with
-/// their exit statuses.
+/// their exit statuses. `/tmp/app` is a fresh directory, as the page's absolute paths show up
+/// in the messages.
 #[test]
 fn the_troubleshooting_examples_run_as_shown() {
-    check("troubleshooting", &[], &[]);
+    let dir = tempfile::tempdir().expect("a temporary directory for the page's /tmp/app");
+    check(
+        "troubleshooting",
+        &[Substitution::new(
+            "/tmp/app",
+            dir.path().display().to_string(),
+        )],
+        &[],
+    );
+}
+
+/// docs/troubleshooting.md: a wrong Redis password gives up after --give-up-after with
+/// status 3 and the reason.
+#[test]
+fn the_troubleshooting_give_up_on_redis_runs_as_shown() {
+    let redis = RedisServer::start_with_password("s3cret");
+    check("troubleshooting-redis", &redis_substitutions(&redis), &[]);
 }
 
 /// docs/redis.md: two instances, the record in the hash, an ACL user that can elect.
