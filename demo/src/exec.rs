@@ -267,7 +267,9 @@ impl Runner {
         if failures >= FAST_FAILURES_LIMIT {
             let program = self.exec.command.first().map_or("", String::as_str);
             eprintln!(
-                "error: {} exited within {} of its start {failures} times in a row                  (--on-child-exit restart gives up after {FAST_FAILURES_LIMIT}): ending the term,                  releasing the lock and exiting with its last status",
+                "error: {} exited within {} of its start {failures} times in a row \
+                 (--on-child-exit restart gives up after {FAST_FAILURES_LIMIT}): ending the \
+                 term, releasing the lock and exiting with its last status",
                 printable(&format!("{program:?}")),
                 humantime::format_duration(FAST_FAILURE),
             );

@@ -231,7 +231,10 @@ async fn restart_gives_up_on_a_command_that_keeps_failing_fast() {
     let errors = error_lines(&demo);
     assert_eq!(errors.len(), 1, "{}", demo.report());
     assert!(
-        errors[0].starts_with("error: \"sh\" exited within 10s of its start 5 times in a row"),
+        errors[0]
+            == "error: \"sh\" exited within 10s of its start 5 times in a row (--on-child-exit \
+                restart gives up after 5): ending the term, releasing the lock and exiting with \
+                its last status",
         "{}",
         errors[0]
     );
