@@ -45,9 +45,11 @@ pub struct Environment<'a> {
 }
 
 /// The error for a supervisor that reported nothing within [`START_REPORT`], which is killed.
-/// Killing it leaves nothing behind: the supervisor reports the pid right after the command
-/// started (one write into an empty socket), so one silent for seconds never started it. The
-/// error names the supervisor's state in /proc, to tell a stuck start from a stopped or
+/// The supervisor reports the pid right after the command started, so one silent for seconds
+/// almost surely never started it; but a supervisor descheduled or stopped between the two
+/// steps would leave a command running that nobody supervises once it is killed. So the
+/// process groups of its children (the command leads a group of its own) are killed first.
+/// The error names the supervisor's state in /proc, to tell a stuck start from a stopped or
 /// sleeping process.
 fn unresponsive(mut supervisor: tokio::process::Child) -> io::Error {
     let pid = supervisor.id().unwrap_or_default();
@@ -56,14 +58,49 @@ fn unresponsive(mut supervisor: tokio::process::Child) -> io::Error {
         .and_then(|stat| supervisor::state_of(&stat))
         .map_or_else(|| "gone".to_owned(), |state| format!("state {state}"));
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let children = children_of(pid);
+    for child in &children {
+        if let Ok(group) = i32::try_from(*child) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(group),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
     // The runtime reaps it once it is gone.
     let _ = supervisor.start_kill();
+    let started = if children.is_empty() {
+        "it had started nothing".to_owned()
+    } else {
+        format!("the command it had started (pid {children:?}) was killed too")
+    };
     io::Error::new(
         io::ErrorKind::TimedOut,
         format!(
-            "the exec supervisor (pid {pid}, {state}, waiting in {wchan:?}) did not start the command within {START_REPORT:?}; it was killed"
+            "the exec supervisor (pid {pid}, {state}, waiting in {wchan:?}) did not start the command within {START_REPORT:?}; it was killed, and {started}"
         ),
     )
+}
+
+/// The processes whose parent is `pid` (from /proc).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|candidate| {
+            std::fs::read_to_string(format!("/proc/{candidate}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // After the parenthesised command name: the state, then the parent's pid.
+                    let rest = stat.rsplit_once(')')?.1.to_owned();
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(pid)
+        })
+        .collect()
 }
 
 impl SupervisedChild {
@@ -222,6 +259,56 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(gone, "the stuck supervisor {pid} is still running");
+        assert!(err.to_string().contains("it had started nothing"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A supervisor that started the command (in a group of its own) and then went silent is
+    /// killed with its command: nothing of the start runs on unsupervised.
+    #[tokio::test]
+    async fn a_silent_supervisor_that_started_the_command_is_killed_with_it() {
+        let dir = std::env::temp_dir().join(format!("demo-silent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let silent = dir.join("silent-supervisor");
+        let pid_file = dir.join("command-pid");
+        // setsid: the command leads a group (and session) of its own, as the real one does.
+        std::fs::write(
+            &silent,
+            format!(
+                "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{}\"; exec sleep 60' &\nexec sleep 60\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&silent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Environment {
+            token: 1,
+            identity: "a",
+            lock: "l",
+        };
+        let result =
+            SupervisedChild::spawn_through(silent.to_str().unwrap(), &["true".into()], &env).await;
+        let err = result.err().expect("a silent supervisor is an error");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("was killed too"), "{err}");
+        let command: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut gone = false;
+        for _ in 0..50 {
+            let stat = std::fs::read_to_string(format!("/proc/{command}/stat")).unwrap_or_default();
+            if supervisor::state_of(&stat).is_none_or(|state| state == 'Z') {
+                gone = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(
+            gone,
+            "the command {command} of the killed supervisor still runs"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
