@@ -12,6 +12,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::process::Command;
 
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
 use crate::supervisor::{self, request};
 
 /// The program that runs the supervisor: this very binary, through the kernel's link to it,
@@ -44,42 +47,50 @@ pub struct Environment<'a> {
     pub lock: &'a str,
 }
 
-/// The error for a supervisor that reported nothing within [`START_REPORT`], which is killed.
-/// The supervisor reports the pid right after the command started, so one silent for seconds
-/// almost surely never started it; but a supervisor descheduled or stopped between the two
-/// steps would leave a command running that nobody supervises once it is killed. So the
-/// process groups of its children (the command leads a group of its own) are killed first.
-/// The error names the supervisor's state in /proc, to tell a stuck start from a stopped or
-/// sleeping process.
-fn unresponsive(mut supervisor: tokio::process::Child) -> io::Error {
-    let pid = supervisor.id().unwrap_or_default();
+/// Ends a start that is given up on (the supervisor said nothing within [`START_REPORT`], or
+/// the term or the program ended meanwhile) so that nothing of it runs once this returns: the
+/// supervisor is stopped first (SIGSTOP, so that it cannot start anything more), then every
+/// child it has is killed, alone and with its process group (the command leads a group of its
+/// own once it runs; a child that has not set its group yet is killed by its pid), then the
+/// supervisor itself, whose exit is waited for. Returns what was found, for the message.
+async fn abandon(mut supervisor: tokio::process::Child) -> String {
+    let Some(pid) = supervisor.id() else {
+        return "it had exited".to_owned();
+    };
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|stat| supervisor::state_of(&stat))
         .map_or_else(|| "gone".to_owned(), |state| format!("state {state}"));
     let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    let supervisor_pid = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    let _ = kill(supervisor_pid, Signal::SIGSTOP);
+    // A stopped process shows state T at once, but give the kernel a moment on a busy machine.
+    for _ in 0..100 {
+        let stopped = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| supervisor::state_of(&stat))
+            .is_none_or(|state| matches!(state, 'T' | 't' | 'Z' | 'X'));
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let children = children_of(pid);
     for child in &children {
-        if let Ok(group) = i32::try_from(*child) {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(group),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        if let Ok(child) = i32::try_from(*child) {
+            let child = Pid::from_raw(child);
+            let _ = killpg(child, Signal::SIGKILL);
+            let _ = kill(child, Signal::SIGKILL);
         }
     }
-    // The runtime reaps it once it is gone.
     let _ = supervisor.start_kill();
+    let _ = tokio::time::timeout(Duration::from_secs(5), supervisor.wait()).await;
     let started = if children.is_empty() {
         "it had started nothing".to_owned()
     } else {
         format!("the command it had started (pid {children:?}) was killed too")
     };
-    io::Error::new(
-        io::ErrorKind::TimedOut,
-        format!(
-            "the exec supervisor (pid {pid}, {state}, waiting in {wchan:?}) did not start the command within {START_REPORT:?}; it was killed, and {started}"
-        ),
-    )
+    format!("pid {pid}, {state}, waiting in {wchan:?}; it was killed, and {started}")
 }
 
 /// The processes whose parent is `pid` (from /proc).
@@ -104,9 +115,16 @@ fn children_of(pid: u32) -> Vec<u32> {
 }
 
 impl SupervisedChild {
-    /// Starts `command` under a supervisor; fails when either cannot start.
-    pub async fn spawn(command: &[String], env: &Environment<'_>) -> io::Result<Self> {
-        Self::spawn_through(THIS_PROGRAM, command, env).await
+    /// Starts `command` under a supervisor; fails when either cannot start. When `given_up`
+    /// completes first (the term or the program ended), the start is undone before this
+    /// returns an `Interrupted` error: nothing of it runs afterwards. A supervisor that says
+    /// nothing for [`START_REPORT`] is undone likewise, with a `TimedOut` error.
+    pub async fn spawn(
+        command: &[String],
+        env: &Environment<'_>,
+        given_up: impl std::future::Future<Output = ()>,
+    ) -> io::Result<Self> {
+        Self::spawn_through(THIS_PROGRAM, command, env, given_up).await
     }
 
     /// [`spawn`](Self::spawn) with `supervisor` as the supervisor's program (tests give one
@@ -115,6 +133,7 @@ impl SupervisedChild {
         supervisor: &str,
         command: &[String],
         env: &Environment<'_>,
+        given_up: impl std::future::Future<Output = ()>,
     ) -> io::Result<Self> {
         if command.is_empty() {
             return Err(io::Error::other("no command"));
@@ -137,10 +156,26 @@ impl SupervisedChild {
             .spawn()?;
         let (read, requests) = UnixStream::from_std(ours)?.into_split();
         let mut replies = BufReader::new(read).lines();
-        let first = match tokio::time::timeout(START_REPORT, replies.next_line()).await {
-            Ok(first) => first?.unwrap_or_default(),
-            Err(_) => return Err(unresponsive(supervisor)),
+        let first = tokio::select! {
+            first = replies.next_line() => first,
+            () = tokio::time::sleep(START_REPORT) => {
+                let what = abandon(supervisor).await;
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the exec supervisor did not start the command within {START_REPORT:?} ({what})"
+                    ),
+                ));
+            }
+            () = given_up => {
+                let what = abandon(supervisor).await;
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    format!("the start was given up on ({what})"),
+                ));
+            }
         };
+        let first = first?.unwrap_or_default();
         let pid = match first.split_once(' ') {
             Some(("pid", pid)) => pid.parse().ok(),
             Some(("error", message)) => return Err(io::Error::other(message.to_owned())),
@@ -233,8 +268,13 @@ mod tests {
             lock: "l",
         };
         let started = tokio::time::Instant::now();
-        let result =
-            SupervisedChild::spawn_through(stuck.to_str().unwrap(), &["true".into()], &env).await;
+        let result = SupervisedChild::spawn_through(
+            stuck.to_str().unwrap(),
+            &["true".into()],
+            &env,
+            std::future::pending(),
+        )
+        .await;
         let err = result.err().expect("a silent supervisor is an error");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(
@@ -286,8 +326,13 @@ mod tests {
             identity: "a",
             lock: "l",
         };
-        let result =
-            SupervisedChild::spawn_through(silent.to_str().unwrap(), &["true".into()], &env).await;
+        let result = SupervisedChild::spawn_through(
+            silent.to_str().unwrap(),
+            &["true".into()],
+            &env,
+            std::future::pending(),
+        )
+        .await;
         let err = result.err().expect("a silent supervisor is an error");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(err.to_string().contains("was killed too"), "{err}");
@@ -308,6 +353,51 @@ mod tests {
         assert!(
             gone,
             "the command {command} of the killed supervisor still runs"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A start given up on (the term ended meanwhile) is undone before `spawn` returns: the
+    /// command the silent supervisor had started is dead by then, not a moment later.
+    #[tokio::test]
+    async fn a_start_given_up_on_is_undone_before_spawn_returns() {
+        let dir = std::env::temp_dir().join(format!("demo-given-up-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let silent = dir.join("silent-supervisor");
+        let pid_file = dir.join("command-pid");
+        std::fs::write(
+            &silent,
+            format!(
+                "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{}\"; exec sleep 60' &\nexec sleep 60\n",
+                pid_file.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&silent, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let env = Environment {
+            token: 1,
+            identity: "a",
+            lock: "l",
+        };
+        let result = SupervisedChild::spawn_through(
+            silent.to_str().unwrap(),
+            &["true".into()],
+            &env,
+            tokio::time::sleep(Duration::from_millis(1500)),
+        )
+        .await;
+        let err = result.err().expect("a start given up on is an error");
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err}");
+        assert!(err.to_string().contains("was killed too"), "{err}");
+        let command: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{command}/stat")).unwrap_or_default();
+        assert!(
+            supervisor::state_of(&stat).is_none_or(|state| state == 'Z'),
+            "the command {command} still runs after spawn returned: {stat}"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -153,16 +153,28 @@ impl Runner {
                 return TermEnd::Lost;
             }
             // Raced with the term and the program: a start that takes long must not keep a
-            // term that ended waiting, nor a CTRL+C unanswered. A start abandoned here loses
-            // its socket, and a supervisor that loses its socket kills its command.
-            let spawned = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => return TermEnd::Shutdown,
-                () = term.ended() => return TermEnd::Lost,
-                spawned = self.spawn(term) => spawned,
+            // term that ended waiting, nor a CTRL+C unanswered; a start given up on is undone
+            // (nothing of it runs) before the term's end is acted on.
+            let given_up = async {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    () = term.ended() => {}
+                }
             };
+            let spawned = self.spawn(term, given_up).await;
             let mut child = match spawned {
                 Ok(child) => child,
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::Interrupted
+                        && (shutdown.is_cancelled() || !term.is_leader()) =>
+                {
+                    tracing::warn!(error = %err, "the term or the program ended while the command started");
+                    return if shutdown.is_cancelled() {
+                        TermEnd::Shutdown
+                    } else {
+                        TermEnd::Lost
+                    };
+                }
                 Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
                     // The supervisor got stuck before it started the command (it was killed):
                     // nothing is wrong with the command, so start it again at once.
@@ -288,13 +300,17 @@ impl Runner {
         }
     }
 
-    async fn spawn(&self, term: &Leadership) -> std::io::Result<SupervisedChild> {
+    async fn spawn(
+        &self,
+        term: &Leadership,
+        given_up: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<SupervisedChild> {
         let env = Environment {
             token: term.fencing_token(),
             identity: &self.exec.identity,
             lock: &self.exec.lock,
         };
-        SupervisedChild::spawn(&self.exec.command, &env).await
+        SupervisedChild::spawn(&self.exec.command, &env, given_up).await
     }
 
     /// SIGTERM to the command's group, SIGKILL after the grace period; waits for its exit.

@@ -306,6 +306,8 @@ async fn run(cli: &Cli, config: ElectionConfig) -> ExitCode {
                 ));
             });
             match (child_status, release_failed) {
+                // The command's 0 does not hide a lock left held: 1, as without a command.
+                (Some(0), Some(_)) => ExitCode::FAILURE,
                 (Some(status), _) => ExitCode::from(status),
                 (None, Some(_)) => ExitCode::FAILURE,
                 (None, None) => ExitCode::SUCCESS,

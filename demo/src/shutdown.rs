@@ -42,7 +42,9 @@ pub fn cancel_on_signal(cancel: CancellationToken) -> io::Result<()> {
                 );
                 cancel.cancel();
                 let second = signals.next().await;
-                tracing::warn!("{second} again: exiting without finishing the hand-over");
+                // Written directly, not through the log queue: the process ends on the next
+                // line, before a queued line would be written.
+                eprintln!("{second} again: exiting without finishing the hand-over (status 130)");
                 std::process::exit(INTERRUPTED);
             })
         })?;

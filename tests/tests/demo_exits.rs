@@ -296,3 +296,55 @@ async fn http_takes_a_host_name() {
         "{errors:?}"
     );
 }
+
+/// The first CTRL+C starts an orderly stop (here: a command that ignores SIGTERM, with a long
+/// grace period, keeps it waiting); the second exits at once with status 130, as the hint
+/// says, and the supervisor then kills the command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_exits_at_once_with_status_130() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let lock = dir.path().join("election.json");
+    let lock = lock.to_str().expect("a UTF-8 path");
+    let mut demo = Demo::start(
+        "a",
+        &[
+            "--lease-duration",
+            "60s",
+            "--renew-deadline",
+            "3s",
+            "--retry-period",
+            "500ms",
+            "--grace-period",
+            "50s",
+            "--lock-file",
+            lock,
+            "--",
+            "sh",
+            "-c",
+            "trap '' TERM; while :; do sleep 0.1; done",
+        ],
+    );
+    demo.wait_for("child_started", STARTUP, |event| {
+        event.event == "child_started"
+    })
+    .await;
+    demo.interrupt();
+    demo.stderr_line("press CTRL+C again", STARTUP).await;
+    // Still stopping the command that ignores SIGTERM.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    demo.interrupt();
+    let status = demo.wait_exit(EXIT).await;
+    assert_eq!(status.code(), Some(130), "{}", demo.report());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the second CTRL+C took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        demo.stderr()
+            .contains("SIGINT again: exiting without finishing the hand-over"),
+        "{}",
+        demo.report()
+    );
+}

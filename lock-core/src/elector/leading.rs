@@ -365,6 +365,9 @@ impl LeaderElector {
     /// re-reads, and only then writes holder "" with a 1 s lease. Gives up after the renew
     /// deadline. Returns whether it released.
     pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
+        // The error reported is the last release's: an earlier one that failed is no news once
+        // another release is tried.
+        self.shared.release_succeeded();
         let deadline = self.call_deadline();
         loop {
             match self.try_release(mark, deadline).await {

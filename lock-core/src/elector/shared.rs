@@ -59,6 +59,14 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(error.to_string());
     }
 
+    /// Forgets a release that failed: a later release was tried, or a new term started.
+    pub(crate) fn release_succeeded(&self) {
+        *self
+            .release_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    }
+
     /// Why the last release that gave up failed, if one did.
     pub(crate) fn release_error(&self) -> Option<String> {
         self.release_error
@@ -167,6 +175,8 @@ impl Shared {
     /// Publishes a new term: the state changes once (leader and leadership together), then
     /// `NewLeader` (if the observed holder changed) and `StartedLeading` follow in that order.
     pub(crate) fn started(&self, term: &Leadership) {
+        // A failed release of an earlier term is moot: the lock is this candidate's again.
+        self.release_succeeded();
         *self
             .last_term
             .lock()

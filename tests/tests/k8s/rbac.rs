@@ -282,3 +282,51 @@ async fn a_namespace_that_does_not_exist_is_misconfigured_and_named() {
     assert!(line.contains(&expected), "{line}");
     assert!(!line.contains("unavailable"), "{line}");
 }
+
+/// Issue 16: a user the API server refuses gives up after --give-up-after with status 3 and
+/// one line naming the verb, the resource and the namespace, not a retry loop with status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_without_rbac_gives_up_with_status_3_naming_what_is_missing() {
+    let server = super::backend::KubeBackend::start(LockKind::Lease)
+        .await
+        .server;
+    let namespace = unique_name("rbac-give-up");
+    namespace_with_deploy_rbac(server, &namespace).await;
+    let kubeconfig = server.kubeconfig("bob");
+    let mut demo = lock_tests::demo::Demo::start(
+        "a",
+        &[
+            "--backend",
+            "k8s",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("a UTF-8 path"),
+            "--namespace",
+            &namespace,
+            "--lock-name",
+            "orders",
+            "--give-up-after",
+            "2s",
+        ],
+    );
+    let status = demo.wait_exit(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(3), "{}", demo.report());
+    let stderr = demo.stderr();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", demo.report());
+    assert!(
+        errors[0].starts_with("error: gave up after 2s: "),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains(&format!(
+            "user bob cannot get leases.coordination.k8s.io in namespace {namespace}"
+        )),
+        "{}",
+        errors[0]
+    );
+    assert!(!errors[0].contains("Status {"), "{}", errors[0]);
+}
