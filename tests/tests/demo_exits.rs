@@ -321,7 +321,9 @@ async fn a_second_ctrl_c_exits_at_once_with_status_130() {
             "--",
             "sh",
             "-c",
-            "trap '' TERM; while :; do sleep 0.1; done",
+            // SIGTERM ignored, and the ignoring survives the exec: nothing in the command's
+            // group dies of the SIGTERM that starts its stop.
+            "trap '' TERM; exec sleep 1000",
         ],
     );
     demo.wait_for("child_started", STARTUP, |event| {
