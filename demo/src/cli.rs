@@ -410,6 +410,15 @@ pub struct Cli {
     #[arg(long, env = "DEMO_RETRY_PERIOD", global = true, help_heading = TIMING, value_name = "DURATION", default_value = "2s", value_parser = parse_timing)]
     pub retry_period: Duration,
 
+    /// How often the leader renews after a renew that succeeded, when that should differ from
+    /// --retry-period (the default, as client-go): 4s with the default timings halves the
+    /// leader's writes to the backend. A failed renew is still retried every --retry-period,
+    /// so the interval plus 1.2 times the retry period must be shorter than --renew-deadline.
+    ///
+    /// DURATION: a number with a unit, such as 500ms, 15s, 2m or 1m30s.
+    #[arg(long, env = "DEMO_RENEW_INTERVAL", value_name = "DURATION", value_parser = parse_timing)]
+    pub renew_interval: Option<Duration>,
+
     /// Give up and exit with status 3 once the lock has been unusable for this long: every
     /// attempt failed with an error that will not pass by itself (wrong credentials, a missing
     /// permission (RBAC, ACL), a namespace that does not exist, a lock file that cannot be
@@ -613,18 +622,23 @@ impl Cli {
     /// The election these flags describe: rejoin after losing, release on CTRL+C unless
     /// `--no-release`. Not validated yet.
     pub fn election_config(&self) -> ElectionConfig {
-        ElectionConfig::new(self.instance.clone())
+        let config = ElectionConfig::new(self.instance.clone())
             .with_lease_duration(self.lease_duration)
             .with_renew_deadline(self.renew_deadline)
             .with_retry_period(self.retry_period)
             .with_rejoin(true)
-            .with_release_on_cancel(!self.no_release)
+            .with_release_on_cancel(!self.no_release);
+        match self.renew_interval {
+            Some(interval) => config.with_renew_interval(interval),
+            None => config,
+        }
     }
 }
 
 /// The flags that only taking part uses: refused with an action (an observer never takes part).
-const ELECTION_ONLY: [&str; 14] = [
+const ELECTION_ONLY: [&str; 15] = [
     "give_up_after",
+    "renew_interval",
     "instance_flag",
     "ready_url",
     "ready_command",

@@ -133,6 +133,19 @@ pub fn check(cli: &Cli, config: &ElectionConfig) -> Result<(), String> {
             ((JITTER_FACTOR - 1.0) * 100.0).round()
         ));
     }
+    if let Some(interval) = cli.renew_interval {
+        let latest_retry = interval + retry_with_jitter;
+        if cli.renew_deadline <= latest_retry {
+            return Err(format!(
+                "--renew-interval ({}) plus {JITTER_FACTOR} times {retry} must be shorter than \
+                 {renew}, and together they are {}: a renew due at the interval that fails must \
+                 be retried at least once before the term ends; lower --renew-interval or \
+                 --retry-period, or raise --renew-deadline",
+                humantime::format_duration(interval),
+                humantime::format_duration(round_to_millis(latest_retry)),
+            ));
+        }
+    }
     config
         .validate()
         .map_err(|err| format!("invalid election timings: {err}"))
@@ -179,6 +192,21 @@ mod tests {
             ),
             "{default_lease}"
         );
+    }
+
+    #[test]
+    fn a_renew_interval_that_leaves_no_retry_names_the_flags_and_the_sum() {
+        assert_eq!(
+            message(&["--renew-interval", "8s"]),
+            "--renew-interval (8s) plus 1.2 times --retry-period (2s, the default) must be \
+             shorter than --renew-deadline (10s, the default), and together they are 10s 400ms: a \
+             renew due at the interval that fails must be retried at least once before the \
+             term ends; lower --renew-interval or --retry-period, or raise --renew-deadline"
+        );
+        let cli = Cli::from_args(["demo", "--renew-interval", "4s"]).expect("flags that parse");
+        let config = cli.election_config();
+        assert_eq!(config.renew_every(), Duration::from_secs(4));
+        assert!(check(&cli, &config).is_ok());
     }
 
     #[test]

@@ -44,8 +44,16 @@ pub struct ElectionConfig {
     pub lease_duration: Duration,
     /// How long the leader stays leader after the send time of its last successful renew.
     pub renew_deadline: Duration,
-    /// How often the leader renews, and how often standbys poll when the lock gives no hints.
+    /// How often standbys poll when the lock gives no hints, and how soon a leader tries
+    /// again after a renew failed; also how often the leader renews unless
+    /// [`renew_interval`](Self::renew_interval) says otherwise.
     pub retry_period: Duration,
+    /// How often the leader renews after a renew that succeeded; `None` (the default) means
+    /// every [`retry_period`](Self::retry_period), as client-go does. A longer interval
+    /// lowers the leader's writes (half as many at twice the period) at no cost to
+    /// standbys, which time the lease from the last renew they saw: the renew deadline still
+    /// bounds a term, and a failed renew is retried every retry period.
+    pub renew_interval: Option<Duration>,
     /// Standbys that poll wait a random time between `retry_period` and
     /// `retry_period * (1 + jitter_factor)`.
     pub jitter_factor: f64,
@@ -73,6 +81,7 @@ impl ElectionConfig {
             lease_duration: DEFAULT_LEASE_DURATION,
             renew_deadline: DEFAULT_RENEW_DEADLINE,
             retry_period: DEFAULT_RETRY_PERIOD,
+            renew_interval: None,
             jitter_factor: JITTER_FACTOR,
             release_on_cancel: false,
             rejoin: false,
@@ -97,6 +106,19 @@ impl ElectionConfig {
     pub fn with_retry_period(mut self, retry_period: Duration) -> Self {
         self.retry_period = retry_period;
         self
+    }
+
+    /// Sets how often the leader renews after a renew that succeeded (see
+    /// [`renew_interval`](Self::renew_interval)).
+    pub fn with_renew_interval(mut self, renew_interval: Duration) -> Self {
+        self.renew_interval = Some(renew_interval);
+        self
+    }
+
+    /// How often the leader renews after a renew that succeeded: the
+    /// [`renew_interval`](Self::renew_interval), else the retry period.
+    pub fn renew_every(&self) -> Duration {
+        self.renew_interval.unwrap_or(self.retry_period)
     }
 
     /// Sets whether cancellation releases the lock.
@@ -177,6 +199,28 @@ impl ElectionConfig {
                 shown(self.retry_period),
                 shown(retry_with_jitter)
             )));
+        }
+        if let Some(interval) = self.renew_interval {
+            if interval < MIN_TIMING || interval > MAX_LEASE_DURATION {
+                return Err(ConfigError(format!(
+                    "renewInterval is {}; it must lie between {MIN_TIMING:?} and 24h",
+                    shown(interval)
+                )));
+            }
+            // A renew due at the interval that fails must get at least one retry, a retry
+            // period (with jitter) later, before the renew deadline ends the term.
+            let latest_retry = interval + retry_with_jitter;
+            if self.renew_deadline <= latest_retry {
+                return Err(ConfigError(format!(
+                    "renewDeadline must be greater than renewInterval + retryPeriod*JitterFactor, \
+                     so that a renew that fails is retried once before the deadline \
+                     (renewDeadline {}, renewInterval {} + retryPeriod {} * {JITTER_FACTOR} = {})",
+                    shown(self.renew_deadline),
+                    shown(interval),
+                    shown(self.retry_period),
+                    shown(latest_retry)
+                )));
+            }
         }
         if self.identity.is_empty() {
             return Err(ConfigError("Lock identity is empty".to_owned()));

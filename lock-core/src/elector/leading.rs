@@ -87,7 +87,7 @@ impl LeaderElector {
                 .make_way(&term, &mark, StopReason::HandedOver { to })
                 .await;
         }
-        let mut next_renew = term.renewed_at() + self.config.retry_period;
+        let mut next_renew = term.renewed_at() + self.config.renew_every();
         loop {
             hints.resubscribe_if_due();
             tokio::select! {
@@ -133,7 +133,7 @@ impl LeaderElector {
             };
             match renewal {
                 Renewal::Renewed => {
-                    next_renew = term.renewed_at() + self.config.retry_period;
+                    next_renew = term.renewed_at() + self.config.renew_every();
                 }
                 Renewal::Superseded(by) => return self.superseded(&term, by),
                 Renewal::HandOver(to) => {
