@@ -85,6 +85,20 @@ async fn abandon(mut supervisor: tokio::process::Child) -> String {
     }
     let _ = supervisor.start_kill();
     let _ = tokio::time::timeout(Duration::from_secs(5), supervisor.wait()).await;
+    // SIGKILL takes effect when the kernel next schedules the process: wait (briefly) until
+    // the children are gone or zombies, so that nothing of the start runs once this returns.
+    for _ in 0..100 {
+        let running = children.iter().any(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| supervisor::state_of(&stat))
+                .is_some_and(|state| !matches!(state, 'Z' | 'X'))
+        });
+        if !running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let started = if children.is_empty() {
         "it had started nothing".to_owned()
     } else {
@@ -241,164 +255,139 @@ impl SupervisedChild {
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
 
     use super::*;
+
+    /// A fake supervisor in a directory of its own: a shell script that runs `body` and never
+    /// reports; `pid` is the file its body writes a pid into.
+    struct FakeSupervisor {
+        dir: PathBuf,
+        program: PathBuf,
+        pid: PathBuf,
+    }
+
+    impl FakeSupervisor {
+        fn new(name: &str, body: impl Fn(&Path) -> String) -> Self {
+            let dir = std::env::temp_dir().join(format!("demo-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let program = dir.join("supervisor");
+            let pid = dir.join("pid");
+            std::fs::write(&program, format!("#!/bin/sh\n{}\n", body(&pid))).unwrap();
+            std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+            Self { dir, program, pid }
+        }
+
+        /// One that hangs before it starts anything (its own pid in the file).
+        fn stuck() -> Self {
+            Self::new("stuck", |pid| {
+                format!("echo $$ > '{}'\nexec sleep 60", pid.display())
+            })
+        }
+
+        /// One that starts a command in a session (and group) of its own, as the real one
+        /// does, and then says nothing (the command's pid in the file).
+        fn silent(name: &str) -> Self {
+            Self::new(name, |pid| {
+                format!(
+                    "setsid sh -c 'echo $$ > \"{}\"; exec sleep 60' &\nexec sleep 60",
+                    pid.display()
+                )
+            })
+        }
+
+        async fn spawn(&self, given_up: impl std::future::Future<Output = ()>) -> io::Error {
+            let env = Environment {
+                token: 1,
+                identity: "a",
+                lock: "l",
+            };
+            let program = self.program.to_str().unwrap();
+            SupervisedChild::spawn_through(program, &["true".into()], &env, given_up)
+                .await
+                .err()
+                .expect("a supervisor that never reports is an error")
+        }
+
+        /// The pid its body wrote.
+        fn written_pid(&self) -> i32 {
+            let text = std::fs::read_to_string(&self.pid).unwrap();
+            text.trim().parse().unwrap()
+        }
+    }
+
+    impl Drop for FakeSupervisor {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// True when `pid` is gone or a zombie.
+    fn dead(pid: i32) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        supervisor::state_of(&stat).is_none_or(|state| state == 'Z')
+    }
+
+    /// Whether `pid` is dead within five seconds.
+    async fn dies_soon(pid: i32) -> bool {
+        for _ in 0..50 {
+            if dead(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
 
     /// A supervisor that never reports (stuck before it starts the command) costs the term
     /// [`START_REPORT`], not its life: the start fails with `TimedOut`, and the stuck process
     /// is killed rather than left behind.
     #[tokio::test]
     async fn a_supervisor_that_never_reports_is_given_up_and_killed() {
-        let dir = std::env::temp_dir().join(format!("demo-stuck-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let stuck = dir.join("stuck-supervisor");
-        let pid_file = dir.join("pid");
-        std::fs::write(
-            &stuck,
-            format!(
-                "#!/bin/sh\necho $$ > '{}'\nexec sleep 60\n",
-                pid_file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&stuck, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let env = Environment {
-            token: 1,
-            identity: "a",
-            lock: "l",
-        };
+        let fake = FakeSupervisor::stuck();
         let started = tokio::time::Instant::now();
-        let result = SupervisedChild::spawn_through(
-            stuck.to_str().unwrap(),
-            &["true".into()],
-            &env,
-            std::future::pending(),
-        )
-        .await;
-        let err = result.err().expect("a silent supervisor is an error");
+        let err = fake.spawn(std::future::pending()).await;
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        let message = err.to_string();
         assert!(
-            err.to_string()
-                .contains("did not start the command within 5s"),
+            message.contains("did not start the command within 5s"),
             "{err}"
         );
+        assert!(message.contains("it had started nothing"), "{err}");
         assert!(started.elapsed() < START_REPORT + Duration::from_secs(5));
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        // Killed: gone (reaped by the runtime) or a zombie, within a few seconds.
-        let mut gone = false;
-        for _ in 0..50 {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            if supervisor::state_of(&stat).is_none_or(|state| state == 'Z') {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(gone, "the stuck supervisor {pid} is still running");
-        assert!(err.to_string().contains("it had started nothing"), "{err}");
-        let _ = std::fs::remove_dir_all(&dir);
+        let pid = fake.written_pid();
+        assert!(
+            dies_soon(pid).await,
+            "the stuck supervisor {pid} still runs"
+        );
     }
 
     /// A supervisor that started the command (in a group of its own) and then went silent is
     /// killed with its command: nothing of the start runs on unsupervised.
     #[tokio::test]
     async fn a_silent_supervisor_that_started_the_command_is_killed_with_it() {
-        let dir = std::env::temp_dir().join(format!("demo-silent-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let silent = dir.join("silent-supervisor");
-        let pid_file = dir.join("command-pid");
-        // setsid: the command leads a group (and session) of its own, as the real one does.
-        std::fs::write(
-            &silent,
-            format!(
-                "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{}\"; exec sleep 60' &\nexec sleep 60\n",
-                pid_file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&silent, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let env = Environment {
-            token: 1,
-            identity: "a",
-            lock: "l",
-        };
-        let result = SupervisedChild::spawn_through(
-            silent.to_str().unwrap(),
-            &["true".into()],
-            &env,
-            std::future::pending(),
-        )
-        .await;
-        let err = result.err().expect("a silent supervisor is an error");
+        let fake = FakeSupervisor::silent("silent");
+        let err = fake.spawn(std::future::pending()).await;
         assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
         assert!(err.to_string().contains("was killed too"), "{err}");
-        let command: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let mut gone = false;
-        for _ in 0..50 {
-            let stat = std::fs::read_to_string(format!("/proc/{command}/stat")).unwrap_or_default();
-            if supervisor::state_of(&stat).is_none_or(|state| state == 'Z') {
-                gone = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(
-            gone,
-            "the command {command} of the killed supervisor still runs"
-        );
-        let _ = std::fs::remove_dir_all(&dir);
+        let command = fake.written_pid();
+        assert!(dies_soon(command).await, "the command {command} still runs");
     }
 
     /// A start given up on (the term ended meanwhile) is undone before `spawn` returns: the
     /// command the silent supervisor had started is dead by then, not a moment later.
     #[tokio::test]
     async fn a_start_given_up_on_is_undone_before_spawn_returns() {
-        let dir = std::env::temp_dir().join(format!("demo-given-up-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let silent = dir.join("silent-supervisor");
-        let pid_file = dir.join("command-pid");
-        std::fs::write(
-            &silent,
-            format!(
-                "#!/bin/sh\nsetsid sh -c 'echo $$ > \"{}\"; exec sleep 60' &\nexec sleep 60\n",
-                pid_file.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&silent, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let env = Environment {
-            token: 1,
-            identity: "a",
-            lock: "l",
-        };
-        let result = SupervisedChild::spawn_through(
-            silent.to_str().unwrap(),
-            &["true".into()],
-            &env,
-            tokio::time::sleep(Duration::from_millis(1500)),
-        )
-        .await;
-        let err = result.err().expect("a start given up on is an error");
+        let fake = FakeSupervisor::silent("given-up");
+        let err = fake
+            .spawn(tokio::time::sleep(Duration::from_millis(1500)))
+            .await;
         assert_eq!(err.kind(), io::ErrorKind::Interrupted, "{err}");
         assert!(err.to_string().contains("was killed too"), "{err}");
-        let command: i32 = std::fs::read_to_string(&pid_file)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let stat = std::fs::read_to_string(format!("/proc/{command}/stat")).unwrap_or_default();
+        let command = fake.written_pid();
         assert!(
-            supervisor::state_of(&stat).is_none_or(|state| state == 'Z'),
-            "the command {command} still runs after spawn returned: {stat}"
+            dead(command),
+            "the command {command} still runs after spawn returned"
         );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
