@@ -307,6 +307,8 @@ pub struct Demo {
     child: Child,
     lines: watch::Receiver<Lines>,
     stderr: Arc<Mutex<String>>,
+    /// True once stderr was read to its end (or is not read at all).
+    stderr_done: watch::Receiver<bool>,
     /// True while stdout is not read ([`Demo::stall_stdout`]).
     stall: watch::Sender<bool>,
 }
@@ -385,9 +387,14 @@ impl Demo {
             sender.send_modify(|lines| lines.closed = true);
         }
         let collected = Arc::new(Mutex::new(String::new()));
+        let (stderr_ended, stderr_done) = watch::channel(!read_output);
         if read_output {
             let stderr = child.stderr.take().expect("stderr is piped");
-            tokio::spawn(read_all(stderr, collected.clone()));
+            let into = collected.clone();
+            tokio::spawn(async move {
+                read_all(stderr, into).await;
+                let _ = stderr_ended.send(true);
+            });
         }
         Self {
             name: name.to_owned(),
@@ -395,6 +402,7 @@ impl Demo {
             child,
             lines,
             stderr: collected,
+            stderr_done,
             stall,
         }
     }
@@ -508,9 +516,11 @@ impl Demo {
     pub async fn http_base(&self, within: Duration) -> String {
         let started = Instant::now();
         loop {
+            // Whole lines only: a read may end in the middle of the address.
             if let Some(base) = self
                 .stderr()
-                .lines()
+                .split_inclusive('\n')
+                .filter(|line| line.ends_with('\n'))
                 .find_map(|line| line.strip_prefix("serving HTTP on "))
             {
                 return base.trim().to_owned();
@@ -568,8 +578,10 @@ impl Demo {
         self.signal(Signal::SIGINT);
     }
 
-    /// Waits for the process to exit and for its stdout to be read to the end; panics, showing
-    /// what it printed, if that takes longer than `timeout`.
+    /// Waits for the process to exit and for its stdout and stderr to be read to the end (a
+    /// last line on stderr, such as the one that says why it exited, may still be in the pipe
+    /// when the exit is seen); panics, showing what it printed, if that takes longer than
+    /// `timeout`.
     pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         let status = match tokio::time::timeout_at(deadline, self.child.wait()).await {
@@ -588,6 +600,17 @@ impl Demo {
         {
             panic!(
                 "{}: exited ({status}) but its stdout stayed open past {timeout:?}\n{}",
+                self.name,
+                self.report()
+            );
+        }
+        let mut stderr_done = self.stderr_done.clone();
+        if tokio::time::timeout_at(deadline, stderr_done.wait_for(|done| *done))
+            .await
+            .is_err()
+        {
+            panic!(
+                "{}: exited ({status}) but its stderr stayed open past {timeout:?}\n{}",
                 self.name,
                 self.report()
             );
