@@ -367,7 +367,7 @@ impl LeaderElector {
     pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
         // The error reported is the last release's: an earlier one that failed is no news once
         // another release is tried.
-        self.shared.release_succeeded();
+        self.shared.forget_release_error();
         let deadline = self.call_deadline();
         loop {
             match self.try_release(mark, deadline).await {

@@ -60,7 +60,7 @@ impl Shared {
     }
 
     /// Forgets a release that failed: a later release was tried, or a new term started.
-    pub(crate) fn release_succeeded(&self) {
+    pub(crate) fn forget_release_error(&self) {
         *self
             .release_error
             .lock()
@@ -176,7 +176,7 @@ impl Shared {
     /// `NewLeader` (if the observed holder changed) and `StartedLeading` follow in that order.
     pub(crate) fn started(&self, term: &Leadership) {
         // A failed release of an earlier term is moot: the lock is this candidate's again.
-        self.release_succeeded();
+        self.forget_release_error();
         *self
             .last_term
             .lock()
