@@ -52,7 +52,9 @@ pub struct ElectionConfig {
     /// every [`retry_period`](Self::retry_period), as client-go does. A longer interval
     /// lowers the leader's writes (half as many at twice the period) at no cost to
     /// standbys, which time the lease from the last renew they saw: the renew deadline still
-    /// bounds a term, and a failed renew is retried every retry period.
+    /// bounds a term, and a failed renew is retried every retry period. It applies only while
+    /// the lock's change hints flow: without them the leader learns of an outside write only
+    /// when it renews, so it renews every retry period, keeping that overlap within one.
     pub renew_interval: Option<Duration>,
     /// Standbys that poll wait a random time between `retry_period` and
     /// `retry_period * (1 + jitter_factor)`.

@@ -93,3 +93,15 @@ fn an_interval_that_leaves_no_retry_before_the_deadline_is_refused() {
         .to_string()
         .contains("it must lie between 1ms and 24h"));
 }
+
+/// Without change hints a leader learns of an outside write (a record freed or taken by hand)
+/// only when it renews, so the renew interval does not apply: it renews every retry period,
+/// and the overlap such a write can cause stays within one retry period (adversarial review:
+/// with a 7 s interval it had grown to the interval).
+#[tokio::test(start_paused = true)]
+async fn without_hints_the_leader_still_renews_every_retry_period() {
+    let config = config()
+        .with_hints(false)
+        .with_renew_interval(Duration::from_secs(4));
+    assert_eq!(renews_per_minute(config).await, 30);
+}

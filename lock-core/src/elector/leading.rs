@@ -87,9 +87,21 @@ impl LeaderElector {
                 .make_way(&term, &mark, StopReason::HandedOver { to })
                 .await;
         }
-        let mut next_renew = term.renewed_at() + self.config.renew_every();
+        // After a failed renew: when to try again (every retry period, within the deadline).
+        let mut retry_at: Option<Instant> = None;
         loop {
             hints.resubscribe_if_due();
+            // The renew interval applies only while change hints flow: they tell the leader of
+            // an outside write at once. Without them, the leader learns of one only when it
+            // renews, so it renews every retry period, which bounds that overlap as before.
+            // Computed on every turn: a hint stream that ends wakes this loop (it is reported
+            // as a change), and the shorter period applies from then on.
+            let period = if hints.active() {
+                self.config.renew_every()
+            } else {
+                self.config.retry_period
+            };
+            let next_renew = retry_at.unwrap_or(term.renewed_at() + period);
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
@@ -132,9 +144,7 @@ impl LeaderElector {
                 renewal = self.renew_and_report(&term, &mark, &mut written) => renewal,
             };
             match renewal {
-                Renewal::Renewed => {
-                    next_renew = term.renewed_at() + self.config.renew_every();
-                }
+                Renewal::Renewed => retry_at = None,
                 Renewal::Superseded(by) => return self.superseded(&term, by),
                 Renewal::HandOver(to) => {
                     return self
@@ -155,7 +165,7 @@ impl LeaderElector {
                         .retry_period
                         .min(remaining / 2)
                         .max(MIN_RENEW_RETRY);
-                    next_renew = now + pause;
+                    retry_at = Some(now + pause);
                 }
             }
         }
