@@ -42,6 +42,10 @@ pub const FAST_FAILURE: Duration = Duration::from_secs(10);
 /// released and the demo exits with the command's status.
 pub const FAST_FAILURES_LIMIT: u32 = 5;
 
+/// How many starts in a row may stall (see [`crate::child::START_REPORT`]) before the command
+/// counts as one that cannot be started.
+const STUCK_STARTS_LIMIT: u32 = 3;
+
 /// The exit status when the command cannot be started at all, as shells report it.
 const CANNOT_START: u8 = 127;
 
@@ -148,6 +152,10 @@ impl Runner {
     async fn lead(&mut self, term: &Leadership, shutdown: &CancellationToken) -> TermEnd {
         // Runs in a row that ended within FAST_FAILURE of their start (`restart`).
         let mut fast_failures = 0;
+        // Starts in a row whose supervisor said nothing in time: retried at once, but only
+        // a few times, so that a machine where starts always stall ends the term (as a command
+        // that cannot start does) instead of holding the lock with no command running.
+        let mut stuck_starts = 0;
         loop {
             if !term.is_leader() {
                 return TermEnd::Lost;
@@ -175,9 +183,13 @@ impl Runner {
                         TermEnd::Lost
                     };
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {
-                    // The supervisor got stuck before it started the command (it was killed):
-                    // nothing is wrong with the command, so start it again at once.
+                Err(err)
+                    if err.kind() == std::io::ErrorKind::TimedOut
+                        && stuck_starts + 1 < STUCK_STARTS_LIMIT =>
+                {
+                    // The supervisor got stuck (it was killed, with anything it started):
+                    // nothing is known to be wrong with the command, so start it again.
+                    stuck_starts += 1;
                     tracing::warn!(error = %err, "starting the command again");
                     continue;
                 }
@@ -204,6 +216,7 @@ impl Runner {
                     }
                 }
             };
+            stuck_starts = 0;
             let pid = child.id();
             let token = term.fencing_token();
             self.print(&Line::ChildStarted { term: token, pid });

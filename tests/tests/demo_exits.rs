@@ -303,6 +303,11 @@ async fn http_takes_a_host_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_ctrl_c_exits_at_once_with_status_130() {
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let trapped = dir.path().join("trapped");
+    let trapped_command = format!(
+        "trap '' TERM; touch '{}'; exec sleep 1000",
+        trapped.display()
+    );
     let lock = dir.path().join("election.json");
     let lock = lock.to_str().expect("a UTF-8 path");
     let mut demo = Demo::start(
@@ -322,14 +327,17 @@ async fn a_second_ctrl_c_exits_at_once_with_status_130() {
             "sh",
             "-c",
             // SIGTERM ignored, and the ignoring survives the exec: nothing in the command's
-            // group dies of the SIGTERM that starts its stop.
-            "trap '' TERM; exec sleep 1000",
+            // group dies of the SIGTERM that starts its stop. The file says the trap is set.
+            &trapped_command,
         ],
     );
     demo.wait_for("child_started", STARTUP, |event| {
         event.event == "child_started"
     })
     .await;
+    // Only once the command ignores SIGTERM: interrupted before, it dies of the first
+    // signal's SIGTERM and the stop ends at once with status 0.
+    lock_tests::demo::wait_until("the command's trap", STARTUP, || trapped.exists()).await;
     demo.interrupt();
     demo.stderr_line("press CTRL+C again", STARTUP).await;
     // Still stopping the command that ignores SIGTERM.
