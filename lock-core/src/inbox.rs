@@ -1,15 +1,16 @@
 //! The hints waiting for one watch: a small bounded queue that coalesces when the watch falls
-//! behind, and that the hub closes when the watch can no longer be served.
+//! behind, and that closes when the watch can no longer be served. For backends whose watches
+//! share one connection or one server-side watch (a hub that hands each election its hints).
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-use lock_core::backend::Hint;
+use crate::lock::Hint;
 
 /// How many hints one watch keeps until it reads them. An elector reads its hints as they come,
 /// so this is only reached by a watch that is not read for a while.
-pub(crate) const INBOX_CAPACITY: usize = 16;
+pub const INBOX_CAPACITY: usize = 16;
 
 /// The hints the hub has given one watch that the watch has not taken yet.
 ///
@@ -23,7 +24,7 @@ pub(crate) const INBOX_CAPACITY: usize = 16;
 /// watch then gives what waits and ends, so that the elector polls instead of waiting on
 /// hints that cannot come.
 #[derive(Debug, Default)]
-pub(crate) struct Inbox {
+pub struct Inbox {
     state: Mutex<State>,
 }
 
@@ -66,7 +67,7 @@ impl Inbox {
     }
 
     /// The oldest waiting hint; `None` once closed and empty; or `Pending` (and a wake-up on
-    /// the next push or on closing).
+    /// the next push or on closing). [`next`](Self::next) is the same as a future.
     pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<Hint>> {
         let mut state = self.lock();
         match state.hints.pop_front() {
@@ -80,13 +81,16 @@ impl Inbox {
     }
 
     /// How many hints wait.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().hints.len()
     }
 
+    /// True when no hint waits.
+    pub fn is_empty(&self) -> bool {
+        self.lock().hints.is_empty()
+    }
+
     /// Takes every hint that waits, without waiting for more.
-    #[cfg(test)]
     pub fn drain(&self) -> Vec<Hint> {
         let mut cx = Context::from_waker(futures::task::noop_waker_ref());
         let mut hints = Vec::new();
@@ -94,6 +98,11 @@ impl Inbox {
             hints.push(hint);
         }
         hints
+    }
+
+    /// The oldest waiting hint, waiting for one; `None` once closed and empty.
+    pub async fn next(&self) -> Option<Hint> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 
     /// The state, also after a panic elsewhere while it was held (the queue stays consistent:
@@ -108,8 +117,8 @@ impl Inbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lock_core::backend::{Version, Versioned};
-    use lock_core::LeaderElectionRecord;
+    use crate::lock::{Version, Versioned};
+    use crate::record::LeaderElectionRecord;
 
     fn record(version: u64) -> Hint {
         Hint::Record(Versioned {

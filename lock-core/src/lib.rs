@@ -109,6 +109,7 @@ mod events;
 pub mod for_life;
 mod handover;
 mod identity;
+mod inbox;
 mod lazy_client;
 mod leadership;
 mod lock;

@@ -10,8 +10,8 @@ use futures::{FutureExt, Stream, StreamExt};
 use lock_core::backend::{Hint, HintStream};
 
 use crate::hub::{Hub, Registration};
-use crate::inbox::Inbox;
 use crate::session::Session;
+use lock_core::backend::Inbox;
 
 /// A stream of hints for the lock: [`Hint::Changed`] once its channel is subscribed (changes may
 /// have been missed before; a watch made while the channel is subscribed gets it at once), then

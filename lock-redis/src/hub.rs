@@ -37,9 +37,9 @@ use tokio::time::{sleep_until, timeout, Instant};
 
 use crate::connection::Target;
 use crate::errors::ErrorContext;
-use crate::inbox::Inbox;
 use crate::link::{Incoming, Messages, Sink};
 use crate::subscriptions::{Request, Subscriptions, WatchId};
+use lock_core::backend::Inbox;
 
 /// How often the pub/sub connection is checked with a `PING`, to notice a connection that died
 /// without closing. One per client: an idle process sends one request a minute for all its

@@ -106,7 +106,6 @@ mod counter;
 mod errors;
 mod hints;
 mod hub;
-mod inbox;
 mod link;
 mod lock;
 mod names;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use lock_core::backend::Hint;
 
-use crate::inbox::Inbox;
+use lock_core::backend::Inbox;
 
 /// Tells one watch from another.
 pub(crate) type WatchId = u64;
