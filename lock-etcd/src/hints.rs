@@ -1,5 +1,6 @@
-//! Change hints: etcd's watch on the lock's key, from a given revision or from now. The
-//! stream ends at the first failure (a refused or cancelled watch, a lost connection, an
+//! Change hints. [`shared`] is a lock's place in its client's one watch on the key prefix
+//! (see the `hub` module); [`watch`] is a watch of the lock's key alone, from a given revision
+//! (for [`EtcdLock::watch_from`](crate::EtcdLock::watch_from)). Either stream ends at the first failure (a refused or cancelled watch, a lost connection, an
 //! answer the client cannot read): a stream that is open must be live, because the elector
 //! trusts an open stream to announce changes and stops polling while it lasts. After the end
 //! the elector polls, and calls [`watch`](lock_core::Lock::watch) again after a back-off.
@@ -15,10 +16,8 @@ use lock_core::LeaderElectionRecord;
 use tokio::time::timeout;
 
 use crate::errors::Fault;
+use crate::hub::{cancel_reason, Hub, Subscription, PUT};
 use crate::session::Session;
-
-/// etcd's event type for a put (`mvccpb.Event.EventType`).
-const PUT: i32 = 0;
 
 /// How many times in a row the watch starts over from now after etcd compacted the revisions it
 /// was to resume from, before it gives up and ends. Starting from now cannot be compacted, so
@@ -33,6 +32,47 @@ enum State {
     Watching { stream: Box<WatchStream> },
     /// The watch failed: the stream ends once the pending hints are given.
     Ended,
+}
+
+/// A stream of hints for the lock from its client's shared watch: [`Hint::Changed`] once the
+/// watch is established (or at once, when it already is), [`Hint::Record`] for every put of a
+/// record, [`Hint::Changed`] for deletions and values that are not records. It joins the
+/// watch on its first poll, and ends when the shared watch fails.
+pub(crate) fn shared(hub: Arc<Hub>, inner: Arc<Session>) -> HintStream {
+    futures::stream::unfold(
+        (hub, inner, None::<Subscription>),
+        |(hub, inner, joined)| async move {
+            let subscription = match joined {
+                Some(subscription) => subscription,
+                None => hub.join(inner.clone()),
+            };
+            let hint = subscription.inbox.next().await?;
+            Some((hint, (hub, inner, Some(subscription))))
+        },
+    )
+    .boxed()
+}
+
+/// The hint a put of `value` at `revision` gives: the record, remembered as vouched for, or
+/// just "changed" for a value that is not a record (hints are never trusted for more than
+/// waking the elector).
+pub(crate) fn put_hint(inner: &Session, value: &[u8], revision: i64) -> Hint {
+    if revision <= 0 {
+        return Hint::Changed;
+    }
+    match LeaderElectionRecord::from_json(value) {
+        Ok(record) => {
+            inner.vouched.remember(revision, value);
+            Hint::Record(Versioned {
+                record,
+                version: Version::from(revision),
+            })
+        }
+        Err(err) => {
+            tracing::debug!(lock = %inner.describe, error = %err, "a write of a value that is not a record");
+            Hint::Changed
+        }
+    }
 }
 
 /// One hint stream's watch.
@@ -249,22 +289,10 @@ impl Watch {
         let Some(kv) = &event.kv else {
             return Hint::Changed;
         };
-        if event.r#type != PUT || kv.key != self.inner.key.as_bytes() || kv.mod_revision <= 0 {
+        if event.r#type != PUT || kv.key != self.inner.key.as_bytes() {
             return Hint::Changed;
         }
-        match LeaderElectionRecord::from_json(&kv.value) {
-            Ok(record) => {
-                self.inner.vouched.remember(kv.mod_revision, &kv.value);
-                Hint::Record(Versioned {
-                    record,
-                    version: Version::from(kv.mod_revision),
-                })
-            }
-            Err(err) => {
-                tracing::debug!(lock = %self.inner.describe, error = %err, "a write of a value that is not a record");
-                Hint::Changed
-            }
-        }
+        put_hint(&self.inner, &kv.value, kv.mod_revision)
     }
 
     /// The server cancelled the watch. After a compaction of the revisions it was to start
@@ -295,11 +323,4 @@ enum Refusal {
 
 fn failed(reason: impl Into<String>) -> Refusal {
     Refusal::Failed(reason.into())
-}
-
-fn cancel_reason(response: &WatchResponse) -> String {
-    match response.cancel_reason() {
-        "" => "no reason given".to_owned(),
-        reason => reason.to_owned(),
-    }
 }

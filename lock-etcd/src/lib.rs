@@ -12,9 +12,11 @@
 //!   `create_revision` or `mod_revision`; values that are not records are reported as
 //!   [`Corrupt`](lock_core::LockError::Corrupt) and never overwritten.
 //! - **Hints, not truth**: [`watch`](lock_core::Lock::watch) streams etcd's watch events for the
-//!   key and starts over from now after a compaction; it ends when the watch fails or the
-//!   connection is lost (an open stream is trusted to be live), and the elector polls and
-//!   watches again.
+//!   key; it ends when the watch fails or the connection is lost (an open stream is trusted to
+//!   be live), and the elector polls and watches again.
+//! - **Many elections, one watch**: the locks of one [`EtcdClient`] share its connection and one
+//!   watch on the key prefix, which hands each lock the events of its key: a process that
+//!   elects per shard puts one watch on the server, not one per election.
 //! - **Tokens that survive a deletion**: [`token_floor`](lock_core::Lock::token_floor) is the
 //!   store's revision plus one, above every `leaderTransitions` the key ever carried.
 //! - **Oversized values**: a value above the client's 4 MiB message limit is reported as
@@ -55,10 +57,12 @@
 //! # }
 //! ```
 
+mod client;
 mod connection;
 mod errors;
 mod floor;
 mod hints;
+mod hub;
 mod keep_alive;
 mod life;
 mod lock;
@@ -69,6 +73,7 @@ mod session;
 mod transactions;
 mod vouched;
 
+pub use client::EtcdClient;
 pub use life::{EtcdLifeLock, MIN_SESSION_TTL};
 pub use lock::EtcdLock;
 pub use options::{

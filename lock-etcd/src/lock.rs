@@ -7,13 +7,9 @@ use etcd_client::GetOptions;
 use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
-use crate::connection::{self, SharedClient};
-use crate::errors::ErrorContext;
-use crate::names::{self, Endpoints};
 use crate::session::Session;
 use crate::transactions::{self, Outcome};
-use crate::vouched::Vouched;
-use crate::{floor, hints, EtcdLockOptions};
+use crate::{floor, hints, EtcdClient, EtcdLockOptions};
 
 /// A leader election lock kept in etcd: one key per election, changed only by transactions
 /// that compare and swap on the key's `mod_revision`.
@@ -39,7 +35,8 @@ use crate::{floor, hints, EtcdLockOptions};
 ///
 /// Every request is bounded by [`request_timeout`](EtcdLockOptions::request_timeout), and
 /// connecting by [`connect_timeout`](EtcdLockOptions::connect_timeout), so that one hung call
-/// cannot cost the lease. Clones are cheap and share one client, which reconnects by itself.
+/// cannot cost the lease. Clones are cheap and share one client, which reconnects by itself;
+/// the locks of many elections share one through [`EtcdClient::lock`].
 #[derive(Clone)]
 pub struct EtcdLock {
     pub(crate) inner: Arc<Session>,
@@ -76,31 +73,7 @@ impl EtcdLock {
         name: &str,
         options: EtcdLockOptions,
     ) -> LockResult<Self> {
-        options.validate()?;
-        let key = names::key(&options.key_prefix, name)?;
-        let endpoints = Endpoints::parse(endpoints, options.wants_tls())?;
-        let user = options.credentials.as_ref().map(|c| c.user.clone());
-        let describe = format!("{}/{key}", endpoints.describe(user.as_deref()));
-        let errors = ErrorContext {
-            lock: describe.clone(),
-            user,
-            key: key.clone(),
-            prefix: options.key_prefix.clone(),
-            tls: endpoints.tls,
-        };
-        let connect = connection::connect_options(&options, &endpoints)?;
-        let client = SharedClient::new(&endpoints, connect, options.connect_timeout);
-        Ok(Self {
-            inner: Arc::new(Session {
-                client,
-                key,
-                endpoints,
-                options,
-                describe,
-                errors,
-                vouched: Vouched::default(),
-            }),
-        })
+        EtcdClient::new(endpoints, options)?.lock_of_its_own(name)
     }
 
     /// The etcd key that holds the record.
@@ -210,8 +183,13 @@ impl Lock for EtcdLock {
         self.inner.describe.clone()
     }
 
+    /// This lock's place in its [`EtcdClient`]'s one watch on the key prefix; for a lock made
+    /// by [`new`](Self::new) or [`connect`](Self::connect), a watch of its key alone.
     fn watch(&self) -> Option<HintStream> {
-        Some(hints::watch(self.inner.clone(), None))
+        Some(match &self.inner.hub {
+            Some(hub) => hints::shared(hub.clone(), self.inner.clone()),
+            None => hints::watch(self.inner.clone(), None),
+        })
     }
 
     /// The store's revision plus one, from a count-only read of the key (one small answer

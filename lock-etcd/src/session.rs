@@ -11,6 +11,7 @@ use lock_core::{LeaderElectionRecord, LockError, LockResult};
 
 use crate::connection::SharedClient;
 use crate::errors::{self, ErrorContext, Fault};
+use crate::hub::Hub;
 use crate::names::Endpoints;
 use crate::transactions::{self, Outcome, Stored};
 use crate::vouched::Vouched;
@@ -18,7 +19,11 @@ use crate::EtcdLockOptions;
 
 /// What clones of one lock, and its watches, share.
 pub(crate) struct Session {
-    pub client: SharedClient,
+    /// The client's connection, shared with every lock of the same [`EtcdClient`](crate::EtcdClient).
+    pub client: Arc<SharedClient>,
+    /// The client's one watch, which the lock's hint streams join; `None` for a lock that
+    /// watches its key alone.
+    pub hub: Option<Arc<Hub>>,
     pub key: String,
     pub endpoints: Endpoints,
     pub options: EtcdLockOptions,

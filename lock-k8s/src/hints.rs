@@ -1,12 +1,36 @@
 //! Change hints: a kube watcher on the one object (field selector `metadata.name`), ended at
-//! its first error.
+//! its first error; or, for the locks of an [`ObjectLocks`](crate::ObjectLocks), the object's
+//! place in their one shared watch (see the `hub` module).
+
+use std::sync::Arc;
 
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::Api;
 use lock_core::backend::{Hint, HintStream, Versioned};
 
+use crate::hub::{Hub, Subscription};
 use crate::object::{version_of, LockObject};
+
+/// A stream of hints for the object `name` from a shared watch, with the same hints as
+/// [`watch`] gives: [`Hint::Record`] for every version delivered (also the listed ones),
+/// [`Hint::Changed`] once the list is complete (or at once, when it already is), for a
+/// deletion and for an object that holds no record. It joins the watch on its first poll, and
+/// ends when the shared watch fails.
+pub(crate) fn shared<K: LockObject>(hub: Arc<Hub<K>>, name: String) -> HintStream {
+    futures::stream::unfold(
+        (hub, name, None::<Subscription<K>>),
+        |(hub, name, joined)| async move {
+            let subscription = match joined {
+                Some(subscription) => subscription,
+                None => hub.join(&name),
+            };
+            let hint = subscription.inbox.next().await?;
+            Some((hint, (hub, name, Some(subscription))))
+        },
+    )
+    .boxed()
+}
 
 /// A stream of hints for the lock's object: [`Hint::Record`] for every version the watch
 /// reports (also the ones listed when it starts), [`Hint::Changed`] when the object is deleted,
@@ -37,7 +61,7 @@ pub(crate) fn watch<K: LockObject>(api: Api<K>, name: &str, describe: String) ->
         .boxed()
 }
 
-fn hint<K: LockObject>(object: &K) -> Hint {
+pub(crate) fn hint<K: LockObject>(object: &K) -> Hint {
     match (object.record(), version_of(object)) {
         (Ok(Some(record)), Some(version)) => Hint::Record(Versioned { record, version }),
         _ => Hint::Changed,

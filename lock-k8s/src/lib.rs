@@ -23,6 +23,9 @@
 //!   waits a lease; `create` then writes the record onto the object by compare-and-swap.
 //! - **Hints that end when they fail**: the watch's stream ends at its first error, and the
 //!   elector polls until it watches again.
+//! - **Many elections, one watch**: the locks of one [`ObjectLocks`] (say [`LeaseLocks`], for
+//!   a process that elects per shard) share one watch on their kind in the namespace, which
+//!   hands each lock the events of its own object.
 //! - **Writes sent once**: the client retries reads only; a write whose answer was lost (a 504
 //!   from a proxy) is [`Unavailable`](lock_core::LockError::Unavailable), never repeated into a
 //!   conflict.
@@ -63,8 +66,10 @@ mod environment;
 mod errors;
 mod for_life;
 mod hints;
+mod hub;
 mod kind;
 mod lock;
+mod locks;
 mod object;
 mod options;
 
@@ -81,6 +86,7 @@ pub use kind::LockKind;
 pub use lock::{ConfigMapLock, EndpointsLock, LeaseLock, ObjectLock};
 /// Kept here for client-go users, who look for it next to the Kubernetes locks.
 pub use lock_core::default_identity;
+pub use locks::{LeaseLocks, ObjectLocks};
 pub use object::{LockObject, LEADER_ANNOTATION};
 pub use options::{KubeLockOptions, DEFAULT_REQUEST_TIMEOUT};
 

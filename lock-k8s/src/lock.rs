@@ -12,6 +12,7 @@ use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
 use crate::errors::{is_status, ErrorContext};
+use crate::hub::Hub;
 use crate::object::version_of;
 use crate::options::check_object_name;
 use crate::{environment, hints, KubeLockOptions, LockObject};
@@ -73,6 +74,9 @@ pub(crate) struct Inner<K: LockObject> {
     pub options: KubeLockOptions,
     pub describe: String,
     pub errors: ErrorContext,
+    /// The watch this lock's hint streams join, for a lock of an [`ObjectLocks`](crate::ObjectLocks);
+    /// `None`: a watch of the one object.
+    pub hub: Option<Arc<Hub<K>>>,
     /// The object as last read or written: the base of the next update at its version (when it
     /// holds a record) or of the next create (when it holds none).
     last: Mutex<Option<K>>,
@@ -83,7 +87,7 @@ impl<K: LockObject> ObjectLock<K> {
     /// [the default one](crate::resolve_namespace)). Contacts nothing; fails only for a bad
     /// name or option.
     pub fn new(client: kube::Client, name: &str, options: KubeLockOptions) -> LockResult<Self> {
-        Self::build(client, None, name, options)
+        Self::build(client, None, name, options, None)
     }
 
     /// Like [`new`](Self::new) with a client made from `config`; its cluster URL shows in
@@ -107,7 +111,7 @@ impl<K: LockObject> ObjectLock<K> {
         let client = crate::client::client(config).map_err(|err| {
             LockError::InvalidConfig(format!("cannot make a Kubernetes client: {err}"))
         })?;
-        Self::build(client, Some(cluster), name, options)
+        Self::build(client, Some(cluster), name, options, None)
     }
 
     /// Makes the lock with a client from the options' kubeconfig, or from the environment as
@@ -118,16 +122,17 @@ impl<K: LockObject> ObjectLock<K> {
         Self::from_config(config, name, options)
     }
 
-    fn build(
+    /// Makes the lock; `hub` is the shared watch of an [`ObjectLocks`](crate::ObjectLocks).
+    pub(crate) fn build(
         client: kube::Client,
         cluster: Option<String>,
         name: &str,
         options: KubeLockOptions,
+        hub: Option<Arc<Hub<K>>>,
     ) -> LockResult<Self> {
         options.validate()?;
         check_object_name("lock name", name)?;
-        let namespace = environment::resolve_namespace(options.namespace.as_deref());
-        check_object_name("namespace", &namespace)?;
+        let namespace = resolved_namespace(&options)?;
         let path = format!("{}/{name}", K::url_path(&(), Some(&namespace)));
         let cluster = cluster.unwrap_or_else(|| "kubernetes:".to_owned());
         let describe = format!("{}{path}", cluster.trim_end_matches('/'));
@@ -144,6 +149,7 @@ impl<K: LockObject> ObjectLock<K> {
                 options,
                 describe,
                 errors,
+                hub,
                 last: Mutex::new(None),
             }),
         })
@@ -373,12 +379,17 @@ impl<K: LockObject> Lock for ObjectLock<K> {
         self.inner.describe.clone()
     }
 
+    /// A watch of the one object, or the object's place in the shared watch of its
+    /// [`ObjectLocks`](crate::ObjectLocks).
     fn watch(&self) -> Option<HintStream> {
-        Some(hints::watch(
-            self.inner.api.clone(),
-            &self.inner.name,
-            self.inner.describe.clone(),
-        ))
+        Some(match &self.inner.hub {
+            Some(hub) => hints::shared(hub.clone(), self.inner.name.clone()),
+            None => hints::watch(
+                self.inner.api.clone(),
+                &self.inner.name,
+                self.inner.describe.clone(),
+            ),
+        })
     }
 }
 
@@ -389,4 +400,11 @@ impl<K: LockObject> fmt::Debug for ObjectLock<K> {
             .field("options", &self.inner.options)
             .finish()
     }
+}
+
+/// The namespace the options name (or [the default one](crate::resolve_namespace)), checked.
+pub(crate) fn resolved_namespace(options: &KubeLockOptions) -> LockResult<String> {
+    let namespace = environment::resolve_namespace(options.namespace.as_deref());
+    check_object_name("namespace", &namespace)?;
+    Ok(namespace)
 }

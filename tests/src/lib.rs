@@ -29,5 +29,6 @@ pub mod observing;
 pub mod operator_lib;
 pub mod outage;
 pub mod proxy;
+pub mod redis_clients;
 pub mod servers;
 pub mod walkthrough;

@@ -175,9 +175,24 @@ pub async fn demo_observe_follows_handovers(
     observer_flags: &[&str],
     handovers: usize,
 ) -> Vec<(String, u64)> {
+    demo_observe_follows_handovers_as(lock_flags, observer_flags, handovers, None).await
+}
+
+/// [`demo_observe_follows_handovers`] with the observer run as user id `observer_uid` when it
+/// is given (the instances run as this process's user): for a backend whose only credentials
+/// are the file system's.
+pub async fn demo_observe_follows_handovers_as(
+    lock_flags: &[&str],
+    observer_flags: &[&str],
+    handovers: usize,
+    observer_uid: Option<u32>,
+) -> Vec<(String, u64)> {
     let mut args = vec!["observe", "--json", "--retry-period", "500ms"];
     args.extend_from_slice(observer_flags);
-    let mut observer = Demo::start_with("observer", &args);
+    let mut observer = match observer_uid {
+        Some(uid) => Demo::start_as_user("observer", uid, &args),
+        None => Demo::start_with("observer", &args),
+    };
     let mut flags = lock_flags.to_vec();
     flags.extend_from_slice(&TIMING_FLAGS);
     let mut running: Vec<Demo> = ["a", "b"]

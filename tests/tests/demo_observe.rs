@@ -14,7 +14,9 @@ use lock_etcd::{EtcdLock, EtcdLockOptions};
 use lock_k8s::{KubeLockOptions, LockKind};
 use lock_redis::{acl_rules, RedisLock, DEFAULT_KEY_PREFIX as REDIS_PREFIX};
 use lock_tests::demo::run_demo;
-use lock_tests::observing::{demo_observe_follows_handovers, HANDOVERS};
+use lock_tests::observing::{
+    demo_observe_follows_handovers, demo_observe_follows_handovers_as, HANDOVERS,
+};
 use lock_tests::servers::etcd::EtcdServer;
 use lock_tests::servers::kube::KubeApiServer;
 use lock_tests::servers::redis::RedisServer;
@@ -42,13 +44,28 @@ async fn assert_read_only(lock: &dyn Lock) {
     );
 }
 
+/// The user the file observer runs as: it may read the lock's directory, not write it.
+const NOBODY: u32 = 65534;
+
+/// The instances run as this user (root in CI), the observer as `nobody`, for whom the lock's
+/// directory and files are read-only: it follows the handovers without being able to write
+/// anything there (a lock file has no credentials of its own to make read-only).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn file() {
+async fn file_as_a_user_who_may_not_write() {
+    use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("a readable directory");
     let lock = dir.path().join("election.json");
     let lock = lock.to_str().expect("a UTF-8 temporary path");
     let flags = ["--lock-file", lock];
-    demo_observe_follows_handovers(&flags, &flags, HANDOVERS).await;
+    let observer = nix::unistd::Uid::from_raw(NOBODY);
+    assert_ne!(
+        nix::unistd::Uid::current(),
+        observer,
+        "the test runs as another user than the observer"
+    );
+    demo_observe_follows_handovers_as(&flags, &flags, HANDOVERS, Some(NOBODY)).await;
 }
 
 /// The ACL rules of a user that may run the lock's read (its script, whose writes the ACL then

@@ -12,27 +12,41 @@ mod backend;
 use backend::KubeBackend;
 use lock_k8s::LockKind;
 
+/// The conformance cases a Lease can run, on the backend `$backend`.
+macro_rules! lease_cases {
+    ($backend:expr) => {
+        lock_core::conformance_suite!(@cases ($backend)
+            lock_cases::get_on_fresh_name_is_none,
+            lock_cases::every_record_field_round_trips,
+            lock_cases::concurrent_creates_have_one_winner,
+            lock_cases::concurrent_updates_of_one_version_have_one_winner,
+            lock_cases::stale_version_is_rejected,
+            elector_cases::single_candidate_leads,
+            elector_cases::three_candidates_never_lead_together,
+            elector_cases::graceful_release_hands_over_within_a_second,
+            elector_cases::killed_leader_is_replaced_after_the_lease,
+            elector_cases::unavailable_backend_makes_the_leader_step_down_first,
+            elector_cases::fencing_tokens_increase_over_handovers,
+            elector_cases::notifications_arrive_in_order,
+            elector_cases::idle_standby_waits_on_hints,
+        );
+    };
+}
+
 /// Every case but `corrupt_value_is_reported_and_left_untouched`: a Lease cannot hold a value
 /// that is not a record (the API server checks its schema, and rejects a negative duration or
 /// transition count), so there is nothing corrupt to store; `lease_odd_values` below reads
 /// the oddest Leases the server accepts instead.
 mod lease {
     use super::*;
-    lock_core::conformance_suite!(@cases (KubeBackend::start(LockKind::Lease))
-        lock_cases::get_on_fresh_name_is_none,
-        lock_cases::every_record_field_round_trips,
-        lock_cases::concurrent_creates_have_one_winner,
-        lock_cases::concurrent_updates_of_one_version_have_one_winner,
-        lock_cases::stale_version_is_rejected,
-        elector_cases::single_candidate_leads,
-        elector_cases::three_candidates_never_lead_together,
-        elector_cases::graceful_release_hands_over_within_a_second,
-        elector_cases::killed_leader_is_replaced_after_the_lease,
-        elector_cases::unavailable_backend_makes_the_leader_step_down_first,
-        elector_cases::fencing_tokens_increase_over_handovers,
-        elector_cases::notifications_arrive_in_order,
-        elector_cases::idle_standby_waits_on_hints,
-    );
+    lease_cases!(KubeBackend::start(LockKind::Lease));
+}
+
+/// The Lease cases again, with every lock of a case made from one `LeaseLocks`: their hints
+/// come from one shared watch of the namespace's Leases.
+mod lease_shared_watch {
+    use super::*;
+    lease_cases!(KubeBackend::start_with_shared_watch());
 }
 
 mod configmap {
@@ -232,6 +246,9 @@ mod annotation_locks {
 
 #[path = "k8s/rbac.rs"]
 mod rbac;
+
+#[path = "k8s/shared_watch.rs"]
+mod shared_watch;
 
 #[path = "k8s/leader_elector.rs"]
 mod leader_elector;

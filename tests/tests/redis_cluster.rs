@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::testing::conformance::{config, releasing_config, unique_name, Backend, Candidate};
-use lock_core::Lock;
-use lock_redis::{RedisLock, RedisLockOptions};
+use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, Lock, RunOutcome};
+use lock_redis::{RedisClient, RedisLock, RedisLockOptions};
 use lock_tests::driver::redis_stored_record;
+use lock_tests::redis_clients::{connections_until, field, ClientInfo};
 use lock_tests::servers::redis_cluster::RedisCluster;
 use redis::AsyncCommands;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 /// Elections as keys on a cluster of its own, stopped with the backend.
 struct ClusterBackend {
@@ -193,4 +195,112 @@ async fn a_slot_moved_to_another_node_keeps_the_election_and_its_hints() {
         released.elapsed()
     );
     b.stop().await;
+}
+
+/// Many elections on one client share its connections on a cluster too: each node sees at
+/// most one command connection and one sharded pub/sub connection from the process, however
+/// many elections there are, and every election's watch is a sharded subscription on the
+/// primary that serves its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_hundred_elections_on_one_client_share_a_connection_or_two_per_node() {
+    const ELECTIONS: usize = 300;
+    let backend = ClusterBackend::start().await;
+    let client = RedisClient::connect(&backend.cluster.url(), RedisLockOptions::default())
+        .await
+        .expect("connect");
+    let cancel = CancellationToken::new();
+    let mut events = Vec::new();
+    let mut runs = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..ELECTIONS {
+        let name = format!("shard-{i}");
+        let lock = client.lock(&name).expect("a valid name");
+        names.push(name);
+        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
+        events.push(elector.subscribe());
+        runs.push(tokio::spawn(elector.run(cancel.clone())));
+    }
+    for (i, events) in events.iter_mut().enumerate() {
+        let led = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(event) = events.recv().await {
+                if matches!(event, ElectionEvent::StartedLeading(_)) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(led, Ok(true), "election shard-{i} has a leader");
+    }
+
+    // The elections' slots spread over the three primaries; each serves some of them.
+    let mut primaries: Vec<u16> = names
+        .iter()
+        .map(|name| backend.cluster.primary_of(&backend.key(name)))
+        .collect();
+    primaries.sort_unstable();
+    primaries.dedup();
+    assert_eq!(primaries.len(), 3, "the slots of {ELECTIONS} elections");
+    let mut sharded_total = 0;
+    for port in backend.cluster.ports() {
+        let mut admin = backend
+            .cluster
+            .admin_client(port)
+            .get_multiplexed_async_connection()
+            .await
+            .expect("an admin connection");
+        // The process's connections: not replication links (flags S and M) nor the test's own.
+        let ours = |connections: &[ClientInfo]| -> Vec<ClientInfo> {
+            connections
+                .iter()
+                .filter(|info| {
+                    let flags = field(info, "flags");
+                    !flags.contains('S') && !flags.contains('M')
+                })
+                .cloned()
+                .collect()
+        };
+        let serves = primaries.contains(&port);
+        let connections = connections_until(&mut admin, Duration::from_secs(30), |listed| {
+            let ours = ours(listed);
+            !serves || ours.iter().any(|info| field(info, "ssub") != "0")
+        })
+        .await;
+        let ours = ours(&connections);
+        assert!(
+            ours.len() <= 2,
+            "node {port}: at most a command and a pub/sub connection for {ELECTIONS} elections: {ours:#?}"
+        );
+        let sharded: Vec<&ClientInfo> = ours
+            .iter()
+            .filter(|info| field(info, "ssub") != "0")
+            .collect();
+        assert!(sharded.len() <= 1, "node {port}: {sharded:#?}");
+        if serves {
+            assert_eq!(sharded.len(), 1, "node {port} serves slots: {ours:#?}");
+        }
+        for info in &ours {
+            assert_eq!(field(info, "sub"), "0", "no classic subscription: {info:?}");
+        }
+        sharded_total += sharded
+            .iter()
+            .map(|info| field(info, "ssub").parse::<usize>().expect("a count"))
+            .sum::<usize>();
+    }
+    assert_eq!(
+        sharded_total, ELECTIONS,
+        "one sharded subscription per election, on its slot's primary"
+    );
+
+    cancel.cancel();
+    for run in runs {
+        let outcome = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the elector ends in time")
+            .expect("the elector task");
+        assert!(
+            matches!(outcome, RunOutcome::Cancelled { .. }),
+            "{outcome:?}"
+        );
+    }
 }

@@ -4,7 +4,6 @@
 //! one `RedisClient`'s two connections. The create and update races are the conformance
 //! suite's (`tests/redis.rs`).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use lock_core::{
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions};
 use lock_tests::driver::{get_eventually, next_hint, next_record, record, served_watch};
 use lock_tests::hint_end::hints_end;
+use lock_tests::redis_clients::{connections_until, field, ClientInfo};
 use lock_tests::servers::redis::RedisServer;
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
@@ -482,48 +482,6 @@ async fn bad_configuration_is_invalid_config() {
 }
 
 /// One line of `CLIENT LIST`: `id=7 addr=… flags=P … sub=3 …` as a map.
-type ClientInfo = HashMap<String, String>;
-
-/// The server's connections other than `admin`'s own.
-async fn other_connections(admin: &mut redis::aio::MultiplexedConnection) -> Vec<ClientInfo> {
-    let own: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(admin)
-        .await
-        .expect("CLIENT ID");
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .query_async(admin)
-        .await
-        .expect("CLIENT LIST");
-    list.lines()
-        .map(|line| {
-            line.split_whitespace()
-                .filter_map(|field| field.split_once('='))
-                .map(|(name, value)| (name.to_owned(), value.to_owned()))
-                .collect::<ClientInfo>()
-        })
-        .filter(|info| info.get("id").map(String::as_str) != Some(own.to_string().as_str()))
-        .collect()
-}
-
-/// Asks `CLIENT LIST` until `done` holds for the other connections (a connection that was just
-/// closed may still be listed for a moment), within `limit`; returns them.
-async fn connections_until(
-    admin: &mut redis::aio::MultiplexedConnection,
-    limit: Duration,
-    done: impl Fn(&[ClientInfo]) -> bool,
-) -> Vec<ClientInfo> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let connections = other_connections(admin).await;
-        if done(&connections) || Instant::now() > deadline {
-            return connections;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The number of subscribers of `channel`, by `PUBSUB NUMSUB`.
 async fn subscribers(admin: &mut redis::aio::MultiplexedConnection, channel: &str) -> i64 {
     let (_, count): (String, i64) = redis::cmd("PUBSUB")
@@ -533,10 +491,6 @@ async fn subscribers(admin: &mut redis::aio::MultiplexedConnection, channel: &st
         .await
         .expect("PUBSUB NUMSUB");
     count
-}
-
-fn field<'a>(info: &'a ClientInfo, name: &str) -> &'a str {
-    info.get(name).map_or("", String::as_str)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

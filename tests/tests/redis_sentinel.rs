@@ -35,6 +35,25 @@ async fn fail_over(mut topology: SentinelTopology) -> (SentinelTopology, Failove
     .expect("the failover thread")
 }
 
+/// Reads the record once the lock answers again after a failover (retryable errors until
+/// then, for at most [`RECOVERY`]); it must have survived.
+async fn read_after_failover(lock: &RedisLock) -> lock_core::backend::Versioned {
+    let deadline = Instant::now() + RECOVERY;
+    loop {
+        match lock.get().await {
+            Ok(stored) => return stored.expect("the record survived the failover"),
+            Err(err) => {
+                assert!(err.is_retryable(), "{err:?}");
+                assert!(
+                    Instant::now() < deadline,
+                    "no answer after the failover: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_behind_sentinels_follows_the_primary_through_a_failover() {
     let topology = tokio::task::spawn_blocking(|| SentinelTopology::start(1, 3))
@@ -57,20 +76,7 @@ async fn a_lock_behind_sentinels_follows_the_primary_through_a_failover() {
 
     // The acknowledged record is on the promoted replica; the lock finds it there and
     // writes on.
-    let deadline = Instant::now() + RECOVERY;
-    let stored = loop {
-        match lock.get().await {
-            Ok(stored) => break stored.expect("the record survived the failover"),
-            Err(err) => {
-                assert!(err.is_retryable(), "{err:?}");
-                assert!(
-                    Instant::now() < deadline,
-                    "no answer after the failover: {err}"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let stored = read_after_failover(&lock).await;
     assert_eq!(stored.version, version);
     assert_eq!(stored.record.holder_identity, "a");
     lock.update(&record("a", 0), &stored.version)
@@ -96,6 +102,56 @@ async fn a_sentinel_url_that_names_an_unknown_master_says_so() {
         reason.contains("watches no master named \"no-such-master\""),
         "{reason}"
     );
+}
+
+/// Sentinels that require a password: without `with_sentinel_auth` the lock is refused,
+/// saying so; with it, the lock finds the primary and follows it through a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_with_a_password_are_asked_with_it_through_a_failover() {
+    const PASSWORD: &str = "sentinel-secret";
+    let topology = tokio::task::spawn_blocking(|| {
+        SentinelTopology::start_with_sentinel_password(1, 3, PASSWORD)
+    })
+    .await
+    .unwrap();
+
+    // Timeouts long enough that a loaded machine's slow answer is not taken for a refusal.
+    let patient = || {
+        options()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_response_timeout(Duration::from_secs(5))
+    };
+    let refused = RedisLock::connect(&topology.url(), "guarded", patient())
+        .await
+        .expect_err("sentinels that want a password refuse a lock without it");
+    let message = refused.to_string();
+    assert!(
+        message.contains("NOAUTH") || message.to_lowercase().contains("auth"),
+        "the refusal names the authentication: {message}"
+    );
+
+    let wrong = patient().with_sentinel_auth(None, "not-the-password");
+    let refused = RedisLock::connect(&topology.url(), "guarded", wrong)
+        .await
+        .expect_err("a wrong sentinel password is refused");
+    assert!(
+        refused.to_string().to_lowercase().contains("pass"),
+        "the refusal names the password: {refused}"
+    );
+
+    let authenticated = options().with_sentinel_auth(None, PASSWORD);
+    let lock = RedisLock::connect(&topology.url(), "guarded", authenticated)
+        .await
+        .expect("connect through the sentinels with their password");
+    let version = lock.create(&record("a", 0)).await.expect("create");
+    let (topology, failover) = fail_over(topology).await;
+    assert_ne!(failover.old_primary, failover.new_primary);
+    let stored = read_after_failover(&lock).await;
+    assert_eq!(stored.version, version);
+    lock.update(&record("a", 0), &stored.version)
+        .await
+        .expect("renew on the primary the sentinels promoted");
+    drop(topology);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

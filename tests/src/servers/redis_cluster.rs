@@ -237,6 +237,18 @@ impl RedisCluster {
         ))
     }
 
+    /// A client for the node on `port`, as its administrator.
+    ///
+    /// # Panics
+    /// When no node has that port.
+    pub fn admin_client(&self, port: u16) -> redis::Client {
+        self.nodes
+            .iter()
+            .find(|node| node.port() == port)
+            .unwrap_or_else(|| panic!("no cluster node on port {port}"))
+            .admin_client()
+    }
+
     /// The ports of every node.
     pub fn ports(&self) -> Vec<u16> {
         self.nodes.iter().map(RedisServer::port).collect()

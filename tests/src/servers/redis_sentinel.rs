@@ -29,10 +29,12 @@ struct Sentinel {
     process: ServerProcess,
     port: u16,
     dir: TempDir,
+    /// The password it requires of clients and other sentinels, if any.
+    password: Option<String>,
 }
 
 impl Sentinel {
-    fn start(primary_port: u16, quorum: usize) -> Self {
+    fn start(primary_port: u16, quorum: usize, password: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("redis-sentinel-")
             .tempdir()
@@ -41,6 +43,7 @@ impl Sentinel {
             process: ServerProcess::new("redis-server --sentinel"),
             port: 0,
             dir,
+            password: password.map(str::to_owned),
         };
         start_on_free_ports("redis-server --sentinel", || {
             sentinel.port = free_loopback_port();
@@ -61,7 +64,7 @@ impl Sentinel {
     /// starts the process and waits for `PING`.
     fn spawn(&mut self, primary_port: u16, quorum: usize) -> Result<(), String> {
         let config = self.dir.path().join("sentinel.conf");
-        let text = [
+        let text = &[
             "bind 127.0.0.1".to_owned(),
             "protected-mode no".to_owned(),
             "daemonize no".to_owned(),
@@ -78,7 +81,19 @@ impl Sentinel {
                 FAILOVER_TIMEOUT.as_millis()
             ),
             format!("sentinel parallel-syncs {MASTER_NAME} 2"),
-        ]
+        ];
+        // Clients must give the password, and sentinels give it to each other.
+        let text = match &self.password {
+            Some(password) => [
+                text.to_vec(),
+                vec![
+                    format!("requirepass \"{password}\""),
+                    format!("sentinel sentinel-pass \"{password}\""),
+                ],
+            ]
+            .concat(),
+            None => text.to_vec(),
+        }
         .join("\n");
         std::fs::write(&config, text + "\n")
             .unwrap_or_else(|err| panic!("cannot write {}: {err}", config.display()));
@@ -106,16 +121,27 @@ impl Sentinel {
 
     /// The port of the primary this sentinel names now, if it answers.
     fn ask_primary(&self) -> Option<u16> {
-        let client = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)).ok()?;
-        let mut connection = client
-            .get_connection_with_timeout(Duration::from_millis(500))
-            .ok()?;
-        let (_, port): (String, u16) = redis::cmd("SENTINEL")
-            .arg("GET-MASTER-ADDR-BY-NAME")
-            .arg(MASTER_NAME)
-            .query(&mut connection)
-            .ok()?;
+        let (_, port): (String, u16) = self.ask(
+            redis::cmd("SENTINEL")
+                .arg("GET-MASTER-ADDR-BY-NAME")
+                .arg(MASTER_NAME),
+        )?;
         Some(port)
+    }
+
+    /// How many other sentinels this one knows for the master.
+    fn known_sentinels(&self) -> usize {
+        self.ask::<Vec<redis::Value>>(redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER_NAME))
+            .map_or(0, |sentinels| sentinels.len())
+    }
+
+    /// One command to this sentinel, with its password; `None` when it does not answer.
+    fn ask<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |password| format!(":{password}@"));
+        ask_url(&format!("redis://{auth}127.0.0.1:{}", self.port), command)
     }
 }
 
@@ -164,6 +190,17 @@ impl SentinelTopology {
     /// # Panics
     /// When `redis-server` is missing or a server does not come up.
     pub fn start(replicas: usize, sentinels: usize) -> Self {
+        Self::start_with(replicas, sentinels, None)
+    }
+
+    /// Like [`start`](Self::start), with sentinels that require `password` (`requirepass`)
+    /// of their clients and give it to each other (`sentinel sentinel-pass`). The data
+    /// servers want none.
+    pub fn start_with_sentinel_password(replicas: usize, sentinels: usize, password: &str) -> Self {
+        Self::start_with(replicas, sentinels, Some(password))
+    }
+
+    fn start_with(replicas: usize, sentinels: usize, password: Option<&str>) -> Self {
         let primary = RedisServer::builder().persistent().start();
         let primary_port = primary.port();
         let mut servers = vec![primary];
@@ -177,7 +214,7 @@ impl SentinelTopology {
         }
         let topology = Self {
             sentinels: (0..sentinels)
-                .map(|_| Sentinel::start(primary_port, sentinels / 2 + 1))
+                .map(|_| Sentinel::start(primary_port, sentinels / 2 + 1, password))
                 .collect(),
             servers,
         };
@@ -327,7 +364,7 @@ impl SentinelTopology {
                 topology
                     .sentinels
                     .iter()
-                    .all(|sentinel| known_sentinels(sentinel.port) >= others)
+                    .all(|sentinel| sentinel.known_sentinels() >= others)
                     .then_some(())
             },
             "the sentinels to find each other",
@@ -359,7 +396,12 @@ impl SentinelTopology {
 
 /// One command to the plain server on `port`, or `None` when it does not answer.
 fn ask<T: redis::FromRedisValue>(port: u16, command: &redis::Cmd) -> Option<T> {
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    ask_url(&format!("redis://127.0.0.1:{port}"), command)
+}
+
+/// One command to the server at `url`, or `None` when it does not answer.
+fn ask_url<T: redis::FromRedisValue>(url: &str, command: &redis::Cmd) -> Option<T> {
+    let client = redis::Client::open(url).ok()?;
     let mut connection = client
         .get_connection_with_timeout(Duration::from_millis(500))
         .ok()?;
@@ -407,13 +449,4 @@ fn synced_replicas(port: u16) -> usize {
                 .is_some_and(|lag| lag <= 1)
         })
         .count()
-}
-
-/// How many other sentinels the sentinel on `port` knows for the master.
-fn known_sentinels(port: u16) -> usize {
-    ask::<Vec<redis::Value>>(
-        port,
-        redis::cmd("SENTINEL").arg("SENTINELS").arg(MASTER_NAME),
-    )
-    .map_or(0, |sentinels| sentinels.len())
 }

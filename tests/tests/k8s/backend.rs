@@ -12,7 +12,7 @@ use kube::Resource;
 use lock_core::testing::conformance::Backend;
 use lock_core::Lock;
 use lock_k8s::{
-    kube_config, ConfigMapLock, EndpointsLock, KubeLockOptions, LeaseLock, LockKind,
+    kube_config, ConfigMapLock, EndpointsLock, KubeLockOptions, LeaseLock, LeaseLocks, LockKind,
     LEADER_ANNOTATION,
 };
 use lock_tests::servers::kube::{KubeApiServer, ADMIN_USER};
@@ -28,6 +28,8 @@ pub const KEPT_LABEL: (&str, &str) = ("app.kubernetes.io/name", "kept");
 pub struct KubeBackend {
     pub kind: LockKind,
     pub server: &'static KubeApiServer,
+    /// Leases that share one watch: every lock of the case is made from it.
+    pub shared_watch: Option<LeaseLocks>,
 }
 
 impl KubeBackend {
@@ -35,7 +37,20 @@ impl KubeBackend {
         let server = tokio::task::spawn_blocking(KubeApiServer::shared)
             .await
             .expect("start the test kube-apiserver");
-        Self { kind, server }
+        Self {
+            kind,
+            server,
+            shared_watch: None,
+        }
+    }
+
+    /// Lease locks made from one [`LeaseLocks`], sharing its watch.
+    pub async fn start_with_shared_watch() -> Self {
+        let mut backend = Self::start(LockKind::Lease).await;
+        let client = client_as(backend.server, ADMIN_USER).await;
+        let options = KubeLockOptions::default().with_namespace(NAMESPACE);
+        backend.shared_watch = Some(LeaseLocks::new(client, options).expect("valid options"));
+        backend
     }
 }
 
@@ -69,6 +84,9 @@ async fn client_from(kubeconfig: &Path) -> kube::Client {
 #[async_trait::async_trait]
 impl Backend for KubeBackend {
     async fn lock(&self, name: &str) -> Arc<dyn Lock> {
+        if let Some(locks) = &self.shared_watch {
+            return Arc::new(locks.lock(name).expect("a valid name"));
+        }
         let kubeconfig = self.server.admin_kubeconfig();
         let config = kube_config(Some(&kubeconfig)).await.expect("a kubeconfig");
         let options = KubeLockOptions::default().with_namespace(NAMESPACE);

@@ -1,0 +1,189 @@
+//! Many elections on one etcd client put one watch on the server: the locks of an
+//! [`EtcdClient`] share a watch on the key prefix, which hands each lock the events of its own
+//! key. Counted by etcd itself (`etcd_debugging_mvcc_watcher_total`, the watchers it serves,
+//! and `etcd_debugging_mvcc_watch_stream_total`, the gRPC watch streams). The whole
+//! conformance suite also runs on locks of one client, their hints from the shared watch.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lock_core::backend::Hint;
+use lock_core::testing::conformance::Backend;
+use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, Lock, RunOutcome};
+use lock_etcd::{EtcdClient, EtcdLockOptions};
+use lock_tests::driver::{next_hint, next_record, record, within};
+use lock_tests::servers::etcd::EtcdServer;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// How many elections the process holds.
+const ELECTIONS: usize = 200;
+/// Longest wait for anything that should happen promptly (two loaded cores).
+const PROMPTLY: Duration = Duration::from_secs(30);
+
+fn options() -> EtcdLockOptions {
+    EtcdLockOptions::default()
+        .with_connect_timeout(Duration::from_secs(1))
+        .with_request_timeout(Duration::from_secs(1))
+}
+
+/// A gauge of etcd's `/metrics`.
+async fn gauge(server: &EtcdServer, name: &str) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.endpoint()))
+        .await
+        .expect("etcd's /metrics answers")
+        .text()
+        .await
+        .expect("etcd's /metrics");
+    let value = text
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{name} is not in etcd's /metrics"));
+    value
+        .trim()
+        .parse::<f64>()
+        .unwrap_or_else(|err| panic!("{name} {value}: {err}")) as u64
+}
+
+/// The watchers and the watch streams etcd serves now.
+async fn watches(server: &EtcdServer) -> (u64, u64) {
+    (
+        gauge(server, "etcd_debugging_mvcc_watcher_total").await,
+        gauge(server, "etcd_debugging_mvcc_watch_stream_total").await,
+    )
+}
+
+/// Waits until etcd serves `expected` (watchers, streams), for at most [`PROMPTLY`].
+async fn wait_for_watches(server: &EtcdServer, expected: (u64, u64), when: &str) {
+    let deadline = Instant::now() + PROMPTLY;
+    loop {
+        let now = watches(server).await;
+        if now == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{when}: etcd serves {now:?} (watchers, watch streams), not {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
+    let server = EtcdServer::start();
+    assert_eq!(watches(&server).await, (0, 0), "a new etcd serves no watch");
+    let client = within(
+        PROMPTLY,
+        EtcdClient::connect(&[server.endpoint()], options()),
+    )
+    .await
+    .expect("connect");
+    let cancel = CancellationToken::new();
+    let mut events = Vec::new();
+    let mut runs = Vec::new();
+    for shard in 0..ELECTIONS {
+        let lock = client
+            .lock(&format!("shard-{shard}"))
+            .expect("a valid name");
+        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
+        events.push(elector.subscribe());
+        runs.push(tokio::spawn(elector.run(cancel.clone())));
+    }
+    for (shard, events) in events.iter_mut().enumerate() {
+        let led = within(PROMPTLY, async {
+            while let Some(event) = events.recv().await {
+                if matches!(event, ElectionEvent::StartedLeading(_)) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert!(led, "election shard-{shard} has a leader");
+    }
+    wait_for_watches(&server, (1, 1), "200 elections on one client").await;
+
+    // A second client with a standby's view of two elections: its own one watch, and each
+    // lock hears its own key only.
+    let other = EtcdClient::new(&[server.endpoint()], options()).expect("a client");
+    let seven = other.lock("shard-7").expect("a valid name");
+    let eight = other.lock("shard-8").expect("a valid name");
+    let mut seven_hints = seven.watch().expect("etcd gives hints");
+    let mut eight_hints = eight.watch().expect("etcd gives hints");
+    assert!(matches!(next_hint(&mut seven_hints).await, Hint::Changed));
+    assert!(matches!(next_hint(&mut eight_hints).await, Hint::Changed));
+    wait_for_watches(&server, (2, 2), "a second client watching two elections").await;
+    let current = seven.get().await.expect("read").expect("a record");
+    let written = seven
+        .update(&record("b", 5), &current.version)
+        .await
+        .expect("a write from the second client");
+    let (hinted, version) = next_record(&mut seven_hints).await;
+    assert_eq!((hinted.holder_identity.as_str(), version), ("b", written));
+    let (hinted, _) = next_record(&mut eight_hints).await;
+    assert_eq!(
+        hinted.holder_identity, "a",
+        "shard-8's stream carries shard-8's renews, not shard-7's write"
+    );
+    drop(seven_hints);
+    drop(eight_hints);
+    wait_for_watches(&server, (1, 1), "the second client's streams dropped").await;
+
+    cancel.cancel();
+    for run in runs {
+        let outcome = within(PROMPTLY, run).await.expect("the elector task");
+        assert!(
+            matches!(
+                outcome,
+                RunOutcome::Cancelled { .. } | RunOutcome::LostLeadership(_)
+            ),
+            "{outcome:?}"
+        );
+    }
+    wait_for_watches(&server, (0, 0), "every election ended").await;
+}
+
+/// Elections as keys on an etcd of its own, every lock made by one [`EtcdClient`].
+struct SharedClientBackend {
+    server: EtcdServer,
+    client: EtcdClient,
+}
+
+#[async_trait::async_trait]
+impl Backend for SharedClientBackend {
+    async fn lock(&self, name: &str) -> Arc<dyn Lock> {
+        Arc::new(self.client.lock(name).expect("a valid name"))
+    }
+
+    async fn write_raw(&self, name: &str, bytes: &[u8]) {
+        let value = std::str::from_utf8(bytes).expect("the suite writes text");
+        let key = self
+            .client
+            .lock(name)
+            .expect("a valid name")
+            .key()
+            .to_owned();
+        self.server.put(&key, value);
+    }
+
+    async fn read_raw(&self, name: &str) -> Option<Vec<u8>> {
+        let key = self
+            .client
+            .lock(name)
+            .expect("a valid name")
+            .key()
+            .to_owned();
+        self.server.get(&key).map(String::into_bytes)
+    }
+}
+
+mod conformance {
+    use super::*;
+    lock_core::conformance_suite!(async {
+        let server = EtcdServer::start();
+        let client =
+            EtcdClient::new(&[server.endpoint()], EtcdLockOptions::default()).expect("a client");
+        SharedClientBackend { server, client }
+    });
+}
