@@ -106,6 +106,7 @@ mod config;
 mod elector;
 mod error;
 mod events;
+mod fanout;
 pub mod for_life;
 mod handover;
 mod identity;

@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use etcd_client::{
+    Certificate, Client, ConnectOptions, Identity, TlsOptions, WatchOptions, WatchResponse,
+    WatchStream,
+};
 use lock_core::backend::{LazyClient, Made};
 use lock_core::{LockError, LockResult};
 
@@ -116,6 +119,36 @@ impl SharedClient {
                 reason: format!("no connection within {:?}", self.connect_timeout),
                 source: None,
             }),
+        }
+    }
+
+    /// Opens a watch of `key` with `options` and waits for etcd's first answer to it (the
+    /// confirmation, or a refusal), connecting first if needed, within `limit`. A watch that
+    /// does not answer in time drops the client (its connection may be dead without having
+    /// closed). The error is worded for a log line.
+    pub async fn open_watch(
+        &self,
+        errors: &ErrorContext,
+        limit: Duration,
+        key: String,
+        options: WatchOptions,
+    ) -> Result<(WatchStream, WatchResponse), String> {
+        let connected = self.get(errors).await.map_err(|err| err.to_string())?;
+        let mut client = connected.client;
+        let opened = tokio::time::timeout(limit, async move {
+            let mut stream = client.watch(key, Some(options)).await?;
+            let first = stream.message().await?;
+            Ok::<_, etcd_client::Error>((stream, first))
+        })
+        .await;
+        match opened {
+            Ok(Ok((stream, Some(first)))) => Ok((stream, first)),
+            Ok(Ok((_, None))) => Err("the server ended the watch at once".to_owned()),
+            Ok(Err(err)) => Err(errors.map(err).to_string()),
+            Err(_) => {
+                self.reset(connected.generation).await;
+                Err(format!("no answer to the watch request within {limit:?}"))
+            }
         }
     }
 

@@ -13,7 +13,6 @@ use etcd_client::{WatchOptions, WatchResponse, WatchStream};
 use futures::StreamExt;
 use lock_core::backend::{Hint, HintStream, Version, Versioned};
 use lock_core::LeaderElectionRecord;
-use tokio::time::timeout;
 
 use crate::errors::Fault;
 use crate::hub::{cancel_reason, Hub, Subscription, PUT};
@@ -46,7 +45,7 @@ pub(crate) fn shared(hub: Arc<Hub>, inner: Arc<Session>) -> HintStream {
                 Some(subscription) => subscription,
                 None => hub.join(inner.clone()),
             };
-            let hint = subscription.inbox.next().await?;
+            let hint = subscription.next().await?;
             Some((hint, (hub, inner, Some(subscription))))
         },
     )
@@ -180,35 +179,20 @@ impl Watch {
     /// timeouts.
     async fn establish(&mut self) -> Result<WatchStream, Refusal> {
         let inner = self.inner.clone();
-        let connected = inner
-            .client
-            .get(&inner.errors)
-            .await
-            .map_err(|err| Refusal::Failed(err.to_string()))?;
         let mut options = WatchOptions::new().with_progress_notify();
         if let Some(start) = self.next_revision {
             options = options.with_start_revision(start);
         }
-        let mut client = connected.client;
-        let key = inner.key.clone();
-        let limit = inner.options.request_timeout;
-        let opened = timeout(limit, async move {
-            let mut stream = client.watch(key, Some(options)).await?;
-            let first = stream.message().await?;
-            Ok::<_, etcd_client::Error>((stream, first))
-        })
-        .await;
-        let (stream, first) = match opened {
-            Ok(Ok((stream, Some(first)))) => (stream, first),
-            Ok(Ok((_, None))) => return Err(failed("the server ended the watch at once")),
-            Ok(Err(err)) => return Err(Refusal::Failed(inner.errors.map(err).to_string())),
-            Err(_) => {
-                inner.client.reset(connected.generation).await;
-                return Err(failed(format!(
-                    "no answer to the watch request within {limit:?}"
-                )));
-            }
-        };
+        let (stream, first) = inner
+            .client
+            .open_watch(
+                &inner.errors,
+                inner.options.request_timeout,
+                inner.key.clone(),
+                options,
+            )
+            .await
+            .map_err(Refusal::Failed)?;
         if first.canceled() {
             return Err(if first.compact_revision() > 0 {
                 tracing::debug!(

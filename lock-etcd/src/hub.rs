@@ -12,8 +12,8 @@
 //! - **Hints as the watch of one key gives them**: [`Hint::Changed`] when the watch is confirmed
 //!   (changes may have been missed before), or at once for a stream that registers while it is
 //!   established; [`Hint::Record`] for every put of a record; [`Hint::Changed`] for deletions
-//!   and values that are not records. Each stream's hints wait in a bounded [`Inbox`], which
-//!   coalesces when the stream is not read, so a stream nobody reads never grows memory.
+//!   and values that are not records. The streams, their bounded inboxes and the task's life
+//!   are a [`Fanout`]'s (lock-core), as for every hub.
 //! - **A watch that cannot be served ends every stream** (their inboxes close): a refused or
 //!   cancelled watch, a lost connection, a response the client cannot read (a value under the
 //!   prefix above the message limit, even another election's). An open stream must be live,
@@ -21,13 +21,10 @@
 //!   watches again after its back-off, and the first of them starts a new watch from now.
 //! - **No stream, no watch**: when the last stream goes, the task ends and the watch with it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use etcd_client::{WatchOptions, WatchResponse, WatchStream};
-use lock_core::backend::{Hint, Inbox};
-use tokio::sync::Notify;
-use tokio::time::timeout;
+use lock_core::backend::{Fanout, Hint, Member, WatchTask};
 
 use crate::connection::SharedClient;
 use crate::errors::{ErrorContext, Fault};
@@ -35,6 +32,13 @@ use crate::session::Session;
 
 /// etcd's event type for a put (`mvccpb.Event.EventType`).
 pub(crate) const PUT: i32 = 0;
+
+/// The streams of the client's elections, by key; each keeps its lock's session, which turns a
+/// put into a hint (and vouches for the value).
+type Streams = Fanout<Vec<u8>, Arc<Session>>;
+
+/// A stream's place at the hub; dropping it leaves.
+pub(crate) type Subscription = Member<Vec<u8>, Arc<Session>>;
 
 /// The watch shared by the locks of one client.
 pub(crate) struct Hub {
@@ -44,49 +48,10 @@ pub(crate) struct Hub {
     /// Names the endpoints and the prefix in the messages of the shared watch.
     errors: ErrorContext,
     request_timeout: std::time::Duration,
-    state: Mutex<State>,
+    streams: Arc<Streams>,
 }
 
-/// One registered stream: its hints wait in `inbox`; `session` is its lock's, which turns a
-/// put into a hint (and vouches for the value).
-struct Stream {
-    id: u64,
-    inbox: Arc<Inbox>,
-    session: Arc<Session>,
-}
-
-#[derive(Default)]
-struct State {
-    /// The streams of each key.
-    streams: HashMap<Vec<u8>, Vec<Stream>>,
-    next_id: u64,
-    /// The task that runs the watch, if one runs.
-    task: Option<Task>,
-}
-
-struct Task {
-    /// True once the watch is confirmed.
-    established: bool,
-    /// Wakes the task when the last stream went.
-    idle: Arc<Notify>,
-}
-
-/// One stream's place at the hub; dropping it leaves.
-pub(crate) struct Subscription {
-    hub: Arc<Hub>,
-    key: Vec<u8>,
-    id: u64,
-    /// The hints of the key; closed when the watch ended.
-    pub inbox: Arc<Inbox>,
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.hub.leave(&self.key, self.id);
-    }
-}
-
-/// Why the task ended.
+/// Why the watch ended.
 enum End {
     /// Nobody watches any more.
     Idle,
@@ -106,86 +71,42 @@ impl Hub {
             prefix,
             errors,
             request_timeout,
-            state: Mutex::default(),
+            streams: Arc::default(),
         }
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a stream for the key of `session`, starting the shared watch if none runs.
     /// Must be called within a tokio runtime.
     pub fn join(self: &Arc<Self>, session: Arc<Session>) -> Subscription {
-        let inbox = Arc::new(Inbox::default());
         let key = session.key.as_bytes().to_vec();
-        let mut state = self.state();
-        let id = state.next_id;
-        state.next_id += 1;
-        match &state.task {
-            Some(task) if task.established => inbox.push(Hint::Changed),
-            // Told when the watch is confirmed.
-            Some(_) => {}
-            None => {
-                let idle = Arc::new(Notify::new());
-                state.task = Some(Task {
-                    established: false,
-                    idle: idle.clone(),
-                });
-                tokio::spawn(Self::run(Ending::new(self.clone()), idle));
-            }
+        let (member, task) = self.streams.join(key, session);
+        if let Some(task) = task {
+            tokio::spawn(self.clone().run(task));
         }
-        state.streams.entry(key.clone()).or_default().push(Stream {
-            id,
-            inbox: inbox.clone(),
-            session,
-        });
-        Subscription {
-            hub: self.clone(),
-            key,
-            id,
-            inbox,
-        }
+        member
     }
 
-    fn leave(&self, key: &[u8], id: u64) {
-        let mut state = self.state();
-        if let Some(streams) = state.streams.get_mut(key) {
-            streams.retain(|stream| stream.id != id);
-            if streams.is_empty() {
-                state.streams.remove(key);
-            }
-        }
-        if state.streams.is_empty() {
-            if let Some(task) = &state.task {
-                task.idle.notify_one();
-            }
-        }
-    }
-
-    /// Runs the watch until it fails or nobody watches; then ends every stream (also when
-    /// the task panics, or is dropped with its runtime, even before it ran: see [`Ending`]).
-    async fn run(ending: Ending, idle: Arc<Notify>) {
-        let hub = ending.hub.clone();
-        let end = hub.serve(&idle).await;
-        let streams = ending.finish(&end);
-        match end {
+    /// Runs the watch until it fails or nobody watches.
+    async fn run(self: Arc<Self>, task: WatchTask<Vec<u8>, Arc<Session>>) {
+        match self.serve(&task).await {
             End::Idle => {
-                tracing::debug!(lock = %hub.errors.lock, "nobody watches: the shared watch ends")
+                task.finish_idle();
+                tracing::debug!(lock = %self.errors.lock, "nobody watches: the shared watch ends");
             }
-            End::Failed(reason) => tracing::warn!(
-                lock = %hub.errors.lock,
-                keys = streams,
-                %reason,
-                "the shared watch failed; every election of this client polls until its next attempt"
-            ),
+            End::Failed(reason) => {
+                let keys = task.fail();
+                tracing::warn!(
+                    lock = %self.errors.lock,
+                    keys,
+                    %reason,
+                    "the shared watch failed; every election of this client polls until its next attempt"
+                );
+            }
         }
     }
 
-    async fn serve(&self, idle: &Notify) -> End {
-        let mut stream = match self.establish().await {
+    async fn serve(&self, task: &WatchTask<Vec<u8>, Arc<Session>>) -> End {
+        let mut stream = match self.establish(task).await {
             Ok(stream) => stream,
             Err(reason) => return End::Failed(reason),
         };
@@ -196,88 +117,43 @@ impl Hub {
                     Ok(Some(response)) if response.canceled() => {
                         return End::Failed(format!("the server cancelled the watch: {}", cancel_reason(&response)));
                     }
-                    Ok(Some(response)) => self.route(&response),
+                    Ok(Some(response)) => route(task, &response),
                     Ok(None) => return End::Failed("the server ended the watch".to_owned()),
                     Err(err) => return End::Failed(self.failure(&err)),
                 },
-                () = idle.notified() => {
-                    // Decided under the lock, so that a stream that joins now finds no task
-                    // and starts one.
-                    let mut state = self.state();
-                    if state.streams.is_empty() {
-                        state.task = None;
-                        return End::Idle;
-                    }
-                }
+                () = task.until_idle() => return End::Idle,
             }
         }
     }
 
     /// Opens the watch on the prefix from now and waits for etcd to confirm it, within the
     /// connect and request timeouts; then tells every registered stream.
-    async fn establish(&self) -> Result<WatchStream, String> {
-        let connected = self
-            .client
-            .get(&self.errors)
-            .await
-            .map_err(|err| err.to_string())?;
+    async fn establish(
+        &self,
+        task: &WatchTask<Vec<u8>, Arc<Session>>,
+    ) -> Result<WatchStream, String> {
         let options = WatchOptions::new().with_prefix().with_progress_notify();
-        let mut client = connected.client;
-        let prefix = self.prefix.clone();
-        let limit = self.request_timeout;
-        let opened = timeout(limit, async move {
-            let mut stream = client.watch(prefix, Some(options)).await?;
-            let first = stream.message().await?;
-            Ok::<_, etcd_client::Error>((stream, first))
-        })
-        .await;
-        let (stream, first) = match opened {
-            Ok(Ok((stream, Some(first)))) => (stream, first),
-            Ok(Ok((_, None))) => return Err("the server ended the watch at once".to_owned()),
-            Ok(Err(err)) => return Err(self.errors.map(err).to_string()),
-            Err(_) => {
-                self.client.reset(connected.generation).await;
-                return Err(format!("no answer to the watch request within {limit:?}"));
-            }
-        };
+        let (stream, first) = self
+            .client
+            .open_watch(
+                &self.errors,
+                self.request_timeout,
+                self.prefix.clone(),
+                options,
+            )
+            .await?;
         if first.canceled() {
             return Err(format!(
                 "the server cancelled the watch: {}",
                 cancel_reason(&first)
             ));
         }
-        let mut state = self.state();
-        if let Some(task) = &mut state.task {
-            task.established = true;
-        }
-        for stream in state.streams.values().flatten() {
-            stream.inbox.push(Hint::Changed);
-        }
-        drop(state);
+        task.live();
         if !first.created() {
             // Not the confirmation but already an answer: route its events.
-            self.route(&first);
+            route(task, &first);
         }
         Ok(stream)
-    }
-
-    /// Hands each event of `response` to the streams of its key.
-    fn route(&self, response: &WatchResponse) {
-        let state = self.state();
-        for event in &response.0.events {
-            let Some(kv) = &event.kv else { continue };
-            let Some(streams) = state.streams.get(kv.key.as_slice()) else {
-                continue;
-            };
-            for stream in streams {
-                let hint = if event.r#type == PUT {
-                    crate::hints::put_hint(&stream.session, &kv.value, kv.mod_revision)
-                } else {
-                    Hint::Changed
-                };
-                stream.inbox.push(hint);
-            }
-        }
     }
 
     /// Words a failure of the open watch.
@@ -295,48 +171,17 @@ impl Hub {
     }
 }
 
-/// Ends every stream when the task ends, however it ends: by returning, by a panic, or by
-/// being dropped with its runtime (made before the task is spawned, so that a task dropped
-/// before its first poll ends them too). A stream whose inbox stayed open with no task behind it
-/// would be trusted by its elector, which would stop polling for good.
-struct Ending {
-    hub: Arc<Hub>,
-    /// True once the streams were ended.
-    done: bool,
-}
-
-impl Ending {
-    fn new(hub: Arc<Hub>) -> Self {
-        Self { hub, done: false }
-    }
-
-    /// After a failure, ends every stream now (an idle end left none); how many there were.
-    fn finish(mut self, end: &End) -> usize {
-        self.done = true;
-        match end {
-            End::Failed(_) => self.end_streams(),
-            End::Idle => 0,
-        }
-    }
-
-    fn end_streams(&self) -> usize {
-        let mut state = self.hub.state();
-        state.task = None;
-        let streams = std::mem::take(&mut state.streams);
-        drop(state);
-        for stream in streams.values().flatten() {
-            stream.inbox.close();
-        }
-        streams.len()
-    }
-}
-
-impl Drop for Ending {
-    fn drop(&mut self) {
-        // Not again after `finish`: a new task may have started meanwhile.
-        if !self.done {
-            self.end_streams();
-        }
+/// Hands each event of `response` to the streams of its key.
+fn route(task: &WatchTask<Vec<u8>, Arc<Session>>, response: &WatchResponse) {
+    for event in &response.0.events {
+        let Some(kv) = &event.kv else { continue };
+        task.route(&kv.key, |session| {
+            if event.r#type == PUT {
+                crate::hints::put_hint(session, &kv.value, kv.mod_revision)
+            } else {
+                Hint::Changed
+            }
+        });
     }
 }
 

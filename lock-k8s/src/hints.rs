@@ -19,13 +19,13 @@ use crate::object::{version_of, LockObject};
 /// ends when the shared watch fails.
 pub(crate) fn shared<K: LockObject>(hub: Arc<Hub<K>>, name: String) -> HintStream {
     futures::stream::unfold(
-        (hub, name, None::<Subscription<K>>),
+        (hub, name, None::<Subscription>),
         |(hub, name, joined)| async move {
             let subscription = match joined {
                 Some(subscription) => subscription,
                 None => hub.join(&name),
             };
-            let hint = subscription.inbox.next().await?;
+            let hint = subscription.next().await?;
             Some((hint, (hub, name, Some(subscription))))
         },
     )

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use lock_core::backend::Hint;
 use lock_core::testing::conformance::Backend;
-use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, Lock, RunOutcome};
+use lock_core::{Lock, RunOutcome};
 use lock_etcd::{EtcdClient, EtcdLockOptions};
-use lock_tests::driver::{next_hint, next_record, record, within};
+use lock_tests::driver::{
+    a_watch_joined_during_shutdown_ends, ended, lead_every_election, measure_until, next_hint,
+    next_record, record, within,
+};
 use lock_tests::servers::etcd::EtcdServer;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How many elections the process holds.
@@ -53,22 +55,6 @@ async fn watches(server: &EtcdServer) -> (u64, u64) {
     )
 }
 
-/// Waits until etcd serves `expected` (watchers, streams), for at most [`PROMPTLY`].
-async fn wait_for_watches(server: &EtcdServer, expected: (u64, u64), when: &str) {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        let now = watches(server).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{when}: etcd serves {now:?} (watchers, watch streams), not {expected:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
     let server = EtcdServer::start();
@@ -80,29 +66,16 @@ async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
     .await
     .expect("connect");
     let cancel = CancellationToken::new();
-    let mut events = Vec::new();
-    let mut runs = Vec::new();
-    for shard in 0..ELECTIONS {
-        let lock = client
+    let locks = (0..ELECTIONS).map(|shard| {
+        client
             .lock(&format!("shard-{shard}"))
-            .expect("a valid name");
-        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
-        events.push(elector.subscribe());
-        runs.push(tokio::spawn(elector.run(cancel.clone())));
-    }
-    for (shard, events) in events.iter_mut().enumerate() {
-        let led = within(PROMPTLY, async {
-            while let Some(event) = events.recv().await {
-                if matches!(event, ElectionEvent::StartedLeading(_)) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(led, "election shard-{shard} has a leader");
-    }
-    wait_for_watches(&server, (1, 1), "200 elections on one client").await;
+            .expect("a valid name")
+    });
+    let runs = lead_every_election(locks, "a", &cancel, PROMPTLY).await;
+    measure_until("200 elections on one client", PROMPTLY, (1, 1), || {
+        watches(&server)
+    })
+    .await;
 
     // A second client with a standby's view of two elections: its own one watch, and each
     // lock hears its own key only.
@@ -113,7 +86,13 @@ async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
     let mut eight_hints = eight.watch().expect("etcd gives hints");
     assert!(matches!(next_hint(&mut seven_hints).await, Hint::Changed));
     assert!(matches!(next_hint(&mut eight_hints).await, Hint::Changed));
-    wait_for_watches(&server, (2, 2), "a second client watching two elections").await;
+    measure_until(
+        "a second client watching two elections",
+        PROMPTLY,
+        (2, 2),
+        || watches(&server),
+    )
+    .await;
     let current = seven.get().await.expect("read").expect("a record");
     let written = seven
         .update(&record("b", 5), &current.version)
@@ -128,11 +107,16 @@ async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
     );
     drop(seven_hints);
     drop(eight_hints);
-    wait_for_watches(&server, (1, 1), "the second client's streams dropped").await;
+    measure_until(
+        "the second client's streams dropped",
+        PROMPTLY,
+        (1, 1),
+        || watches(&server),
+    )
+    .await;
 
     cancel.cancel();
-    for run in runs {
-        let outcome = within(PROMPTLY, run).await.expect("the elector task");
+    for outcome in ended(runs, PROMPTLY).await {
         assert!(
             matches!(
                 outcome,
@@ -141,13 +125,34 @@ async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
             "{outcome:?}"
         );
     }
-    wait_for_watches(&server, (0, 0), "every election ended").await;
+    measure_until("every election ended", PROMPTLY, (0, 0), || {
+        watches(&server)
+    })
+    .await;
+}
+
+/// Adversarial review: the hub spawned its task while holding its own lock; a runtime that
+/// shuts down drops a refused task at once, and dropping it re-locked that lock: a hang.
+#[test]
+fn a_watch_joined_while_the_runtime_shuts_down_ends_instead_of_hanging() {
+    let client = EtcdClient::new(&["127.0.0.1:1"], options()).expect("a client");
+    a_watch_joined_during_shutdown_ends(client.lock("a").expect("a valid name"));
 }
 
 /// Elections as keys on an etcd of its own, every lock made by one [`EtcdClient`].
 struct SharedClientBackend {
     server: EtcdServer,
     client: EtcdClient,
+}
+
+impl SharedClientBackend {
+    fn key(&self, name: &str) -> String {
+        self.client
+            .lock(name)
+            .expect("a valid name")
+            .key()
+            .to_owned()
+    }
 }
 
 #[async_trait::async_trait]
@@ -158,23 +163,11 @@ impl Backend for SharedClientBackend {
 
     async fn write_raw(&self, name: &str, bytes: &[u8]) {
         let value = std::str::from_utf8(bytes).expect("the suite writes text");
-        let key = self
-            .client
-            .lock(name)
-            .expect("a valid name")
-            .key()
-            .to_owned();
-        self.server.put(&key, value);
+        self.server.put(&self.key(name), value);
     }
 
     async fn read_raw(&self, name: &str) -> Option<Vec<u8>> {
-        let key = self
-            .client
-            .lock(name)
-            .expect("a valid name")
-            .key()
-            .to_owned();
-        self.server.get(&key).map(String::into_bytes)
+        self.server.get(&self.key(name)).map(String::into_bytes)
     }
 }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lock_core::testing::conformance::{config, releasing_config, unique_name, Backend, Candidate};
-use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, Lock, RunOutcome};
+use lock_core::{Lock, RunOutcome};
 use lock_redis::{RedisClient, RedisLock, RedisLockOptions};
-use lock_tests::driver::redis_stored_record;
+use lock_tests::driver::{ended, lead_every_election, redis_stored_record};
 use lock_tests::redis_clients::{connections_until, field, ClientInfo};
 use lock_tests::servers::redis_cluster::RedisCluster;
 use redis::AsyncCommands;
@@ -209,29 +209,11 @@ async fn three_hundred_elections_on_one_client_share_a_connection_or_two_per_nod
         .await
         .expect("connect");
     let cancel = CancellationToken::new();
-    let mut events = Vec::new();
-    let mut runs = Vec::new();
-    let mut names = Vec::new();
-    for i in 0..ELECTIONS {
-        let name = format!("shard-{i}");
-        let lock = client.lock(&name).expect("a valid name");
-        names.push(name);
-        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
-        events.push(elector.subscribe());
-        runs.push(tokio::spawn(elector.run(cancel.clone())));
-    }
-    for (i, events) in events.iter_mut().enumerate() {
-        let led = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(event) = events.recv().await {
-                if matches!(event, ElectionEvent::StartedLeading(_)) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(led, Ok(true), "election shard-{i} has a leader");
-    }
+    let names: Vec<String> = (0..ELECTIONS).map(|i| format!("shard-{i}")).collect();
+    let locks = names
+        .iter()
+        .map(|name| client.lock(name).expect("a valid name"));
+    let runs = lead_every_election(locks, "a", &cancel, Duration::from_secs(60)).await;
 
     // The elections' slots spread over the three primaries; each serves some of them.
     let mut primaries: Vec<u16> = names
@@ -293,11 +275,7 @@ async fn three_hundred_elections_on_one_client_share_a_connection_or_two_per_nod
     );
 
     cancel.cancel();
-    for run in runs {
-        let outcome = tokio::time::timeout(Duration::from_secs(30), run)
-            .await
-            .expect("the elector ends in time")
-            .expect("the elector task");
+    for outcome in ended(runs, Duration::from_secs(30)).await {
         assert!(
             matches!(outcome, RunOutcome::Cancelled { .. }),
             "{outcome:?}"

@@ -8,11 +8,11 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use lock_core::backend::{Hint, Version};
-use lock_core::{
-    ElectionConfig, ElectionEvent, LeaderElectionRecord, LeaderElector, Lock, LockError, RunOutcome,
-};
+use lock_core::{LeaderElectionRecord, Lock, LockError, RunOutcome};
 use lock_redis::{acl_rules, RedisClient, RedisLock, RedisLockOptions};
-use lock_tests::driver::{get_eventually, next_hint, next_record, record, served_watch};
+use lock_tests::driver::{
+    ended, get_eventually, lead_every_election, next_hint, next_record, record, served_watch,
+};
 use lock_tests::hint_end::hints_end;
 use lock_tests::redis_clients::{connections_until, field, ClientInfo};
 use lock_tests::servers::redis::RedisServer;
@@ -504,29 +504,11 @@ async fn a_thousand_elections_on_one_client_use_two_connections() {
     .await
     .expect("connect");
     let cancel = CancellationToken::new();
-    let mut events = Vec::new();
-    let mut runs = Vec::new();
-    let mut locks = Vec::new();
-    for i in 0..ELECTIONS {
-        let lock = client.lock(&format!("many-{i}")).expect("a valid name");
-        locks.push(lock.clone());
-        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
-        events.push(elector.subscribe());
-        runs.push(tokio::spawn(elector.run(cancel.clone())));
-    }
+    let locks: Vec<RedisLock> = (0..ELECTIONS)
+        .map(|i| client.lock(&format!("many-{i}")).expect("a valid name"))
+        .collect();
     let started = Instant::now();
-    for (i, events) in events.iter_mut().enumerate() {
-        let led = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(event) = events.recv().await {
-                if matches!(event, ElectionEvent::StartedLeading(_)) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(led, Ok(true), "election many-{i} has a leader");
-    }
+    let runs = lead_every_election(locks.clone(), "a", &cancel, Duration::from_secs(60)).await;
     println!("{ELECTIONS} elections led after {:?}", started.elapsed());
     for lock in locks.iter().step_by(97) {
         let current = lock.get().await.unwrap().expect("a record");
@@ -552,8 +534,7 @@ async fn a_thousand_elections_on_one_client_use_two_connections() {
 
     // With the client, its locks and their watches gone, both connections close.
     cancel.cancel();
-    for run in runs {
-        let outcome = within(run).await.expect("the elector ends");
+    for outcome in ended(runs, PROMPTLY).await {
         assert!(
             matches!(outcome, RunOutcome::Cancelled { .. }),
             "{outcome:?}"

@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, RunOutcome};
+use lock_core::RunOutcome;
 use lock_k8s::{KubeLockOptions, LeaseLocks};
-use lock_tests::driver::within;
+use lock_tests::driver::{
+    a_watch_joined_during_shutdown_ends, ended, lead_every_election, measure_until,
+};
 use lock_tests::servers::kube::{KubeApiServer, ADMIN_USER};
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::backend::client_as;
@@ -35,22 +36,6 @@ async fn lease_watches(client: &kube::Client) -> u64 {
         .sum()
 }
 
-/// Waits until the API server serves `expected` Lease watches, for at most [`PROMPTLY`].
-async fn wait_for_lease_watches(client: &kube::Client, expected: u64, when: &str) {
-    let deadline = Instant::now() + PROMPTLY;
-    loop {
-        let now = lease_watches(client).await;
-        if now == expected {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{when}: the API server serves {now} Lease watches, not {expected}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_lease_elections_of_one_lease_locks_are_one_watch_on_the_server() {
     let server = tokio::task::spawn_blocking(KubeApiServer::start)
@@ -67,35 +52,45 @@ async fn a_hundred_lease_elections_of_one_lease_locks_are_one_watch_on_the_serve
     )
     .expect("valid options");
     let cancel = CancellationToken::new();
-    let mut events = Vec::new();
-    let mut runs = Vec::new();
-    for shard in 0..ELECTIONS {
-        let lock = locks.lock(&format!("shard-{shard}")).expect("a valid name");
-        let elector = LeaderElector::new(lock, ElectionConfig::new("a")).expect("valid config");
-        events.push(elector.subscribe());
-        runs.push(tokio::spawn(elector.run(cancel.clone())));
-    }
-    for (shard, events) in events.iter_mut().enumerate() {
-        let led = within(PROMPTLY, async {
-            while let Some(event) = events.recv().await {
-                if matches!(event, ElectionEvent::StartedLeading(_)) {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert!(led, "election shard-{shard} has a leader");
-    }
-    wait_for_lease_watches(&admin, before + 1, "100 elections of one LeaseLocks").await;
+    let shards =
+        (0..ELECTIONS).map(|shard| locks.lock(&format!("shard-{shard}")).expect("a valid name"));
+    let runs = lead_every_election(shards, "a", &cancel, PROMPTLY).await;
+    measure_until(
+        "100 elections of one LeaseLocks: Lease watches",
+        PROMPTLY,
+        before + 1,
+        || lease_watches(&admin),
+    )
+    .await;
 
     cancel.cancel();
-    for run in runs {
-        let outcome = within(PROMPTLY, run).await.expect("the elector task");
+    for outcome in ended(runs, PROMPTLY).await {
         assert!(
             matches!(outcome, RunOutcome::Cancelled { .. }),
             "{outcome:?}"
         );
     }
-    wait_for_lease_watches(&admin, before, "every election ended").await;
+    measure_until(
+        "every election ended: Lease watches",
+        PROMPTLY,
+        before,
+        || lease_watches(&admin),
+    )
+    .await;
+}
+
+/// Adversarial review: the hub spawned its task while holding its own lock; a runtime that
+/// shuts down drops a refused task at once, and dropping it re-locked that lock: a hang.
+#[test]
+fn a_watch_joined_while_the_runtime_shuts_down_ends_instead_of_hanging() {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let lock = runtime.block_on(async {
+        let config = kube::Config::new("http://127.0.0.1:1".parse().expect("a URL"));
+        let client = kube::Client::try_from(config).expect("a client");
+        let leases = LeaseLocks::new(client, KubeLockOptions::default().with_namespace("shards"))
+            .expect("valid options");
+        leases.lock("a").expect("a valid name")
+    });
+    drop(runtime);
+    a_watch_joined_during_shutdown_ends(lock);
 }
