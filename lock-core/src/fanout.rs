@@ -148,8 +148,8 @@ impl<K: Eq + Hash + Clone, T> Drop for Member<K, T> {
 }
 
 /// The right and duty to run the shared watch, given by the [`Fanout::join`] that found none
-/// running. Dropped without [`finish`](Self::finish) (a panic, a runtime that shuts down), it
-/// ends every stream.
+/// running. Dropped without [`finish_idle`](Self::finish_idle) or [`fail`](Self::fail) (a
+/// panic, a runtime that shuts down), it ends every stream.
 pub struct WatchTask<K: Eq + Hash + Clone, T> {
     fanout: Arc<Fanout<K, T>>,
     idle: Arc<Notify>,
