@@ -13,7 +13,8 @@
 //! - change hints come from inotify on the file's directory (polling where inotify fails), so
 //!   a standby takes a released lock at once. Every write in that directory wakes every watch
 //!   on it, so many busy elections are best kept in directories of their own; a watching
-//!   standby reads the file once per write of its own lock;
+//!   standby reads the file once per write of its own lock, except for renews, which it
+//!   follows without reading (the renew's temporary file is named after it, see below);
 //! - [`file_operations`] counts this process' reads and writes of lock files.
 //!
 //! [`FileLifeLock`] is the leader-for-life form: an OS lock on `<file>.life` held for the life
@@ -79,6 +80,7 @@ mod life;
 mod marks;
 mod operations;
 mod path;
+mod renewal;
 mod seen;
 mod stored;
 mod watch;
@@ -190,6 +192,7 @@ fn store(
     stored: &Stored,
     lock: &str,
     seen: &Seen,
+    tag: Option<&str>,
 ) -> LockResult<Version> {
     guard.cover(
         marks,
@@ -198,7 +201,7 @@ fn store(
         lock,
     )?;
     let bytes = stored.to_bytes();
-    write::replace(real, &bytes).map_err(|err| io_error(lock, "write", real, err))?;
+    write::replace(real, &bytes, tag).map_err(|err| io_error(lock, "write", real, err))?;
     seen.remember(stored.version, &bytes);
     Ok(Version::from(stored.version))
 }
@@ -245,6 +248,7 @@ impl Lock for FileLock {
                 &Stored { version, record },
                 lock,
                 seen,
+                None,
             )
         })
         .await
@@ -277,7 +281,9 @@ impl Lock for FileLock {
                 .checked_add(1)
                 .ok_or_else(|| at_maximum(lock))?;
             let marks = guard.marks(lock)?;
-            store(&real, &guard, marks, &Stored { version, record }, lock, seen)
+            let new = Stored { version, record };
+            let tag = renewal::tag(&current.stored, &new);
+            store(&real, &guard, marks, &new, lock, seen, tag.as_deref())
         })
         .await
     }

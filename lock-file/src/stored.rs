@@ -46,7 +46,7 @@ impl Stored {
 
     /// Parses the file's bytes. Only a JSON object is accepted: serde's derived form would also
     /// take an array of the fields in order (`[5, {...}]`), which is not what this crate writes.
-    fn parse(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
         let value: serde_json::Value =
             serde_json::from_slice(bytes).map_err(|err| err.to_string())?;
         if !value.is_object() {

@@ -62,9 +62,29 @@ pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStrea
         }
     }
     let watched = dirs.clone();
+    // The path the last event renamed away, with the rename's tracker: inotify reports a
+    // rename in one directory as `From` then `To`, so the `To` of the lock file that comes
+    // right after tells which temporary file became the record (a renew names its own, see
+    // `renewal`).
+    let renamed_from: Arc<Mutex<Option<(usize, PathBuf)>>> = Arc::default();
     let handler = move |event: notify::Result<Event>| {
         let mut sender = tx.lock().unwrap_or_else(|p| p.into_inner());
         let Some(send) = sender.as_ref() else { return };
+        let came_from = {
+            let mut renamed = renamed_from.lock().unwrap_or_else(|p| p.into_inner());
+            let previous = renamed.take();
+            if let Ok(event) = &event {
+                if let (
+                    EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                    Some(tracker),
+                    [path],
+                ) = (event.kind, event.tracker(), event.paths.as_slice())
+                {
+                    *renamed = Some((tracker, path.clone()));
+                }
+            }
+            previous
+        };
         let hint = match event {
             // The link moved, a watched directory went (its watch with it) or the watcher
             // failed: this stream can no longer see every change. End it; the elector reads,
@@ -82,10 +102,16 @@ pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStrea
                 *sender = None;
                 return;
             }
-            // The kernel's queue overflowed: changes may have been missed, read to find out.
-            Ok(event) if event.need_rescan() => Hint::Changed,
+            // The kernel's queue overflowed: changes may have been missed, read to find out
+            // (and follow no renew from what was sent before: it may be out of date).
+            Ok(event) if event.need_rescan() => {
+                *last_sent.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Hint::Changed
+            }
             Ok(event) if !concerns(&event, &target) => return,
-            Ok(_) => match stored::read(&target, &lock) {
+            Ok(event) => match follow_renew(&event, came_from, &last_sent)
+                .map_or_else(|| stored::read(&target, &lock), |renewed| Ok(Some(renewed)))
+            {
                 Ok(Some(read)) => {
                     let mut last = last_sent.lock().unwrap_or_else(|p| p.into_inner());
                     let version = read.stored.version;
@@ -108,6 +134,26 @@ pub(crate) fn watch(given: &Path, real: &Path, lock: String) -> Option<HintStrea
         _watcher: watcher,
         hints,
     }))
+}
+
+/// The record after `event`, without reading the file, when `event` renamed a renew's temporary
+/// file (the `From` just before, `came_from`) over the record that was sent last; `None` means
+/// read.
+fn follow_renew(
+    event: &Event,
+    came_from: Option<(usize, PathBuf)>,
+    last_sent: &Mutex<Option<LastSent>>,
+) -> Option<stored::FileContent> {
+    let (tracker, from) = came_from?;
+    if event.kind != EventKind::Modify(ModifyKind::Name(RenameMode::To))
+        || event.tracker() != Some(tracker)
+    {
+        return None;
+    }
+    let name = from.file_name()?.to_str()?;
+    let last = last_sent.lock().unwrap_or_else(|p| p.into_inner());
+    let (_, before) = last.as_ref()?;
+    crate::renewal::follow(before, name)
 }
 
 fn start<H>(handler: H, dirs: &[PathBuf]) -> Option<Box<dyn Watcher + Send>>

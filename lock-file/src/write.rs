@@ -8,17 +8,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-pub(crate) fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replaces the file at `path` with `bytes`. `tag`, when given, ends the temporary file's name
+/// (see `renewal`): watchers see it in the rename.
+pub(crate) fn replace(path: &Path, bytes: &[u8], tag: Option<&str>) -> io::Result<()> {
     crate::operations::count_write();
     let dir = parent(path);
     let file_name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(format!(
-        ".{file_name}.tmp-{}-{}",
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    let temp = dir.join(crate::renewal::tagged(
+        format!(
+            ".{file_name}.tmp-{}-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ),
+        tag,
     ));
     let result = write_synced(&temp, bytes).and_then(|()| fs::rename(&temp, path));
     if result.is_err() {
