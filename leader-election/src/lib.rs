@@ -32,7 +32,9 @@
 //! is never stale, [`Leadership::ended`]); [`LeaderElector::subscribe`] and
 //! [`LeaderElector::on_event`] report every [`ElectionEvent`]; [`ElectorHandle`] answers "who
 //! leads" and health checks while the election runs; an [`Observer`] follows an election
-//! without taking part (reads only, so read-only credentials do). The backends' own crates are re-exported
+//! without taking part (reads only, so read-only credentials do). A process that holds many
+//! elections (per shard, partition or tenant) opens their locks from one [`Locks`]: one client,
+//! one connection and one change watch for all of them. The backends' own crates are re-exported
 //! (modules `file`, `redis`, `etcd` and `k8s`, with their features) for their options (key prefixes, TLS files, timeouts)
 //! and their shared clients for many elections; [`lock_core`] is there for writing a backend of
 //! your own (implement [`Lock`]).
@@ -40,6 +42,8 @@
 //! The rules that keep two replicas from ever acting at once are in [`lock_core`]'s
 //! documentation.
 
+#[cfg(any(feature = "file", feature = "redis", feature = "etcd", feature = "k8s"))]
+mod locks;
 mod open;
 mod open_life;
 mod signal;
@@ -53,6 +57,8 @@ pub use lock_core::{
     LifeRelease, Lock, LockError, LockResult, NoLeader, Observed, ObservedLeader, Observer,
     ObserverConfig, ObserverEvent, RunOutcome, StopReason, Unhealthy, WorkReturned,
 };
+#[cfg(any(feature = "file", feature = "redis", feature = "etcd", feature = "k8s"))]
+pub use locks::Locks;
 pub use open::{open, open_url};
 pub use open_life::{open_life_url, REDIS_FOR_LIFE_REFUSAL};
 pub use signal::shutdown_on_signal;

@@ -48,14 +48,11 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             url,
             ca,
             min_replicas,
-        } => {
-            let mut options =
-                lock_redis::RedisLockOptions::default().with_min_replicas(*min_replicas);
-            if let Some(ca) = ca {
-                options = options.with_tls_ca(ca.clone());
-            }
-            Ok(Arc::new(lock_redis::RedisLock::new(url, name, options)?))
-        }
+        } => Ok(Arc::new(lock_redis::RedisLock::new(
+            url,
+            name,
+            redis_options(ca.as_ref(), *min_replicas),
+        )?)),
         #[cfg(feature = "etcd")]
         LockUrl::Etcd {
             endpoints,
@@ -75,14 +72,12 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
             namespace,
             kubeconfig,
         } => {
-            let mut options = lock_k8s::KubeLockOptions::default();
-            if let Some(namespace) = namespace {
-                options = options.with_namespace(namespace.clone());
-            }
-            if let Some(kubeconfig) = kubeconfig {
-                options = options.with_kubeconfig(kubeconfig.clone());
-            }
-            lock_k8s::connect(kind.parse()?, name, options).await
+            lock_k8s::connect(
+                kind.parse()?,
+                name,
+                kube_options(namespace.as_ref(), kubeconfig.as_ref()),
+            )
+            .await
         }
         #[allow(unreachable_patterns)]
         other => Err(not_built(other.backend())),
@@ -91,7 +86,7 @@ pub async fn open_url(url: &LockUrl, name: &str) -> LockResult<Arc<dyn Lock>> {
 
 /// The error for a URL whose backend this build left out.
 #[allow(dead_code)]
-fn not_built(backend: Backend) -> LockError {
+pub(crate) fn not_built(backend: Backend) -> LockError {
     LockError::InvalidConfig(format!(
         "{backend}:// locks are not in this build: turn on the `{backend}` feature of the \
          leader-election crate (features = [\"{backend}\"] in Cargo.toml)"
@@ -130,6 +125,16 @@ pub(crate) fn etcd_lock(
     identity: Option<&(std::path::PathBuf, std::path::PathBuf)>,
     name: &str,
 ) -> LockResult<lock_etcd::EtcdLock> {
+    lock_etcd::EtcdLock::new(endpoints, name, etcd_options(user, ca, identity))
+}
+
+/// The etcd options an `etcd://` URL's parts ask for.
+#[cfg(feature = "etcd")]
+pub(crate) fn etcd_options(
+    user: Option<&(String, String)>,
+    ca: Option<&std::path::PathBuf>,
+    identity: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> lock_etcd::EtcdLockOptions {
     let mut options = lock_etcd::EtcdLockOptions::default();
     if let Some((user, password)) = user {
         options = options.with_user(user.clone(), password.clone());
@@ -140,7 +145,36 @@ pub(crate) fn etcd_lock(
     if let Some((cert, key)) = identity {
         options = options.with_client_identity(cert.clone(), key.clone());
     }
-    lock_etcd::EtcdLock::new(endpoints, name, options)
+    options
+}
+
+/// The Redis options a `redis://` URL's query asks for.
+#[cfg(feature = "redis")]
+pub(crate) fn redis_options(
+    ca: Option<&std::path::PathBuf>,
+    min_replicas: u32,
+) -> lock_redis::RedisLockOptions {
+    let options = lock_redis::RedisLockOptions::default().with_min_replicas(min_replicas);
+    match ca {
+        Some(ca) => options.with_tls_ca(ca.clone()),
+        None => options,
+    }
+}
+
+/// The Kubernetes options a `k8s://` URL asks for.
+#[cfg(feature = "k8s")]
+pub(crate) fn kube_options(
+    namespace: Option<&String>,
+    kubeconfig: Option<&std::path::PathBuf>,
+) -> lock_k8s::KubeLockOptions {
+    let mut options = lock_k8s::KubeLockOptions::default();
+    if let Some(namespace) = namespace {
+        options = options.with_namespace(namespace.clone());
+    }
+    if let Some(kubeconfig) = kubeconfig {
+        options = options.with_kubeconfig(kubeconfig.clone());
+    }
+    options
 }
 
 #[cfg(test)]

@@ -78,21 +78,13 @@ pub async fn open_life_url(
                         .to_owned(),
                 ));
             }
-            let mut options = lock_k8s::KubeLockOptions::default();
-            if let Some(namespace) = namespace {
-                options = options.with_namespace(namespace.clone());
-            }
-            if let Some(kubeconfig) = kubeconfig {
-                options = options.with_kubeconfig(kubeconfig.clone());
-            }
-            Ok(Arc::new(lock_k8s::ForLifeLock::connect(name, options).await?))
+            let options = crate::open::kube_options(namespace.as_ref(), kubeconfig.as_ref());
+            Ok(Arc::new(
+                lock_k8s::ForLifeLock::connect(name, options).await?,
+            ))
         }
         #[allow(unreachable_patterns)]
-        other => Err(LockError::InvalidConfig(format!(
-            "{}:// locks are not in this build: turn on the `{}` feature of the leader-election crate",
-            other.backend(),
-            other.backend()
-        ))),
+        other => Err(crate::open::not_built(other.backend())),
     }
 }
 

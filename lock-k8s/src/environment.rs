@@ -69,6 +69,27 @@ pub async fn kube_config(kubeconfig: Option<&Path>) -> LockResult<kube::Config> 
     }
 }
 
+/// `options` with the namespace `config` names (its kubeconfig context's, as `kubectl` uses it,
+/// or the pod's own in a cluster) when the options name none and that is not `default`: a
+/// lock made from a config elects where `kubectl` with that config would look.
+pub(crate) fn with_config_namespace(
+    config: &kube::Config,
+    options: crate::KubeLockOptions,
+) -> crate::KubeLockOptions {
+    match &options.namespace {
+        None if config.default_namespace != DEFAULT_NAMESPACE => {
+            options.with_namespace(config.default_namespace.clone())
+        }
+        _ => options,
+    }
+}
+
+/// The locks' client (see `client`) for `config`.
+pub(crate) fn client(config: kube::Config) -> LockResult<kube::Client> {
+    crate::client::client(config)
+        .map_err(|err| LockError::InvalidConfig(format!("cannot make a Kubernetes client: {err}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,16 +101,9 @@ impl<K: LockObject> ObjectLock<K> {
         name: &str,
         options: KubeLockOptions,
     ) -> LockResult<Self> {
-        let options = match &options.namespace {
-            None if config.default_namespace != environment::DEFAULT_NAMESPACE => {
-                options.with_namespace(config.default_namespace.clone())
-            }
-            _ => options,
-        };
+        let options = environment::with_config_namespace(&config, options);
         let cluster = config.cluster_url.to_string();
-        let client = crate::client::client(config).map_err(|err| {
-            LockError::InvalidConfig(format!("cannot make a Kubernetes client: {err}"))
-        })?;
+        let client = environment::client(config)?;
         Self::build(client, Some(cluster), name, options, None)
     }
 

@@ -7,6 +7,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 use lock_core::LockResult;
 
+use crate::environment;
 use crate::hub::Hub;
 use crate::lock::resolved_namespace;
 use crate::{KubeLockOptions, LockObject, ObjectLock};
@@ -68,6 +69,14 @@ impl<K: LockObject> ObjectLocks<K> {
             namespace,
             hub: Arc::new(Hub::new(api, describe)),
         })
+    }
+
+    /// Like [`new`](Self::new) with a client from the options' kubeconfig or the environment,
+    /// and the namespace chosen, as [`ObjectLock::connect`] finds them. Contacts nothing yet.
+    pub async fn connect(options: KubeLockOptions) -> LockResult<Self> {
+        let config = environment::kube_config(options.kubeconfig.as_deref()).await?;
+        let options = environment::with_config_namespace(&config, options);
+        Self::new(environment::client(config)?, options)
     }
 
     /// The lock of the election `name` (the object of that name), sharing the watch. Fails

@@ -129,6 +129,28 @@ async fn two_hundred_elections_on_one_client_are_one_watch_on_the_server() {
         watches(&server)
     })
     .await;
+
+    // The facade's `Locks` from a URL shares the same way.
+    let url = format!("etcd://127.0.0.1:{}", server.client_port());
+    let locks = within(PROMPTLY, leader_election::Locks::connect(&url))
+        .await
+        .expect("an etcd:// URL");
+    let cancel = CancellationToken::new();
+    let shards = (0..ELECTIONS / 10).map(|shard| {
+        locks
+            .lock(&format!("facade-{shard}"))
+            .expect("a valid name")
+    });
+    let runs = lead_every_election(shards, "a", &cancel, PROMPTLY).await;
+    measure_until(
+        "20 elections of the facade's Locks",
+        PROMPTLY,
+        (1, 1),
+        || watches(&server),
+    )
+    .await;
+    cancel.cancel();
+    ended(runs, PROMPTLY).await;
 }
 
 /// Adversarial review: the hub spawned its task while holding its own lock; a runtime that

@@ -77,6 +77,31 @@ async fn a_hundred_lease_elections_of_one_lease_locks_are_one_watch_on_the_serve
         || lease_watches(&admin),
     )
     .await;
+
+    // The facade's `Locks` from a URL shares the same way.
+    let url = format!(
+        "k8s://lease/default?kubeconfig={}",
+        server.kubeconfig(ADMIN_USER).display()
+    );
+    let locks = leader_election::Locks::connect(&url)
+        .await
+        .expect("a k8s:// URL");
+    let cancel = CancellationToken::new();
+    let shards = (0..ELECTIONS / 5).map(|shard| {
+        locks
+            .lock(&format!("facade-{shard}"))
+            .expect("a valid name")
+    });
+    let runs = lead_every_election(shards, "a", &cancel, PROMPTLY).await;
+    measure_until(
+        "20 elections of the facade's Locks: Lease watches",
+        PROMPTLY,
+        before + 1,
+        || lease_watches(&admin),
+    )
+    .await;
+    cancel.cancel();
+    ended(runs, PROMPTLY).await;
 }
 
 /// Adversarial review: the hub spawned its task while holding its own lock; a runtime that
