@@ -1,14 +1,15 @@
-//! Scenario 4, many elections: one process holds 10,000 distinct elections on one Redis, with
-//! client-go's default timings, all through one `RedisClient` (one command connection and one
-//! pub/sub connection). It runs in a child process (`bench many`) so that its CPU time and peak
-//! memory are its own.
+//! Scenario 4, many elections: one process holds many distinct elections on one server (Redis,
+//! etcd or kube-apiserver), with client-go's default timings, all through one shared client
+//! ([`Locks`]: on Redis one command connection and one pub/sub connection, on etcd one
+//! connection and one watch, on Kubernetes one client and one watch of the namespace's Leases).
+//! It runs in a child process (`bench many`) so that its CPU time and peak memory are its own.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use leader_election::redis::{RedisClient, RedisLockOptions};
+use leader_election::Locks;
 use lock_core::{ElectionConfig, ElectionEvent, LeaderElector, StopReason};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -21,6 +22,8 @@ use crate::target::Target;
 /// What the child reports when it is done.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ManyReport {
+    /// The backend's name.
+    pub backend: String,
     /// Elections held.
     pub elections: usize,
     /// From starting the electors to all of them leading.
@@ -91,7 +94,7 @@ impl Histogram {
 /// The arguments of `bench many`.
 #[derive(Debug, clap::Args)]
 pub struct ManyArgs {
-    /// The Redis URL.
+    /// The lock URL (Redis, etcd or Kubernetes).
     #[arg(long)]
     url: String,
     /// How many elections to hold.
@@ -104,7 +107,12 @@ pub struct ManyArgs {
 
 /// `bench many`: holds the elections, then prints one [`ManyReport`] as JSON.
 pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
-    let client = RedisClient::connect(&args.url, RedisLockOptions::default()).await?;
+    let backend = leader_election::LockUrl::parse(&args.url)
+        .map_err(|err| BenchError::Setup(err.to_string()))?
+        .backend()
+        .name()
+        .to_owned();
+    let locks = Locks::connect(&args.url).await?;
     let leading = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
     let renews = Arc::new(AtomicU64::new(0));
@@ -114,7 +122,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.elections);
     for index in 0..args.elections {
-        let lock = client.lock(&format!("bench-many-{index}"))?;
+        let lock = locks.lock(&format!("bench-many-{index}"))?;
         let elector = LeaderElector::new(lock, ElectionConfig::new("bench-many"))?;
         let (leading, lost) = (leading.clone(), lost.clone());
         elector.on_event(move |event| match event {
@@ -157,6 +165,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     let held_for = window_start.elapsed();
     let cores = (cpu_time() - cpu_before).as_secs_f64() / held_for.as_secs_f64();
     let report = ManyReport {
+        backend,
         elections: args.elections,
         acquired_in,
         held_for,
@@ -179,17 +188,15 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     Ok(())
 }
 
-/// Runs `bench many` against `target` (a Redis server) and reads its report.
+/// Runs `bench many` against `target` (a Redis, etcd or Kubernetes server) and reads its report.
 pub async fn run(target: &Target, elections: usize, held_for: Duration) -> BenchResult<ManyReport> {
-    let Ok(leader_election::LockUrl::Redis { url, .. }) = target.lock_url() else {
-        return Err(BenchError::Setup("many elections run on Redis".to_owned()));
-    };
+    let url = &target.url;
     let program =
         std::env::current_exe().map_err(|err| BenchError::io("find the bench binary", err))?;
     let output = tokio::process::Command::new(program)
         .arg("many")
         .arg("--url")
-        .arg(&url)
+        .arg(url)
         .arg("--elections")
         .arg(elections.to_string())
         .arg("--seconds")
