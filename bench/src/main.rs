@@ -50,6 +50,8 @@ use leader_election::Backend;
 ///             three-member etcd: handover, write latency, writes lost to a primary's kill
 ///   planned   a planned handover (request_handover) to a named standby of three; time
 ///             from the request to the named candidate's term
+///   fleet     1,000 Lease elections with three candidates each on one kube-apiserver, ours
+///             against client-go's elector: the API server's requests per second by verb
 ///
 /// Each of handover, crash and load also runs with hints off (standbys poll, as client-go's
 /// do) and, on k8s, with client-go's own elector (interop/, built with Go).
@@ -97,16 +99,19 @@ enum Scenario {
     Topologies,
     /// Planned handover to a named candidate.
     Planned,
+    /// Many elections of three candidates on one API server, ours against client-go's.
+    Fleet,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Scenario::Handover,
         Scenario::Crash,
         Scenario::Load,
         Scenario::Many,
         Scenario::Topologies,
         Scenario::Planned,
+        Scenario::Fleet,
     ];
 }
 
@@ -199,6 +204,21 @@ async fn run(cli: Cli) -> BenchResult<()> {
             results.many.push(report);
         }
     }
+    if cli.scenarios.contains(&Scenario::Fleet) && cli.backends.contains(&Backend::K8s) {
+        let server = BackendServer::start(Backend::K8s).await?;
+        let binary = tokio::task::spawn_blocking(lock_tests::go::go_elector_binary)
+            .await
+            .map_err(|err| BenchError::Setup(format!("building interop/: {err}")))?;
+        eprintln!(
+            "bench: fleet: {} elections of {} candidates",
+            plan.fleet_elections,
+            scenario::fleet::CANDIDATES
+        );
+        results.fleet = scenario::fleet::run(&server, &plan, &binary).await?;
+        for row in &results.fleet {
+            eprintln!("bench: fleet: {row:?}");
+        }
+    }
     if cli.scenarios.contains(&Scenario::Topologies) {
         results.topologies = topology::run(&plan).await?;
     }
@@ -235,6 +255,14 @@ async fn run(cli: Cli) -> BenchResult<()> {
     std::fs::write(&out, text)
         .map_err(|err| BenchError::io(format!("write {}", out.display()), err))?;
     eprintln!("bench: wrote {}", out.display());
+    for row in &results.fleet {
+        if row.leases_lost > 0 {
+            return Err(BenchError::Safety(format!(
+                "{} leases lost in the fleet of {}",
+                row.leases_lost, row.elector
+            )));
+        }
+    }
     for many in &results.many {
         if many.leases_lost > 0 {
             return Err(BenchError::Safety(format!(

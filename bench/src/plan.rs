@@ -77,6 +77,10 @@ pub struct Plan {
     pub many_elections: Vec<(Backend, usize)>,
     /// How long they are held after all have been won.
     pub many_duration: Duration,
+    /// Lease elections of the fleet on one API server, three candidates each (scenario 7).
+    pub fleet_elections: usize,
+    /// How long the fleet's requests are counted, once every election has a leader.
+    pub fleet_window: Duration,
 }
 
 impl Plan {
@@ -95,6 +99,8 @@ impl Plan {
                 (Backend::K8s, 10_000),
             ],
             many_duration: Duration::from_secs(300),
+            fleet_elections: 1_000,
+            fleet_window: Duration::from_secs(60),
         }
     }
 
@@ -114,6 +120,8 @@ impl Plan {
                 (Backend::K8s, 100),
             ],
             many_duration: Duration::from_secs(10),
+            fleet_elections: 50,
+            fleet_window: Duration::from_secs(8),
         }
     }
 }

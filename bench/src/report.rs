@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::machine::Machine;
 use crate::members::Variant;
 use crate::plan::Plan;
+use crate::scenario::fleet::{FleetRow, CANDIDATES};
 use crate::scenario::load::Load;
 use crate::scenario::many::ManyReport;
 use crate::scenario::topology::TopologyRow;
@@ -49,6 +50,8 @@ pub struct Results {
     pub topologies: Vec<TopologyRow>,
     /// Scenario 6.
     pub planned: Vec<Latency>,
+    /// Scenario 7.
+    pub fleet: Vec<FleetRow>,
 }
 
 /// The goal of scenario 1 on `backend`.
@@ -173,7 +176,70 @@ impl Results {
             plan.quick,
             |backend| Some(handover_goal(backend)),
         );
+        self.fleet_section(&mut out, plan);
         out
+    }
+
+    fn fleet_section(&self, out: &mut String, plan: &Plan) {
+        let _ = writeln!(
+            out,
+            "## 7. A fleet on one API server\n\n{} Lease elections with {CANDIDATES} candidates \
+             each on one kube-apiserver, the same timings for both electors: ours as {CANDIDATES} \
+             processes in every election, each through one shared client and one watch \
+             (`bench many --compete`); client-go's as {CANDIDATES} processes of interop/ with \
+             `-names` (one elector per election). Requests on Leases as the API server counts \
+             them (`apiserver_request_total`), per second over {:?} once every election has a \
+             leader. Goal: ours at most the leaders' renews plus 1%, and at least 2.5 times fewer \
+             requests than client-go.\n",
+            plan.fleet_elections, plan.fleet_window
+        );
+        if self.fleet.is_empty() {
+            let _ = writeln!(out, "Not run.\n");
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "| elector | elections | all led after | requests/s by verb | total/s | leases lost |\n|---|---:|---:|---|---:|---:|"
+        );
+        for row in &self.fleet {
+            let verbs: Vec<String> = row
+                .per_second
+                .iter()
+                .map(|(verb, rate)| format!("{verb} {rate:.1}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} s | {} | {:.1} | {} |",
+                row.elector,
+                row.elections,
+                row.all_led_after.as_secs_f64(),
+                verbs.join(", "),
+                row.total(),
+                row.leases_lost
+            );
+        }
+        let ours = self
+            .fleet
+            .iter()
+            .find(|row| row.elector.starts_with("ours"));
+        let go = self.fleet.iter().find(|row| row.elector == "client-go");
+        if let (Some(ours), Some(go)) = (ours, go) {
+            // Each leader renews once per retry period: a GET-free PUT for ours.
+            let renews = plan.fleet_elections as f64 / plan.timings.retry.as_secs_f64();
+            let ratio = go.total() / ours.total().max(f64::MIN_POSITIVE);
+            let _ = writeln!(
+                out,
+                "\nThe leaders' renews alone: {renews:.1}/s. Ours: {:.1}/s ({}); client-go ÷ ours: \
+                 {ratio:.2} ({}).\n",
+                ours.total(),
+                goal_text(
+                    plan.quick,
+                    format!("goal ≤ {:.1}/s", renews * 1.01),
+                    ours.total() <= renews * 1.01
+                ),
+                goal_text(plan.quick, "goal ≥ 2.5".to_owned(), ratio >= 2.5),
+            );
+        }
     }
 
     fn topology_section(&self, out: &mut String, quick: bool) {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{cpu_time, peak_rss_bytes};
 use crate::error::{BenchError, BenchResult};
+use crate::plan::Timings;
 use crate::target::Target;
 
 /// What the child reports when it is done.
@@ -103,6 +104,82 @@ pub struct ManyArgs {
     /// How long to hold them once all are won, in seconds.
     #[arg(long)]
     seconds: u64,
+    /// The candidate's identity.
+    #[arg(long, default_value = "bench-many")]
+    identity: String,
+    /// The elections' names: PREFIX-0, PREFIX-1, ...
+    #[arg(long, default_value = "bench-many")]
+    prefix: String,
+    /// Compete with other candidates (scenario 7): client-go's default timings, or the quick
+    /// run's with --quick-timings; lead what it wins, until its stdin closes; `--seconds` is
+    /// not used.
+    #[arg(long)]
+    compete: bool,
+    /// With --compete: the quick run's timings.
+    #[arg(long)]
+    quick_timings: bool,
+}
+
+/// One candidate process of many elections (`bench many --compete`), started by
+/// [`Competitor::start`]: it competes until [`Competitor::finish`] closes its stdin.
+pub struct Competitor {
+    child: tokio::process::Child,
+}
+
+impl Competitor {
+    /// Starts a `bench many --compete` process as `identity` in `elections` elections
+    /// `prefix-N` at `url`.
+    pub fn start(
+        url: &str,
+        prefix: &str,
+        elections: usize,
+        identity: &str,
+        quick_timings: bool,
+    ) -> BenchResult<Self> {
+        let program =
+            std::env::current_exe().map_err(|err| BenchError::io("find the bench binary", err))?;
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(["many", "--compete", "--seconds", "0", "--url", url])
+            .args(["--prefix", prefix, "--identity", identity])
+            .args(["--elections", &elections.to_string()]);
+        if quick_timings {
+            command.arg("--quick-timings");
+        }
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|err| BenchError::io("run bench many --compete", err))?;
+        Ok(Self { child })
+    }
+
+    /// Closes its stdin and reads its report.
+    pub async fn finish(mut self) -> BenchResult<ManyReport> {
+        drop(self.child.stdin.take());
+        let output = self
+            .child
+            .wait_with_output()
+            .await
+            .map_err(|err| BenchError::io("wait for bench many --compete", err))?;
+        report_of(output)
+    }
+}
+
+/// The report a `bench many` process printed last.
+fn report_of(output: std::process::Output) -> BenchResult<ManyReport> {
+    if !output.status.success() {
+        return Err(BenchError::Setup(format!(
+            "bench many failed: {}",
+            output.status
+        )));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line)
+        .map_err(|err| BenchError::Setup(format!("bench many printed {line:?}: {err}")))
 }
 
 /// `bench many`: holds the elections, then prints one [`ManyReport`] as JSON.
@@ -122,8 +199,21 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.elections);
     for index in 0..args.elections {
-        let lock = locks.lock(&format!("bench-many-{index}"))?;
-        let elector = LeaderElector::new(lock, ElectionConfig::new("bench-many"))?;
+        let lock = locks.lock(&format!("{}-{index}", args.prefix))?;
+        let config = if args.compete {
+            let timings = if args.quick_timings {
+                Timings::QUICK
+            } else {
+                Timings::CLIENT_GO
+            };
+            // Crash-like at the end, as client-go's candidates of the same scenario stop.
+            timings
+                .config(&args.identity, true)
+                .with_release_on_cancel(false)
+        } else {
+            ElectionConfig::new(args.identity.as_str())
+        };
+        let elector = LeaderElector::new(lock, config)?;
         let (leading, lost) = (leading.clone(), lost.clone());
         elector.on_event(move |event| match event {
             ElectionEvent::StartedLeading(_) => {
@@ -144,6 +234,9 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
             }
         });
         tasks.push(tokio::spawn(elector.run(cancel.child_token())));
+    }
+    if args.compete {
+        return compete(args, tasks, cancel, lost, started).await;
     }
     let all = args.elections as u64;
     let deadline = started + Duration::from_secs(300);
@@ -207,16 +300,51 @@ pub async fn run(target: &Target, elections: usize, held_for: Duration) -> Bench
         .output()
         .await
         .map_err(|err| BenchError::io("run bench many", err))?;
-    if !output.status.success() {
-        return Err(BenchError::Setup(format!(
-            "bench many failed: {}",
-            output.status
-        )));
+    report_of(output)
+}
+
+/// `bench many --compete` after the electors started: runs until stdin closes, then reports the
+/// leases lost (terms that ended other than by that end).
+async fn compete(
+    args: ManyArgs,
+    tasks: Vec<tokio::task::JoinHandle<lock_core::RunOutcome>>,
+    cancel: CancellationToken,
+    lost: Arc<AtomicU64>,
+    started: Instant,
+) -> BenchResult<()> {
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = [0u8; 64];
+    while tokio::io::AsyncReadExt::read(&mut stdin, &mut buffer)
+        .await
+        .map_err(|err| BenchError::io("read stdin", err))?
+        > 0
+    {}
+    let held_for = started.elapsed();
+    cancel.cancel();
+    for task in tasks {
+        let _ = task.await;
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .map_err(|err| BenchError::Setup(format!("bench many printed {line:?}: {err}")))
+    let backend = leader_election::LockUrl::parse(&args.url)
+        .map_err(|err| BenchError::Setup(err.to_string()))?
+        .backend();
+    let report = ManyReport {
+        backend: backend.name().to_owned(),
+        elections: args.elections,
+        acquired_in: Duration::ZERO,
+        held_for,
+        leases_lost: lost.load(Ordering::Relaxed),
+        renews: 0,
+        failed_renews: 0,
+        renew_p50: Duration::ZERO,
+        renew_p99: Duration::ZERO,
+        cores: 0.0,
+        peak_rss: peak_rss_bytes(),
+    };
+    println!(
+        "{}",
+        serde_json::to_string(&report).expect("a report serializes")
+    );
+    Ok(())
 }
 
 #[cfg(test)]

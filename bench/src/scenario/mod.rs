@@ -1,6 +1,7 @@
 //! The benchmark's scenarios, each over one backend and one variant.
 
 pub mod crash;
+pub mod fleet;
 pub mod handover;
 pub mod load;
 pub mod many;
