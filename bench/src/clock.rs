@@ -17,7 +17,16 @@ pub fn span(from: i128, to: i128) -> Duration {
 
 /// CPU time (user + system) this process has used, from `/proc/self/stat`.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_time_in("self")
+}
+
+/// CPU time (user + system) the process `pid` has used (zero once it is gone).
+pub fn cpu_time_of(pid: u32) -> Duration {
+    cpu_time_in(&pid.to_string())
+}
+
+fn cpu_time_in(process: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap_or_default();
     // The fields after the command name (which is in parentheses and may hold spaces).
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -37,10 +46,19 @@ pub fn cpu_time() -> Duration {
 
 /// The most resident memory this process has had, from `VmHWM` in `/proc/self/status`.
 pub fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    status_bytes("self", "VmHWM:")
+}
+
+/// The resident memory of the process `pid` now (`VmRSS`; zero once it is gone).
+pub fn rss_bytes_of(pid: u32) -> u64 {
+    status_bytes(&pid.to_string(), "VmRSS:")
+}
+
+fn status_bytes(process: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .find_map(|line| line.strip_prefix(field))
         .and_then(|value| {
             value
                 .trim()

@@ -50,6 +50,8 @@ use leader_election::Backend;
 ///             three-member etcd: handover, write latency, writes lost to a primary's kill
 ///   planned   a planned handover (request_handover) to a named standby of three; time
 ///             from the request to the named candidate's term
+///   takeover  10,000 elections won from a cold start by one process on each of Redis, etcd
+///             and Kubernetes, then taken over by a standby process when it is killed
 ///   fleet     1,000 Lease elections with three candidates each on one kube-apiserver, ours
 ///             against client-go's elector: the API server's requests per second by verb
 ///
@@ -101,10 +103,12 @@ enum Scenario {
     Planned,
     /// Many elections of three candidates on one API server, ours against client-go's.
     Fleet,
+    /// Cold start and takeover of many elections.
+    Takeover,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 7] = [
+    const ALL: [Scenario; 8] = [
         Scenario::Handover,
         Scenario::Crash,
         Scenario::Load,
@@ -112,6 +116,7 @@ impl Scenario {
         Scenario::Topologies,
         Scenario::Planned,
         Scenario::Fleet,
+        Scenario::Takeover,
     ];
 }
 
@@ -194,7 +199,7 @@ async fn run(cli: Cli) -> BenchResult<()> {
                 backend.name(),
                 plan.many_duration
             );
-            let report = many::run(&server.target, elections, plan.many_duration).await?;
+            let report = many::run(&server, elections, plan.many_duration).await?;
             eprintln!(
                 "bench: many: {} leases lost, {:.3} cores, {} MB peak",
                 report.leases_lost,
@@ -202,6 +207,25 @@ async fn run(cli: Cli) -> BenchResult<()> {
                 report.peak_rss / (1024 * 1024)
             );
             results.many.push(report);
+        }
+    }
+    if cli.scenarios.contains(&Scenario::Takeover) {
+        for &(backend, elections) in &plan.takeover_elections {
+            if !cli.backends.contains(&backend) {
+                continue;
+            }
+            let server = BackendServer::start(backend).await?;
+            eprintln!(
+                "bench: takeover: {elections} elections on {}",
+                backend.name()
+            );
+            let row = scenario::takeover::run(&server, elections, &plan).await?;
+            eprintln!(
+                "bench: takeover: cold start {:?}, {:?}",
+                row.cold_start,
+                row.summary()
+            );
+            results.takeover.push(row);
         }
     }
     if cli.scenarios.contains(&Scenario::Fleet) && cli.backends.contains(&Backend::K8s) {
@@ -255,6 +279,14 @@ async fn run(cli: Cli) -> BenchResult<()> {
     std::fs::write(&out, text)
         .map_err(|err| BenchError::io(format!("write {}", out.display()), err))?;
     eprintln!("bench: wrote {}", out.display());
+    for row in &results.takeover {
+        if row.leases_lost > 0 {
+            return Err(BenchError::Safety(format!(
+                "{} leases lost after the takeover on {}",
+                row.leases_lost, row.backend
+            )));
+        }
+    }
     for row in &results.fleet {
         if row.leases_lost > 0 {
             return Err(BenchError::Safety(format!(

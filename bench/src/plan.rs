@@ -77,6 +77,8 @@ pub struct Plan {
     pub many_elections: Vec<(Backend, usize)>,
     /// How long they are held after all have been won.
     pub many_duration: Duration,
+    /// Elections of the cold start and takeover, per backend (scenario 8).
+    pub takeover_elections: Vec<(Backend, usize)>,
     /// Lease elections of the fleet on one API server, three candidates each (scenario 7).
     pub fleet_elections: usize,
     /// How long the fleet's requests are counted, once every election has a leader.
@@ -99,6 +101,11 @@ impl Plan {
                 (Backend::K8s, 10_000),
             ],
             many_duration: Duration::from_secs(300),
+            takeover_elections: vec![
+                (Backend::Redis, 10_000),
+                (Backend::Etcd, 10_000),
+                (Backend::K8s, 10_000),
+            ],
             fleet_elections: 1_000,
             fleet_window: Duration::from_secs(60),
         }
@@ -120,6 +127,11 @@ impl Plan {
                 (Backend::K8s, 100),
             ],
             many_duration: Duration::from_secs(10),
+            takeover_elections: vec![
+                (Backend::Redis, 1_000),
+                (Backend::Etcd, 200),
+                (Backend::K8s, 50),
+            ],
             fleet_elections: 50,
             fleet_window: Duration::from_secs(8),
         }

@@ -9,6 +9,7 @@ use crate::plan::Plan;
 use crate::scenario::fleet::{FleetRow, CANDIDATES};
 use crate::scenario::load::Load;
 use crate::scenario::many::ManyReport;
+use crate::scenario::takeover::TakeoverRow;
 use crate::scenario::topology::TopologyRow;
 use crate::stats::{millis, ms, Summary};
 use leader_election::Backend;
@@ -52,6 +53,8 @@ pub struct Results {
     pub planned: Vec<Latency>,
     /// Scenario 7.
     pub fleet: Vec<FleetRow>,
+    /// Scenario 8.
+    pub takeover: Vec<TakeoverRow>,
 }
 
 /// The goal of scenario 1 on `backend`.
@@ -177,7 +180,52 @@ impl Results {
             |backend| Some(handover_goal(backend)),
         );
         self.fleet_section(&mut out, plan);
+        self.takeover_section(&mut out, plan);
         out
+    }
+
+    fn takeover_section(&self, out: &mut String, plan: &Plan) {
+        let lease = plan.timings.lease;
+        let _ = writeln!(
+            out,
+            "## 8. Cold start and takeover of many elections\n\nOne process (`bench many \
+             --compete`) starts alone in every election, through one shared client, and wins \
+             them all (the cold start); a second joins as the standby of all of them and, one \
+             lease later, the first is killed (SIGKILL: nothing is released). Each election's \
+             takeover is timed from the kill to the standby's term. Lease {lease:?}; goal: p99 \
+             under the lease plus 1 s.\n"
+        );
+        if self.takeover.is_empty() {
+            let _ = writeln!(out, "Not run.\n");
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "| backend | elections | cold start | takeover min | p50 | p99 | max | goal (p99) |\n|---|---:|---:|---:|---:|---:|---:|---|"
+        );
+        let goal = (lease + std::time::Duration::from_secs(1)).as_nanos() as i128;
+        for row in &self.takeover {
+            let Some(summary) = row.summary() else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} s | {} | {} | {} | {} | {} |",
+                row.backend,
+                row.elections,
+                row.cold_start.as_secs_f64(),
+                ms(summary.min),
+                ms(summary.p50),
+                ms(summary.p99),
+                ms(summary.max),
+                goal_text(
+                    plan.quick,
+                    format!("< {} ms", goal / 1_000_000),
+                    summary.p99 < goal
+                )
+            );
+        }
+        let _ = writeln!(out);
     }
 
     fn fleet_section(&self, out: &mut String, plan: &Plan) {
@@ -431,7 +479,7 @@ Each started by the benchmark on loopback ports: a \
             header.join(" | "),
             "---|".repeat(header.len())
         );
-        let rows: [(&str, ManyCell); 9] = [
+        let rows: [(&str, ManyCell); 11] = [
             ("elections", |many, _| many.elections.to_string()),
             ("all won after", |many, _| {
                 format!("{:.1} s", many.acquired_in.as_secs_f64())
@@ -481,6 +529,12 @@ Each started by the benchmark on loopback ports: a \
                         per_election < MANY_RSS_GOAL_PER_ELECTION as f64
                     )
                 )
+            }),
+            ("server CPU", |many, _| {
+                format!("{:.3} cores", many.server_cores)
+            }),
+            ("server RSS", |many, _| {
+                format!("{:.0} MB", many.server_rss as f64 / 1048576.0)
             }),
         ];
         for (name, value) in rows {

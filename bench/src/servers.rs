@@ -130,6 +130,17 @@ impl BackendServer {
 }
 
 impl BackendServer {
+    /// The server's processes (redis-server; etcd; kube-apiserver and its etcd), for their
+    /// CPU time and memory. Empty for the file backend.
+    pub fn pids(&self) -> Vec<u32> {
+        match &self.server {
+            Server::File { .. } => Vec::new(),
+            Server::Redis(server) => server.process().pid().into_iter().collect(),
+            Server::Etcd(server) => server.process().pid().into_iter().collect(),
+            Server::K8s(server, _) => server.pids(),
+        }
+    }
+
     /// The kube-apiserver's admin client (`None` for the other backends).
     pub async fn kube_admin(&self) -> BenchResult<Option<kube::Client>> {
         match &self.server {

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{cpu_time, peak_rss_bytes};
+use crate::clock::{cpu_time, cpu_time_of, now_nanos, peak_rss_bytes, rss_bytes_of};
 use crate::error::{BenchError, BenchResult};
 use crate::plan::Timings;
-use crate::target::Target;
+use crate::servers::BackendServer;
 
 /// What the child reports when it is done.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,7 +45,23 @@ pub struct ManyReport {
     pub cores: f64,
     /// The process' peak resident memory, in bytes.
     pub peak_rss: u64,
+    /// The server's CPU time in the window (its processes': redis-server; etcd; kube-apiserver
+    /// and its etcd), in seconds per second. Measured by the parent.
+    #[serde(default)]
+    pub server_cores: f64,
+    /// The server's resident memory at the window's end, in bytes. Measured by the parent.
+    #[serde(default)]
+    pub server_rss: u64,
+    /// With --compete: when each term started, in nanoseconds since 1970 (see `clock`).
+    #[serde(default)]
+    pub started_at: Vec<i128>,
 }
+
+/// What `bench many` prints when its measured window starts, and when it ends.
+const WINDOW_START: &str = "window start";
+const WINDOW_END: &str = "window end";
+/// What `bench many --compete` prints once it has started a term in every election.
+const ALL_LEADING: &str = "all leading";
 
 /// Renew latencies in 100 µs buckets up to 10 s (the last bucket holds everything longer).
 struct Histogram {
@@ -121,9 +137,11 @@ pub struct ManyArgs {
 }
 
 /// One candidate process of many elections (`bench many --compete`), started by
-/// [`Competitor::start`]: it competes until [`Competitor::finish`] closes its stdin.
+/// [`Competitor::start`]: it competes until [`Competitor::finish`] closes its stdin (or
+/// [`Competitor::kill`] kills it).
 pub struct Competitor {
     child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
 }
 
 impl Competitor {
@@ -146,40 +164,69 @@ impl Competitor {
         if quick_timings {
             command.arg("--quick-timings");
         }
-        let child = command
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .map_err(|err| BenchError::io("run bench many --compete", err))?;
-        Ok(Self { child })
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (sender, lines) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut reader = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+            while let Ok(Some(line)) = reader.next_line().await {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Self { child, lines })
+    }
+
+    /// Waits until it leads every one of its elections (at once or in turn, counting the terms
+    /// it started), for at most `within`.
+    pub async fn all_leading(&mut self, within: Duration) -> BenchResult<()> {
+        let wait = async {
+            while let Some(line) = self.lines.recv().await {
+                if line == ALL_LEADING {
+                    return Ok(());
+                }
+            }
+            Err(BenchError::Setup(
+                "bench many --compete ended before leading every election".to_owned(),
+            ))
+        };
+        tokio::time::timeout(within, wait).await.map_err(|_| {
+            BenchError::Timeout(format!("not leading every election within {within:?}"))
+        })?
+    }
+
+    /// SIGKILL: nothing is released, as in a crash.
+    pub fn kill(&mut self) -> BenchResult<()> {
+        self.child
+            .start_kill()
+            .map_err(|err| BenchError::io("kill bench many --compete", err))
     }
 
     /// Closes its stdin and reads its report.
     pub async fn finish(mut self) -> BenchResult<ManyReport> {
         drop(self.child.stdin.take());
-        let output = self
+        let status = self
             .child
-            .wait_with_output()
+            .wait()
             .await
             .map_err(|err| BenchError::io("wait for bench many --compete", err))?;
-        report_of(output)
+        if !status.success() {
+            return Err(BenchError::Setup(format!("bench many failed: {status}")));
+        }
+        let mut last = String::new();
+        while let Some(line) = self.lines.recv().await {
+            last = line;
+        }
+        serde_json::from_str(&last)
+            .map_err(|err| BenchError::Setup(format!("bench many printed {last:?}: {err}")))
     }
-}
-
-/// The report a `bench many` process printed last.
-fn report_of(output: std::process::Output) -> BenchResult<ManyReport> {
-    if !output.status.success() {
-        return Err(BenchError::Setup(format!(
-            "bench many failed: {}",
-            output.status
-        )));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line)
-        .map_err(|err| BenchError::Setup(format!("bench many printed {line:?}: {err}")))
 }
 
 /// `bench many`: holds the elections, then prints one [`ManyReport`] as JSON.
@@ -192,6 +239,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     let locks = Locks::connect(&args.url).await?;
     let leading = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
+    let started_at: Arc<std::sync::Mutex<Vec<i128>>> = Arc::default();
     let renews = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Histogram::new());
@@ -214,10 +262,14 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
             ElectionConfig::new(args.identity.as_str())
         };
         let elector = LeaderElector::new(lock, config)?;
-        let (leading, lost) = (leading.clone(), lost.clone());
+        let (leading, lost, started_at) = (leading.clone(), lost.clone(), started_at.clone());
         elector.on_event(move |event| match event {
             ElectionEvent::StartedLeading(_) => {
                 leading.fetch_add(1, Ordering::Relaxed);
+                started_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(now_nanos());
             }
             ElectionEvent::StoppedLeading { reason, .. } if *reason != StopReason::Cancelled => {
                 lost.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +288,14 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         tasks.push(tokio::spawn(elector.run(cancel.child_token())));
     }
     if args.compete {
-        return compete(args, tasks, cancel, lost, started).await;
+        let all = args.elections as u64;
+        tokio::spawn(async move {
+            while leading.load(Ordering::Relaxed) < all {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!("{ALL_LEADING}");
+        });
+        return compete(args, tasks, cancel, lost, started_at, started).await;
     }
     let all = args.elections as u64;
     let deadline = started + Duration::from_secs(300);
@@ -253,9 +312,12 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     renews.store(0, Ordering::Relaxed);
     failed.store(0, Ordering::Relaxed);
     latencies.reset();
+    // The parent measures the server over the same window, from these lines.
+    println!("{WINDOW_START}");
     let (cpu_before, window_start) = (cpu_time(), Instant::now());
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
     let held_for = window_start.elapsed();
+    println!("{WINDOW_END}");
     let cores = (cpu_time() - cpu_before).as_secs_f64() / held_for.as_secs_f64();
     let report = ManyReport {
         backend,
@@ -269,6 +331,9 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         renew_p99: latencies.percentile(99),
         cores,
         peak_rss: peak_rss_bytes(),
+        server_cores: 0.0,
+        server_rss: 0,
+        started_at: Vec::new(),
     };
     cancel.cancel();
     for task in tasks {
@@ -281,26 +346,62 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     Ok(())
 }
 
-/// Runs `bench many` against `target` (a Redis, etcd or Kubernetes server) and reads its report.
-pub async fn run(target: &Target, elections: usize, held_for: Duration) -> BenchResult<ManyReport> {
-    let url = &target.url;
+/// Runs `bench many` against `server` (Redis, etcd or Kubernetes) and reads its report, with
+/// the server's CPU and memory over the child's measured window.
+pub async fn run(
+    server: &BackendServer,
+    elections: usize,
+    held_for: Duration,
+) -> BenchResult<ManyReport> {
     let program =
         std::env::current_exe().map_err(|err| BenchError::io("find the bench binary", err))?;
-    let output = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .arg("many")
         .arg("--url")
-        .arg(url)
+        .arg(&server.target.url)
         .arg("--elections")
         .arg(elections.to_string())
         .arg("--seconds")
         .arg(held_for.as_secs().to_string())
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
-        .output()
-        .await
+        .spawn()
         .map_err(|err| BenchError::io("run bench many", err))?;
-    report_of(output)
+    let pids = server.pids();
+    let server_cpu = || pids.iter().map(|pid| cpu_time_of(*pid)).sum::<Duration>();
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let (mut start, mut server_cores, mut server_rss, mut last) = (None, 0.0, 0, String::new());
+    while let Some(line) = lines
+        .next_line()
+        .await
+        .map_err(|err| BenchError::io("read bench many's output", err))?
+    {
+        if line == WINDOW_START {
+            start = Some((server_cpu(), Instant::now()));
+        } else if line == WINDOW_END {
+            if let Some((cpu, at)) = start {
+                server_cores = (server_cpu() - cpu).as_secs_f64() / at.elapsed().as_secs_f64();
+            }
+            server_rss = pids.iter().map(|pid| rss_bytes_of(*pid)).sum();
+        } else {
+            last = line;
+        }
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|err| BenchError::io("wait for bench many", err))?;
+    if !status.success() {
+        return Err(BenchError::Setup(format!("bench many failed: {status}")));
+    }
+    let mut report: ManyReport = serde_json::from_str(&last)
+        .map_err(|err| BenchError::Setup(format!("bench many printed {last:?}: {err}")))?;
+    report.server_cores = server_cores;
+    report.server_rss = server_rss;
+    Ok(report)
 }
 
 /// `bench many --compete` after the electors started: runs until stdin closes, then reports the
@@ -310,6 +411,7 @@ async fn compete(
     tasks: Vec<tokio::task::JoinHandle<lock_core::RunOutcome>>,
     cancel: CancellationToken,
     lost: Arc<AtomicU64>,
+    started_at: Arc<std::sync::Mutex<Vec<i128>>>,
     started: Instant,
 ) -> BenchResult<()> {
     let mut stdin = tokio::io::stdin();
@@ -339,6 +441,9 @@ async fn compete(
         renew_p99: Duration::ZERO,
         cores: 0.0,
         peak_rss: peak_rss_bytes(),
+        server_cores: 0.0,
+        server_rss: 0,
+        started_at: std::mem::take(&mut *started_at.lock().unwrap_or_else(|p| p.into_inner())),
     };
     println!(
         "{}",

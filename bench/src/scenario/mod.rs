@@ -6,6 +6,7 @@ pub mod handover;
 pub mod load;
 pub mod many;
 pub mod planned;
+pub mod takeover;
 pub mod topology;
 
 use std::sync::atomic::{AtomicU64, Ordering};

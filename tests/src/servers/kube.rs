@@ -291,7 +291,8 @@ impl KubeApiServer {
         command
     }
 
-    fn pids(&self) -> Vec<u32> {
+    /// The process ids of the API server and of its etcd.
+    pub fn pids(&self) -> Vec<u32> {
         [&self.etcd, &self.apiserver]
             .into_iter()
             .flatten()
