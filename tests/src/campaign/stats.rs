@@ -81,6 +81,11 @@ pub struct SegmentReport {
     /// The history's report and every process's output, kept when the segment failed (or
     /// always, with `CAMPAIGN_VERBOSE=1`).
     pub failure_report: Option<String>,
+    /// How far the machine's wall clock moved against its monotonic clock while the segment
+    /// ran, when it did (see `machine_clock`): such a segment is void and runs again.
+    pub machine_clock_step: Option<chrono::TimeDelta>,
+    /// How many earlier runs of this segment were void.
+    pub voided: usize,
 }
 
 impl SegmentReport {
@@ -129,6 +134,8 @@ impl SegmentReport {
             terms: terms.len(),
             beats: 0,
             failure_report,
+            machine_clock_step: None,
+            voided: 0,
         }
     }
 
@@ -229,6 +236,8 @@ pub struct BackendFigures {
     pub segments: usize,
     /// Seeds of the segments.
     pub seeds: Vec<u64>,
+    /// Runs of segments voided by a step of the machine's clock, and run again.
+    pub voided: usize,
 }
 
 impl BackendFigures {
@@ -237,6 +246,7 @@ impl BackendFigures {
         let mut figures = Self::default();
         for report in reports {
             figures.segments += 1;
+            figures.voided += report.voided;
             figures.terms += report.terms;
             figures.beats += report.beats;
             figures.seeds.push(report.seed);
@@ -275,7 +285,8 @@ impl BackendFigures {
             "{} faults in {} segments, {} terms, {} exec command beats; overlaps {}, token \
              regressions {}, stale answers {}, no leader in time {}, claims after resume {}, \
              bad events {}, commands outside their term {}; overlaps forced by an outside \
-             write {}. Fault to new leader: p50 {}, p99 {} ({} takeovers).\n",
+             write {}. Fault to new leader: p50 {}, p99 {} ({} takeovers). Segment runs voided \
+             by a step of the machine's own clock (a paused VM) and run again: {}.\n",
             self.faults(),
             self.segments,
             self.terms,
@@ -290,7 +301,8 @@ impl BackendFigures {
             c.forced_overlaps,
             seconds(quantile(&all, 0.5)),
             seconds(quantile(&all, 0.99)),
-            all.len()
+            all.len(),
+            self.voided
         );
         let _ = writeln!(
             text,
