@@ -134,6 +134,9 @@ struct Standby<'m> {
     floor_due: bool,
     /// The run of permanent failures this stand-by is in, if any.
     failures: PermanentFailures,
+    /// A write of this candidate that went unanswered and was found in place too late to lead
+    /// under: nobody acts under it, so it is handed back before the next look.
+    hand_back: Option<TermMark>,
 }
 
 /// How a stand-by ended.
@@ -211,6 +214,7 @@ impl LeaderElector {
             unanswered: None,
             floor_due: false,
             failures: PermanentFailures::default(),
+            hand_back: None,
         };
         let mut gave_up = None;
         loop {
@@ -296,6 +300,18 @@ impl LeaderElector {
                     // write (a valid lease, not ready) or a write is answered.
                     if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
                         return won;
+                    }
+                    if let Some(mark) = standby.hand_back.take() {
+                        tracing::warn!(
+                            fencing_token = mark.token,
+                            "a write of this candidate whose reply was lost landed too late to \
+                             lead under: releasing it"
+                        );
+                        self.release_if_ours(&mark).await;
+                        if let Some(seen) = standby.observed.as_mut() {
+                            seen.stale = true;
+                        }
+                        return Step::Again;
                     }
                     self.observe(&mut standby.observed, standby.memory, current, false);
                     if let Some(seen) = standby.observed.as_mut() {
@@ -458,6 +474,15 @@ impl LeaderElector {
             // moved: its lease is waited for. An adopted one is remembered as a won term.
             standby.memory.started(&current.record);
             standby.floor_due = true;
+            // Only too late (a takeover by compare-and-swap, or a create with nothing to
+            // check): no term runs under it, and holding it for a lease would keep every
+            // candidate waiting for, and naming, a leader that is not there. It is released
+            // at once. A held-back create must stay (freeing it could let a standby in under a
+            // term that came and went unseen), and so must a write not confirmed durable or
+            // one rewritten with a shorter lease.
+            if !unanswered.hold_back && !shortened {
+                standby.hand_back = Some(unanswered.mark);
+            }
             return None;
         }
         tracing::info!(
