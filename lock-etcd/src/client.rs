@@ -105,10 +105,9 @@ impl EtcdClient {
     /// connection and watch. Fails as `InvalidConfig` for a name that cannot be part of a key.
     pub fn lock(&self, name: &str) -> LockResult<EtcdLock> {
         let key = names::key(&self.options.key_prefix, name)?;
-        let mut session = self.lock_unchecked(key);
-        session.hub = Some(self.hub.clone());
         Ok(EtcdLock {
-            inner: Arc::new(session),
+            inner: Arc::new(self.lock_unchecked(key)),
+            hub: Some(self.hub.clone()),
         })
     }
 
@@ -117,6 +116,7 @@ impl EtcdClient {
         let key = names::key(&self.options.key_prefix, name)?;
         Ok(EtcdLock {
             inner: Arc::new(self.lock_unchecked(key)),
+            hub: None,
         })
     }
 
@@ -142,7 +142,6 @@ impl EtcdClient {
         };
         Session {
             client: self.shared.clone(),
-            hub: None,
             key,
             endpoints: self.endpoints.clone(),
             options: self.options.clone(),
@@ -159,5 +158,19 @@ impl fmt::Debug for EtcdClient {
             .field("endpoints", &self.endpoints.urls)
             .field("options", &self.options)
             .finish()
+    }
+}
+
+// Here rather than in `lock`, which would then depend on this module as it depends on `lock`.
+impl EtcdLock {
+    /// Makes the lock without contacting the server: the client connects (and logs in) on the
+    /// first call, and again on later calls while that fails. Fails only for a bad endpoint,
+    /// name or option, or an unreadable TLS file.
+    pub fn new<E: AsRef<str>>(
+        endpoints: &[E],
+        name: &str,
+        options: EtcdLockOptions,
+    ) -> LockResult<Self> {
+        EtcdClient::new(endpoints, options)?.lock_of_its_own(name)
     }
 }

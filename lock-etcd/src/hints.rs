@@ -11,8 +11,7 @@ use std::sync::Arc;
 use etcd_client::proto::PbEvent;
 use etcd_client::{WatchOptions, WatchResponse, WatchStream};
 use futures::StreamExt;
-use lock_core::backend::{Hint, HintStream, Version, Versioned};
-use lock_core::LeaderElectionRecord;
+use lock_core::backend::{Hint, HintStream};
 
 use crate::errors::Fault;
 use crate::hub::{cancel_reason, Hub, Subscription, PUT};
@@ -50,28 +49,6 @@ pub(crate) fn shared(hub: Arc<Hub>, inner: Arc<Session>) -> HintStream {
         },
     )
     .boxed()
-}
-
-/// The hint a put of `value` at `revision` gives: the record, remembered as vouched for, or
-/// just "changed" for a value that is not a record (hints are never trusted for more than
-/// waking the elector).
-pub(crate) fn put_hint(inner: &Session, value: &[u8], revision: i64) -> Hint {
-    if revision <= 0 {
-        return Hint::Changed;
-    }
-    match LeaderElectionRecord::from_json(value) {
-        Ok(record) => {
-            inner.vouched.remember(revision, value);
-            Hint::Record(Versioned {
-                record,
-                version: Version::from(revision),
-            })
-        }
-        Err(err) => {
-            tracing::debug!(lock = %inner.describe, error = %err, "a write of a value that is not a record");
-            Hint::Changed
-        }
-    }
 }
 
 /// One hint stream's watch.
@@ -276,7 +253,7 @@ impl Watch {
         if event.r#type != PUT || kv.key != self.inner.key.as_bytes() {
             return Hint::Changed;
         }
-        put_hint(&self.inner, &kv.value, kv.mod_revision)
+        self.inner.put_hint(&kv.value, kv.mod_revision)
     }
 
     /// The server cancelled the watch. After a compaction of the revisions it was to start

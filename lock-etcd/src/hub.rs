@@ -177,7 +177,7 @@ fn route(task: &WatchTask<Vec<u8>, Arc<Session>>, response: &WatchResponse) {
         let Some(kv) = &event.kv else { continue };
         task.route(&kv.key, |session| {
             if event.r#type == PUT {
-                crate::hints::put_hint(session, &kv.value, kv.mod_revision)
+                session.put_hint(&kv.value, kv.mod_revision)
             } else {
                 Hint::Changed
             }

@@ -7,9 +7,10 @@ use etcd_client::GetOptions;
 use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 
+use crate::hub::Hub;
 use crate::session::Session;
 use crate::transactions::{self, Outcome};
-use crate::{floor, hints, EtcdClient, EtcdLockOptions};
+use crate::{floor, hints, EtcdLockOptions};
 
 /// A leader election lock kept in etcd: one key per election, changed only by transactions
 /// that compare and swap on the key's `mod_revision`.
@@ -36,10 +37,13 @@ use crate::{floor, hints, EtcdClient, EtcdLockOptions};
 /// Every request is bounded by [`request_timeout`](EtcdLockOptions::request_timeout), and
 /// connecting by [`connect_timeout`](EtcdLockOptions::connect_timeout), so that one hung call
 /// cannot cost the lease. Clones are cheap and share one client, which reconnects by itself;
-/// the locks of many elections share one through [`EtcdClient::lock`].
+/// the locks of many elections share one through [`EtcdClient::lock`](crate::EtcdClient::lock).
 #[derive(Clone)]
 pub struct EtcdLock {
     pub(crate) inner: Arc<Session>,
+    /// The client's one watch, which the lock's hint streams join; `None` for a lock that
+    /// watches its key alone.
+    pub(crate) hub: Option<Arc<Hub>>,
 }
 
 impl EtcdLock {
@@ -63,17 +67,6 @@ impl EtcdLock {
             Ok(_) | Err(LockError::Corrupt { .. }) => Ok(lock),
             Err(err) => Err(err),
         }
-    }
-
-    /// Makes the lock without contacting the server: the client connects (and logs in) on the
-    /// first call, and again on later calls while that fails. Fails only for a bad endpoint,
-    /// name or option, or an unreadable TLS file.
-    pub fn new<E: AsRef<str>>(
-        endpoints: &[E],
-        name: &str,
-        options: EtcdLockOptions,
-    ) -> LockResult<Self> {
-        EtcdClient::new(endpoints, options)?.lock_of_its_own(name)
     }
 
     /// The etcd key that holds the record.
@@ -183,10 +176,10 @@ impl Lock for EtcdLock {
         self.inner.describe.clone()
     }
 
-    /// This lock's place in its [`EtcdClient`]'s one watch on the key prefix; for a lock made
+    /// This lock's place in its [`EtcdClient`](crate::EtcdClient)'s one watch on the key prefix; for a lock made
     /// by [`new`](Self::new) or [`connect`](Self::connect), a watch of its key alone.
     fn watch(&self) -> Option<HintStream> {
-        Some(match &self.inner.hub {
+        Some(match &self.hub {
             Some(hub) => hints::shared(hub.clone(), self.inner.clone()),
             None => hints::watch(self.inner.clone(), None),
         })

@@ -6,12 +6,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use etcd_client::Client;
-use lock_core::backend::{Version, Versioned};
+use lock_core::backend::{Hint, Version, Versioned};
 use lock_core::{LeaderElectionRecord, LockError, LockResult};
 
 use crate::connection::SharedClient;
 use crate::errors::{self, ErrorContext, Fault};
-use crate::hub::Hub;
 use crate::names::Endpoints;
 use crate::transactions::{self, Outcome, Stored};
 use crate::vouched::Vouched;
@@ -21,9 +20,6 @@ use crate::EtcdLockOptions;
 pub(crate) struct Session {
     /// The client's connection, shared with every lock of the same [`EtcdClient`](crate::EtcdClient).
     pub client: Arc<SharedClient>,
-    /// The client's one watch, which the lock's hint streams join; `None` for a lock that
-    /// watches its key alone.
-    pub hub: Option<Arc<Hub>>,
     pub key: String,
     pub endpoints: Endpoints,
     pub options: EtcdLockOptions,
@@ -33,6 +29,28 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The hint a put of `value` at `revision` on this lock's key gives: the record,
+    /// remembered as vouched for, or just "changed" for a value that is not a record (hints are
+    /// never trusted for more than waking the elector).
+    pub fn put_hint(&self, value: &[u8], revision: i64) -> Hint {
+        if revision <= 0 {
+            return Hint::Changed;
+        }
+        match LeaderElectionRecord::from_json(value) {
+            Ok(record) => {
+                self.vouched.remember(revision, value);
+                Hint::Record(Versioned {
+                    record,
+                    version: Version::from(revision),
+                })
+            }
+            Err(err) => {
+                tracing::debug!(lock = %self.describe, error = %err, "a write of a value that is not a record");
+                Hint::Changed
+            }
+        }
+    }
+
     /// Runs one request on the shared client (connecting first if needed) within the request
     /// timeout, mapping its errors.
     pub async fn request<T, F, Fut>(&self, work: F) -> LockResult<T>

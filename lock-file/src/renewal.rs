@@ -26,10 +26,6 @@ use crate::stored::{FileContent, Stored};
 /// What the name of a renew's temporary file carries, after the usual prefix.
 const MARK: &str = ".renew-";
 
-/// The most a file name may be long on the file systems this runs on; a longer tagged name
-/// falls back to an untagged one (watchers then read).
-const NAME_MAX: usize = 255;
-
 /// The tag for a write of `new` over `current`, when the write is a renew of it (`None` for any
 /// other write: the watchers read those).
 pub(crate) fn tag(current: &Stored, new: &Stored) -> Option<String> {
@@ -37,14 +33,6 @@ pub(crate) fn tag(current: &Stored, new: &Stored) -> Option<String> {
     let bytes = new.to_bytes();
     let predicted = renewed(current, micros)?;
     (predicted.to_bytes() == bytes).then(|| format!("{MARK}{micros}-{:016x}", hash(&bytes)))
-}
-
-/// Appends `tag` to a temporary file's name, unless that makes it too long.
-pub(crate) fn tagged(name: String, tag: Option<&str>) -> String {
-    match tag {
-        Some(tag) if name.len() + tag.len() <= NAME_MAX => name + tag,
-        _ => name,
-    }
 }
 
 /// The content after the renew a temporary file's name `name` announces, rebuilt from the
@@ -84,6 +72,7 @@ fn hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::write::tagged;
     use lock_core::LeaderElectionRecord;
 
     fn stored(version: u64, holder: &str, renew_seconds: i64) -> Stored {
@@ -159,12 +148,5 @@ mod tests {
         ] {
             assert!(follow(&before.to_bytes(), forged).is_none(), "{forged}");
         }
-    }
-
-    #[test]
-    fn a_name_too_long_for_a_tag_goes_untagged() {
-        let long = "x".repeat(NAME_MAX - 5);
-        assert_eq!(tagged(long.clone(), Some(".renew-1-2")), long);
-        assert_eq!(tagged("short".to_owned(), None), "short");
     }
 }

@@ -17,7 +17,7 @@ pub(crate) fn replace(path: &Path, bytes: &[u8], tag: Option<&str>) -> io::Resul
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let temp = dir.join(crate::renewal::tagged(
+    let temp = dir.join(tagged(
         format!(
             ".{file_name}.tmp-{}-{}",
             std::process::id(),
@@ -34,6 +34,18 @@ pub(crate) fn replace(path: &Path, bytes: &[u8], tag: Option<&str>) -> io::Resul
     File::open(dir)?.sync_all()
 }
 
+/// The most a file name may be long on the file systems this runs on; a longer tagged name
+/// falls back to an untagged one (watchers then read).
+const NAME_MAX: usize = 255;
+
+/// Appends `tag` to a temporary file's name, unless that makes it too long.
+pub(crate) fn tagged(name: String, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) if name.len() + tag.len() <= NAME_MAX => name + tag,
+        _ => name,
+    }
+}
+
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
     file.write_all(bytes)?;
@@ -45,5 +57,17 @@ pub(crate) fn parent(path: &Path) -> &Path {
     match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_too_long_for_a_tag_goes_untagged() {
+        let long = "x".repeat(NAME_MAX - 5);
+        assert_eq!(tagged(long.clone(), Some(".renew-1-2")), long);
+        assert_eq!(tagged("short".to_owned(), None), "short");
     }
 }

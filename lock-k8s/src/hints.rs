@@ -7,10 +7,10 @@ use std::sync::Arc;
 use futures::StreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::Api;
-use lock_core::backend::{Hint, HintStream, Versioned};
+use lock_core::backend::{Hint, HintStream};
 
 use crate::hub::{Hub, Subscription};
-use crate::object::{version_of, LockObject};
+use crate::object::{hint_of, LockObject};
 
 /// A stream of hints for the object `name` from a shared watch, with the same hints as
 /// [`watch`] gives: [`Hint::Record`] for every version delivered (also the listed ones),
@@ -47,7 +47,7 @@ pub(crate) fn watch<K: LockObject>(api: Api<K>, name: &str, describe: String) ->
     watcher::watcher(api, config)
         .scan((), move |_, event| {
             let step = match event {
-                Ok(Event::Apply(object) | Event::InitApply(object)) => Some(Some(hint(&object))),
+                Ok(Event::Apply(object) | Event::InitApply(object)) => Some(Some(hint_of(&object))),
                 Ok(Event::Delete(_) | Event::InitDone) => Some(Some(Hint::Changed)),
                 Ok(Event::Init) => Some(None),
                 Err(err) => {
@@ -59,11 +59,4 @@ pub(crate) fn watch<K: LockObject>(api: Api<K>, name: &str, describe: String) ->
         })
         .filter_map(futures::future::ready)
         .boxed()
-}
-
-pub(crate) fn hint<K: LockObject>(object: &K) -> Hint {
-    match (object.record(), version_of(object)) {
-        (Ok(Some(record)), Some(version)) => Hint::Record(Versioned { record, version }),
-        _ => Hint::Changed,
-    }
 }

@@ -92,7 +92,7 @@ impl<K: LockObject> Hub<K> {
                 event = events.next() => match event {
                     Some(Ok(Event::Init)) => {}
                     Some(Ok(Event::InitApply(object) | Event::Apply(object))) => {
-                        let hint = crate::hints::hint(&object);
+                        let hint = crate::object::hint_of(&object);
                         task.route(&object.name_any(), |()| hint.clone());
                     }
                     Some(Ok(Event::Delete(object))) => task.route(&object.name_any(), |()| Hint::Changed),

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Endpoints};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
-use lock_core::backend::Version;
+use lock_core::backend::{Hint, Version, Versioned};
 use lock_core::LeaderElectionRecord;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -248,6 +248,15 @@ pub(crate) fn version_of<K: Resource>(object: &K) -> Option<Version> {
         .as_deref()
         .filter(|token| !token.is_empty())
         .map(Version::new)
+}
+
+/// The hint a watch event carrying `object` gives: its record at its version, or just
+/// "changed" when it holds none (or one that does not parse).
+pub(crate) fn hint_of<K: LockObject>(object: &K) -> Hint {
+    match (object.record(), version_of(object)) {
+        (Ok(Some(record)), Some(version)) => Hint::Record(Versioned { record, version }),
+        _ => Hint::Changed,
+    }
 }
 
 #[cfg(test)]
