@@ -134,9 +134,14 @@ struct Standby<'m> {
     floor_due: bool,
     /// The run of permanent failures this stand-by is in, if any.
     failures: PermanentFailures,
-    /// A write of this candidate that went unanswered and was found in place too late to lead
-    /// under: nobody acts under it, so it is handed back before the next look.
-    hand_back: Option<TermMark>,
+}
+
+/// What the read after an unanswered write made of it.
+enum Found {
+    /// It landed in time: the term it started.
+    Won(Step),
+    /// It landed too late to lead under, and nobody acts under it: hand it back at once.
+    HandBack(TermMark),
 }
 
 /// How a stand-by ended.
@@ -214,7 +219,6 @@ impl LeaderElector {
             unanswered: None,
             floor_due: false,
             failures: PermanentFailures::default(),
-            hand_back: None,
         };
         let mut gave_up = None;
         loop {
@@ -298,20 +302,21 @@ impl LeaderElector {
                     // answer where every write is refused (a Kubernetes namespace that does
                     // not exist reads as "no record"). The run ends when there is nothing to
                     // write (a valid lease, not ready) or a write is answered.
-                    if let Some(won) = self.adopt_unanswered(standby, current.as_ref()) {
-                        return won;
-                    }
-                    if let Some(mark) = standby.hand_back.take() {
-                        tracing::warn!(
+                    match self.adopt_unanswered(standby, current.as_ref()) {
+                        Some(Found::Won(won)) => return won,
+                        Some(Found::HandBack(mark)) => {
+                            tracing::warn!(
                             fencing_token = mark.token,
                             "a write of this candidate whose reply was lost landed too late to \
                              lead under: releasing it"
                         );
-                        self.release_if_ours(&mark).await;
-                        if let Some(seen) = standby.observed.as_mut() {
-                            seen.stale = true;
+                            self.release_if_ours(&mark).await;
+                            if let Some(seen) = standby.observed.as_mut() {
+                                seen.stale = true;
+                            }
+                            return Step::Again;
                         }
-                        return Step::Again;
+                        None => {}
                     }
                     self.observe(&mut standby.observed, standby.memory, current, false);
                     if let Some(seen) = standby.observed.as_mut() {
@@ -457,7 +462,7 @@ impl LeaderElector {
         &self,
         standby: &mut Standby<'_>,
         current: Option<&Versioned>,
-    ) -> Option<Step> {
+    ) -> Option<Found> {
         let unanswered = standby.unanswered.take()?;
         let current = current?;
         let valid_until = unanswered.sent.at + self.config.renew_deadline;
@@ -480,10 +485,8 @@ impl LeaderElector {
             // at once. A held-back create must stay (freeing it could let a standby in under a
             // term that came and went unseen), and so must a write not confirmed durable or
             // one rewritten with a shorter lease.
-            if !unanswered.hold_back && !shortened {
-                standby.hand_back = Some(unanswered.mark);
-            }
-            return None;
+            let late_only = !unanswered.hold_back && !shortened;
+            return late_only.then_some(Found::HandBack(unanswered.mark));
         }
         tracing::info!(
             fencing_token = unanswered.mark.token,
@@ -495,7 +498,7 @@ impl LeaderElector {
             unanswered.sent,
             self.config.renew_deadline,
         );
-        Some(Step::Won(term, current.clone()))
+        Some(Found::Won(Step::Won(term, current.clone())))
     }
 
     /// The fencing token of a new term over `current`: above the record's
