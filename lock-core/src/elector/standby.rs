@@ -119,6 +119,8 @@ struct Unanswered {
     /// out), or a write the lock said was not confirmed durable (a failover may lose it, and
     /// with it the term's token).
     hold_back: bool,
+    /// A takeover by compare-and-swap over a record this candidate read (not a create).
+    takeover: bool,
 }
 
 /// The state of one stand-by.
@@ -393,7 +395,8 @@ impl LeaderElector {
             i32::try_from(token).expect("next_token stays within i32"),
         );
         let mark = TermMark::of(&record);
-        let check = CreateCheck::for_create(current.is_some(), vanished, floor, floor_seen);
+        let takeover = current.is_some();
+        let check = CreateCheck::for_create(takeover, vanished, floor, floor_seen);
         match self
             .take(current.as_ref(), record, check, floor, sent)
             .await
@@ -424,6 +427,7 @@ impl LeaderElector {
                                 sent,
                                 hold_back: check != CreateCheck::None
                                     || matches!(err, LockError::NotReplicated { .. }),
+                                takeover,
                             });
                         }
                         standby.failures.failed(err);
@@ -479,13 +483,15 @@ impl LeaderElector {
             // moved: its lease is waited for. An adopted one is remembered as a won term.
             standby.memory.started(&current.record);
             standby.floor_due = true;
-            // Only too late (a takeover by compare-and-swap, or a create with nothing to
-            // check): no term runs under it, and holding it for a lease would keep every
+            // Only too late (a takeover by compare-and-swap): no term runs under it, and holding it for a lease would keep every
             // candidate waiting for, and naming, a leader that is not there. It is released
             // at once. A held-back create must stay (freeing it could let a standby in under a
             // term that came and went unseen), and so must a write not confirmed durable or
             // one rewritten with a shorter lease.
-            let late_only = !unanswered.hold_back && !shortened;
+            // Takeovers only: a create may have landed after a term that came and went on a
+            // deleted record, whose leader may still act until its renew deadline; its record
+            // is held for a lease so that nobody else takes over under that leader.
+            let late_only = unanswered.takeover && !unanswered.hold_back && !shortened;
             return late_only.then_some(Found::HandBack(unanswered.mark));
         }
         tracing::info!(
