@@ -11,7 +11,7 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use lock_core::backend::{Version, Versioned};
+use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::testing::MemoryLock;
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 use support::{config, start, LEASE, RENEW_DEADLINE, RETRY};
@@ -25,6 +25,9 @@ struct LateNews {
     cut: Duration,
     cut_until: Mutex<Option<Instant>>,
     armed: Mutex<bool>,
+    /// Whether the candidate gets the store's hints (which keep flowing during the cut, as a
+    /// watch on another connection may).
+    hints: bool,
 }
 
 impl LateNews {
@@ -72,6 +75,9 @@ impl Lock for LateNews {
     fn describe(&self) -> String {
         self.inner.describe()
     }
+    fn watch(&self) -> Option<HintStream> {
+        self.hints.then(|| self.inner.watch()).flatten()
+    }
     async fn token_floor(&self) -> LockResult<u64> {
         self.check()?;
         self.inner.token_floor().await
@@ -80,6 +86,19 @@ impl Lock for LateNews {
 
 #[tokio::test(start_paused = true)]
 async fn a_takeover_found_in_place_after_its_deadline_is_released_and_taken_again_at_once() {
+    late_takeover_is_released_and_taken_again(false, LEASE).await;
+}
+
+/// The hint of the landed write arrives while the store cannot be read: it must not stand in
+/// for the read that decides the write's fate. (Adversarial review: the hint cleared the
+/// "read first" flag, the candidate waited on its own record's lease of 60 s, and all that
+/// time every candidate named a leader that was not leading.)
+#[tokio::test(start_paused = true)]
+async fn a_late_takeover_whose_hint_comes_before_any_read_is_still_released_at_once() {
+    late_takeover_is_released_and_taken_again(true, Duration::from_secs(60)).await;
+}
+
+async fn late_takeover_is_released_and_taken_again(hints: bool, lease: Duration) {
     let inner = MemoryLock::new("late-news");
     // An expired leader's record: the candidate takes it over once it has waited its lease.
     inner
@@ -97,10 +116,11 @@ async fn a_takeover_found_in_place_after_its_deadline_is_released_and_taken_agai
         cut,
         cut_until: Mutex::new(None),
         armed: Mutex::new(true),
+        hints,
     };
     let started = Instant::now();
-    let mut a = start(lock, config("a"));
-    let term = a.next_term(LEASE * 3).await;
+    let mut a = start(lock, config("a").with_lease_duration(lease));
+    let term = a.next_term(LEASE + lease * 2).await;
     let led_at = Instant::now();
     // The lost takeover (token 8) landed about a lease after the start; the candidate could not
     // read until `cut` later, past that write's renew deadline, so it did not lead on it.

@@ -395,8 +395,11 @@ impl History {
     pub fn assert_safe(&self, context: &str) {
         let violations = self.violations();
         if !violations.is_empty() {
+            // The violations before the context's long process logs: a CI log keeps only the
+            // start and the end of a long failure message.
+            let (title, details) = context.split_once('\n').unwrap_or((context, ""));
             panic!(
-                "{context}: {} violation(s)\n{}",
+                "{title}: {} violation(s)\n{}--- context:\n{details}",
                 violations.len(),
                 self.report(&violations)
             );

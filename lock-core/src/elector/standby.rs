@@ -793,6 +793,14 @@ impl LeaderElector {
                 }
             }
         }
+        if standby.unanswered.is_some() {
+            // Only a read decides the fate of a write whose reply was lost (adopted, handed
+            // back, or held): a hint, even one showing that write in place, must not let this
+            // candidate wait on it instead of reading.
+            if let Some(seen) = standby.observed.as_mut() {
+                seen.stale = true;
+            }
+        }
     }
 }
 
