@@ -217,8 +217,11 @@ impl LeaderElector {
         );
         let mut memory = Memory::default();
         let mut readiness = self.readiness.clone();
+        // The last term this candidate led, once it ended: its record may still stand (or a
+        // renew of it land late), naming a leader that no longer leads.
+        let mut ended = None;
         loop {
-            let standby = self.stand_by(&mut hints, &mut memory, &mut readiness, &cancel);
+            let standby = self.stand_by(&mut hints, &mut memory, &mut readiness, ended, &cancel);
             let (term, written) = match standby.await {
                 StandbyEnd::Won(term, written) => (term, written),
                 StandbyEnd::Cancelled { released } => return RunOutcome::Cancelled { released },
@@ -227,6 +230,7 @@ impl LeaderElector {
                     return RunOutcome::GaveUp(gave_up);
                 }
             };
+            ended = Some(TermMark::of(&written.record));
             match self
                 .lead(term, written, &mut hints, &mut readiness, &cancel)
                 .await

@@ -114,11 +114,13 @@ impl Observation {
 struct Unanswered {
     mark: TermMark,
     sent: Stamp,
-    /// Not to be adopted even if it landed: a create on a backend with a token floor (the
-    /// store may have moved meanwhile, which only the check after an answered create can rule
-    /// out), or a write the lock said was not confirmed durable (a failover may lose it, and
-    /// with it the term's token).
+    /// Held for its lease if it landed, neither adopted nor released: a create that needed a
+    /// check of the store (it may have moved meanwhile, which only the check after an
+    /// answered create can rule out), or a create not confirmed durable.
     hold_back: bool,
+    /// The lock said the write was not confirmed durable: a failover may lose it, and with it
+    /// the term's token, so it starts no term even if it landed in time.
+    not_durable: bool,
     /// A takeover by compare-and-swap over a record this candidate read (not a create).
     takeover: bool,
 }
@@ -136,13 +138,19 @@ struct Standby<'m> {
     floor_due: bool,
     /// The run of permanent failures this stand-by is in, if any.
     failures: PermanentFailures,
+    /// The term this candidate led before this stand-by, until the first read after it: if
+    /// that read finds the term's record in place, it is released.
+    ended: Option<TermMark>,
+    /// After releasing the record of its ended term: this candidate takes nothing before then.
+    yield_until: Option<Instant>,
 }
 
 /// What the read after an unanswered write made of it.
 enum Found {
     /// It landed in time: the term it started.
     Won(Step),
-    /// It landed too late to lead under, and nobody acts under it: hand it back at once.
+    /// It landed, but too late or not durably enough to lead under, and nobody acts under it:
+    /// hand it back at once.
     HandBack(TermMark),
 }
 
@@ -212,6 +220,7 @@ impl LeaderElector {
         hints: &mut Hints,
         memory: &mut Memory,
         readiness: &mut Readiness,
+        ended: Option<TermMark>,
         cancel: &CancellationToken,
     ) -> StandbyEnd {
         let mut standby = Standby {
@@ -221,6 +230,8 @@ impl LeaderElector {
             unanswered: None,
             floor_due: false,
             failures: PermanentFailures::default(),
+            ended,
+            yield_until: None,
         };
         let mut gave_up = None;
         loop {
@@ -309,8 +320,8 @@ impl LeaderElector {
                         Some(Found::HandBack(mark)) => {
                             tracing::warn!(
                             fencing_token = mark.token,
-                            "a write of this candidate whose reply was lost landed too late to \
-                             lead under: releasing it"
+                            "a takeover of this candidate whose reply was lost (or that was not \
+                             confirmed durable) landed, but it cannot start a term: releasing it"
                         );
                             self.release_if_ours(&mark).await;
                             if let Some(seen) = standby.observed.as_mut() {
@@ -319,6 +330,9 @@ impl LeaderElector {
                             return Step::Again;
                         }
                         None => {}
+                    }
+                    if let Some(step) = self.release_ended_term(standby, current.as_ref()).await {
+                        return step;
                     }
                     self.observe(&mut standby.observed, standby.memory, current, false);
                     if let Some(seen) = standby.observed.as_mut() {
@@ -347,7 +361,8 @@ impl LeaderElector {
             };
             return Step::WaitUntil(wake_at);
         }
-        if let Some(until) = self.yields_until(seen).filter(|at| Instant::now() < *at) {
+        let yields_until = self.yields_until(seen).max(standby.yield_until);
+        if let Some(until) = yields_until.filter(|at| Instant::now() < *at) {
             return Step::WaitUntil(until);
         }
         // Readiness as it is now, not as it was when this look began: the reads above may
@@ -422,11 +437,12 @@ impl LeaderElector {
                     _ => {
                         report(&err);
                         if err.is_retryable() {
+                            let not_durable = matches!(err, LockError::NotReplicated { .. });
                             standby.unanswered = Some(Unanswered {
                                 mark,
                                 sent,
-                                hold_back: check != CreateCheck::None
-                                    || matches!(err, LockError::NotReplicated { .. }),
+                                hold_back: check != CreateCheck::None || (not_durable && !takeover),
+                                not_durable,
                                 takeover,
                             });
                         }
@@ -458,6 +474,36 @@ impl LeaderElector {
         Some(takeable_at + self.config.retry_period)
     }
 
+    /// The first read after this candidate's term ended: if it shows that term's record (the
+    /// term ran out at its renew deadline, or a renew of it landed late), nobody leads under
+    /// it, yet every candidate would wait for its lease and name a leader that is not leading.
+    /// It is released at once, as a step-down releases, and this candidate leaves the lock to
+    /// the others for one retry period: it has just failed to keep a term. Safe as a release
+    /// on cancellation is: the record is exactly that term's (its mark), and the term is over.
+    /// A renew still on its way after the release finds another version and fails.
+    async fn release_ended_term(
+        &self,
+        standby: &mut Standby<'_>,
+        current: Option<&Versioned>,
+    ) -> Option<Step> {
+        let mark = standby.ended.take()?;
+        if !current.is_some_and(|seen| self.holds(seen, &mark)) {
+            return None;
+        }
+        tracing::info!(
+            fencing_token = mark.token,
+            "the record of this candidate's ended term is still in place: releasing it"
+        );
+        let released = self.release_if_ours(&mark).await;
+        if let Some(seen) = standby.observed.as_mut() {
+            seen.stale = true;
+        }
+        if released {
+            standby.yield_until = Some(Instant::now() + self.config.retry_period);
+        }
+        Some(Step::Again)
+    }
+
     /// After a write that started a term went unanswered, the next read tells whether it
     /// landed: if the record is exactly the one this process sent (holder, token and the
     /// acquireTime mark), the term started when that write was sent, and it is taken up if it is
@@ -478,21 +524,23 @@ impl LeaderElector {
         // term ends on such a write.
         let shortened =
             current.record.lease_duration_seconds < self.config.lease_duration_seconds();
-        if unanswered.hold_back || shortened || Instant::now() >= valid_until {
-            // Ours but not adopted (no twin's), held back like an answered create whose store
-            // moved: its lease is waited for. An adopted one is remembered as a won term.
+        let late = Instant::now() >= valid_until;
+        if unanswered.hold_back || unanswered.not_durable || shortened || late {
+            // Ours but not adopted (no twin's). Remembered as this candidate's, and the
+            // store's counter is read before its next take (terms may have come and gone
+            // while the write was on its way).
             standby.memory.started(&current.record);
             standby.floor_due = true;
-            // Only too late (a takeover by compare-and-swap): no term runs under it, and holding it for a lease would keep every
-            // candidate waiting for, and naming, a leader that is not there. It is released
-            // at once. A held-back create must stay (freeing it could let a standby in under a
-            // term that came and went unseen), and so must a write not confirmed durable or
-            // one rewritten with a shorter lease.
-            // Takeovers only: a create may have landed after a term that came and went on a
-            // deleted record, whose leader may still act until its renew deadline; its record
-            // is held for a lease so that nobody else takes over under that leader.
-            let late_only = unanswered.takeover && !unanswered.hold_back && !shortened;
-            return late_only.then_some(Found::HandBack(unanswered.mark));
+            // A takeover (by compare-and-swap over a lease that ran out) found too late or not
+            // confirmed durable: no term runs under it, and holding it for a lease would keep
+            // every candidate waiting for, and naming, a leader that is not there. Releasing
+            // it is as safe as writing it was, so it is released at once. A create is held for
+            // its lease instead: it may have landed after a term that came and went on a
+            // deleted record, whose leader may still act until its renew deadline, and
+            // freeing it could let a standby in under that leader. So is a record rewritten
+            // with a shorter lease (someone else wrote it).
+            let hand_back = unanswered.takeover && !unanswered.hold_back && !shortened;
+            return hand_back.then_some(Found::HandBack(unanswered.mark));
         }
         tracing::info!(
             fencing_token = unanswered.mark.token,
@@ -793,10 +841,11 @@ impl LeaderElector {
                 }
             }
         }
-        if standby.unanswered.is_some() {
+        if standby.unanswered.is_some() || standby.ended.is_some() {
             // Only a read decides the fate of a write whose reply was lost (adopted, handed
-            // back, or held): a hint, even one showing that write in place, must not let this
-            // candidate wait on it instead of reading.
+            // back, or held), or of the record of the term that just ended (released if in
+            // place): a hint, even one showing that record, must not let this candidate wait
+            // on it instead of reading.
             if let Some(seen) = standby.observed.as_mut() {
                 seen.stale = true;
             }
