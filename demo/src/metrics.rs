@@ -79,7 +79,9 @@ impl Metrics {
             ElectionEvent::StoppedLeading { .. } => {
                 self.master_status.set(0);
             }
-            ElectionEvent::NewLeader(None) | ElectionEvent::Released { .. } => {}
+            ElectionEvent::NewLeader(None)
+            | ElectionEvent::Released { .. }
+            | ElectionEvent::HandedBack { .. } => {}
         }
     }
 

@@ -41,6 +41,11 @@ pub enum Line {
         /// The fencing token of the released term.
         term: u64,
     },
+    /// This instance released a takeover of its own that could not start a term.
+    HandedBack {
+        /// The fencing token the takeover wrote.
+        term: u64,
+    },
     /// The program is about to exit.
     Exiting,
     /// Exec mode: the command was started for a term.
@@ -180,6 +185,12 @@ impl Output {
                     term: *fencing_token,
                 })
             }
+            ElectionEvent::HandedBack { fencing_token } => {
+                self.leader = None;
+                Some(Line::HandedBack {
+                    term: *fencing_token,
+                })
+            }
         }
     }
 
@@ -213,6 +224,9 @@ impl Output {
                 )
             }
             Line::Released { .. } => format!("{instance}: released leadership"),
+            Line::HandedBack { term } => format!(
+                "{instance}: released a takeover that could not start a term (token {term})"
+            ),
             Line::Exiting => format!("{instance}: exiting"),
             Line::ChildStarted { term, pid } => {
                 format!("{instance}: started the command (pid {pid}, term {term})")
@@ -232,6 +246,7 @@ impl Output {
             Line::Following => ("following", None, None, None),
             Line::StoppedLeading { term, .. } => ("stopped_leading", Some(*term), None, None),
             Line::Released { term } => ("released", Some(*term), None, None),
+            Line::HandedBack { term } => ("handed_back", Some(*term), None, None),
             Line::Exiting => ("exiting", None, None, None),
             Line::ChildStarted { term, pid } => ("child_started", Some(*term), Some(*pid), None),
             Line::ChildStopped { term, pid, status } => {
@@ -426,6 +441,25 @@ mod tests {
         assert_eq!(output.leader.as_deref(), Some("c"));
         output.event(&ElectionEvent::Released { fencing_token: 3 });
         assert_eq!(output.leader, None);
+    }
+
+    #[test]
+    fn a_hand_back_is_a_line_of_its_own() {
+        let mut output = Output::new("b", true, Vec::new()).unwrap();
+        output.event(&ElectionEvent::NewLeader(Some("b".into())));
+        let line = output
+            .line_for(&ElectionEvent::HandedBack { fencing_token: 9 })
+            .expect("a line");
+        assert_eq!(output.leader, None, "the lock is free after it");
+        let at = Utc::now();
+        assert!(output
+            .render(&line, at)
+            .contains(r#""event":"handed_back","leader":null,"term":9"#));
+        output.json = false;
+        assert_eq!(
+            output.render(&line, at),
+            "b: released a takeover that could not start a term (token 9)"
+        );
     }
 
     #[test]

@@ -18,9 +18,21 @@ pub enum ElectionEvent {
         /// Why it ended.
         reason: StopReason,
     },
-    /// After a term ended on cancellation, the lock was handed over (holder "" and a 1 s lease).
+    /// After a term ended, the lock was handed over (holder "" and a 1 s lease): on
+    /// cancellation with [`release_on_cancel`](crate::ElectionConfig::release_on_cancel), for a
+    /// planned handover or lost readiness, or when the first read after a lost term found that
+    /// term's record still in place (a renew may have landed after the renew deadline).
     Released {
         /// The fencing token of the released term.
+        fencing_token: u64,
+    },
+    /// A takeover of this candidate that could not start a term was found in place and
+    /// released: its reply was lost and it was found after its renew deadline, or the lock
+    /// said it was not confirmed durable (Redis `min_replicas`). Until then the lock named this
+    /// candidate, and other candidates may have named it as leader, although it never led
+    /// under that record.
+    HandedBack {
+        /// The fencing token the takeover wrote.
         fencing_token: u64,
     },
 }

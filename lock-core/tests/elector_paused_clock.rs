@@ -361,6 +361,7 @@ async fn a_takeover_not_confirmed_durable_is_handed_back_at_once() {
     faults.unreplicate_next(1);
     let started = Instant::now();
     let mut a = start(lock, config("a"));
+    let mut events = a.handle.subscribe();
     let term = a.next_term(LEASE * 3).await;
     let waited = Instant::now() - started;
     assert!(
@@ -368,6 +369,14 @@ async fn a_takeover_not_confirmed_durable_is_handed_back_at_once() {
         "led {waited:?} after the start: the unconfirmed takeover was held for a lease"
     );
     assert!(term.fencing_token() > 8, "token {}", term.fencing_token());
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(label(event));
+    }
+    assert!(
+        seen.iter().any(|label| label == "handed_back:8"),
+        "the hand-back is announced: {seen:?}"
+    );
     assert!(term.is_leader());
     a.stop().await;
 }
@@ -718,6 +727,7 @@ fn label(event: ElectionEvent) -> String {
         ElectionEvent::StartedLeading(_) => "started".into(),
         ElectionEvent::StoppedLeading { reason, .. } => format!("stopped:{reason:?}"),
         ElectionEvent::Released { .. } => "released".into(),
+        ElectionEvent::HandedBack { fencing_token } => format!("handed_back:{fencing_token}"),
     }
 }
 

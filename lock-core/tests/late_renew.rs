@@ -68,6 +68,12 @@ async fn a_renew_that_lands_after_the_term_ended_is_released_by_its_writer() {
     );
     let stored = inner.get().await.unwrap().unwrap().record;
     assert_eq!(stored.holder_identity, "b");
+    // a announced the release of its ended term's record.
+    let mut released = false;
+    while let Ok(event) = a.events.try_recv() {
+        released |= matches!(event, ElectionEvent::Released { fencing_token } if fencing_token == term.fencing_token());
+    }
+    assert!(released, "a announced the release");
     assert!(
         stored.leader_transitions > renewed.leader_transitions,
         "b's token {} is above a's {}",

@@ -639,9 +639,11 @@ impl History {
                     let lasts = TimeDelta::from_std(self.other_staleness).unwrap_or(TimeDelta::MAX);
                     instance == other && *at <= sample.received && from <= *at + lasts
                 });
+                let handed_back = self.handed_back_near(other, sample.received);
                 if !holding
                     && !outside
                     && !landed_late
+                    && !handed_back
                     && !leads(other, self.other_staleness, self.other_staleness)
                 {
                     found.push(Violation::StaleAnswer {
@@ -654,6 +656,23 @@ impl History {
                 }
             }
         }
+    }
+
+    /// True when `instance` printed `handed_back` around `at`: it released a takeover of its
+    /// own that could not start a term (found too late, or not confirmed durable). Until the
+    /// release the record named it, so the others rightly named it although it never led
+    /// under that record; the write went out at most a lease and a heal bound before the
+    /// release (a cut may hide it that long), and the others see the release within a lease.
+    fn handed_back_near(&self, instance: &str, at: DateTime<Utc>) -> bool {
+        let before = TimeDelta::from_std(self.other_staleness + self.leader_within)
+            .unwrap_or(TimeDelta::MAX);
+        let after = TimeDelta::from_std(self.other_staleness).unwrap_or(TimeDelta::MAX);
+        self.instances
+            .iter()
+            .filter(|candidate| candidate.name == instance)
+            .flat_map(|candidate| &candidate.events)
+            .filter(|event| event.event == "handed_back")
+            .any(|event| event.ts - before <= at && at <= event.ts + after)
     }
 
     fn check_heals(&self, terms: &[Term], found: &mut Vec<Violation>) {
@@ -741,6 +760,14 @@ fn sequence_error(events: &[DemoEvent]) -> Option<String> {
             // The hand-over after a cancelled term follows its stopped_leading line.
             ("released", None) if event.term.is_some() && event.term == closed => {}
             ("leading", None) => open = event.term,
+            // A standby released a takeover of its own that started no term.
+            ("handed_back", None) => {}
+            ("handed_back", Some(token)) => {
+                return Some(format!(
+                    "handed_back (token {:?}) while term {token} is open",
+                    event.term
+                ))
+            }
             ("leading", Some(token)) => {
                 return Some(format!(
                     "leading (term {:?}) while term {token} is open: an end was lost",
@@ -1136,6 +1163,50 @@ mod tests {
             ["stale"],
             "past the allowance after the delivery"
         );
+    }
+
+    #[test]
+    fn a_standby_that_hands_back_a_takeover_may_be_named_around_the_hand_back() {
+        // a led until 2 s, then (as a standby) took over at about 20 s, unconfirmed, and
+        // handed that takeover back at 21 s: b named a meanwhile.
+        let handed_back = |samples: &[i64]| {
+            let mut history = history();
+            history.events(
+                "a",
+                vec![
+                    event("a", "leading", 0, Some(1)),
+                    event("a", "stopped_leading", 2000, Some(1)),
+                    event("a", "handed_back", 21_000, Some(2)),
+                ],
+                vec![],
+            );
+            for ms in samples {
+                history.sample(b_names_a(*ms));
+            }
+            kinds(&history)
+        };
+        // Within a lease and a heal bound before (3 s + 5 s), or a lease after.
+        assert_eq!(handed_back(&[13_500, 20_500, 23_900]), Vec::<&str>::new());
+        assert_eq!(handed_back(&[12_000]), ["stale"], "too long before");
+        assert_eq!(handed_back(&[24_100]), ["stale"], "too long after");
+        // Without the hand-back, naming a then is stale.
+        let mut history = a_led(0, 2000);
+        history.sample(b_names_a(20_500));
+        assert_eq!(kinds(&history), ["stale"]);
+    }
+
+    #[test]
+    fn a_hand_back_while_leading_is_a_bad_sequence() {
+        let mut history = history();
+        history.events(
+            "a",
+            vec![
+                event("a", "leading", 0, Some(1)),
+                event("a", "handed_back", 500, Some(2)),
+            ],
+            vec![],
+        );
+        assert_eq!(kinds(&history), ["events"]);
     }
 
     #[test]

@@ -344,7 +344,7 @@ impl LeaderElector {
         tracing::info!(fencing_token = term.fencing_token(), %reason, "stopped leading");
         self.shared.stopped(term, reason.clone());
         if self.release_if_ours(mark).await {
-            self.shared.released(term);
+            self.shared.released(term.fencing_token());
         }
         Ended::Lost(reason)
     }
@@ -365,7 +365,7 @@ impl LeaderElector {
         self.shared.stopped(term, StopReason::Cancelled);
         let released = self.config.release_on_cancel && self.release_if_ours(mark).await;
         if released {
-            self.shared.released(term);
+            self.shared.released(term.fencing_token());
         }
         Ended::Cancelled { released }
     }

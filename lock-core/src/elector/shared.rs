@@ -205,13 +205,22 @@ impl Shared {
 
     /// Announces a release; the lock is free now, which `Released` says already, so the state
     /// changes without a separate `NewLeader(None)`.
-    pub(crate) fn released(&self, term: &Leadership) {
+    pub(crate) fn released(&self, fencing_token: u64) {
+        self.free();
+        self.emit(ElectionEvent::Released { fencing_token });
+    }
+
+    /// Announces the release of a takeover that started no term (see
+    /// [`ElectionEvent::HandedBack`]); the lock is free now.
+    pub(crate) fn handed_back(&self, fencing_token: u64) {
+        self.free();
+        self.emit(ElectionEvent::HandedBack { fencing_token });
+    }
+
+    fn free(&self) {
         self.state.send_modify(|state| {
             state.leader = None;
             state.leader_valid_until = None;
-        });
-        self.emit(ElectionEvent::Released {
-            fencing_token: term.fencing_token(),
         });
     }
 }

@@ -323,7 +323,9 @@ impl LeaderElector {
                             "a takeover of this candidate whose reply was lost (or that was not \
                              confirmed durable) landed, but it cannot start a term: releasing it"
                         );
-                            self.release_if_ours(&mark).await;
+                            if self.release_if_ours(&mark).await {
+                                self.shared.handed_back(mark.token);
+                            }
                             if let Some(seen) = standby.observed.as_mut() {
                                 seen.stale = true;
                             }
@@ -499,6 +501,7 @@ impl LeaderElector {
             seen.stale = true;
         }
         if released {
+            self.shared.released(mark.token);
             standby.yield_until = Some(Instant::now() + self.config.retry_period);
         }
         Some(Step::Again)

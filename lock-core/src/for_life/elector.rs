@@ -200,7 +200,7 @@ impl LifeElector {
                 }
                 match release.release().await {
                     Ok(()) => {
-                        self.shared.released(&term);
+                        self.shared.released(term.fencing_token());
                         Ended::Cancelled { released: true }
                     }
                     Err(err) => {

@@ -94,7 +94,9 @@ impl LeadershipLog {
                     )),
                 }
             }
-            ElectionEvent::NewLeader(_) | ElectionEvent::Released { .. } => {}
+            ElectionEvent::NewLeader(_)
+            | ElectionEvent::Released { .. }
+            | ElectionEvent::HandedBack { .. } => {}
         }
     }
 

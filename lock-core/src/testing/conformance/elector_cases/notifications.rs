@@ -14,6 +14,7 @@ enum Seen {
     Started(u64),
     Stopped(u64, StopReason),
     Released(u64),
+    HandedBack(u64),
 }
 
 fn seen(events: &[ElectionEvent]) -> Vec<Seen> {
@@ -27,6 +28,7 @@ fn seen(events: &[ElectionEvent]) -> Vec<Seen> {
                 reason,
             } => Seen::Stopped(*fencing_token, reason.clone()),
             ElectionEvent::Released { fencing_token } => Seen::Released(*fencing_token),
+            ElectionEvent::HandedBack { fencing_token } => Seen::HandedBack(*fencing_token),
         })
         .collect()
 }
