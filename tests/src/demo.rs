@@ -189,11 +189,12 @@ pub struct DemoEvent {
 }
 
 /// The events a `--json` line may name.
-const EVENTS: [&str; 8] = [
+const EVENTS: [&str; 9] = [
     "leading",
     "following",
     "stopped_leading",
     "released",
+    "handed_back",
     "exiting",
     "child_started",
     "child_stopped",
@@ -262,8 +263,10 @@ impl DemoEvent {
                     .ok_or(format!("term {other} is neither a count nor null"))?,
             ),
         };
-        let has_term = matches!(event, "leading" | "stopped_leading" | "released")
-            || event.starts_with("child_");
+        let has_term = matches!(
+            event,
+            "leading" | "stopped_leading" | "released" | "handed_back"
+        ) || event.starts_with("child_");
         if term.is_some() != has_term {
             return Err(format!("term {term:?} does not fit event {event:?}"));
         }
