@@ -303,10 +303,26 @@ mod tests {
                 lock: "l",
             };
             let program = self.program.to_str().unwrap();
-            SupervisedChild::spawn_through(program, &["true".into()], &env, given_up)
+            let mut given_up = std::pin::pin!(given_up);
+            // The script was just written: while another test thread forks (and before its
+            // child execs), that child holds our write descriptor and exec fails with
+            // ETXTBSY. That is the test's own race, not the supervisor's; try again shortly.
+            for _ in 0..50 {
+                let err = SupervisedChild::spawn_through(
+                    program,
+                    &["true".into()],
+                    &env,
+                    given_up.as_mut(),
+                )
                 .await
                 .err()
-                .expect("a supervisor that never reports is an error")
+                .expect("a supervisor that never reports is an error");
+                if err.kind() != io::ErrorKind::ExecutableFileBusy {
+                    return err;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("{} stayed busy (ETXTBSY) for a second", self.program.display())
         }
 
         /// The pid its body wrote.
