@@ -424,6 +424,8 @@ impl LeaderElector {
                 // take it over then above every token that may have been written meanwhile.
                 standby.memory.started(&written.record);
                 standby.memory.saw_token(counter);
+                let written = self.raise_held_token(written, counter).await;
+                standby.memory.started(&written.record);
                 self.observe(&mut standby.observed, standby.memory, Some(written), false);
                 Step::Again
             }
@@ -639,6 +641,41 @@ impl LeaderElector {
         );
         tracing::info!(fencing_token = token, "started leading");
         Ok(Taken::Term(term, Versioned { record, version }))
+    }
+
+    /// Rewrites a held-back record of this candidate with the backend's `counter` as its token,
+    /// when that is higher: terms may have come and gone (on a deleted record) while the create
+    /// was on its way, with tokens up to the counter, and whoever takes this record over later
+    /// (another candidate, if this one goes away) takes its token from the record alone.
+    /// Returns the record in place: the rewritten one, or `written` if the rewrite failed (the
+    /// lease then runs out as usual, and this candidate still remembers the counter).
+    async fn raise_held_token(&self, written: Versioned, counter: u64) -> Versioned {
+        let Some(token) = i32::try_from(counter)
+            .ok()
+            .filter(|token| *token > written.record.leader_transitions)
+        else {
+            return written;
+        };
+        let raised = crate::LeaderElectionRecord {
+            leader_transitions: token,
+            ..written.record.clone()
+        };
+        match self
+            .bounded(
+                self.call_deadline(),
+                self.lock.update(&raised, &written.version),
+            )
+            .await
+        {
+            Ok(version) => Versioned {
+                record: raised,
+                version,
+            },
+            Err(err) => {
+                tracing::debug!(error = %err, "could not raise the held record's token");
+                written
+            }
+        }
     }
 
     /// True when the backend's counter moved by more than this candidate's create since the
