@@ -322,7 +322,10 @@ mod tests {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            panic!("{} stayed busy (ETXTBSY) for a second", self.program.display())
+            panic!(
+                "{} stayed busy (ETXTBSY) for a second",
+                self.program.display()
+            )
         }
 
         /// The pid its body wrote.

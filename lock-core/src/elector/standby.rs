@@ -132,10 +132,11 @@ struct Standby<'m> {
     /// Looks in a row that retried at once (after a lost race or an unanswered write).
     quick_retries: u32,
     unanswered: Option<Unanswered>,
-    /// A held-back write of this candidate was found in place: before its next take, the
-    /// backend's token floor is read and remembered, as after an answered create whose store
-    /// moved (terms may have come and gone while that write was on its way).
-    floor_due: bool,
+    /// A held-back write of this candidate (this mark) was found in place: before its next
+    /// take, the backend's token floor is read and remembered, and the record's token raised
+    /// to it, as after an answered create whose store moved (terms may have come and gone
+    /// while that write was on its way).
+    floor_due: Option<TermMark>,
     /// The run of permanent failures this stand-by is in, if any.
     failures: PermanentFailures,
     /// The term this candidate led before this stand-by, until the first read after it: if
@@ -228,7 +229,7 @@ impl LeaderElector {
             memory,
             quick_retries: 0,
             unanswered: None,
-            floor_due: false,
+            floor_due: None,
             failures: PermanentFailures::default(),
             ended,
             yield_until: None,
@@ -424,8 +425,9 @@ impl LeaderElector {
                 // take it over then above every token that may have been written meanwhile.
                 standby.memory.started(&written.record);
                 standby.memory.saw_token(counter);
-                let written = self.raise_held_token(written, counter).await;
-                standby.memory.started(&written.record);
+                let written = self
+                    .raise_held_token(standby.memory, written, counter)
+                    .await;
                 self.observe(&mut standby.observed, standby.memory, Some(written), false);
                 Step::Again
             }
@@ -535,7 +537,7 @@ impl LeaderElector {
             // store's counter is read before its next take (terms may have come and gone
             // while the write was on its way).
             standby.memory.started(&current.record);
-            standby.floor_due = true;
+            standby.floor_due = Some(unanswered.mark);
             // A takeover (by compare-and-swap over a lease that ran out) found too late or not
             // confirmed durable: no term runs under it, and holding it for a lease would keep
             // every candidate waiting for, and naming, a leader that is not there. Releasing
@@ -648,8 +650,14 @@ impl LeaderElector {
     /// was on its way, with tokens up to the counter, and whoever takes this record over later
     /// (another candidate, if this one goes away) takes its token from the record alone.
     /// Returns the record in place: the rewritten one, or `written` if the rewrite failed (the
-    /// lease then runs out as usual, and this candidate still remembers the counter).
-    async fn raise_held_token(&self, written: Versioned, counter: u64) -> Versioned {
+    /// lease then runs out as usual, and this candidate still remembers the counter). The
+    /// rewrite is remembered as this candidate's either way: it may have landed unanswered.
+    async fn raise_held_token(
+        &self,
+        memory: &mut Memory,
+        written: Versioned,
+        counter: u64,
+    ) -> Versioned {
         let Some(token) = i32::try_from(counter)
             .ok()
             .filter(|token| *token > written.record.leader_transitions)
@@ -660,6 +668,7 @@ impl LeaderElector {
             leader_transitions: token,
             ..written.record.clone()
         };
+        memory.started(&raised);
         match self
             .bounded(
                 self.call_deadline(),
@@ -711,22 +720,45 @@ impl LeaderElector {
 
     /// After a held-back write of this candidate was found in place (see
     /// [`Standby::floor_due`]): remembers the backend's token floor, so that the takeover at
-    /// the end of that write's lease is above every term the store saw meanwhile. Tried again
-    /// at the next read until it succeeds.
+    /// the end of that write's lease is above every term the store saw meanwhile, and raises
+    /// the held record's token to it, so that another candidate's takeover is too (if this
+    /// one goes away). Tried again at the next read until the floor is read.
     async fn note_floor_of_held_back_write(&self, standby: &mut Standby<'_>) {
-        if !standby.floor_due {
+        let Some(mark) = standby.floor_due else {
             return;
-        }
-        match self
+        };
+        let counter = match self
             .bounded(self.call_deadline(), self.lock.token_floor())
             .await
         {
-            Ok(counter) => {
-                standby.memory.saw_token(counter);
-                standby.floor_due = false;
+            Ok(counter) => counter,
+            Err(err) => {
+                tracing::debug!(error = %err, "could not read the token floor");
+                return;
             }
-            Err(err) => tracing::debug!(error = %err, "could not read the token floor"),
+        };
+        standby.memory.saw_token(counter);
+        standby.floor_due = None;
+        let Some(seen) = standby.observed.as_mut() else {
+            return;
+        };
+        let Some(held) = seen.current.clone().filter(|held| self.holds(held, &mark)) else {
+            return;
+        };
+        let raised = self
+            .raise_held_token(standby.memory, held.clone(), counter)
+            .await;
+        if raised.version == held.version {
+            return;
         }
+        // The same hold under a higher token: its lease still counts from when a read first
+        // showed it (the hold only has to outlast terms that ended before the write landed).
+        if seen.superseded.len() == REMEMBERED_VERSIONS {
+            seen.superseded.pop_front();
+        }
+        seen.superseded.push_back(held.version);
+        seen.last_read = Some((Some(raised.clone()), seen.since));
+        seen.current = Some(raised);
     }
 
     /// Takes in a read (or, with `from_hint`, a hint) of the lock: anything new (another
