@@ -1,8 +1,9 @@
 //! A create held back because the store moved while it was on its way (terms of d came and
-//! went on the deleted record) and then left by its writer: another candidate c, which never
+//! went on the deleted record) and then left by its writer a: another candidate c, which never
 //! saw d's terms, takes it over after its lease with a token from the record alone. Found by
 //! an adversarial review: c led with token 5 below d's 6. The writer now raises its held
-//! record's token to the store's counter as soon as it holds it back.
+//! record's token to the store's counter: at once, after a lost reply at its next read, again
+//! after a raise that failed, and as it stops.
 
 // This file uses only part of the shared support.
 #[allow(dead_code)]
@@ -13,49 +14,77 @@ use std::time::Duration;
 
 use lock_core::backend::{Version, Versioned};
 use lock_core::testing::MemoryLock;
-use lock_core::{LeaderElectionRecord, Lock, LockResult};
+use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
 use support::{config, start};
-use tokio::time::sleep;
+use tokio::time::{sleep, sleep_until, Instant};
 
-type Hook = Box<dyn FnOnce(&MemoryLock) -> i32 + Send>;
+/// What the lock does to a's create (the one d's terms race) and after it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Plan {
+    /// The create lands, and its reply is lost after this long.
+    reply_lost_after: Option<Duration>,
+    /// The first update after the create fails without landing.
+    first_update_fails: bool,
+}
 
+#[derive(Default)]
+struct State {
+    raced: bool,
+    d_last: i32,
+    landed_at: Option<Instant>,
+    fail_update: bool,
+}
+
+#[derive(Debug)]
 struct Racing {
     inner: MemoryLock,
-    hook: Arc<Mutex<Option<Hook>>>,
-    highest_other: Arc<Mutex<i32>>,
-    /// The create that ran the hook lands, but its reply is lost.
-    lose_reply: bool,
+    plan: Plan,
+    state: Arc<Mutex<State>>,
 }
-impl std::fmt::Debug for Racing {
+
+impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Racing")
+        f.write_str("State")
     }
 }
+
+fn lost(lock: &MemoryLock) -> LockError {
+    LockError::unavailable(lock.describe(), std::io::Error::other("the reply was lost"))
+}
+
 #[async_trait::async_trait]
 impl Lock for Racing {
     async fn get(&self) -> LockResult<Option<Versioned>> {
         self.inner.get().await
     }
     async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
-        let hook = self.hook.lock().unwrap().take();
-        if let Some(hook) = hook {
-            *self.highest_other.lock().unwrap() = hook(&self.inner);
-            let landed = self.inner.create(record).await;
-            if self.lose_reply && landed.is_ok() {
-                return Err(lock_core::LockError::unavailable(
-                    self.inner.describe(),
-                    std::io::Error::other("the reply was lost"),
-                ));
-            }
-            return landed;
+        if std::mem::replace(&mut self.state.lock().unwrap().raced, true) {
+            return self.inner.create(record).await;
         }
-        self.inner.create(record).await
+        let d_last = three_terms_of_d(&self.inner);
+        let landed = self.inner.create(record).await;
+        {
+            let mut state = self.state.lock().unwrap();
+            state.d_last = d_last;
+            state.landed_at = Some(Instant::now());
+            state.fail_update = self.plan.first_update_fails;
+        }
+        match self.plan.reply_lost_after {
+            Some(after) if landed.is_ok() => {
+                sleep(after).await;
+                Err(lost(&self.inner))
+            }
+            _ => landed,
+        }
     }
     async fn update(
         &self,
         record: &LeaderElectionRecord,
         expected: &Version,
     ) -> LockResult<Version> {
+        if std::mem::take(&mut self.state.lock().unwrap().fail_update) {
+            return Err(lost(&self.inner)); // it never reached the store
+        }
         self.inner.update(record, expected).await
     }
     fn describe(&self) -> String {
@@ -75,8 +104,9 @@ fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
     }
 }
 
-/// Three terms of d, each at the floor it read (as an elector would), each deleted.
-fn three_terms(lock: &MemoryLock) -> i32 {
+/// Three terms of d, each at the floor it read (as an elector would), each deleted. Returns
+/// d's last token.
+fn three_terms_of_d(lock: &MemoryLock) -> i32 {
     let mut token = 3;
     for _ in 0..3 {
         let floor = futures::executor::block_on(lock.token_floor()).unwrap() as i32;
@@ -87,70 +117,86 @@ fn three_terms(lock: &MemoryLock) -> i32 {
     token
 }
 
-/// Runs the scenario: a reads z, z's record is deleted, a creates while d's terms come and go
-/// (the reply to a's create lost if `lose_reply`), a goes away holding its record back, and a
-/// fresh candidate c takes the record over. Returns c's token and d's last one.
-async fn scenario(name: &str, lose_reply: bool) -> (u64, i32) {
+/// a reads z's record (token 3), the record is deleted, and a's create after a lease races d's
+/// terms, so a holds it back. a is stopped `a_stops_after` the create landed (`None`: while
+/// the create is still on its way), and a fresh candidate c, started just after the create
+/// landed, takes the record over. Returns c's token and d's last one.
+async fn scenario(name: &str, plan: Plan, a_stops_after: Option<Duration>) -> (u64, i32) {
     let lock = MemoryLock::new(name);
     lock.create(&held_by("z", 3)).await.unwrap();
-    let highest_other = Arc::new(Mutex::new(0));
+    let state = Arc::new(Mutex::new(State::default()));
     let racing = Racing {
         inner: lock.clone(),
-        hook: Arc::new(Mutex::new(Some(Box::new(three_terms) as Hook))),
-        highest_other: highest_other.clone(),
-        lose_reply,
+        plan,
+        state: state.clone(),
     };
     let a = start(racing, config("a").with_hints(false).with_random_seed(7));
-    sleep(Duration::from_millis(500)).await; // a reads z (token 3)
-                                             // a waits a lease on the absence, then creates: d's terms race it. a's create lands and
-                                             // is held back (the store moved); a then goes away (a rolling restart) after a read.
+    sleep(Duration::from_millis(500)).await; // a reads z
     lock.delete();
-    let mut held = None;
-    for _ in 0..400 {
-        sleep(Duration::from_millis(100)).await;
-        if let Some(v) = lock.get().await.unwrap() {
-            if v.record.holder_identity == "a" {
-                held = Some(v);
-                break;
-            }
+    let mut landed_at = None;
+    for _ in 0..6000 {
+        sleep(Duration::from_millis(10)).await;
+        landed_at = state.lock().unwrap().landed_at;
+        if landed_at.is_some() {
+            break;
         }
     }
-    let held = held.expect("a's held-back create landed");
-    // Long enough for a's next read (a retry period with jitter) after a lost reply.
-    sleep(Duration::from_secs(5)).await;
-    a.stop().await;
-    let d_last = *highest_other.lock().unwrap();
-    eprintln!(
-        "a's held record token {}, now {:?}, d's last term token {d_last}",
-        held.record.leader_transitions,
-        lock.get()
-            .await
-            .unwrap()
-            .map(|v| v.record.leader_transitions)
-    );
-    // A fresh candidate c (it never saw d's terms) takes the record over after its lease.
+    let landed_at = landed_at.expect("a's create landed within a minute");
+    sleep_until(landed_at + Duration::from_millis(100)).await;
     let mut c = start(lock.clone(), config("c"));
-    let term = c.next_term(Duration::from_secs(60)).await;
+    if let Some(after) = a_stops_after {
+        sleep_until(landed_at + after).await;
+    }
+    a.stop().await;
+    let left = lock.get().await.unwrap().map(|held| held.record);
+    let term = c.next_term(Duration::from_secs(120)).await;
     c.stop().await;
+    let d_last = state.lock().unwrap().d_last;
+    eprintln!(
+        "a left {left:?}; c leads with token {} at +{:?}; d's last token {d_last}",
+        term.fencing_token(),
+        landed_at.elapsed()
+    );
     (term.fencing_token(), d_last)
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_held_back_create_taken_over_by_another_candidate_keeps_tokens_growing() {
-    let (token, d_last) = scenario("aba-hold-back-other", false).await;
+async fn assert_tokens_grow(name: &str, plan: Plan, a_stops_after: Option<Duration>) {
+    let (token, d_last) = scenario(name, plan, a_stops_after).await;
     assert!(
         token > d_last as u64,
         "c's term token {token} is not above d's last term token {d_last}"
     );
 }
 
-/// The same when the reply to a's create was lost: a finds its record on its next read, holds
-/// it back, and raises its token then.
 #[tokio::test(start_paused = true)]
-async fn a_held_back_create_whose_reply_was_lost_keeps_tokens_growing_for_the_next_holder() {
-    let (token, d_last) = scenario("aba-hold-back-lost-reply", true).await;
-    assert!(
-        token > d_last as u64,
-        "c's term token {token} is not above d's last term token {d_last}"
-    );
+async fn an_answered_held_back_create_is_raised_at_once() {
+    let five_seconds = Some(Duration::from_secs(5));
+    assert_tokens_grow("held-answered", Plan::default(), five_seconds).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_back_create_whose_reply_was_lost_is_raised_at_the_next_read() {
+    let plan = Plan {
+        reply_lost_after: Some(Duration::ZERO),
+        ..Plan::default()
+    };
+    assert_tokens_grow("held-lost-reply", plan, Some(Duration::from_secs(5))).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_raise_that_failed_is_tried_again_at_the_next_read() {
+    let plan = Plan {
+        first_update_fails: true,
+        ..Plan::default()
+    };
+    assert_tokens_grow("held-raise-failed", plan, Some(Duration::from_secs(5))).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_writer_stopped_while_its_create_is_on_its_way_raises_it_as_it_leaves() {
+    let plan = Plan {
+        reply_lost_after: Some(Duration::from_secs(3)),
+        ..Plan::default()
+    };
+    assert_tokens_grow("held-stopped", plan, None).await;
 }

@@ -2,6 +2,7 @@
 
 mod give_up;
 mod handle;
+mod held_create;
 pub(crate) mod hints;
 mod leading;
 mod memory;

@@ -132,11 +132,14 @@ struct Standby<'m> {
     /// Looks in a row that retried at once (after a lost race or an unanswered write).
     quick_retries: u32,
     unanswered: Option<Unanswered>,
-    /// A held-back write of this candidate (this mark) was found in place: before its next
-    /// take, the backend's token floor is read and remembered, and the record's token raised
-    /// to it, as after an answered create whose store moved (terms may have come and gone
-    /// while that write was on its way).
-    floor_due: Option<TermMark>,
+    /// A held-back write of this candidate was found in place: before its next take, the
+    /// backend's token floor is read and remembered, as after an answered create whose store
+    /// moved (terms may have come and gone while that write was on its way).
+    floor_due: bool,
+    /// A held-back create of this candidate (this mark) whose token is still to be raised to
+    /// the store's counter (see `held_create.rs`): tried after each read until it is answered
+    /// or the record is no longer that one.
+    held_create: Option<TermMark>,
     /// The run of permanent failures this stand-by is in, if any.
     failures: PermanentFailures,
     /// The term this candidate led before this stand-by, until the first read after it: if
@@ -229,7 +232,8 @@ impl LeaderElector {
             memory,
             quick_retries: 0,
             unanswered: None,
-            floor_due: None,
+            floor_due: false,
+            held_create: None,
             failures: PermanentFailures::default(),
             ended,
             yield_until: None,
@@ -276,9 +280,16 @@ impl LeaderElector {
             Some(unanswered) if !unanswered.hold_back => {
                 self.release_if_ours(&unanswered.mark).await
             }
-            Some(_) => false,
+            // Its token is raised instead, if it landed (see `held_create.rs`).
+            Some(unanswered) => {
+                standby.held_create = Some(unanswered.mark);
+                false
+            }
             None => false,
         };
+        if let Some(mark) = standby.held_create {
+            self.raise_held_before_leaving(standby.memory, mark).await;
+        }
         match gave_up {
             Some(report) => StandbyEnd::GaveUp(report),
             None => StandbyEnd::Cancelled { released },
@@ -343,6 +354,7 @@ impl LeaderElector {
                     }
                     self.note_floor_of_absence(standby).await;
                     self.note_floor_of_held_back_write(standby).await;
+                    self.raise_held_create(standby).await;
                 }
                 Err(err) => {
                     report(&err);
@@ -425,10 +437,9 @@ impl LeaderElector {
                 // take it over then above every token that may have been written meanwhile.
                 standby.memory.started(&written.record);
                 standby.memory.saw_token(counter);
-                let written = self
-                    .raise_held_token(standby.memory, written, counter)
-                    .await;
+                standby.held_create = Some(TermMark::of(&written.record));
                 self.observe(&mut standby.observed, standby.memory, Some(written), false);
+                self.raise_held_create(standby).await;
                 Step::Again
             }
             Err(err) => {
@@ -537,7 +548,10 @@ impl LeaderElector {
             // store's counter is read before its next take (terms may have come and gone
             // while the write was on its way).
             standby.memory.started(&current.record);
-            standby.floor_due = Some(unanswered.mark);
+            standby.floor_due = true;
+            if !unanswered.takeover {
+                standby.held_create = Some(unanswered.mark);
+            }
             // A takeover (by compare-and-swap over a lease that ran out) found too late or not
             // confirmed durable: no term runs under it, and holding it for a lease would keep
             // every candidate waiting for, and naming, a leader that is not there. Releasing
@@ -645,48 +659,6 @@ impl LeaderElector {
         Ok(Taken::Term(term, Versioned { record, version }))
     }
 
-    /// Rewrites a held-back record of this candidate with the backend's `counter` as its token,
-    /// when that is higher: terms may have come and gone (on a deleted record) while the create
-    /// was on its way, with tokens up to the counter, and whoever takes this record over later
-    /// (another candidate, if this one goes away) takes its token from the record alone.
-    /// Returns the record in place: the rewritten one, or `written` if the rewrite failed (the
-    /// lease then runs out as usual, and this candidate still remembers the counter). The
-    /// rewrite is remembered as this candidate's either way: it may have landed unanswered.
-    async fn raise_held_token(
-        &self,
-        memory: &mut Memory,
-        written: Versioned,
-        counter: u64,
-    ) -> Versioned {
-        let Some(token) = i32::try_from(counter)
-            .ok()
-            .filter(|token| *token > written.record.leader_transitions)
-        else {
-            return written;
-        };
-        let raised = crate::LeaderElectionRecord {
-            leader_transitions: token,
-            ..written.record.clone()
-        };
-        memory.started(&raised);
-        match self
-            .bounded(
-                self.call_deadline(),
-                self.lock.update(&raised, &written.version),
-            )
-            .await
-        {
-            Ok(version) => Versioned {
-                record: raised,
-                version,
-            },
-            Err(err) => {
-                tracing::debug!(error = %err, "could not raise the held record's token");
-                written
-            }
-        }
-    }
-
     /// True when the backend's counter moved by more than this candidate's create since the
     /// floor was read before it: another record may have come and gone meanwhile (created by
     /// another candidate that may still lead, then deleted from outside), and the create landed
@@ -720,39 +692,55 @@ impl LeaderElector {
 
     /// After a held-back write of this candidate was found in place (see
     /// [`Standby::floor_due`]): remembers the backend's token floor, so that the takeover at
-    /// the end of that write's lease is above every term the store saw meanwhile, and raises
-    /// the held record's token to it, so that another candidate's takeover is too (if this
-    /// one goes away). Tried again at the next read until the floor is read.
+    /// the end of that write's lease is above every term the store saw meanwhile. Tried again
+    /// at the next read until it succeeds.
     async fn note_floor_of_held_back_write(&self, standby: &mut Standby<'_>) {
-        let Some(mark) = standby.floor_due else {
+        if !standby.floor_due {
             return;
-        };
-        let counter = match self
+        }
+        match self
             .bounded(self.call_deadline(), self.lock.token_floor())
             .await
         {
-            Ok(counter) => counter,
-            Err(err) => {
-                tracing::debug!(error = %err, "could not read the token floor");
-                return;
+            Ok(counter) => {
+                standby.memory.saw_token(counter);
+                standby.floor_due = false;
             }
+            Err(err) => tracing::debug!(error = %err, "could not read the token floor"),
+        }
+    }
+
+    /// With a held-back create of this candidate in place (see [`Standby::held_create`]) and
+    /// the store's counter known: raises the record's token, keeping the lease clock of the
+    /// hold (the record is the same hold under a higher token).
+    async fn raise_held_create(&self, standby: &mut Standby<'_>) {
+        let Some(mark) = standby.held_create else {
+            return;
         };
-        standby.memory.saw_token(counter);
-        standby.floor_due = None;
+        if standby.floor_due {
+            return;
+        }
         let Some(seen) = standby.observed.as_mut() else {
             return;
         };
         let Some(held) = seen.current.clone().filter(|held| self.holds(held, &mark)) else {
+            // Replaced, released or gone: nothing of this candidate's is left to raise.
+            standby.held_create = None;
             return;
         };
-        let raised = self
-            .raise_held_token(standby.memory, held.clone(), counter)
-            .await;
-        if raised.version == held.version {
+        let raised = match self.raise_held_token(standby.memory, &held).await {
+            Ok(raised) => raised,
+            Err(err) => {
+                tracing::debug!(error = %err, "could not raise the held record's token");
+                return;
+            }
+        };
+        standby.held_create = None;
+        let Some(raised) = raised else {
             return;
-        }
-        // The same hold under a higher token: its lease still counts from when a read first
-        // showed it (the hold only has to outlast terms that ended before the write landed).
+        };
+        // The hold only has to outlast terms that ended before the create landed: its lease
+        // still counts from when a read (or the create's answer) first showed it.
         if seen.superseded.len() == REMEMBERED_VERSIONS {
             seen.superseded.pop_front();
         }
