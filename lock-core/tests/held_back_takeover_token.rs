@@ -15,7 +15,7 @@ use std::time::Duration;
 use lock_core::backend::{Version, Versioned};
 use lock_core::testing::MemoryLock;
 use lock_core::{LeaderElectionRecord, Lock, LockError, LockResult};
-use support::{config, start};
+use support::{config, held_by, start, three_terms_came_and_went};
 use tokio::time::{sleep, sleep_until, Instant};
 
 /// What the lock does to a's create (the one d's terms race) and after it.
@@ -61,7 +61,7 @@ impl Lock for Racing {
         if std::mem::replace(&mut self.state.lock().unwrap().raced, true) {
             return self.inner.create(record).await;
         }
-        let d_last = three_terms_of_d(&self.inner);
+        let d_last = three_terms_came_and_went(&self.inner);
         let landed = self.inner.create(record).await;
         {
             let mut state = self.state.lock().unwrap();
@@ -93,28 +93,6 @@ impl Lock for Racing {
     async fn token_floor(&self) -> LockResult<u64> {
         self.inner.token_floor().await
     }
-}
-
-fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.into(),
-        lease_duration_seconds: 15,
-        leader_transitions: token,
-        ..Default::default()
-    }
-}
-
-/// Three terms of d, each at the floor it read (as an elector would), each deleted. Returns
-/// d's last token.
-fn three_terms_of_d(lock: &MemoryLock) -> i32 {
-    let mut token = 3;
-    for _ in 0..3 {
-        let floor = futures::executor::block_on(lock.token_floor()).unwrap() as i32;
-        token = (token + 1).max(floor);
-        futures::executor::block_on(lock.create(&held_by("d", token))).unwrap();
-        lock.delete();
-    }
-    token
 }
 
 /// a reads z's record (token 3), the record is deleted, and a's create after a lease races d's

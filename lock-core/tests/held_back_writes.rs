@@ -13,7 +13,7 @@ use std::time::Duration;
 use lock_core::backend::{Version, Versioned};
 use lock_core::testing::{FaultyLock, MemoryLock};
 use lock_core::{LeaderElectionRecord, Lock, LockResult};
-use support::{config, start};
+use support::{config, held_by, start, three_terms_came_and_went};
 use tokio::time::sleep;
 
 type Hook = Box<dyn FnOnce(&MemoryLock) -> i32 + Send>;
@@ -58,35 +58,15 @@ impl Lock for Racing {
     }
 }
 
-fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.into(),
-        lease_duration_seconds: 15,
-        leader_transitions: token,
-        ..Default::default()
-    }
-}
-
-/// Three terms of candidate d, each with a token at the floor it read (as an elector would),
-/// each created on the absence and deleted while d was cut off. Returns d's last token.
-fn three_terms(lock: &MemoryLock) -> i32 {
-    let mut token = 3; // d saw z's token 3 too
-    for _ in 0..3 {
-        let floor = futures::executor::block_on(lock.token_floor()).unwrap() as i32;
-        token = (token + 1).max(floor);
-        futures::executor::block_on(lock.create(&held_by("d", token))).unwrap();
-        lock.delete();
-    }
-    token
-}
-
 async fn scenario(fault: &str) -> (u64, i32) {
     let lock = MemoryLock::new("aba-hold-back");
     lock.create(&held_by("z", 3)).await.unwrap();
     let highest_other = Arc::new(Mutex::new(0));
     let racing = Racing {
         inner: lock.clone(),
-        hook: Arc::new(Mutex::new(Some(Box::new(three_terms) as Hook))),
+        hook: Arc::new(Mutex::new(
+            Some(Box::new(three_terms_came_and_went) as Hook),
+        )),
         highest_other: highest_other.clone(),
     };
     let a_lock = FaultyLock::new(racing);

@@ -11,7 +11,7 @@ use lock_core::testing::{FaultyLock, MemoryLock};
 use lock_core::{
     ElectionConfig, ElectionState, LeaderElectionRecord, Leadership, Lock, LockResult,
 };
-use support::{config, start, Candidate, ScriptedHints, LEASE, RENEW_DEADLINE, RETRY};
+use support::{config, held_by, start, Candidate, ScriptedHints, LEASE, RENEW_DEADLINE, RETRY};
 use tokio::time::{sleep, Instant};
 
 const TICK: Duration = Duration::from_millis(100);
@@ -435,15 +435,6 @@ async fn hole1_a_leader_back_from_a_cut_starts_above_its_own_last_token() {
 }
 
 // Found by an adversarial review of the fixes above (each failed before its fix).
-
-fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
-    LeaderElectionRecord {
-        holder_identity: holder.into(),
-        lease_duration_seconds: 15,
-        leader_transitions: token,
-        ..Default::default()
-    }
-}
 
 /// A record that vanished, then came and went again between two polls of a standby: the
 /// standby keeps counting the lease of the *first* absence and creates while the term that

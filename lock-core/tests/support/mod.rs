@@ -104,3 +104,29 @@ impl<L: Lock> Lock for ScriptedHints<L> {
         ))
     }
 }
+
+/// A record held by `holder` with `token`, for the default lease (15 s).
+#[allow(dead_code)] // not every test file writes records by hand
+pub fn held_by(holder: &str, token: i32) -> LeaderElectionRecord {
+    LeaderElectionRecord {
+        holder_identity: holder.into(),
+        lease_duration_seconds: 15,
+        leader_transitions: token,
+        ..Default::default()
+    }
+}
+
+/// Three terms of a candidate d that came and went on `lock` (each created on the absence
+/// with a token at the floor it read, as an elector would, above z's token 3, then deleted):
+/// what a create racing them cannot see. Returns d's last token.
+#[allow(dead_code)] // only the tests of held-back creates race it
+pub fn three_terms_came_and_went(lock: &lock_core::testing::MemoryLock) -> i32 {
+    let mut token = 3;
+    for _ in 0..3 {
+        let floor = futures::executor::block_on(lock.token_floor()).unwrap() as i32;
+        token = (token + 1).max(floor);
+        futures::executor::block_on(lock.create(&held_by("d", token))).unwrap();
+        lock.delete();
+    }
+    token
+}
