@@ -96,6 +96,10 @@ impl Memory {
     /// Remembers a term this process started.
     pub(super) fn started(&mut self, record: &LeaderElectionRecord) {
         self.saw(record, false);
+        // Once each: a write tried again (a held record's raise) must not push out older marks.
+        if self.is_own(record, record.holder_identity.as_str()) {
+            return;
+        }
         if self.own_terms.len() == REMEMBERED_TERMS {
             self.own_terms.pop_front();
         }

@@ -200,8 +200,8 @@ impl CreateCheck {
 enum Taken {
     /// The term started.
     Term(Leadership, Versioned),
-    /// The record was created, but the store moved meanwhile: no term yet. Also the backend's
-    /// counter now, above every token written meanwhile.
+    /// The record was created, but the store moved meanwhile (or may have): no term yet. Also
+    /// the backend's counter read after the create, above every token written before it landed.
     HeldBack(Versioned, u64),
 }
 
@@ -636,7 +636,15 @@ impl LeaderElector {
         let moved = match check {
             CreateCheck::None => None,
             CreateCheck::MovedSince(since) => self.store_moved_during_create(since).await?,
-            CreateCheck::HoldBack => Some(floor),
+            // The counter now, not the floor read before the create (the absence's floor was
+            // never read): terms may have come and gone while the create was on its way. If
+            // it cannot be read, the create counts as unanswered, and the read after it reads
+            // the counter (see `Standby::floor_due`).
+            CreateCheck::HoldBack => Some(
+                self.bounded(self.call_deadline(), self.lock.token_floor())
+                    .await?
+                    .max(floor),
+            ),
         };
         if let Some(now_floor) = moved {
             // Whoever led in between is valid until at most a renew deadline after its record
