@@ -379,8 +379,11 @@ impl LeaderElector {
         // another release is tried.
         self.shared.forget_release_error();
         let deadline = self.call_deadline();
+        // Set once a release was sent: one that failed without a clear refusal (no answer, or
+        // not confirmed durable) may have landed, and the retry then reads it.
+        let mut sent = false;
         loop {
-            match self.try_release(mark, deadline).await {
+            match self.try_release(mark, deadline, &mut sent).await {
                 Ok(true) => {
                     tracing::info!(fencing_token = mark.token, "released the lock");
                     return true;
@@ -405,12 +408,21 @@ impl LeaderElector {
         }
     }
 
-    async fn try_release(&self, mark: &TermMark, deadline: Instant) -> Result<bool, LockError> {
+    async fn try_release(
+        &self,
+        mark: &TermMark,
+        deadline: Instant,
+        sent: &mut bool,
+    ) -> Result<bool, LockError> {
         let Some(fresh) = self.bounded(deadline, self.lock.get()).await? else {
             return Ok(false);
         };
         if !self.holds(&fresh, mark) {
-            return Ok(false);
+            // An earlier attempt that failed after it was sent (a Redis whose replicas did not
+            // acknowledge it, a lost reply) landed: the lock is free of this term, so it is
+            // released, and saying otherwise would hide a hand-back from everyone who read
+            // the record naming this candidate.
+            return Ok(*sent && mark.released_in(&fresh.record));
         }
         let now = whole_seconds(chrono::Utc::now());
         // A preferred holder naming someone else (a planned handover's candidate) is kept: it
@@ -429,6 +441,7 @@ impl LeaderElector {
             preferred_holder,
             ..fresh.record
         };
+        *sent = true;
         self.bounded(deadline, self.lock.update(&released, &fresh.version))
             .await?;
         Ok(true)
