@@ -12,7 +12,9 @@ mod golang;
 mod machine;
 mod members;
 mod plan;
+mod plot;
 mod report;
+mod scaling;
 mod scenario;
 mod servers;
 mod stats;
@@ -189,24 +191,37 @@ async fn run(cli: Cli) -> BenchResult<()> {
         run_backend(&cli.scenarios, &plan, &server, &mut results).await?;
     }
     if cli.scenarios.contains(&Scenario::Many) {
-        for &(backend, elections) in &plan.many_elections {
+        let sizes = plan
+            .scaling_elections
+            .iter()
+            .map(|&(backend, elections)| (backend, elections, plan.scaling_duration, true))
+            .chain(
+                plan.many_elections
+                    .iter()
+                    .map(|&(backend, elections)| (backend, elections, plan.many_duration, false)),
+            );
+        for (backend, elections, duration, scaling) in sizes {
             if !cli.backends.contains(&backend) {
                 continue;
             }
             let server = BackendServer::start(backend).await?;
             eprintln!(
-                "bench: many: {elections} elections on {} for {:?}",
+                "bench: many: {elections} elections on {} for {duration:?}",
                 backend.name(),
-                plan.many_duration
             );
-            let report = many::run(&server, elections, plan.many_duration).await?;
+            let report = many::run(&server, elections, duration).await?;
             eprintln!(
-                "bench: many: {} leases lost, {:.3} cores, {} MB peak",
+                "bench: many: {} leases lost, {:.3} cores, {} MB peak, renew p99 {:?}",
                 report.leases_lost,
                 report.cores,
-                report.peak_rss / (1024 * 1024)
+                report.peak_rss / (1024 * 1024),
+                report.renew_p99
             );
-            results.many.push(report);
+            if scaling {
+                results.scaling.push(report);
+            } else {
+                results.many.push(report);
+            }
         }
     }
     if cli.scenarios.contains(&Scenario::Takeover) {
@@ -269,9 +284,14 @@ async fn run(cli: Cli) -> BenchResult<()> {
     } else {
         format!("{profile} -- {}", flags.join(" "))
     };
-    let text = results.markdown(&machine, &plan, &command, started.elapsed());
-    println!("{text}");
     let out = cli.out.unwrap_or_else(|| default_report_path(plan.quick));
+    let image = plot::path_beside(&out);
+    let image_name = image
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = results.markdown(&machine, &plan, &command, started.elapsed(), &image_name);
+    println!("{text}");
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)
             .map_err(|err| BenchError::io(format!("create {}", dir.display()), err))?;
@@ -279,6 +299,10 @@ async fn run(cli: Cli) -> BenchResult<()> {
     std::fs::write(&out, text)
         .map_err(|err| BenchError::io(format!("write {}", out.display()), err))?;
     eprintln!("bench: wrote {}", out.display());
+    if let Some(points) = results.scaling_points() {
+        plot::draw(&points, &image)?;
+        eprintln!("bench: wrote {}", image.display());
+    }
     for row in &results.takeover {
         if row.leases_lost > 0 {
             return Err(BenchError::Safety(format!(
@@ -295,7 +319,7 @@ async fn run(cli: Cli) -> BenchResult<()> {
             )));
         }
     }
-    for many in &results.many {
+    for many in results.many.iter().chain(&results.scaling) {
         if many.leases_lost > 0 {
             return Err(BenchError::Safety(format!(
                 "{} leases lost while holding {} elections on {}",

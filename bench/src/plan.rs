@@ -77,6 +77,11 @@ pub struct Plan {
     pub many_elections: Vec<(Backend, usize)>,
     /// How long they are held after all have been won.
     pub many_duration: Duration,
+    /// Smaller sizes of scenario 4, held for `scaling_duration` each: with the sizes above,
+    /// the points of "how it scales" (renew latency and CPU against the number of elections).
+    pub scaling_elections: Vec<(Backend, usize)>,
+    /// How long each of the smaller sizes is held.
+    pub scaling_duration: Duration,
     /// Elections of the cold start and takeover, per backend (scenario 8).
     pub takeover_elections: Vec<(Backend, usize)>,
     /// Lease elections of the fleet on one API server, three candidates each (scenario 7).
@@ -101,6 +106,13 @@ impl Plan {
                 (Backend::K8s, 10_000),
             ],
             many_duration: Duration::from_secs(300),
+            scaling_elections: vec![
+                (Backend::Redis, 1_000),
+                (Backend::Redis, 10_000),
+                (Backend::Etcd, 1_000),
+                (Backend::K8s, 1_000),
+            ],
+            scaling_duration: Duration::from_secs(60),
             takeover_elections: vec![
                 (Backend::Redis, 10_000),
                 (Backend::Etcd, 10_000),
@@ -127,6 +139,12 @@ impl Plan {
                 (Backend::K8s, 100),
             ],
             many_duration: Duration::from_secs(10),
+            scaling_elections: vec![
+                (Backend::Redis, 1_000),
+                (Backend::Etcd, 100),
+                (Backend::K8s, 20),
+            ],
+            scaling_duration: Duration::from_secs(5),
             takeover_elections: vec![
                 (Backend::Redis, 1_000),
                 (Backend::Etcd, 200),

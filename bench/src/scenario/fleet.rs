@@ -1,7 +1,8 @@
 //! Scenario 7, a fleet on one API server: many Lease elections with three candidates each, the
 //! load each elector puts on the kube-apiserver, counted by the server by verb. Ours: three
 //! processes (`bench many --compete`), each in every election through one shared client and
-//! watch. client-go's: three processes of the interop/ program with `-names` (one elector per
+//! watch, with the default timings and again with the renew interval at twice the retry
+//! period. client-go's: three processes of the interop/ program with `-names` (one elector per
 //! election, each polling with GETs). Same timings, same elections, one after the other on one
 //! server.
 
@@ -35,8 +36,11 @@ pub struct FleetRow {
     pub elections: usize,
     /// From the candidates' start to every election having a leader.
     pub all_led_after: Duration,
-    /// How long the requests were counted.
+    /// How long the requests were counted: from the middle of the first scrape of the API
+    /// server's counters to the middle of the last.
     pub window: Duration,
+    /// How often each leader renews.
+    pub renew_every: Duration,
     /// Requests on Leases per second in the window, by verb.
     pub per_second: BTreeMap<String, f64>,
     /// Terms that ended before the candidates were stopped (ours only: client-go's are not
@@ -67,33 +71,47 @@ pub async fn run(
     let elections = plan.fleet_elections;
     let mut rows = Vec::new();
 
-    let started = Instant::now();
-    let ours: Vec<Competitor> = ["ours-a", "ours-b", "ours-c"]
-        .iter()
-        .map(|identity| {
-            Competitor::start(
-                &server.target.url,
-                "fleet-ours",
-                elections,
-                identity,
-                plan.quick,
-            )
-        })
-        .collect::<BenchResult<_>>()?;
-    let (all_led_after, per_second) =
-        measure(&admin, "fleet-ours", elections, started, plan).await?;
-    let mut leases_lost = 0;
-    for candidate in ours {
-        leases_lost += candidate.finish().await?.leases_lost;
+    // Ours with default timings, then with the renew interval at twice the retry period (the
+    // leader's writes halved, as a user may choose).
+    let halved = plan.timings.retry * 2;
+    for (elector, prefix, renew_interval) in [
+        ("ours (hints)".to_owned(), "fleet-ours", None),
+        (
+            format!("ours, renew interval {halved:?}"),
+            "fleet-ours-halved",
+            Some(halved),
+        ),
+    ] {
+        let started = Instant::now();
+        let ours: Vec<Competitor> = ["ours-a", "ours-b", "ours-c"]
+            .iter()
+            .map(|identity| {
+                Competitor::start(
+                    &server.target.url,
+                    prefix,
+                    elections,
+                    identity,
+                    plan.quick,
+                    renew_interval,
+                )
+            })
+            .collect::<BenchResult<_>>()?;
+        let (all_led_after, window, per_second) =
+            measure(&admin, prefix, elections, started, plan).await?;
+        let mut leases_lost = 0;
+        for candidate in ours {
+            leases_lost += candidate.finish().await?.leases_lost;
+        }
+        rows.push(FleetRow {
+            elector,
+            elections,
+            all_led_after,
+            window,
+            renew_every: renew_interval.unwrap_or(plan.timings.retry),
+            per_second,
+            leases_lost,
+        });
     }
-    rows.push(FleetRow {
-        elector: "ours (hints)".to_owned(),
-        elections,
-        all_led_after,
-        window: plan.fleet_window,
-        per_second,
-        leases_lost,
-    });
 
     let names: Vec<String> = (0..elections).map(|i| format!("fleet-go-{i}")).collect();
     // The Go candidates' lock-call reports are not needed here.
@@ -113,13 +131,15 @@ pub async fn run(
             )
         })
         .collect::<BenchResult<_>>()?;
-    let (all_led_after, per_second) = measure(&admin, "fleet-go", elections, started, plan).await?;
+    let (all_led_after, window, per_second) =
+        measure(&admin, "fleet-go", elections, started, plan).await?;
     drop(go);
     rows.push(FleetRow {
         elector: "client-go".to_owned(),
         elections,
         all_led_after,
-        window: plan.fleet_window,
+        window,
+        renew_every: plan.timings.retry,
         per_second,
         leases_lost: 0,
     });
@@ -127,14 +147,15 @@ pub async fn run(
 }
 
 /// Waits until every election `prefix-N` has a holder, lets the fleet settle for two retry
-/// periods, then counts the requests on Leases for the plan's window.
+/// periods, then counts the requests on Leases for the plan's window. Returns how long the
+/// elections took to be led, the window as measured, and the requests per second by verb.
 async fn measure(
     admin: &kube::Client,
     prefix: &str,
     elections: usize,
     started: Instant,
     plan: &Plan,
-) -> BenchResult<(Duration, BTreeMap<String, f64>)> {
+) -> BenchResult<(Duration, Duration, BTreeMap<String, f64>)> {
     let leases: Api<Lease> = Api::namespaced(admin.clone(), NAMESPACE);
     loop {
         let list = leases
@@ -171,10 +192,14 @@ async fn measure(
     }
     let all_led_after = started.elapsed();
     tokio::time::sleep(plan.timings.retry * 2).await;
-    let before = lease_requests_by_verb(admin).await?;
+    let (before, from) = scrape(admin).await?;
     tokio::time::sleep(plan.fleet_window).await;
-    let after = lease_requests_by_verb(admin).await?;
-    let seconds = plan.fleet_window.as_secs_f64();
+    let (after, to) = scrape(admin).await?;
+    // The API server's /metrics page is large and takes a while to make: the window runs
+    // from the middle of one scrape to the middle of the next, the time the counters covered,
+    // not for the sleep alone.
+    let window = to - from;
+    let seconds = window.as_secs_f64();
     let per_second = after
         .iter()
         .map(|(verb, count)| {
@@ -183,5 +208,13 @@ async fn measure(
         })
         .filter(|(_, rate)| *rate > 0.0)
         .collect();
-    Ok((all_led_after, per_second))
+    Ok((all_led_after, window, per_second))
+}
+
+/// The API server's Lease requests by verb, and the middle of the scrape that read them.
+async fn scrape(admin: &kube::Client) -> BenchResult<(BTreeMap<String, u64>, Instant)> {
+    let sent = Instant::now();
+    let counts = lease_requests_by_verb(admin).await?;
+    let answered = Instant::now();
+    Ok((counts, sent + (answered - sent) / 2))
 }

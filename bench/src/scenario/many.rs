@@ -134,6 +134,10 @@ pub struct ManyArgs {
     /// With --compete: the quick run's timings.
     #[arg(long)]
     quick_timings: bool,
+    /// With --compete: renew every this many milliseconds while hints flow, instead of every
+    /// retry period (`ElectionConfig::with_renew_interval`).
+    #[arg(long, value_name = "MS")]
+    renew_interval_ms: Option<u64>,
 }
 
 /// One candidate process of many elections (`bench many --compete`), started by
@@ -153,6 +157,7 @@ impl Competitor {
         elections: usize,
         identity: &str,
         quick_timings: bool,
+        renew_interval: Option<Duration>,
     ) -> BenchResult<Self> {
         let program =
             std::env::current_exe().map_err(|err| BenchError::io("find the bench binary", err))?;
@@ -163,6 +168,9 @@ impl Competitor {
             .args(["--elections", &elections.to_string()]);
         if quick_timings {
             command.arg("--quick-timings");
+        }
+        if let Some(interval) = renew_interval {
+            command.args(["--renew-interval-ms", &interval.as_millis().to_string()]);
         }
         let mut child = command
             .stdin(Stdio::piped())
@@ -255,9 +263,13 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
                 Timings::CLIENT_GO
             };
             // Crash-like at the end, as client-go's candidates of the same scenario stop.
-            timings
+            let config = timings
                 .config(&args.identity, true)
-                .with_release_on_cancel(false)
+                .with_release_on_cancel(false);
+            match args.renew_interval_ms {
+                Some(ms) => config.with_renew_interval(Duration::from_millis(ms)),
+                None => config,
+            }
         } else {
             ElectionConfig::new(args.identity.as_str())
         };

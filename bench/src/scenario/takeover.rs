@@ -49,10 +49,10 @@ pub async fn run(
 ) -> BenchResult<TakeoverRow> {
     let url = &server.target.url;
     let started = Instant::now();
-    let mut first = Competitor::start(url, "takeover", elections, "first", plan.quick)?;
+    let mut first = Competitor::start(url, "takeover", elections, "first", plan.quick, None)?;
     first.all_leading(WITHIN).await?;
     let cold_start = started.elapsed();
-    let mut second = Competitor::start(url, "takeover", elections, "second", plan.quick)?;
+    let mut second = Competitor::start(url, "takeover", elections, "second", plan.quick, None)?;
     // Long enough for the standby to have read every election and to follow the renews.
     tokio::time::sleep(plan.timings.lease).await;
     let killed_at = now_nanos();
