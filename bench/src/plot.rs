@@ -35,37 +35,69 @@ pub fn path_beside(report: &Path) -> PathBuf {
     report.with_file_name(format!("{stem}-scaling.png"))
 }
 
+/// One of the plot's two panels: a solid line per backend, and a dashed one if given.
+struct Panel {
+    caption: &'static str,
+    unit: &'static str,
+    solid: fn(&Point) -> f64,
+    dashed: Option<fn(&Point) -> f64>,
+}
+
+const PANELS: [Panel; 2] = [
+    Panel {
+        caption: "Renew latency (p50 dashed, p99 solid)",
+        unit: "ms",
+        solid: |p| p.renew_p99.as_secs_f64() * 1_000.0,
+        dashed: Some(|p| p.renew_p50.as_secs_f64() * 1_000.0),
+    },
+    Panel {
+        caption: "CPU of the one process",
+        unit: "cores",
+        solid: |p| p.cores,
+        dashed: None,
+    },
+];
+
 /// Draws `points` into a PNG at `path`.
 pub fn draw(points: &[Point], path: &Path) -> BenchResult<()> {
     load_font()?;
-    let fail =
-        |err: &dyn std::fmt::Display| BenchError::Setup(format!("plot {}: {err}", path.display()));
+    let fail = |err: String| BenchError::Setup(format!("plot {}: {err}", path.display()));
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|err| fail(&err))?;
+    root.fill(&WHITE).map_err(|err| fail(err.to_string()))?;
     let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    for (area, panel) in [left, right].iter().zip(&PANELS) {
+        draw_panel(area, points, panel).map_err(fail)?;
+    }
+    root.present().map_err(|err| fail(err.to_string()))
+}
+
+fn draw_panel(
+    area: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    points: &[Point],
+    panel: &Panel,
+) -> Result<(), String> {
+    let text = |err: &dyn std::fmt::Display| err.to_string();
     let elections = span(points.iter().map(|p| p.elections as f64));
-    let latency = span(
+    let values = span(
         points
             .iter()
-            .flat_map(|p| [p.renew_p50, p.renew_p99])
-            .map(|latency| latency.as_secs_f64() * 1_000.0),
+            .flat_map(|p| [Some((panel.solid)(p)), panel.dashed.map(|pick| pick(p))])
+            .flatten(),
     );
-    let cores = span(points.iter().map(|p| p.cores));
-
-    let mut chart = ChartBuilder::on(&left)
-        .caption("Renew latency (p50 dashed, p99 solid)", ("sans-serif", 20))
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.caption, ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(elections.clone().log_scale(), latency.log_scale())
-        .map_err(|err| fail(&err))?;
+        .build_cartesian_2d(elections.log_scale(), values.log_scale())
+        .map_err(|err| text(&err))?;
     chart
         .configure_mesh()
         .x_desc("elections in one process")
         .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_desc("ms")
+        .y_desc(panel.unit)
         .draw()
-        .map_err(|err| fail(&err))?;
+        .map_err(|err| text(&err))?;
     for (index, backend) in backends(points).iter().enumerate() {
         let colour = COLOURS[index % COLOURS.len()];
         let series = |pick: fn(&Point) -> f64| -> Vec<(f64, f64)> {
@@ -75,19 +107,25 @@ pub fn draw(points: &[Point], path: &Path) -> BenchResult<()> {
                 .map(|p| (p.elections as f64, pick(p)))
                 .collect()
         };
-        let p99 = series(|p| p.renew_p99.as_secs_f64() * 1_000.0);
-        let p50 = series(|p| p.renew_p50.as_secs_f64() * 1_000.0);
+        let solid = series(panel.solid);
         chart
-            .draw_series(LineSeries::new(p99.clone(), colour.stroke_width(2)))
-            .map_err(|err| fail(&err))?
+            .draw_series(LineSeries::new(solid.clone(), colour.stroke_width(2)))
+            .map_err(|err| text(&err))?
             .label(backend.as_str())
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
         chart
-            .draw_series(DashedLineSeries::new(p50, 6, 4, colour.stroke_width(1)))
-            .map_err(|err| fail(&err))?;
-        chart
-            .draw_series(p99.iter().map(|&at| Circle::new(at, 4, colour.filled())))
-            .map_err(|err| fail(&err))?;
+            .draw_series(solid.iter().map(|&at| Circle::new(at, 4, colour.filled())))
+            .map_err(|err| text(&err))?;
+        if let Some(pick) = panel.dashed {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    series(pick),
+                    6,
+                    4,
+                    colour.stroke_width(1),
+                ))
+                .map_err(|err| text(&err))?;
+        }
     }
     chart
         .configure_series_labels()
@@ -95,47 +133,7 @@ pub fn draw(points: &[Point], path: &Path) -> BenchResult<()> {
         .border_style(BLACK)
         .position(SeriesLabelPosition::UpperLeft)
         .draw()
-        .map_err(|err| fail(&err))?;
-
-    let mut chart = ChartBuilder::on(&right)
-        .caption("CPU of the one process", ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(elections.log_scale(), cores.log_scale())
-        .map_err(|err| fail(&err))?;
-    chart
-        .configure_mesh()
-        .x_desc("elections in one process")
-        .x_label_formatter(&|x| format!("{x:.0}"))
-        .y_desc("cores")
-        .draw()
-        .map_err(|err| fail(&err))?;
-    for (index, backend) in backends(points).iter().enumerate() {
-        let colour = COLOURS[index % COLOURS.len()];
-        let line: Vec<(f64, f64)> = points
-            .iter()
-            .filter(|p| p.backend == *backend)
-            .map(|p| (p.elections as f64, p.cores))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(line.clone(), colour.stroke_width(2)))
-            .map_err(|err| fail(&err))?
-            .label(backend.as_str())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
-        chart
-            .draw_series(line.iter().map(|&at| Circle::new(at, 4, colour.filled())))
-            .map_err(|err| fail(&err))?;
-    }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
-        .draw()
-        .map_err(|err| fail(&err))?;
-    root.present().map_err(|err| fail(&err))?;
-    Ok(())
+        .map_err(|err| text(&err))
 }
 
 /// The range of `values` on a log axis, widened so that every point is inside and a single

@@ -13,8 +13,8 @@ mod support;
 use std::time::Duration;
 
 use lock_core::testing::{FaultyLock, MemoryLock};
-use lock_core::{ElectionEvent, LeaderElectionRecord, Lock, RunOutcome};
-use support::{config, start, LEASE, RETRY};
+use lock_core::{ElectionEvent, Lock, RunOutcome};
+use support::{config, held_by, start, LEASE, RETRY};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 fn seen(events: &mut UnboundedReceiver<ElectionEvent>) -> Vec<String> {
@@ -38,15 +38,7 @@ async fn an_unconfirmed_takeover_handed_back_by_an_unconfirmed_release_is_announ
     let lock = FaultyLock::new(MemoryLock::new("unconfirmed-hand-back"));
     let faults = lock.faults();
     let inner = lock.inner().clone();
-    inner
-        .create(&LeaderElectionRecord {
-            holder_identity: "x".to_owned(),
-            lease_duration_seconds: 15,
-            leader_transitions: 7,
-            ..LeaderElectionRecord::default()
-        })
-        .await
-        .unwrap();
+    inner.create(&held_by("x", 7)).await.unwrap();
     // The takeover and its release both land unconfirmed.
     faults.unreplicate_next(2);
     let mut a = start(lock, config("a"));
