@@ -85,6 +85,15 @@ impl Observation {
         !self.stale && !self.from_hint && self.expired(now, own_lease)
     }
 
+    /// Remembers `version` as replaced, so that a late hint carrying it is known as late; the
+    /// oldest is forgotten past [`REMEMBERED_VERSIONS`].
+    fn supersede(&mut self, version: Version) {
+        if self.superseded.len() == REMEMBERED_VERSIONS {
+            self.superseded.pop_front();
+        }
+        self.superseded.push_back(version);
+    }
+
     /// True when a hint carries a version older than what this candidate already knows.
     fn is_late(&self, hinted: &Version) -> bool {
         self.superseded.contains(hinted)
@@ -331,10 +340,11 @@ impl LeaderElector {
                         Some(Found::Won(won)) => return won,
                         Some(Found::HandBack(mark)) => {
                             tracing::warn!(
-                            fencing_token = mark.token,
-                            "a takeover of this candidate whose reply was lost (or that was not \
-                             confirmed durable) landed, but it cannot start a term: releasing it"
-                        );
+                                fencing_token = mark.token,
+                                "a takeover of this candidate whose reply was lost (or that was \
+                                 not confirmed durable) landed, but it cannot start a term: \
+                                 releasing it"
+                            );
                             if self.release_if_ours(&mark).await {
                                 self.shared.handed_back(mark.token);
                             }
@@ -749,10 +759,7 @@ impl LeaderElector {
         };
         // The hold only has to outlast terms that ended before the create landed: its lease
         // still counts from when a read (or the create's answer) first showed it.
-        if seen.superseded.len() == REMEMBERED_VERSIONS {
-            seen.superseded.pop_front();
-        }
-        seen.superseded.push_back(held.version);
+        seen.supersede(held.version);
         seen.last_read = Some((Some(raised.clone()), seen.since));
         seen.current = Some(raised);
     }
@@ -811,10 +818,7 @@ impl LeaderElector {
                     .take()
                     .filter(|old| current.as_ref().map(|new| &new.version) != Some(&old.version));
                 if let Some(old) = replaced {
-                    if seen.superseded.len() == REMEMBERED_VERSIONS {
-                        seen.superseded.pop_front();
-                    }
-                    seen.superseded.push_back(old.version);
+                    seen.supersede(old.version);
                 }
                 seen.since = if from_hint { now } else { first_read };
                 seen.vanished = vanished;
