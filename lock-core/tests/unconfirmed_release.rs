@@ -5,15 +5,22 @@
 //! no `Released` or `HandedBack` event, although the lock was free. The sentinel fault test
 //! saw it: standbys named a candidate whose unconfirmed takeover they had read, and nothing
 //! told that the candidate had handed it back.
+//!
+//! A release counts as landed only by its own mark (random microseconds in its acquireTime):
+//! a free record with the term's token can be someone else's, an outside edit or a term under
+//! the same token on a record made again where the backend keeps no token floor (found by an
+//! adversarial review: a refused release was reported released).
 
 // This file uses only part of the shared support.
 #[allow(dead_code)]
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lock_core::backend::{HintStream, Version, Versioned};
 use lock_core::testing::{FaultyLock, MemoryLock};
-use lock_core::{ElectionEvent, Lock, RunOutcome};
+use lock_core::{ElectionEvent, LeaderElectionRecord, Lock, LockResult, RunOutcome};
 use support::{config, held_by, start, LEASE, RETRY};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -73,5 +80,151 @@ async fn a_leader_whose_release_lands_unconfirmed_reports_it_released() {
         seen.iter().filter(|label| **label == released).count(),
         1,
         "one Released for the term: {seen:?}"
+    );
+}
+
+/// A backend without a token floor (the trait's default, 0: Kubernetes, Redis), recording what
+/// each update it passed on answered (so what landed).
+#[derive(Debug)]
+struct NoFloor<L> {
+    inner: L,
+    updates: Arc<Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl<L: Lock> Lock for NoFloor<L> {
+    async fn get(&self) -> LockResult<Option<Versioned>> {
+        self.inner.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
+        self.inner.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> LockResult<Version> {
+        let result = self.inner.update(record, expected).await;
+        self.updates.lock().unwrap().push(format!(
+            "holder {:?} token {} -> {}",
+            record.holder_identity,
+            record.leader_transitions,
+            match &result {
+                Ok(_) => "landed".to_owned(),
+                Err(err) => format!("refused: {err}"),
+            }
+        ));
+        result
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn watch(&self) -> Option<HintStream> {
+        self.inner.watch()
+    }
+}
+
+fn released_events(events: &mut UnboundedReceiver<ElectionEvent>) -> Vec<u64> {
+    seen(events)
+        .iter()
+        .filter_map(|label| label.strip_prefix("released:"))
+        .map(|token| token.parse().unwrap())
+        .collect()
+}
+
+/// a leads under token 0 and is cancelled; its release is slow (1 s per call). While its
+/// release write is on its way, the record is deleted, and c, a fresh candidate that never saw
+/// a's record, creates it under token 0 too (no floor), leads, and is cancelled and releases:
+/// a free record with token 0. a's write meets another version (refused: Conflict), its retry
+/// reads c's free record and reports a's term released, with a `Released` event, although a's
+/// release never landed.
+#[tokio::test(start_paused = true)]
+async fn a_refused_release_is_not_reported_released_for_another_terms_release() {
+    let store = MemoryLock::new("review-attribution");
+    let a_updates = Arc::new(Mutex::new(Vec::new()));
+    let a_lock = FaultyLock::new(NoFloor {
+        inner: store.clone(),
+        updates: a_updates.clone(),
+    });
+    let a_faults = a_lock.faults();
+    let mut a = start(a_lock, config("a").with_release_on_cancel(true));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    assert_eq!(term.fencing_token(), 0);
+    let mut a_events = a.handle.subscribe();
+
+    // a's release: its read lands at +1 s, its write reaches the store at +2 s.
+    a_faults.set_latency(Duration::from_secs(1));
+    a.cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    // Meanwhile the record is deleted and c's term comes and goes under token 0.
+    store.delete();
+    let mut c = start(
+        NoFloor {
+            inner: store.clone(),
+            updates: Arc::default(),
+        },
+        config("c").with_release_on_cancel(true),
+    );
+    let c_term = c.next_term(Duration::from_millis(100)).await;
+    assert_eq!(c_term.fencing_token(), 0, "no floor: c starts at 0 again");
+    assert_eq!(c.stop().await, RunOutcome::Cancelled { released: true });
+
+    let outcome = a.task.await.unwrap();
+    let a_writes = a_updates.lock().unwrap().clone();
+    let released = released_events(&mut a_events);
+    assert!(
+        a_writes
+            .iter()
+            .all(|write| !write.ends_with("landed") || !write.contains("\"\"")),
+        "a's release landed after all: {a_writes:?}"
+    );
+    assert_eq!(
+        (outcome, released),
+        (RunOutcome::Cancelled { released: false }, vec![]),
+        "a's only release write was refused ({a_writes:?}); the free record its retry read is \
+         c's release of c's term 0, yet a reports its own term released"
+    );
+}
+
+/// The same without a deletion: an operator frees the record by hand, keeping its token (as
+/// `kubectl edit`, or client-go's release by a Go process with a's identity, would), while a's
+/// release write is on its way. a's write is refused; a reports it released.
+#[tokio::test(start_paused = true)]
+async fn a_refused_release_is_not_reported_released_for_an_outside_free_write() {
+    let store = MemoryLock::new("review-outside");
+    let a_updates = Arc::new(Mutex::new(Vec::new()));
+    let a_lock = FaultyLock::new(NoFloor {
+        inner: store.clone(),
+        updates: a_updates.clone(),
+    });
+    let a_faults = a_lock.faults();
+    let mut a = start(a_lock, config("a").with_release_on_cancel(true));
+    let term = a.next_term(Duration::from_secs(1)).await;
+    let mut a_events = a.handle.subscribe();
+    a_faults.set_latency(Duration::from_secs(1));
+    a.cancel.cancel();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let held = store.get().await.unwrap().unwrap();
+    store
+        .update(
+            &LeaderElectionRecord {
+                holder_identity: String::new(),
+                lease_duration_seconds: 1,
+                ..held.record
+            },
+            &held.version,
+        )
+        .await
+        .unwrap();
+    let outcome = a.task.await.unwrap();
+    let a_writes = a_updates.lock().unwrap().clone();
+    let released = released_events(&mut a_events);
+    assert_eq!(
+        (outcome, released),
+        (RunOutcome::Cancelled { released: false }, vec![]),
+        "a's release write was refused ({a_writes:?}), the record was freed by someone else, yet \
+         a reports term {} released",
+        term.fencing_token()
     );
 }

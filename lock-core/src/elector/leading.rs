@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use rand::Rng as _;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -379,9 +380,10 @@ impl LeaderElector {
         // another release is tried.
         self.shared.forget_release_error();
         let deadline = self.call_deadline();
-        // Set once a release was sent: one that failed without a clear refusal (no answer, or
-        // not confirmed durable) may have landed, and the retry then reads it.
-        let mut sent = false;
+        // The marks (acquireTimes) of the releases sent: one that failed without a clear
+        // refusal (no answer, or not confirmed durable) may have landed, and the retry then
+        // reads it.
+        let mut sent = Vec::new();
         loop {
             match self.try_release(mark, deadline, &mut sent).await {
                 Ok(true) => {
@@ -412,7 +414,7 @@ impl LeaderElector {
         &self,
         mark: &TermMark,
         deadline: Instant,
-        sent: &mut bool,
+        sent: &mut Vec<chrono::DateTime<chrono::Utc>>,
     ) -> Result<bool, LockError> {
         let Some(fresh) = self.bounded(deadline, self.lock.get()).await? else {
             return Ok(false);
@@ -421,10 +423,15 @@ impl LeaderElector {
             // An earlier attempt that failed after it was sent (a Redis whose replicas did not
             // acknowledge it, a lost reply) landed: the lock is free of this term, so it is
             // released, and saying otherwise would hide a hand-back from everyone who read
-            // the record naming this candidate.
-            return Ok(*sent && mark.released_in(&fresh.record));
+            // the record naming this candidate. Only that release's own record counts, told
+            // by its mark: a free record with the term's token may be someone else's (an
+            // outside edit, or a term under the same token on a record made again).
+            return Ok(mark.released_by(&fresh.record, sent));
         }
         let now = whole_seconds(chrono::Utc::now());
+        // Random microseconds mark this release, as they mark a term's record: what a retry
+        // reads is this write only if it carries them.
+        let marked = now + chrono::Duration::microseconds(self.random().random_range(1..1_000_000));
         // A preferred holder naming someone else (a planned handover's candidate) is kept: it
         // takes the lock first. One naming this candidate, which is leaving, is dropped, as
         // client-go's release drops it: the others would hold back for nobody.
@@ -436,12 +443,12 @@ impl LeaderElector {
         let released = LeaderElectionRecord {
             holder_identity: String::new(),
             lease_duration_seconds: 1,
-            acquire_time: Some(now),
+            acquire_time: Some(marked),
             renew_time: Some(now),
             preferred_holder,
             ..fresh.record
         };
-        *sent = true;
+        sent.push(marked);
         self.bounded(deadline, self.lock.update(&released, &fresh.version))
             .await?;
         Ok(true)

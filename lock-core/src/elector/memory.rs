@@ -41,12 +41,17 @@ impl TermMark {
             && record.acquire_time == self.acquire_time
     }
 
-    /// True when `record` is a release of this mark's term: free, with the term's token kept
-    /// (a release rewrites the times, so they cannot tell). Only the holder of a token releases
-    /// under it, so after this process sent a release, such a record is that release landed.
-    pub(super) fn released_in(&self, record: &LeaderElectionRecord) -> bool {
+    /// True when `record` is one of the releases of this mark's term that this process sent:
+    /// free, with the term's token kept and the acquireTime one of `sent` (each release's own
+    /// random microseconds).
+    pub(super) fn released_by(
+        &self,
+        record: &LeaderElectionRecord,
+        sent: &[DateTime<Utc>],
+    ) -> bool {
         record.holder_identity.is_empty()
             && u64::try_from(record.leader_transitions).ok() == Some(self.token)
+            && record.acquire_time.is_some_and(|time| sent.contains(&time))
     }
 }
 
