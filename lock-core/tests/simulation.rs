@@ -74,6 +74,11 @@ struct Sim {
     lock: MemoryLock,
     /// Every write the candidates sent, in order.
     sent: Arc<Mutex<Vec<Sent>>>,
+    /// The free records (releases) the store took from each candidate, whatever its caller
+    /// was told.
+    landed_free: Arc<Mutex<Vec<Sent>>>,
+    /// The releases each candidate announced (`Released`, `HandedBack`): candidate, token.
+    announced: Arc<Mutex<Vec<(usize, u64)>>>,
     /// The identity of each candidate.
     identities: Vec<&'static str>,
     /// Faults injected so far (steps that were not heals).
@@ -137,6 +142,8 @@ impl Sim {
             readiness: Vec::new(),
             log: Vec::new(),
             sent: Arc::new(Mutex::new(Vec::new())),
+            landed_free: Arc::default(),
+            announced: Arc::default(),
             identities: Vec::new(),
             injected: 0,
             outside_writes: Vec::new(),
@@ -152,13 +159,21 @@ impl Sim {
             } else {
                 Arc::new(lock.clone())
             };
-            let faulty = FaultyLock::new(inner);
+            // Between the faults and the store: what landed, whatever the caller hears.
+            let landed = Recorder {
+                inner,
+                candidate: index,
+                writes: sim.landed_free.clone(),
+                records: Records::LandedFree,
+            };
+            let faulty = FaultyLock::new(landed);
             sim.faults.push(faulty.faults());
             sim.identities.push(identity);
             let faulty = Recorder {
                 inner: faulty,
                 candidate: index,
-                sent: sim.sent.clone(),
+                writes: sim.sent.clone(),
+                records: Records::Sent,
             };
             let config = ElectionConfig::new(identity)
                 .with_lease_duration(lease)
@@ -178,7 +193,13 @@ impl Sim {
                 .expect("valid config")
                 .with_readiness(readiness, unready_leader);
             let seen = terms.clone();
+            let announced = sim.announced.clone();
             elector.on_event(move |event| {
+                if let ElectionEvent::Released { fencing_token }
+                | ElectionEvent::HandedBack { fencing_token } = event
+                {
+                    announced.lock().unwrap().push((index, *fencing_token));
+                }
                 let mut seen = seen.lock().unwrap();
                 match event {
                     ElectionEvent::StartedLeading(term) => seen.push(TermSeen {
@@ -233,10 +254,15 @@ impl Sim {
                 faults.conflict_next(n);
                 format!("conflict next {n} of {who}")
             }
-            4 => {
+            4 if rng.random_bool(0.5) => {
                 let n = rng.random_range(1..3);
                 faults.lose_replies_next(n);
                 format!("lose next {n} replies of {who}")
+            }
+            4 => {
+                let n = rng.random_range(1..3);
+                faults.unreplicate_next(n);
+                format!("next {n} writes of {who} not confirmed durable")
             }
             5 => {
                 let on = rng.random_bool(0.5);
@@ -388,7 +414,26 @@ impl Sim {
                 }
             }
         }
-        self.check_renews(&terms)
+        self.check_renews(&terms)?;
+        self.check_releases()
+    }
+
+    /// Every release a candidate announced is one the store took from it (a free record with
+    /// that token), never another writer's free record read back.
+    fn check_releases(&self) -> Result<(), String> {
+        let landed = self.landed_free.lock().unwrap();
+        for (candidate, token) in self.announced.lock().unwrap().iter() {
+            let took = landed.iter().any(|write| {
+                write.candidate == *candidate && u64::try_from(write.token).ok() == Some(*token)
+            });
+            if !took {
+                return Err(format!(
+                    "candidate {candidate} announced the release of token {token}, but the store \
+                     never took a free record with that token from it"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// No write of a term's holder and token is sent after the term started and after it
@@ -567,23 +612,45 @@ fn simulated_schedules_never_make_two_leaders_or_reuse_a_token() {
     assert!(failures.is_empty(), "failing seeds: {failures:?}");
 }
 
-/// Records every write a candidate sends (before the faults: what the elector asked for, at
-/// the moment it asked), for the renew-deadline check.
+/// What a [`Recorder`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Records {
+    /// Every write, when it is sent (before the faults: what the elector asked for, at the
+    /// moment it asked), for the renew-deadline check.
+    Sent,
+    /// The free records the store took (between the faults and the store), for the check of
+    /// announced releases.
+    LandedFree,
+}
+
+/// Records a candidate's writes, as `records` says.
 #[derive(Debug)]
 struct Recorder<L> {
     inner: L,
     candidate: usize,
-    sent: Arc<Mutex<Vec<Sent>>>,
+    writes: Arc<Mutex<Vec<Sent>>>,
+    records: Records,
 }
 
 impl<L> Recorder<L> {
     fn note(&self, record: &LeaderElectionRecord) {
-        self.sent.lock().unwrap().push(Sent {
+        self.writes.lock().unwrap().push(Sent {
             candidate: self.candidate,
             at: Instant::now(),
             holder: record.holder_identity.clone(),
             token: i64::from(record.leader_transitions),
         });
+    }
+
+    fn noted<T>(
+        &self,
+        record: &LeaderElectionRecord,
+        result: lock_core::LockResult<T>,
+    ) -> lock_core::LockResult<T> {
+        if self.records == Records::LandedFree && result.is_ok() && record.is_free() {
+            self.note(record);
+        }
+        result
     }
 }
 
@@ -593,16 +660,22 @@ impl<L: Lock> Lock for Recorder<L> {
         self.inner.get().await
     }
     async fn create(&self, record: &LeaderElectionRecord) -> lock_core::LockResult<Version> {
-        self.note(record);
-        self.inner.create(record).await
+        if self.records == Records::Sent {
+            self.note(record);
+        }
+        let result = self.inner.create(record).await;
+        self.noted(record, result)
     }
     async fn update(
         &self,
         record: &LeaderElectionRecord,
         expected: &Version,
     ) -> lock_core::LockResult<Version> {
-        self.note(record);
-        self.inner.update(record, expected).await
+        if self.records == Records::Sent {
+            self.note(record);
+        }
+        let result = self.inner.update(record, expected).await;
+        self.noted(record, result)
     }
     fn describe(&self) -> String {
         self.inner.describe()
