@@ -132,36 +132,67 @@ fn released_events(events: &mut UnboundedReceiver<ElectionEvent>) -> Vec<u64> {
         .collect()
 }
 
-/// a leads under token 0 and is cancelled; its release is slow (1 s per call). While its
-/// release write is on its way, the record is deleted, and c, a fresh candidate that never saw
-/// a's record, creates it under token 0 too (no floor), leads, and is cancelled and releases:
-/// a free record with token 0. a's write meets another version (refused: Conflict), its retry
-/// reads c's free record and reports a's term released, with a `Released` event, although a's
-/// release never landed.
+/// a, leading under token 0 and cancelled, half-way through a slow release (1 s per call):
+/// its read landed, its write reaches the store in half a second.
+struct LeavingSlowly {
+    store: MemoryLock,
+    a: support::Candidate,
+    term: lock_core::Leadership,
+    updates: Arc<Mutex<Vec<String>>>,
+    events: UnboundedReceiver<ElectionEvent>,
+}
+
+impl LeavingSlowly {
+    async fn start(name: &str) -> Self {
+        let store = MemoryLock::new(name);
+        let updates = Arc::new(Mutex::new(Vec::new()));
+        let lock = FaultyLock::new(NoFloor {
+            inner: store.clone(),
+            updates: updates.clone(),
+        });
+        let faults = lock.faults();
+        let mut a = start(lock, config("a").with_release_on_cancel(true));
+        let term = a.next_term(Duration::from_secs(1)).await;
+        assert_eq!(term.fencing_token(), 0);
+        let events = a.handle.subscribe();
+        faults.set_latency(Duration::from_secs(1));
+        a.cancel.cancel();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        Self {
+            store,
+            a,
+            term,
+            updates,
+            events,
+        }
+    }
+
+    /// a's outcome and the tokens it announced released, once it is done; a's release write
+    /// must have been refused.
+    async fn finish(mut self) -> (RunOutcome, Vec<u64>, Vec<String>) {
+        let outcome = self.a.task.await.unwrap();
+        let writes = self.updates.lock().unwrap().clone();
+        assert!(
+            writes
+                .iter()
+                .all(|write| !write.ends_with("landed") || !write.contains("\"\"")),
+            "a's release landed after all: {writes:?}"
+        );
+        (outcome, released_events(&mut self.events), writes)
+    }
+}
+
+/// While a's release write is on its way, the record is deleted, and c, a fresh candidate that
+/// never saw a's record, creates it under token 0 too (no floor), leads, is cancelled and
+/// releases: a free record with token 0. a's write meets another version (refused: Conflict);
+/// its retry reads c's free record, which is not a's release.
 #[tokio::test(start_paused = true)]
 async fn a_refused_release_is_not_reported_released_for_another_terms_release() {
-    let store = MemoryLock::new("review-attribution");
-    let a_updates = Arc::new(Mutex::new(Vec::new()));
-    let a_lock = FaultyLock::new(NoFloor {
-        inner: store.clone(),
-        updates: a_updates.clone(),
-    });
-    let a_faults = a_lock.faults();
-    let mut a = start(a_lock, config("a").with_release_on_cancel(true));
-    let term = a.next_term(Duration::from_secs(1)).await;
-    assert_eq!(term.fencing_token(), 0);
-    let mut a_events = a.handle.subscribe();
-
-    // a's release: its read lands at +1 s, its write reaches the store at +2 s.
-    a_faults.set_latency(Duration::from_secs(1));
-    a.cancel.cancel();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-
-    // Meanwhile the record is deleted and c's term comes and goes under token 0.
-    store.delete();
+    let leaving = LeavingSlowly::start("review-attribution").await;
+    leaving.store.delete();
     let mut c = start(
         NoFloor {
-            inner: store.clone(),
+            inner: leaving.store.clone(),
             updates: Arc::default(),
         },
         config("c").with_release_on_cancel(true),
@@ -169,44 +200,24 @@ async fn a_refused_release_is_not_reported_released_for_another_terms_release() 
     let c_term = c.next_term(Duration::from_millis(100)).await;
     assert_eq!(c_term.fencing_token(), 0, "no floor: c starts at 0 again");
     assert_eq!(c.stop().await, RunOutcome::Cancelled { released: true });
-
-    let outcome = a.task.await.unwrap();
-    let a_writes = a_updates.lock().unwrap().clone();
-    let released = released_events(&mut a_events);
-    assert!(
-        a_writes
-            .iter()
-            .all(|write| !write.ends_with("landed") || !write.contains("\"\"")),
-        "a's release landed after all: {a_writes:?}"
-    );
+    let (outcome, released, writes) = leaving.finish().await;
     assert_eq!(
         (outcome, released),
         (RunOutcome::Cancelled { released: false }, vec![]),
-        "a's only release write was refused ({a_writes:?}); the free record its retry read is \
+        "a's only release write was refused ({writes:?}); the free record its retry read is \
          c's release of c's term 0, yet a reports its own term released"
     );
 }
 
 /// The same without a deletion: an operator frees the record by hand, keeping its token (as
 /// `kubectl edit`, or client-go's release by a Go process with a's identity, would), while a's
-/// release write is on its way. a's write is refused; a reports it released.
+/// release write is on its way.
 #[tokio::test(start_paused = true)]
 async fn a_refused_release_is_not_reported_released_for_an_outside_free_write() {
-    let store = MemoryLock::new("review-outside");
-    let a_updates = Arc::new(Mutex::new(Vec::new()));
-    let a_lock = FaultyLock::new(NoFloor {
-        inner: store.clone(),
-        updates: a_updates.clone(),
-    });
-    let a_faults = a_lock.faults();
-    let mut a = start(a_lock, config("a").with_release_on_cancel(true));
-    let term = a.next_term(Duration::from_secs(1)).await;
-    let mut a_events = a.handle.subscribe();
-    a_faults.set_latency(Duration::from_secs(1));
-    a.cancel.cancel();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let held = store.get().await.unwrap().unwrap();
-    store
+    let leaving = LeavingSlowly::start("review-outside").await;
+    let held = leaving.store.get().await.unwrap().unwrap();
+    leaving
+        .store
         .update(
             &LeaderElectionRecord {
                 holder_identity: String::new(),
@@ -217,14 +228,12 @@ async fn a_refused_release_is_not_reported_released_for_an_outside_free_write() 
         )
         .await
         .unwrap();
-    let outcome = a.task.await.unwrap();
-    let a_writes = a_updates.lock().unwrap().clone();
-    let released = released_events(&mut a_events);
+    let token = leaving.term.fencing_token();
+    let (outcome, released, writes) = leaving.finish().await;
     assert_eq!(
         (outcome, released),
         (RunOutcome::Cancelled { released: false }, vec![]),
-        "a's release write was refused ({a_writes:?}), the record was freed by someone else, yet \
-         a reports term {} released",
-        term.fencing_token()
+        "a's release write was refused ({writes:?}), the record was freed by someone else, yet \
+         a reports term {token} released"
     );
 }
