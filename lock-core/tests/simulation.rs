@@ -254,10 +254,15 @@ impl Sim {
                 faults.conflict_next(n);
                 format!("conflict next {n} of {who}")
             }
-            4 if rng.random_bool(0.5) => {
+            4 if rng.random_bool(0.4) => {
                 let n = rng.random_range(1..3);
                 faults.lose_replies_next(n);
                 format!("lose next {n} replies of {who}")
+            }
+            4 if rng.random_bool(0.5) => {
+                let n = rng.random_range(1..3);
+                faults.delay_next_writes(n);
+                format!("next {n} writes of {who} land after the next read")
             }
             4 => {
                 let n = rng.random_range(1..3);
@@ -374,6 +379,7 @@ impl Sim {
         faults.conflict_next(0);
         faults.lose_replies_next(0);
         faults.unreplicate_next(0);
+        faults.delay_next_writes(0);
         self.readiness[who].send_replace(true);
     }
 

@@ -52,7 +52,8 @@ pub struct ManyReport {
     /// The server's resident memory at the window's end, in bytes. Measured by the parent.
     #[serde(default)]
     pub server_rss: u64,
-    /// With --compete: when each term started, in nanoseconds since 1970 (see `clock`).
+    /// With --compete: when each election's first term started, in nanoseconds since 1970
+    /// (see `clock`).
     #[serde(default)]
     pub started_at: Vec<i128>,
 }
@@ -275,16 +276,25 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         };
         let elector = LeaderElector::new(lock, config)?;
         let (leading, lost, started_at) = (leading.clone(), lost.clone(), started_at.clone());
+        // Only this election's first term is timed: a term lost and won again is counted
+        // among the leases lost, not as a second takeover.
+        let first_term = std::sync::atomic::AtomicBool::new(true);
         elector.on_event(move |event| match event {
             ElectionEvent::StartedLeading(_) => {
                 leading.fetch_add(1, Ordering::Relaxed);
-                started_at
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(now_nanos());
+                if first_term.swap(false, Ordering::Relaxed) {
+                    started_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(now_nanos());
+                }
             }
-            ElectionEvent::StoppedLeading { reason, .. } if *reason != StopReason::Cancelled => {
-                lost.fetch_add(1, Ordering::Relaxed);
+            ElectionEvent::StoppedLeading { reason, .. } => {
+                // Leaders now, not terms ever started: "all leading" means all at once.
+                leading.fetch_sub(1, Ordering::Relaxed);
+                if *reason != StopReason::Cancelled {
+                    lost.fetch_add(1, Ordering::Relaxed);
+                }
             }
             _ => {}
         });

@@ -61,7 +61,7 @@ pub async fn run(
     let report = second.finish().await?;
     if report.started_at.len() != elections {
         return Err(BenchError::Setup(format!(
-            "the standby started {} terms in {elections} elections",
+            "the standby led {} of {elections} elections",
             report.started_at.len()
         )));
     }

@@ -66,6 +66,9 @@ pub(super) struct Memory {
     saw_record: bool,
     /// The terms this process started, newest last.
     own_terms: VecDeque<TermMark>,
+    /// The marks of writes this process sent to start a term whose answers were lost, newest
+    /// last: should one land unseen, it is still this process' record, not a twin's.
+    unanswered: VecDeque<TermMark>,
     /// The version of the last record that named this identity without being ours, so that the
     /// warning about a twin is given once per record, not once per look.
     warned_twin: Option<Version>,
@@ -124,6 +127,24 @@ impl Memory {
         self.own_terms
             .iter()
             .any(|mark| mark.marks(record, identity))
+    }
+
+    /// Remembers a write that was to start a term but whose answer was lost.
+    pub(super) fn sent_unanswered(&mut self, mark: TermMark) {
+        if self.unanswered.len() == REMEMBERED_TERMS {
+            self.unanswered.pop_front();
+        }
+        self.unanswered.push_back(mark);
+    }
+
+    /// True when `record` is one this process wrote to start a term, whether or not it heard
+    /// that the write landed.
+    pub(super) fn wrote(&self, record: &LeaderElectionRecord, identity: &str) -> bool {
+        self.is_own(record, identity)
+            || self
+                .unanswered
+                .iter()
+                .any(|mark| mark.marks(record, identity))
     }
 
     /// True the first time a twin's record is seen at `version`.

@@ -6,6 +6,7 @@ mod held_create;
 pub(crate) mod hints;
 mod leading;
 mod memory;
+mod pending;
 mod readiness;
 mod scoped;
 pub(crate) mod shared;

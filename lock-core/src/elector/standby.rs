@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::give_up::{GaveUp, PermanentFailures};
 use super::memory::{Memory, TermMark};
+use super::pending::{PendingWrites, Unanswered};
 use super::readiness::Readiness;
 use super::{Hints, LeaderElector};
 use crate::leadership::Stamp;
@@ -117,30 +118,14 @@ impl Observation {
     }
 }
 
-/// A write that started a term but whose answer was lost (a timeout, a dropped connection): it
-/// may have landed.
-#[derive(Clone, Copy)]
-struct Unanswered {
-    mark: TermMark,
-    sent: Stamp,
-    /// Held for its lease if it landed, neither adopted nor released: a create that needed a
-    /// check of the store (it may have moved meanwhile, which only the check after an
-    /// answered create can rule out), or a create not confirmed durable.
-    hold_back: bool,
-    /// The lock said the write was not confirmed durable: a failover may lose it, and with it
-    /// the term's token, so it starts no term even if it landed in time.
-    not_durable: bool,
-    /// A takeover by compare-and-swap over a record this candidate read (not a create).
-    takeover: bool,
-}
-
 /// The state of one stand-by.
 struct Standby<'m> {
     observed: Option<Observation>,
     memory: &'m mut Memory,
     /// Looks in a row that retried at once (after a lost race or an unanswered write).
     quick_retries: u32,
-    unanswered: Option<Unanswered>,
+    /// This stand-by's writes whose answers were lost (see `pending.rs`).
+    unanswered: PendingWrites,
     /// A held-back write of this candidate was found in place: before its next take, the
     /// backend's token floor is read and remembered, as after an answered create whose store
     /// moved (terms may have come and gone while that write was on its way).
@@ -240,7 +225,7 @@ impl LeaderElector {
             observed: None,
             memory,
             quick_retries: 0,
-            unanswered: None,
+            unanswered: PendingWrites::default(),
             floor_due: false,
             held_create: None,
             failures: PermanentFailures::default(),
@@ -282,18 +267,24 @@ impl LeaderElector {
                 _ = sleep_until(wake_at) => {}
             }
         }
-        // The last write may have made this candidate the holder: hand that back.
-        let released = match standby.unanswered {
+        // A lost write may have made this candidate the holder: hand that back.
+        let released = match self.lost_write_in_place(&mut standby.unanswered).await {
             // A create that may not start a term at once must stay held for its lease: freeing
-            // it would let a standby in under a term that came and went unseen.
-            Some(unanswered) if !unanswered.hold_back => {
-                self.release_if_ours(&unanswered.mark).await
-            }
-            // Its token is raised instead, if it landed (see `held_create.rs`).
-            Some(unanswered) => {
-                standby.held_create = Some(unanswered.mark);
+            // it would let a standby in under a term that came and went unseen. Its token is
+            // raised instead, if it landed (see `held_create.rs`), as is that of a held create
+            // this stand-by already had (only one of the two can be in place; each raise
+            // checks its own mark).
+            Some(unanswered) if unanswered.hold_back => {
+                if let Some(held) = standby
+                    .held_create
+                    .replace(unanswered.mark)
+                    .filter(|held| *held != unanswered.mark)
+                {
+                    self.raise_held_before_leaving(standby.memory, held).await;
+                }
                 false
             }
+            Some(unanswered) => self.release_if_ours(&unanswered.mark).await,
             None => false,
         };
         if let Some(mark) = standby.held_create {
@@ -465,12 +456,14 @@ impl LeaderElector {
                         report(&err);
                         if err.is_retryable() {
                             let not_durable = matches!(err, LockError::NotReplicated { .. });
-                            standby.unanswered = Some(Unanswered {
+                            standby.memory.sent_unanswered(mark);
+                            standby.unanswered.push(Unanswered {
                                 mark,
                                 sent,
                                 hold_back: check != CreateCheck::None || (not_durable && !takeover),
                                 not_durable,
                                 takeover,
+                                over: current.as_ref().map(|seen| seen.version.clone()),
                             });
                         }
                         standby.failures.failed(err);
@@ -499,6 +492,18 @@ impl LeaderElector {
             .expires_at(self.config.lease_duration)
             .unwrap_or(seen.since);
         Some(takeable_at + self.config.retry_period)
+    }
+
+    /// The lost write that may be in place as this stand-by ends: the only one kept, or, of
+    /// several, the one a read shows (all were made over the state the last read showed, so at
+    /// most one of them can have landed); the newest if the lock cannot be read.
+    async fn lost_write_in_place(&self, pending: &mut PendingWrites) -> Option<Unanswered> {
+        if pending.len() > 1 {
+            if let Ok(current) = self.bounded(self.call_deadline(), self.lock.get()).await {
+                return pending.settle(current.as_ref(), &self.config.identity);
+            }
+        }
+        pending.take_newest()
     }
 
     /// The first read after this candidate's term ended: if it shows that term's record (the
@@ -541,12 +546,12 @@ impl LeaderElector {
         standby: &mut Standby<'_>,
         current: Option<&Versioned>,
     ) -> Option<Found> {
-        let unanswered = standby.unanswered.take()?;
+        standby
+            .unanswered
+            .forget_older_than(self.config.lease_duration);
+        let unanswered = standby.unanswered.settle(current, &self.config.identity)?;
         let current = current?;
         let valid_until = unanswered.sent.at + self.config.renew_deadline;
-        if !self.holds(current, &unanswered.mark) {
-            return None;
-        }
         // Someone rewrote it meanwhile with a shorter lease (keeping the mark): standbys may
         // take it over before this term's renew deadline, so it starts no term, as a running
         // term ends on such a write.
@@ -878,7 +883,7 @@ impl LeaderElector {
     /// held the lock). Such a record is waited for like anyone else's.
     fn warn_of_twin(&self, memory: &mut Memory, seen: &Versioned) {
         let identity = &self.config.identity;
-        if seen.record.holder_identity != *identity || memory.is_own(&seen.record, identity) {
+        if seen.record.holder_identity != *identity || memory.wrote(&seen.record, identity) {
             return;
         }
         if memory.first_sight_of_twin(&seen.version) {
@@ -892,6 +897,14 @@ impl LeaderElector {
     }
 
     fn apply_hint(&self, standby: &mut Standby<'_>, hint: Hint) {
+        let own_write = match &hint {
+            Hint::Record(current) => standby.unanswered.hinted(current, &self.config.identity),
+            Hint::Changed => {
+                // Whatever changed may be what a kept write was made over.
+                standby.unanswered.forget();
+                false
+            }
+        };
         match hint {
             Hint::Record(current) => {
                 let late = standby.observed.as_ref().is_some_and(|seen| {
@@ -913,11 +926,11 @@ impl LeaderElector {
                 }
             }
         }
-        if standby.unanswered.is_some() || standby.ended.is_some() {
+        if own_write || standby.ended.is_some() {
             // Only a read decides the fate of a write whose reply was lost (adopted, handed
-            // back, or held), or of the record of the term that just ended (released if in
-            // place): a hint, even one showing that record, must not let this candidate wait
-            // on it instead of reading.
+            // back, or held) once a hint shows it in place, or of the record of the term that
+            // just ended (released if in place): a hint, even one showing that record, must not
+            // let this candidate wait on it instead of reading.
             if let Some(seen) = standby.observed.as_mut() {
                 seen.stale = true;
             }

@@ -11,8 +11,8 @@ use crate::{
 };
 
 /// Wraps a lock and, as told through its [`FaultControl`], delays calls, fails them as
-/// unavailable, answers updates with conflicts, loses replies to writes that did land, and drops
-/// or repeats change hints. It also counts the calls that reach the inner lock.
+/// unavailable, answers updates with conflicts, loses replies to writes that did land, lets
+/// writes land after the read that follows them, and drops or repeats change hints. It also counts the calls that reach the inner lock.
 ///
 /// ```
 /// use lock_core::Lock;
@@ -30,6 +30,15 @@ use crate::{
 pub struct FaultyLock<L> {
     inner: L,
     control: FaultControl,
+    /// Writes still on their way (see [`FaultControl::delay_next_writes`]).
+    delayed: Mutex<Vec<DelayedWrite>>,
+}
+
+/// A write answered as timed out that lands after the next read.
+#[derive(Debug)]
+enum DelayedWrite {
+    Create(LeaderElectionRecord),
+    Update(LeaderElectionRecord, Version),
 }
 
 /// The switches and counters of a [`FaultyLock`]; clones control the same lock.
@@ -58,6 +67,7 @@ struct Faults {
     conflict_next: u32,
     lose_replies_next: u32,
     unreplicate_next: u32,
+    delay_next: u32,
     drop_hints: bool,
     repeat_hints: bool,
 }
@@ -130,6 +140,13 @@ impl FaultControl {
         self.faults().unreplicate_next = n;
     }
 
+    /// The next `n` writes are answered as timed out at once, and land (if they still can)
+    /// just after the next read through this lock is answered, which shows the store as it was
+    /// before them: a write and a read on separate streams of a loaded server.
+    pub fn delay_next_writes(&self, n: u32) {
+        self.faults().delay_next = n;
+    }
+
     /// While `true`, change hints are swallowed.
     pub fn set_drop_hints(&self, drop: bool) {
         self.faults().drop_hints = drop;
@@ -179,6 +196,13 @@ impl FaultControl {
         hit
     }
 
+    fn take_delayed(&self) -> bool {
+        let mut faults = self.faults();
+        let hit = faults.delay_next > 0;
+        faults.delay_next = faults.delay_next.saturating_sub(1);
+        hit
+    }
+
     fn take_unreplicated(&self) -> bool {
         let mut faults = self.faults();
         let hit = faults.unreplicate_next > 0;
@@ -201,6 +225,7 @@ impl<L: Lock> FaultyLock<L> {
         Self {
             inner,
             control: FaultControl::default(),
+            delayed: Mutex::default(),
         }
     }
 
@@ -212,6 +237,38 @@ impl<L: Lock> FaultyLock<L> {
     /// The wrapped lock.
     pub fn inner(&self) -> &L {
         &self.inner
+    }
+
+    /// Holds `write` back if a delay is armed, answering it as timed out.
+    fn delay(&self, write: DelayedWrite) -> LockResult<()> {
+        if !self.control.take_delayed() {
+            return Ok(());
+        }
+        self.delayed
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(write);
+        Err(injected(
+            &self.describe(),
+            "injected fault: timed out (the write is still on its way)",
+        ))
+    }
+
+    /// Lands the writes held back, in order; one the store refuses now is dropped, as the
+    /// server would refuse it.
+    async fn land_delayed(&self) {
+        let delayed = std::mem::take(
+            &mut *self
+                .delayed
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for write in delayed {
+            let _ = match write {
+                DelayedWrite::Create(record) => self.inner.create(&record).await,
+                DelayedWrite::Update(record, version) => self.inner.update(&record, &version).await,
+            };
+        }
     }
 
     fn after_write(&self, result: LockResult<Version>) -> LockResult<Version> {
@@ -234,12 +291,15 @@ impl<L: Lock> Lock for FaultyLock<L> {
     async fn get(&self) -> LockResult<Option<Versioned>> {
         self.control.before_call(&self.describe()).await?;
         self.control.counts.gets.fetch_add(1, Ordering::Relaxed);
-        self.inner.get().await
+        let read = self.inner.get().await;
+        self.land_delayed().await;
+        read
     }
 
     async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
         self.control.before_call(&self.describe()).await?;
         self.control.counts.creates.fetch_add(1, Ordering::Relaxed);
+        self.delay(DelayedWrite::Create(record.clone()))?;
         let result = self.inner.create(record).await;
         self.after_write(result)
     }
@@ -257,6 +317,7 @@ impl<L: Lock> Lock for FaultyLock<L> {
             });
         }
         self.control.counts.updates.fetch_add(1, Ordering::Relaxed);
+        self.delay(DelayedWrite::Update(record.clone(), expected.clone()))?;
         let result = self.inner.update(record, expected).await;
         self.after_write(result)
     }
