@@ -142,6 +142,7 @@ mod tests {
 
     fn write_over(token: u64, over: Option<Version>) -> Unanswered {
         Unanswered {
+            takeover: over.is_some(),
             over,
             mark: TermMark {
                 token,
@@ -150,7 +151,6 @@ mod tests {
             sent: Stamp::now(),
             hold_back: false,
             not_durable: false,
-            takeover: over.is_some(),
         }
     }
 
