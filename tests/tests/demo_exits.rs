@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use lock_tests::demo::Demo;
-use lock_tests::servers::ports::free_loopback_port;
+use lock_tests::servers::ports::ClosedPort;
 use lock_tests::servers::redis::RedisServer;
 
 /// Generous limits for a loaded machine.
@@ -96,8 +96,10 @@ async fn a_lock_file_that_cannot_be_made_gives_up_with_status_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_is_down_is_retried_past_the_give_up_time() {
-    // Nothing listens on this port: every call fails as unavailable, a fault that may pass.
-    let url = format!("redis://127.0.0.1:{}", free_loopback_port());
+    // Nothing listens on this port, and no other test can start a server there while it is
+    // held: every call fails as unavailable, a fault that may pass.
+    let closed = ClosedPort::bind();
+    let url = format!("redis://127.0.0.1:{}", closed.port());
     let mut demo = Demo::start(
         "a",
         &args(&[

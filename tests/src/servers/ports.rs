@@ -36,3 +36,34 @@ pub fn start_on_free_ports<T>(program: &str, mut attempt: impl FnMut() -> Result
     }
     panic!("{program} did not start: its ports were taken {PORT_ATTEMPTS} times; last log:\n{last_log}")
 }
+
+/// A loopback port held closed: bound, never listening, so that every connection to it is
+/// refused, and no other process (another test's server) can take it while this is alive.
+///
+/// A port from [`free_loopback_port`] is no good for "a server that is down": a test running
+/// beside it may start a server there a moment later.
+pub struct ClosedPort {
+    // Bound without SO_REUSEADDR and never listening: connections get a reset (refused) and
+    // binds by others fail with "address in use".
+    socket: tokio::net::TcpSocket,
+}
+
+impl ClosedPort {
+    /// Binds a free loopback port and keeps it closed until dropped.
+    pub fn bind() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4()
+            .unwrap_or_else(|err| panic!("cannot make a TCP socket: {err}"));
+        socket
+            .bind((Ipv4Addr::LOCALHOST, 0).into())
+            .unwrap_or_else(|err| panic!("cannot bind a free port on 127.0.0.1: {err}"));
+        Self { socket }
+    }
+
+    /// The port nothing listens on.
+    pub fn port(&self) -> u16 {
+        self.socket
+            .local_addr()
+            .unwrap_or_else(|err| panic!("cannot read the port of a bound socket: {err}"))
+            .port()
+    }
+}
