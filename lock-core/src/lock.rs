@@ -15,6 +15,13 @@ use crate::{LeaderElectionRecord, LockResult};
 /// grow with every write (a counter, a revision) makes them with [`Version::ordered`] (or
 /// `From<u64>`); the elector then also uses that order to recognise a change hint that arrives
 /// after a newer read, and ignores it.
+///
+/// A version must not come back for another record: once the record at `v` is replaced or
+/// deleted, no later record of the lock may be at `v` (the shipped backends use a counter kept
+/// across deletions, a store-wide revision, or the apiserver's `resourceVersion`). Otherwise a
+/// compare-and-swap sent for the old record could land on the new one and end a term that
+/// still runs. The elector does not rely on it for what it keeps of its own lost writes: those
+/// are matched by version and record content.
 #[derive(Clone, Debug)]
 pub struct Version {
     token: Arc<str>,

@@ -304,3 +304,65 @@ async fn cancelling_with_a_lost_create_kept_still_raises_the_held_create() {
         left.leader_transitions
     );
 }
+
+/// (Adversarial review of the kept lost writes: a held-back create dropped from the kept list
+/// that landed later was never raised.) The store has had records before, so a's create is
+/// checked against the store's counter and held back if it lands unanswered. It is lost on its
+/// way; b's record, which a then reads, makes a drop it; b's record is deleted and three terms
+/// come and go unseen by a; then a's create lands. a must hold it and raise its token above
+/// those terms, as it does for a held-back create it kept: whoever takes the record over
+/// later (a, or a candidate that saw none of those terms) leads above every token used.
+#[tokio::test(start_paused = true)]
+async fn a_lost_held_back_create_that_lands_after_it_was_dropped_is_raised() {
+    let t0 = Instant::now();
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
+    let store = MemoryLock::new("forgotten-held-create");
+    // Records came and went before: the counter is above 0.
+    store.create(&held_by("old", 2)).await.unwrap();
+    store.delete();
+    let in_flight = Arc::new(Mutex::new(None));
+    let mut a = start(
+        LostCreate {
+            inner: store.clone(),
+            in_flight: in_flight.clone(),
+            armed: Mutex::new(true),
+        },
+        config("a").with_random_seed(11),
+    );
+    tokio::time::sleep_until(at(0.5)).await;
+    let b_lock = FaultyLock::new(store.clone());
+    let b_faults = b_lock.faults();
+    let mut b = start(b_lock, config("b").with_random_seed(12));
+    let b_term = b.next_term(Duration::from_secs(1)).await;
+    // a's retry (after its create failed at t=1) reads b's record.
+    tokio::time::sleep_until(at(2.9)).await;
+    b_faults.set_unavailable(true);
+    store.delete();
+    let unseen = support::three_terms_came_and_went(&store);
+    assert!(unseen as u64 > b_term.fencing_token());
+    tokio::time::sleep_until(at(3.5)).await;
+    let w1 = in_flight
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a sent its create");
+    assert!(
+        w1.leader_transitions < unseen,
+        "the create's token {} was chosen before the unseen terms ({unseen})",
+        w1.leader_transitions
+    );
+    store.create(&w1).await.expect("the lost create lands");
+    // a's next reads find it (a poll, a retry period and its jitter, then the counter's read).
+    tokio::time::sleep_until(at(3.5) + RETRY * 4).await;
+    let stored = store.get().await.unwrap().expect("a record").record;
+    assert_eq!(stored.holder_identity, "a", "a holds its own create");
+    assert!(
+        stored.leader_transitions >= unseen,
+        "the held create's token was raised above the unseen terms' ({unseen}): {}",
+        stored.leader_transitions
+    );
+    let a_term = a.next_term(LEASE * 2).await;
+    assert!(a_term.fencing_token() > unseen as u64);
+    b.stop().await;
+    a.stop().await;
+}

@@ -470,6 +470,12 @@ impl FaultCluster {
                 }
             }
             history.events(demo.name(), events, unparsed);
+            // A write to start a term whose answer was lost (or not confirmed durable) may have
+            // landed: for a lease from then the others may rightly name its writer, which does
+            // not lead under it (it hands it back, or holds it, see lock-core's standby).
+            for at in unconfirmed_term_writes(&demo.stderr()) {
+                history.late_delivery(demo.name(), at);
+            }
         }
         history
     }
@@ -581,4 +587,35 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The log line (lock-core's standby) of a write to start a term that may have landed
+/// unanswered.
+const UNCONFIRMED_TERM_WRITE: &str = "a write to start a term went unanswered or unconfirmed";
+
+/// When a demo logged a write to start a term that went unanswered or unconfirmed: the
+/// timestamps of those stderr lines (tracing's default format starts each line with one).
+fn unconfirmed_term_writes(stderr: &str) -> Vec<chrono::DateTime<Utc>> {
+    stderr
+        .lines()
+        .filter(|line| line.contains(UNCONFIRMED_TERM_WRITE))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter_map(|stamp| chrono::DateTime::parse_from_rfc3339(stamp).ok())
+        .map(|stamp| stamp.with_timezone(&Utc))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unconfirmed_term_writes_are_read_from_the_log() {
+        let stderr = "2026-12-04T00:49:24.500000Z  WARN lock_core::elector::standby: lock call failed; retrying error=x\n\
+                      2026-12-04T00:49:24.500100Z  WARN lock_core::elector::standby: a write to start a term went unanswered or unconfirmed: it may have landed fencing_token=8\n\
+                      not a log line: a write to start a term went unanswered or unconfirmed\n";
+        let found = unconfirmed_term_writes(stderr);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].to_rfc3339(), "2026-12-04T00:49:24.500100+00:00");
+    }
 }

@@ -309,7 +309,9 @@ impl History {
     /// data after an outage in which nobody could read its last renew. Either is a fresh write
     /// for everyone who reads it then: the others rightly name it for a lease from when they
     /// see it, although its process stopped leading. No instance can tell such a write from a
-    /// live leader's; it delays a takeover, never hastens one.
+    /// live leader's; it delays a takeover, never hastens one. The same holds for a write to
+    /// start a term whose answer was lost or not confirmed durable (its writer logs it): if
+    /// it landed, the others name the writer for a lease while it hands the record back.
     pub fn late_delivery(&mut self, instance: &str, at: DateTime<Utc>) {
         self.late_deliveries.push((at, instance.to_owned()));
     }

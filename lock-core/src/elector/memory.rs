@@ -55,6 +55,15 @@ impl TermMark {
     }
 }
 
+/// A write that was to start a term but whose answer was lost, as remembered for as long as the
+/// candidate runs (a stand-by keeps the few it may still settle, see `pending.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct LostWrite {
+    pub(super) mark: TermMark,
+    /// A takeover by compare-and-swap, not a create.
+    pub(super) takeover: bool,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Memory {
     /// The highest fencing token seen on the lock, in a record read or written.
@@ -66,9 +75,9 @@ pub(super) struct Memory {
     saw_record: bool,
     /// The terms this process started, newest last.
     own_terms: VecDeque<TermMark>,
-    /// The marks of writes this process sent to start a term whose answers were lost, newest
-    /// last: should one land unseen, it is still this process' record, not a twin's.
-    unanswered: VecDeque<TermMark>,
+    /// The writes this process sent to start a term whose answers were lost, newest last:
+    /// should one land unseen, it is still this process' record, not a twin's.
+    unanswered: VecDeque<LostWrite>,
     /// The version of the last record that named this identity without being ours, so that the
     /// warning about a twin is given once per record, not once per look.
     warned_twin: Option<Version>,
@@ -130,11 +139,28 @@ impl Memory {
     }
 
     /// Remembers a write that was to start a term but whose answer was lost.
-    pub(super) fn sent_unanswered(&mut self, mark: TermMark) {
+    pub(super) fn sent_unanswered(&mut self, write: LostWrite) {
         if self.unanswered.len() == REMEMBERED_TERMS {
             self.unanswered.pop_front();
         }
-        self.unanswered.push_back(mark);
+        self.unanswered.push_back(write);
+    }
+
+    /// The lost write `record` is, if it is one and was never taken in as a term of this
+    /// process (adopted, or held by [`started`](Self::started)): a write the stand-by no
+    /// longer kept (too old, or made over a state the store had left) that landed after all.
+    pub(super) fn forgotten_write(
+        &self,
+        record: &LeaderElectionRecord,
+        identity: &str,
+    ) -> Option<LostWrite> {
+        if self.is_own(record, identity) {
+            return None;
+        }
+        self.unanswered
+            .iter()
+            .find(|write| write.mark.marks(record, identity))
+            .copied()
     }
 
     /// True when `record` is one this process wrote to start a term, whether or not it heard
@@ -144,7 +170,7 @@ impl Memory {
             || self
                 .unanswered
                 .iter()
-                .any(|mark| mark.marks(record, identity))
+                .any(|write| write.mark.marks(record, identity))
     }
 
     /// True the first time a twin's record is seen at `version`.

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::memory::TermMark;
 use crate::leadership::Stamp;
-use crate::{Version, Versioned};
+use crate::Versioned;
 
 /// How many lost writes a standby keeps. One is the common case (it tries again at once, and
 /// that write is answered); a store that keeps timing out makes a few, each tried a retry
@@ -37,9 +37,12 @@ pub(super) struct Unanswered {
     pub(super) not_durable: bool,
     /// A takeover by compare-and-swap over a record this candidate read (not a create).
     pub(super) takeover: bool,
-    /// What the write was made over: the version it was to replace, or `None` for a create
-    /// (made over an absence). It can land only while the store still shows that.
-    pub(super) over: Option<Version>,
+    /// What the write was made over: the record (with its version) it was to replace, or
+    /// `None` for a create (made over an absence). It can land only while the store still shows
+    /// that. The record counts, not only the version: on a backend whose versions start again
+    /// when a record is made again, another record at the same version is another state, and a
+    /// compare-and-swap kept for the old one could land on it and replace a running term.
+    pub(super) over: Option<Versioned>,
 }
 
 /// The lost writes of one stand-by, oldest first.
@@ -58,9 +61,10 @@ impl PendingWrites {
     }
 
     /// Takes in a record a hint shows: true when it is one of the kept writes (only a read may
-    /// settle it); otherwise only the writes made over exactly that record are kept, as by
-    /// [`settle`](Self::settle). A forged hint can only make a kept write forgotten, which costs
-    /// a lease's wait should it land, never a term.
+    /// settle it); otherwise only the takeovers made over exactly that record are kept (creates,
+    /// made over an absence, are dropped), as by [`settle`](Self::settle). A forged hint can
+    /// only make a kept write forgotten, which costs a lease's wait should it land, never a
+    /// term: a forgotten write that lands is held, not adopted (see `Memory::forgotten_write`).
     pub(super) fn hinted(&mut self, current: &Versioned, identity: &str) -> bool {
         if self
             .writes
@@ -70,7 +74,7 @@ impl PendingWrites {
             return true;
         }
         self.writes
-            .retain(|write| write.over.as_ref() == Some(&current.version));
+            .retain(|write| write.over.as_ref() == Some(current));
         false
     }
 
@@ -97,10 +101,7 @@ impl PendingWrites {
         });
         match found {
             Some(_) => self.writes.clear(),
-            None => {
-                let shown = current.map(|current| &current.version);
-                self.writes.retain(|write| write.over.as_ref() == shown);
-            }
+            None => self.writes.retain(|write| write.over.as_ref() == current),
         }
         found
     }
@@ -140,7 +141,7 @@ mod tests {
         write_over(token, None)
     }
 
-    fn write_over(token: u64, over: Option<Version>) -> Unanswered {
+    fn write_over(token: u64, over: Option<Versioned>) -> Unanswered {
         Unanswered {
             takeover: over.is_some(),
             over,
@@ -193,7 +194,7 @@ mod tests {
         assert!(pending.settle(Some(&record("b", 1)), "a").is_none());
         assert_eq!(pending.len(), 0, "a create, once another record was shown");
         let over = record("x", 7);
-        pending.push(write_over(8, Some(over.version.clone())));
+        pending.push(write_over(8, Some(over.clone())));
         assert!(!pending.hinted(&over, "a"));
         assert_eq!(pending.len(), 1, "a hint of the record it was made over");
         assert!(pending.settle(Some(&over), "a").is_none());
@@ -204,6 +205,22 @@ mod tests {
         };
         assert!(pending.settle(Some(&renewed), "a").is_none());
         assert_eq!(pending.len(), 0, "a takeover, once the record moved on");
+    }
+
+    #[test]
+    fn another_record_at_the_same_version_is_another_state() {
+        // A backend whose versions start again when the record is made again: y's record at
+        // x's old version. The takeover kept for x's record must not stay kept for it.
+        let mut pending = PendingWrites::default();
+        let over = record("x", 7);
+        pending.push(write_over(8, Some(over.clone())));
+        let made_again = record("y", 0);
+        assert_eq!(made_again.version, over.version);
+        assert!(!pending.hinted(&made_again, "a"));
+        assert_eq!(pending.len(), 0, "a hint of another record at that version");
+        pending.push(write_over(8, Some(over)));
+        assert!(pending.settle(Some(&made_again), "a").is_none());
+        assert_eq!(pending.len(), 0, "a read of another record at that version");
     }
 
     #[test]

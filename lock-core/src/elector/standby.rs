@@ -7,7 +7,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::give_up::{GaveUp, PermanentFailures};
-use super::memory::{Memory, TermMark};
+use super::memory::{LostWrite, Memory, TermMark};
 use super::pending::{PendingWrites, Unanswered};
 use super::readiness::Readiness;
 use super::{Hints, LeaderElector};
@@ -141,6 +141,11 @@ struct Standby<'m> {
     ended: Option<TermMark>,
     /// After releasing the record of its ended term: this candidate takes nothing before then.
     yield_until: Option<Instant>,
+    /// A takeover of this candidate that landed but cannot start a term (see [`Found`]), whose
+    /// release failed: released after each read that still shows it, until that succeeds or
+    /// the record is another. Leaving it to expire would keep every candidate naming a leader
+    /// that is not there for a whole lease.
+    hand_back: Option<TermMark>,
 }
 
 /// What the read after an unanswered write made of it.
@@ -231,6 +236,7 @@ impl LeaderElector {
             failures: PermanentFailures::default(),
             ended,
             yield_until: None,
+            hand_back: None,
         };
         let mut gave_up = None;
         loop {
@@ -287,6 +293,17 @@ impl LeaderElector {
             Some(unanswered) => self.release_if_ours(&unanswered.mark).await,
             None => false,
         };
+        // A hand-back still to do: the stand-by found it in place (only one record is).
+        let released = match standby.hand_back.take() {
+            Some(mark) if !released => {
+                let handed = self.release_if_ours(&mark).await;
+                if handed {
+                    self.shared.handed_back(mark.token);
+                }
+                handed
+            }
+            _ => released,
+        };
         if let Some(mark) = standby.held_create {
             self.raise_held_before_leaving(standby.memory, mark).await;
         }
@@ -336,16 +353,14 @@ impl LeaderElector {
                                  not confirmed durable) landed, but it cannot start a term: \
                                  releasing it"
                             );
-                            if self.release_if_ours(&mark).await {
-                                self.shared.handed_back(mark.token);
-                            }
-                            if let Some(seen) = standby.observed.as_mut() {
-                                seen.stale = true;
-                            }
-                            return Step::Again;
+                            standby.hand_back = Some(mark);
                         }
                         None => {}
                     }
+                    if let Some(step) = self.hand_back(standby, current.as_ref()).await {
+                        return step;
+                    }
+                    self.hold_forgotten_write(standby, current.as_ref());
                     if let Some(step) = self.release_ended_term(standby, current.as_ref()).await {
                         return step;
                     }
@@ -456,14 +471,21 @@ impl LeaderElector {
                         report(&err);
                         if err.is_retryable() {
                             let not_durable = matches!(err, LockError::NotReplicated { .. });
-                            standby.memory.sent_unanswered(mark);
+                            // Named in the log: should it land, the others may name this
+                            // candidate as leader for up to a lease although it does not lead.
+                            tracing::warn!(
+                                fencing_token = mark.token,
+                                "a write to start a term went unanswered or unconfirmed: it \
+                                 may have landed"
+                            );
+                            standby.memory.sent_unanswered(LostWrite { mark, takeover });
                             standby.unanswered.push(Unanswered {
                                 mark,
                                 sent,
                                 hold_back: check != CreateCheck::None || (not_durable && !takeover),
                                 not_durable,
                                 takeover,
-                                over: current.as_ref().map(|seen| seen.version.clone()),
+                                over: current.clone(),
                             });
                         }
                         standby.failures.failed(err);
@@ -589,6 +611,62 @@ impl LeaderElector {
             self.config.renew_deadline,
         );
         Some(Found::Won(Step::Won(term, current.clone())))
+    }
+
+    /// With a hand-back to do (see [`Standby::hand_back`]) and the read `current` showing its
+    /// record still in place: releases it, announcing the hand-back when done. `None` when
+    /// there is nothing to hand back (forgotten once the record is another); otherwise the
+    /// step to take: at once after a release, a poll later after a failed one.
+    async fn hand_back(
+        &self,
+        standby: &mut Standby<'_>,
+        current: Option<&Versioned>,
+    ) -> Option<Step> {
+        let mark = standby.hand_back?;
+        if !current.is_some_and(|seen| self.holds(seen, &mark)) {
+            standby.hand_back = None;
+            return None;
+        }
+        let released = self.release_if_ours(&mark).await;
+        if let Some(seen) = standby.observed.as_mut() {
+            seen.stale = true;
+        }
+        if released {
+            standby.hand_back = None;
+            self.shared.handed_back(mark.token);
+            return Some(Step::Again);
+        }
+        // Not released (the store refuses writes, or it moved meanwhile): the next read tells.
+        Some(Step::WaitUntil(self.next_poll()))
+    }
+
+    /// A read showing a write of this candidate that its stand-by no longer kept (too old, or
+    /// made over a state the store had left) and that landed after all: never adopted (the
+    /// state it was made over may have come back under a term that still runs) and never a
+    /// twin's, it is held for its lease as a held-back create is, and the store's counter is
+    /// read before the next take. A create's token is raised above that counter too (see
+    /// `held_create.rs`): the terms that may have come and gone while it was on its way are
+    /// below it then.
+    fn hold_forgotten_write(&self, standby: &mut Standby<'_>, current: Option<&Versioned>) {
+        let Some(current) = current else {
+            return;
+        };
+        let Some(write) = standby
+            .memory
+            .forgotten_write(&current.record, &self.config.identity)
+        else {
+            return;
+        };
+        tracing::warn!(
+            fencing_token = write.mark.token,
+            "a write of this candidate whose reply was lost landed long after it was sent: \
+             holding it for its lease before any term"
+        );
+        standby.memory.started(&current.record);
+        standby.floor_due = true;
+        if !write.takeover {
+            standby.held_create = Some(write.mark);
+        }
     }
 
     /// The fencing token of a new term over `current`: above the record's
@@ -926,11 +1004,11 @@ impl LeaderElector {
                 }
             }
         }
-        if own_write || standby.ended.is_some() {
+        if own_write || standby.ended.is_some() || standby.hand_back.is_some() {
             // Only a read decides the fate of a write whose reply was lost (adopted, handed
-            // back, or held) once a hint shows it in place, or of the record of the term that
-            // just ended (released if in place): a hint, even one showing that record, must not
-            // let this candidate wait on it instead of reading.
+            // back, or held) once a hint shows it in place, of the record of the term that
+            // just ended (released if in place), or of a hand-back still to do: a hint, even one
+            // showing that record, must not let this candidate wait on it instead of reading.
             if let Some(seen) = standby.observed.as_mut() {
                 seen.stale = true;
             }
