@@ -37,9 +37,15 @@ use tokio_util::sync::CancellationToken;
 const QUICK_SEEDS: u64 = 2_000;
 /// Fault steps per run (unless `SIM_STEPS` says fewer).
 const STEPS: usize = 30;
-/// Once the faults stop, a leader must be there within this bound: a confirming read (a
-/// minute), a vanished record's lease, a foreign holder's lease, and poll jitter.
-const SETTLE: Duration = Duration::from_secs(60 + 15 + 20 + 10 + 40);
+/// Once the faults stop, a leader must be there within this bound, for a seed whose candidates
+/// use `lease`: a confirming read (a minute: a forged hint with an endless lease is believed
+/// until then), a vanished record's wait (up to four leases: the longest lease a read or hint
+/// showed for it, capped at four of the candidate's own), the hold of the record made again
+/// (a lease), a foreign holder's lease, and poll jitter. Seed 516210 (lease 19.2 s) needed the
+/// confirming read, the four leases and the hold after a forged ghost hint: 153 s.
+fn settle(lease: Duration) -> Duration {
+    Duration::from_secs(60) + lease * 6 + Duration::from_secs(10)
+}
 
 /// One term as the candidate's inline event callback saw it.
 #[derive(Clone, Debug)]
@@ -100,6 +106,8 @@ struct Sim {
     /// until its renew deadline. Overlaps across such a write are the documented cost of
     /// editing the record by hand, not a violation.
     outside_writes: Vec<Instant>,
+    /// The candidates' lease duration.
+    lease: Duration,
 }
 
 fn identities(rng: &mut StdRng) -> Vec<&'static str> {
@@ -148,11 +156,13 @@ impl Sim {
             injected: 0,
             outside_writes: Vec::new(),
             no_floor: false,
+            lease: Duration::ZERO,
         };
         // Half the seeds run on a backend without a token floor (Redis, Kubernetes).
         let no_floor = rng.random_bool(0.5);
         sim.no_floor = no_floor;
         let (lease, rd, retry) = timings(rng);
+        sim.lease = lease;
         for (index, identity) in identities(rng).into_iter().enumerate() {
             let inner: Arc<dyn Lock> = if no_floor {
                 Arc::new(NoFloor(lock.clone()))
@@ -489,7 +499,8 @@ async fn run_seed(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
     sim.heal().await;
     let healed = Instant::now();
     let mut led = false;
-    while Instant::now() < healed + SETTLE {
+    let settle = settle(sim.lease);
+    while Instant::now() < healed + settle {
         sleep(Duration::from_millis(500)).await;
         if sim.handles.iter().any(|h| h.is_leader()) {
             led = true;
@@ -504,7 +515,7 @@ async fn run_seed(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
         Some(found) => Err(found),
         None => sim.check().and_then(|()| {
             led.then_some(())
-                .ok_or_else(|| format!("nobody led within {SETTLE:?} after the faults healed"))
+                .ok_or_else(|| format!("nobody led within {settle:?} after the faults healed"))
         }),
     };
     let faults = sim.injected;
@@ -547,6 +558,17 @@ fn seeds() -> Vec<u64> {
     (base..base + count).collect()
 }
 
+/// Stamps the trace with the paused clock's time since the run began (the wall clock barely
+/// moves in a run of minutes of paused time).
+struct PausedClock(std::time::Instant);
+
+impl tracing_subscriber::fmt::time::FormatTime for PausedClock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        let elapsed = Instant::now().into_std().saturating_duration_since(self.0);
+        write!(w, "{:>9.3}s", elapsed.as_secs_f64())
+    }
+}
+
 /// Runs one seed for at most `max_steps` steps on its own paused runtime.
 fn run_on_paused_clock(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
     // SIM_TRACE=1 with SIM_SEED prints the elector's logs of that run.
@@ -555,6 +577,7 @@ fn run_on_paused_clock(seed: u64, max_steps: usize) -> Result<SeedRun, String> {
             tracing_subscriber::fmt()
                 .with_max_level(tracing::Level::DEBUG)
                 .with_test_writer()
+                .with_timer(PausedClock(std::time::Instant::now()))
                 .finish(),
         )
     });
