@@ -120,50 +120,83 @@ impl Lock for LostCreate {
     }
 }
 
+/// The start both lost-create scenarios share: at t=0, a reads no record and sends its create
+/// W1, which stays on its way; at t=0.5, b creates the record and leads; at t=1, a's create
+/// fails (connection reset), and a's retry reads b's record. Returns at t=2.9.
+struct LostCreateThenB {
+    t0: Instant,
+    store: MemoryLock,
+    a: support::Candidate,
+    in_flight: Arc<Mutex<Option<LeaderElectionRecord>>>,
+    b: support::Candidate,
+    b_faults: lock_core::testing::FaultControl,
+    b_term: lock_core::Leadership,
+}
+
+impl LostCreateThenB {
+    async fn run(store: MemoryLock, seeds: (u64, u64)) -> Self {
+        let t0 = Instant::now();
+        let in_flight = Arc::new(Mutex::new(None));
+        let a = start(
+            LostCreate {
+                inner: store.clone(),
+                in_flight: in_flight.clone(),
+                armed: Mutex::new(true),
+            },
+            config("a").with_random_seed(seeds.0),
+        );
+        tokio::time::sleep_until(t0 + Duration::from_millis(500)).await;
+        let b_lock = FaultyLock::new(store.clone());
+        let b_faults = b_lock.faults();
+        let mut b = start(b_lock, config("b").with_random_seed(seeds.1));
+        let b_term = b.next_term(Duration::from_secs(1)).await;
+        println!(
+            "t={:?} b leads, token {}",
+            t0.elapsed(),
+            b_term.fencing_token()
+        );
+        tokio::time::sleep_until(t0 + Duration::from_millis(2_900)).await;
+        Self {
+            t0,
+            store,
+            a,
+            in_flight,
+            b,
+            b_faults,
+            b_term,
+        }
+    }
+
+    /// a's create W1, as sent.
+    fn w1(&self) -> LeaderElectionRecord {
+        self.in_flight
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a sent its create")
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_lost_create_is_not_adopted_once_another_record_was_seen() {
-    let t0 = Instant::now();
+    let scene = LostCreateThenB::run(MemoryLock::new("aba"), (7, 8)).await;
+    let w1 = scene.w1();
+    let LostCreateThenB {
+        t0,
+        store,
+        mut a,
+        b: _b,
+        b_faults,
+        b_term,
+        ..
+    } = scene;
     let at = |s: f64| t0 + Duration::from_secs_f64(s);
-    let store = MemoryLock::new("aba");
-    let in_flight = Arc::new(Mutex::new(None));
-    // t=0: a reads no record, token floor 0, sends its create W1 (token 0).
-    let mut a = start(
-        LostCreate {
-            inner: store.clone(),
-            in_flight: in_flight.clone(),
-            armed: Mutex::new(true),
-        },
-        config("a").with_random_seed(7),
-    );
-    // t=0.5: b creates the record (floor 0, token 0) and leads.
-    tokio::time::sleep_until(at(0.5)).await;
-    let b_lock = FaultyLock::new(store.clone());
-    let b_faults = b_lock.faults();
-    let mut b = start(b_lock, config("b").with_random_seed(8));
-    let b_term = b.next_term(Duration::from_secs(1)).await;
-    println!(
-        "t={:?} b leads, token {}",
-        t0.elapsed(),
-        b_term.fencing_token()
-    );
-    // t=1: a's create fails (connection reset), still on its way; a's retry reads b's record.
-    tokio::time::sleep_until(at(2.9)).await;
-    println!(
-        "t={:?} a observes holder {:?}",
-        t0.elapsed(),
-        a.handle.last_observed_holder()
-    );
     // t=2.9: b's record is deleted from outside and b is cut off from the store: b goes on
     // leading until its renew deadline, as the design expects of a leader cut off.
     b_faults.set_unavailable(true);
     store.delete();
     // t=3.5: a's create W1 lands on the absence.
     tokio::time::sleep_until(at(3.5)).await;
-    let w1 = in_flight
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("a sent its create");
     store.create(&w1).await.expect("W1 lands");
     println!(
         "t={:?} a's lost create W1 (token {}) landed",
@@ -314,38 +347,27 @@ async fn cancelling_with_a_lost_create_kept_still_raises_the_held_create() {
 /// later (a, or a candidate that saw none of those terms) leads above every token used.
 #[tokio::test(start_paused = true)]
 async fn a_lost_held_back_create_that_lands_after_it_was_dropped_is_raised() {
-    let t0 = Instant::now();
-    let at = |s: f64| t0 + Duration::from_secs_f64(s);
     let store = MemoryLock::new("forgotten-held-create");
     // Records came and went before: the counter is above 0.
     store.create(&held_by("old", 2)).await.unwrap();
     store.delete();
-    let in_flight = Arc::new(Mutex::new(None));
-    let mut a = start(
-        LostCreate {
-            inner: store.clone(),
-            in_flight: in_flight.clone(),
-            armed: Mutex::new(true),
-        },
-        config("a").with_random_seed(11),
-    );
-    tokio::time::sleep_until(at(0.5)).await;
-    let b_lock = FaultyLock::new(store.clone());
-    let b_faults = b_lock.faults();
-    let mut b = start(b_lock, config("b").with_random_seed(12));
-    let b_term = b.next_term(Duration::from_secs(1)).await;
-    // a's retry (after its create failed at t=1) reads b's record.
-    tokio::time::sleep_until(at(2.9)).await;
+    let scene = LostCreateThenB::run(store, (11, 12)).await;
+    let w1 = scene.w1();
+    let LostCreateThenB {
+        t0,
+        store,
+        mut a,
+        b,
+        b_faults,
+        b_term,
+        ..
+    } = scene;
+    let at = |s: f64| t0 + Duration::from_secs_f64(s);
     b_faults.set_unavailable(true);
     store.delete();
     let unseen = support::three_terms_came_and_went(&store);
     assert!(unseen as u64 > b_term.fencing_token());
     tokio::time::sleep_until(at(3.5)).await;
-    let w1 = in_flight
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("a sent its create");
     assert!(
         w1.leader_transitions < unseen,
         "the create's token {} was chosen before the unseen terms ({unseen})",
