@@ -376,6 +376,18 @@ impl LeaderElector {
     /// re-reads, and only then writes holder "" with a 1 s lease. Gives up after the renew
     /// deadline. Returns whether it released.
     pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
+        self.release_marked(mark, None).await.unwrap_or(false)
+    }
+
+    /// Like [`release_if_ours`](Self::release_if_ours), and, with `only`, releases nothing but
+    /// that exact record (version and content): a record renewed since, even keeping the mark
+    /// (a client-go twin adopts any record naming its identity), is someone's running term.
+    /// The error is the last attempt's, when it gave up.
+    pub(super) async fn release_marked(
+        &self,
+        mark: &TermMark,
+        only: Option<&Versioned>,
+    ) -> Result<bool, LockError> {
         // The error reported is the last release's: an earlier one that failed is no news once
         // another release is tried.
         self.shared.forget_release_error();
@@ -385,14 +397,14 @@ impl LeaderElector {
         // reads it.
         let mut sent = Vec::new();
         loop {
-            match self.try_release(mark, deadline, &mut sent).await {
+            match self.try_release(mark, only, deadline, &mut sent).await {
                 Ok(true) => {
                     tracing::info!(fencing_token = mark.token, "released the lock");
-                    return true;
+                    return Ok(true);
                 }
                 Ok(false) => {
                     tracing::info!("not releasing: the lock no longer belongs to this term");
-                    return false;
+                    return Ok(false);
                 }
                 Err(err)
                     if (err.is_retryable() || matches!(err, LockError::Conflict { .. }))
@@ -404,7 +416,7 @@ impl LeaderElector {
                 Err(err) => {
                     tracing::warn!(error = %err, "release failed; the lease will expire instead");
                     self.shared.release_failed(&err);
-                    return false;
+                    return Err(err);
                 }
             }
         }
@@ -413,6 +425,7 @@ impl LeaderElector {
     async fn try_release(
         &self,
         mark: &TermMark,
+        only: Option<&Versioned>,
         deadline: Instant,
         sent: &mut Vec<chrono::DateTime<chrono::Utc>>,
     ) -> Result<bool, LockError> {
@@ -427,6 +440,9 @@ impl LeaderElector {
             // by its mark: a free record with the term's token may be someone else's (an
             // outside edit, or a term under the same token on a record made again).
             return Ok(mark.released_by(&fresh.record, sent));
+        }
+        if only.is_some_and(|only| *only != fresh) {
+            return Ok(false);
         }
         let now = whole_seconds(chrono::Utc::now());
         // Random microseconds mark this release, as they mark a term's record: what a retry

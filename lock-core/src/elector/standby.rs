@@ -142,10 +142,22 @@ struct Standby<'m> {
     /// After releasing the record of its ended term: this candidate takes nothing before then.
     yield_until: Option<Instant>,
     /// A takeover of this candidate that landed but cannot start a term (see [`Found`]), whose
-    /// release failed: released after each read that still shows it, until that succeeds or
-    /// the record is another. Leaving it to expire would keep every candidate naming a leader
-    /// that is not there for a whole lease.
-    hand_back: Option<TermMark>,
+    /// release failed: tried again at the reads that still show exactly that record, a poll
+    /// apart, until it is released or the record is another. Leaving it to expire would keep
+    /// every candidate naming a leader that is not there for a whole lease.
+    hand_back: Option<HandBack>,
+}
+
+/// A hand-back still to do.
+struct HandBack {
+    mark: TermMark,
+    /// The record as the read that found it showed it: only that is released. A renew since
+    /// (a client-go twin keeps the mark when it adopts a record naming its identity) is
+    /// someone's running term.
+    found: Versioned,
+    /// Not tried again before then: a release is a write, and hints (forged ones too) must not
+    /// make writes.
+    retry_at: Instant,
 }
 
 /// What the read after an unanswered write made of it.
@@ -295,10 +307,13 @@ impl LeaderElector {
         };
         // A hand-back still to do: the stand-by found it in place (only one record is).
         let released = match standby.hand_back.take() {
-            Some(mark) if !released => {
-                let handed = self.release_if_ours(&mark).await;
+            Some(hand_back) if !released => {
+                let handed = self
+                    .release_marked(&hand_back.mark, Some(&hand_back.found))
+                    .await
+                    .unwrap_or(false);
                 if handed {
-                    self.shared.handed_back(mark.token);
+                    self.shared.handed_back(hand_back.mark.token);
                 }
                 handed
             }
@@ -326,12 +341,17 @@ impl LeaderElector {
         // wait on, for up to CONFIRM_INTERVAL; without them, every wake-up that cannot act on
         // the observation polls.
         let now = Instant::now();
-        let must_read = standby.observed.as_ref().is_none_or(|seen| {
-            seen.stale
-                || (seen.from_hint && seen.expired(now, own_lease))
-                || (!hints_active && !seen.takeable(now, own_lease))
-                || now >= seen.read_at + CONFIRM_INTERVAL
-        });
+        let hand_back_due = standby
+            .hand_back
+            .as_ref()
+            .is_some_and(|hand_back| now >= hand_back.retry_at);
+        let must_read = hand_back_due
+            || standby.observed.as_ref().is_none_or(|seen| {
+                seen.stale
+                    || (seen.from_hint && seen.expired(now, own_lease))
+                    || (!hints_active && !seen.takeable(now, own_lease))
+                    || now >= seen.read_at + CONFIRM_INTERVAL
+            });
         if must_read {
             let read = tokio::select! {
                 biased;
@@ -353,7 +373,11 @@ impl LeaderElector {
                                  not confirmed durable) landed, but it cannot start a term: \
                                  releasing it"
                             );
-                            standby.hand_back = Some(mark);
+                            standby.hand_back = current.clone().map(|found| HandBack {
+                                mark,
+                                found,
+                                retry_at: Instant::now(),
+                            });
                         }
                         None => {}
                     }
@@ -390,6 +414,10 @@ impl LeaderElector {
             } else {
                 expiry.min(self.next_poll())
             };
+            let wake_at = standby
+                .hand_back
+                .as_ref()
+                .map_or(wake_at, |hand_back| wake_at.min(hand_back.retry_at));
             return Step::WaitUntil(wake_at);
         }
         let yields_until = self.yields_until(seen).max(standby.yield_until);
@@ -613,31 +641,50 @@ impl LeaderElector {
         Some(Found::Won(Step::Won(term, current.clone())))
     }
 
-    /// With a hand-back to do (see [`Standby::hand_back`]) and the read `current` showing its
-    /// record still in place: releases it, announcing the hand-back when done. `None` when
-    /// there is nothing to hand back (forgotten once the record is another); otherwise the
-    /// step to take: at once after a release, a poll later after a failed one.
+    /// With a hand-back to do (see [`Standby::hand_back`]) and due, and the read `current`
+    /// showing exactly its record: releases it, announcing the hand-back when done, and leaves
+    /// the lock to the others for a retry period (this candidate just failed to start a term
+    /// under it). `None` when there is nothing to do now: forgotten once the record is another,
+    /// and after a failed release tried again a poll later, while the stand-by goes on as
+    /// usual meanwhile (the record is this candidate's, waited for like any; a permanent
+    /// refusal counts towards giving up).
     async fn hand_back(
         &self,
         standby: &mut Standby<'_>,
         current: Option<&Versioned>,
     ) -> Option<Step> {
-        let mark = standby.hand_back?;
-        if !current.is_some_and(|seen| self.holds(seen, &mark)) {
+        let hand_back = standby.hand_back.as_mut()?;
+        if current != Some(&hand_back.found) {
             standby.hand_back = None;
             return None;
         }
-        let released = self.release_if_ours(&mark).await;
-        if let Some(seen) = standby.observed.as_mut() {
-            seen.stale = true;
+        if Instant::now() < hand_back.retry_at {
+            return None;
         }
-        if released {
-            standby.hand_back = None;
-            self.shared.handed_back(mark.token);
-            return Some(Step::Again);
+        let mark = hand_back.mark;
+        match self.release_marked(&mark, Some(&hand_back.found)).await {
+            Ok(true) => {
+                standby.hand_back = None;
+                self.shared.handed_back(mark.token);
+                standby.yield_until = Some(Instant::now() + self.config.retry_period);
+                if let Some(seen) = standby.observed.as_mut() {
+                    seen.stale = true;
+                }
+                Some(Step::Again)
+            }
+            Ok(false) => {
+                standby.hand_back = None;
+                if let Some(seen) = standby.observed.as_mut() {
+                    seen.stale = true;
+                }
+                Some(Step::Again)
+            }
+            Err(err) => {
+                hand_back.retry_at = self.next_poll();
+                standby.failures.failed(err);
+                None
+            }
         }
-        // Not released (the store refuses writes, or it moved meanwhile): the next read tells.
-        Some(Step::WaitUntil(self.next_poll()))
     }
 
     /// A read showing a write of this candidate that its stand-by no longer kept (too old, or
@@ -1004,11 +1051,11 @@ impl LeaderElector {
                 }
             }
         }
-        if own_write || standby.ended.is_some() || standby.hand_back.is_some() {
+        if own_write || standby.ended.is_some() {
             // Only a read decides the fate of a write whose reply was lost (adopted, handed
-            // back, or held) once a hint shows it in place, of the record of the term that
-            // just ended (released if in place), or of a hand-back still to do: a hint, even one
-            // showing that record, must not let this candidate wait on it instead of reading.
+            // back, or held) once a hint shows it in place, or of the record of the term that
+            // just ended (released if in place): a hint, even one showing that record, must not
+            // let this candidate wait on it instead of reading.
             if let Some(seen) = standby.observed.as_mut() {
                 seen.stale = true;
             }

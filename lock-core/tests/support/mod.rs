@@ -130,3 +130,87 @@ pub fn three_terms_came_and_went(lock: &lock_core::testing::MemoryLock) -> i32 {
     }
     token
 }
+
+/// How [`RefusingUpdates`] refuses.
+#[allow(dead_code)] // only the tests of refused writes use it
+#[derive(Clone, Copy, Debug)]
+pub enum Refusal {
+    /// `Unavailable`: a store that takes no writes for now (a Redis primary without its
+    /// replicas and `min_replicas` set).
+    Unavailable,
+    /// `Forbidden`: a permission taken away (RBAC that lost `update` while `get` still works).
+    Forbidden,
+}
+
+/// Lets the first `let_through` updates pass, then refuses every update until `open` is set;
+/// reads and creates pass.
+#[allow(dead_code)] // only the tests of refused writes use it
+#[derive(Debug)]
+pub struct RefusingUpdates<L> {
+    pub inner: L,
+    pub let_through: std::sync::Mutex<u32>,
+    pub open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub refusal: Refusal,
+}
+
+#[allow(dead_code)] // only the tests of refused writes use it
+impl<L> RefusingUpdates<L> {
+    /// Passes `let_through` updates, then refuses with `refusal` until the returned flag is set.
+    pub fn new(
+        inner: L,
+        let_through: u32,
+        refusal: Refusal,
+    ) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let lock = Self {
+            inner,
+            let_through: std::sync::Mutex::new(let_through),
+            open: open.clone(),
+            refusal,
+        };
+        (lock, open)
+    }
+}
+
+#[async_trait::async_trait]
+impl<L: Lock> Lock for RefusingUpdates<L> {
+    async fn get(&self) -> LockResult<Option<Versioned>> {
+        self.inner.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
+        self.inner.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> LockResult<Version> {
+        let passes = {
+            let mut left = self.let_through.lock().unwrap();
+            let passes = *left > 0;
+            *left = left.saturating_sub(1);
+            passes || self.open.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        if passes {
+            return self.inner.update(record, expected).await;
+        }
+        let lock = self.inner.describe();
+        Err(match self.refusal {
+            Refusal::Unavailable => lock_core::LockError::Unavailable {
+                lock,
+                reason: "injected: the store takes no writes".to_owned(),
+                source: None,
+            },
+            Refusal::Forbidden => lock_core::LockError::Forbidden {
+                lock,
+                reason: "injected: update forbidden".to_owned(),
+            },
+        })
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn watch(&self) -> Option<HintStream> {
+        self.inner.watch()
+    }
+}
