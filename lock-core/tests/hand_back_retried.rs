@@ -12,12 +12,15 @@
 #[allow(dead_code)]
 mod support;
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use lock_core::backend::Hint;
+use lock_core::backend::{Hint, HintStream, Version, Versioned};
 use lock_core::testing::{FaultyLock, MemoryLock};
-use lock_core::{ElectionEvent, LeaderElectionRecord, LeaderElector, Lock, RunOutcome};
+use lock_core::{
+    ElectionEvent, LeaderElectionRecord, LeaderElector, Lock, LockError, LockResult, RunOutcome,
+};
 use support::{config, held_by, start, Refusal, RefusingUpdates, LEASE, RETRY};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -161,5 +164,96 @@ async fn a_retried_hand_back_leaves_a_record_renewed_by_a_twin() {
         "{who} started a term (token {token}) at t={:?}, while the twin that renewed a's record \
          at t=26 s still leads (until t=34 s)",
         at - t0
+    );
+}
+
+/// Passes every call; when a's first write lands, a client-go elector with the identity "a"
+/// renews it at once (same lease, its own renewTime, acquireTime and token kept), and a hears
+/// that its write was not confirmed durable.
+#[derive(Debug)]
+struct TwinRenewsFirst {
+    inner: MemoryLock,
+    done: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Lock for TwinRenewsFirst {
+    async fn get(&self) -> LockResult<Option<Versioned>> {
+        self.inner.get().await
+    }
+    async fn create(&self, record: &LeaderElectionRecord) -> LockResult<Version> {
+        self.inner.create(record).await
+    }
+    async fn update(
+        &self,
+        record: &LeaderElectionRecord,
+        expected: &Version,
+    ) -> LockResult<Version> {
+        let version = self.inner.update(record, expected).await?;
+        if record.holder_identity == "a" && !self.done.swap(true, Ordering::SeqCst) {
+            let renewed = LeaderElectionRecord {
+                renew_time: Some(chrono::Utc::now() + chrono::Duration::milliseconds(300)),
+                ..record.clone()
+            };
+            self.inner.update(&renewed, &version).await.unwrap();
+            return Err(LockError::NotReplicated {
+                lock: self.inner.describe(),
+                reason: "injected".into(),
+            });
+        }
+        Ok(version)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn watch(&self) -> Option<HintStream> {
+        self.inner.watch()
+    }
+}
+
+/// The record the hand-back is decided on may itself be a twin's renewal: a's takeover lands
+/// unconfirmed and, before a reads it, a client-go elector with the identity "a" renews it
+/// with the same lease, keeping a's mark. That is the twin's running term: a neither adopts
+/// nor hands it back, and nobody starts a term before it ends.
+#[tokio::test(start_paused = true)]
+async fn a_takeover_renewed_by_a_twin_before_the_read_is_not_handed_back() {
+    let t0 = Instant::now();
+    let inner = MemoryLock::new("twin-renews-first");
+    inner.create(&held_by("x", 7)).await.unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let lock = TwinRenewsFirst {
+        inner: inner.clone(),
+        done: done.clone(),
+    };
+    let mut a = start(lock, config("a").with_random_seed(5));
+    let mut events = a.handle.subscribe();
+    while !done.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let renewed_at = Instant::now();
+    // The twin leads until its renew deadline (10 s) after that renew.
+    let twin_valid_until = renewed_at + Duration::from_secs(10);
+    let mut b = start(inner.clone(), config("b").with_random_seed(6));
+    let (who, token) = tokio::select! {
+        term = a.next_term(Duration::from_secs(60)) => ("a (this process)", term.fencing_token()),
+        term = b.next_term(Duration::from_secs(60)) => ("b", term.fencing_token()),
+    };
+    let at = Instant::now();
+    let mut handed = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let ElectionEvent::HandedBack { fencing_token } = event {
+            handed.push(fencing_token);
+        }
+    }
+    assert!(
+        at >= twin_valid_until,
+        "{who} started a term (token {token}) at t={:?} while the twin that renewed a's record \
+         at t={:?} still leads; a's hand-backs: {handed:?}",
+        at - t0,
+        renewed_at - t0
+    );
+    assert!(
+        handed.is_empty(),
+        "the twin's term was handed back: {handed:?}"
     );
 }

@@ -376,17 +376,17 @@ impl LeaderElector {
     /// re-reads, and only then writes holder "" with a 1 s lease. Gives up after the renew
     /// deadline. Returns whether it released.
     pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
-        self.release_marked(mark, None).await.unwrap_or(false)
+        self.release_marked(mark, &|_| true).await.unwrap_or(false)
     }
 
-    /// Like [`release_if_ours`](Self::release_if_ours), and, with `only`, releases nothing but
-    /// that exact record (version and content): a record renewed since, even keeping the mark
-    /// (a client-go twin adopts any record naming its identity), is someone's running term.
-    /// The error is the last attempt's, when it gave up.
+    /// Like [`release_if_ours`](Self::release_if_ours), releasing a record with the mark only
+    /// if `only` accepts it too: a record renewed by another process keeping the mark (a
+    /// client-go elector with the same identity adopts any record naming it) is that process'
+    /// running term. The error is the last attempt's, when it gave up.
     pub(super) async fn release_marked(
         &self,
         mark: &TermMark,
-        only: Option<&Versioned>,
+        only: &(dyn Fn(&Versioned) -> bool + Sync),
     ) -> Result<bool, LockError> {
         // The error reported is the last release's: an earlier one that failed is no news once
         // another release is tried.
@@ -425,7 +425,7 @@ impl LeaderElector {
     async fn try_release(
         &self,
         mark: &TermMark,
-        only: Option<&Versioned>,
+        only: &(dyn Fn(&Versioned) -> bool + Sync),
         deadline: Instant,
         sent: &mut Vec<chrono::DateTime<chrono::Utc>>,
     ) -> Result<bool, LockError> {
@@ -441,7 +441,7 @@ impl LeaderElector {
             // outside edit, or a term under the same token on a record made again).
             return Ok(mark.released_by(&fresh.record, sent));
         }
-        if only.is_some_and(|only| *only != fresh) {
+        if !only(&fresh) {
             return Ok(false);
         }
         let now = whole_seconds(chrono::Utc::now());

@@ -62,6 +62,9 @@ pub(super) struct LostWrite {
     pub(super) mark: TermMark,
     /// A takeover by compare-and-swap, not a create.
     pub(super) takeover: bool,
+    /// The renewTime it carried: a record with its mark and another renewTime was renewed by
+    /// another process (a client-go elector with the same identity) and is that one's term.
+    pub(super) renew_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Default)]
@@ -148,7 +151,8 @@ impl Memory {
 
     /// The lost write `record` is, if it is one and was never taken in as a term of this
     /// process (adopted, or held by [`started`](Self::started)): a write the stand-by no
-    /// longer kept (too old, or made over a state the store had left) that landed after all.
+    /// longer kept (too old, or made over a state the store had left) that landed after all,
+    /// as it was sent (not renewed since by another process keeping its mark).
     pub(super) fn forgotten_write(
         &self,
         record: &LeaderElectionRecord,
@@ -159,7 +163,9 @@ impl Memory {
         }
         self.unanswered
             .iter()
-            .find(|write| write.mark.marks(record, identity))
+            .find(|write| {
+                write.mark.marks(record, identity) && write.renew_time == record.renew_time
+            })
             .copied()
     }
 

@@ -37,12 +37,25 @@ pub(super) struct Unanswered {
     pub(super) not_durable: bool,
     /// A takeover by compare-and-swap over a record this candidate read (not a create).
     pub(super) takeover: bool,
+    /// The renewTime the write carried: a record with its mark but another renewTime was
+    /// renewed by another process since (see [`renewed_by_another`](Self::renewed_by_another)).
+    pub(super) renew_time: Option<chrono::DateTime<chrono::Utc>>,
     /// What the write was made over: the record (with its version) it was to replace, or
     /// `None` for a create (made over an absence). It can land only while the store still shows
     /// that. The record counts, not only the version: on a backend whose versions start again
     /// when a record is made again, another record at the same version is another state, and a
     /// compare-and-swap kept for the old one could land on it and replace a running term.
     pub(super) over: Option<Versioned>,
+}
+
+impl Unanswered {
+    /// True when `found`, which carries this write's mark, is not this write as sent: another
+    /// process renewed it, keeping the mark (a client-go elector with the same identity adopts
+    /// any record naming it). That is the other process' running term: neither adopted nor
+    /// handed back.
+    pub(super) fn renewed_by_another(&self, found: &Versioned) -> bool {
+        found.record.renew_time != self.renew_time
+    }
 }
 
 /// The lost writes of one stand-by, oldest first.
@@ -152,6 +165,7 @@ mod tests {
             sent: Stamp::now(),
             hold_back: false,
             not_durable: false,
+            renew_time: None,
         }
     }
 

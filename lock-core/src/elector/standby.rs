@@ -302,14 +302,19 @@ impl LeaderElector {
                 }
                 false
             }
-            Some(unanswered) => self.release_if_ours(&unanswered.mark).await,
+            Some(unanswered) => self
+                .release_marked(&unanswered.mark, &|fresh| {
+                    !unanswered.renewed_by_another(fresh)
+                })
+                .await
+                .unwrap_or(false),
             None => false,
         };
         // A hand-back still to do: the stand-by found it in place (only one record is).
         let released = match standby.hand_back.take() {
             Some(hand_back) if !released => {
                 let handed = self
-                    .release_marked(&hand_back.mark, Some(&hand_back.found))
+                    .release_marked(&hand_back.mark, &|fresh| *fresh == hand_back.found)
                     .await
                     .unwrap_or(false);
                 if handed {
@@ -469,6 +474,7 @@ impl LeaderElector {
             i32::try_from(token).expect("next_token stays within i32"),
         );
         let mark = TermMark::of(&record);
+        let renew_time = record.renew_time;
         let takeover = current.is_some();
         let check = CreateCheck::for_create(takeover, vanished, floor, floor_seen);
         match self
@@ -506,13 +512,18 @@ impl LeaderElector {
                                 "a write to start a term went unanswered or unconfirmed: it \
                                  may have landed"
                             );
-                            standby.memory.sent_unanswered(LostWrite { mark, takeover });
+                            standby.memory.sent_unanswered(LostWrite {
+                                mark,
+                                takeover,
+                                renew_time,
+                            });
                             standby.unanswered.push(Unanswered {
                                 mark,
                                 sent,
                                 hold_back: check != CreateCheck::None || (not_durable && !takeover),
                                 not_durable,
                                 takeover,
+                                renew_time,
                                 over: current.clone(),
                             });
                         }
@@ -601,6 +612,17 @@ impl LeaderElector {
             .forget_older_than(self.config.lease_duration);
         let unanswered = standby.unanswered.settle(current, &self.config.identity)?;
         let current = current?;
+        if unanswered.renewed_by_another(current) {
+            tracing::error!(
+                fencing_token = unanswered.mark.token,
+                "a write of this candidate landed and was then renewed by another process with \
+                 the identity {} (a client-go elector adopts any record naming its identity): \
+                 waiting for its lease to run out. Give every instance a unique identity",
+                self.config.identity
+            );
+            standby.floor_due = true;
+            return None;
+        }
         let valid_until = unanswered.sent.at + self.config.renew_deadline;
         // Someone rewrote it meanwhile with a shorter lease (keeping the mark): standbys may
         // take it over before this term's renew deadline, so it starts no term, as a running
@@ -662,7 +684,8 @@ impl LeaderElector {
             return None;
         }
         let mark = hand_back.mark;
-        match self.release_marked(&mark, Some(&hand_back.found)).await {
+        let found = hand_back.found.clone();
+        match self.release_marked(&mark, &|fresh| *fresh == found).await {
             Ok(true) => {
                 standby.hand_back = None;
                 self.shared.handed_back(mark.token);
