@@ -376,28 +376,30 @@ impl LeaderElector {
     /// re-reads, and only then writes holder "" with a 1 s lease. Gives up after the renew
     /// deadline. Returns whether it released.
     pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
-        self.release_marked(mark, &|_| true).await.unwrap_or(false)
+        self.release_marked(mark, &|_| true, &mut Vec::new())
+            .await
+            .unwrap_or(false)
     }
 
     /// Like [`release_if_ours`](Self::release_if_ours), releasing a record with the mark only
     /// if `only` accepts it too: a record renewed by another process keeping the mark (a
     /// client-go elector with the same identity adopts any record naming it) is that process'
-    /// running term. The error is the last attempt's, when it gave up.
+    /// running term. The error is the last attempt's, when it gave up. `sent` collects the
+    /// marks (acquireTimes) of the releases written: one that failed without a clear refusal
+    /// (no answer, or not confirmed durable) may have landed, and a retry, in this call or a
+    /// later one given the same `sent`, then reads it as done.
     pub(super) async fn release_marked(
         &self,
         mark: &TermMark,
         only: &(dyn Fn(&Versioned) -> bool + Sync),
+        sent: &mut Vec<chrono::DateTime<chrono::Utc>>,
     ) -> Result<bool, LockError> {
         // The error reported is the last release's: an earlier one that failed is no news once
         // another release is tried.
         self.shared.forget_release_error();
         let deadline = self.call_deadline();
-        // The marks (acquireTimes) of the releases sent: one that failed without a clear
-        // refusal (no answer, or not confirmed durable) may have landed, and the retry then
-        // reads it.
-        let mut sent = Vec::new();
         loop {
-            match self.try_release(mark, only, deadline, &mut sent).await {
+            match self.try_release(mark, only, deadline, sent).await {
                 Ok(true) => {
                     tracing::info!(fencing_token = mark.token, "released the lock");
                     return Ok(true);

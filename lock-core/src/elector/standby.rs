@@ -158,6 +158,9 @@ struct HandBack {
     /// Not tried again before then: a release is a write, and hints (forged ones too) must not
     /// make writes.
     retry_at: Instant,
+    /// The marks of the releases written so far: one whose answer was lost may have landed,
+    /// and a later read showing it tells that the hand-back is done.
+    sent: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What the read after an unanswered write made of it.
@@ -303,18 +306,25 @@ impl LeaderElector {
                 false
             }
             Some(unanswered) => self
-                .release_marked(&unanswered.mark, &|fresh| {
-                    !unanswered.renewed_by_another(fresh)
-                })
+                .release_marked(
+                    &unanswered.mark,
+                    &|fresh| !unanswered.renewed_by_another(fresh),
+                    &mut Vec::new(),
+                )
                 .await
                 .unwrap_or(false),
             None => false,
         };
         // A hand-back still to do: the stand-by found it in place (only one record is).
         let released = match standby.hand_back.take() {
-            Some(hand_back) if !released => {
+            Some(mut hand_back) if !released => {
+                let found = hand_back.found;
                 let handed = self
-                    .release_marked(&hand_back.mark, &|fresh| *fresh == hand_back.found)
+                    .release_marked(
+                        &hand_back.mark,
+                        &|fresh| *fresh == found,
+                        &mut hand_back.sent,
+                    )
                     .await
                     .unwrap_or(false);
                 if handed {
@@ -382,6 +392,7 @@ impl LeaderElector {
                                 mark,
                                 found,
                                 retry_at: Instant::now(),
+                                sent: Vec::new(),
                             });
                         }
                         None => {}
@@ -677,6 +688,16 @@ impl LeaderElector {
     ) -> Option<Step> {
         let hand_back = standby.hand_back.as_mut()?;
         if current != Some(&hand_back.found) {
+            // A release of an earlier try whose answer was lost may be what is there now.
+            let released = current.is_some_and(|current| {
+                hand_back.mark.released_by(&current.record, &hand_back.sent)
+            });
+            if released {
+                // The failure reported by that try is no news any more.
+                self.shared.forget_release_error();
+                self.shared.handed_back(hand_back.mark.token);
+                standby.yield_until = Some(Instant::now() + self.config.retry_period);
+            }
             standby.hand_back = None;
             return None;
         }
@@ -685,7 +706,10 @@ impl LeaderElector {
         }
         let mark = hand_back.mark;
         let found = hand_back.found.clone();
-        match self.release_marked(&mark, &|fresh| *fresh == found).await {
+        match self
+            .release_marked(&mark, &|fresh| *fresh == found, &mut hand_back.sent)
+            .await
+        {
             Ok(true) => {
                 standby.hand_back = None;
                 self.shared.handed_back(mark.token);
