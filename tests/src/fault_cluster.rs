@@ -165,6 +165,9 @@ pub struct FaultCluster {
     /// Wall-clock offsets an instance ran with at some time (see
     /// [`clock_stepped`](Self::clock_stepped)), by instance name.
     clock_offsets: Vec<(String, chrono::TimeDelta)>,
+    /// The instances' renew deadline: the longest a lock call of theirs may take, so a write
+    /// whose failure is logged at some time may have landed up to that long before.
+    renew_deadline: Duration,
 }
 
 impl FaultCluster {
@@ -221,6 +224,7 @@ impl FaultCluster {
             client,
             epoch: (Instant::now(), Utc::now()),
             clock_offsets: Vec::new(),
+            renew_deadline: timings.renew_deadline,
         };
         cluster.spawn_sampler();
         cluster
@@ -472,9 +476,13 @@ impl FaultCluster {
             history.events(demo.name(), events, unparsed);
             // A write to start a term whose answer was lost (or not confirmed durable) may have
             // landed: for a lease from then the others may rightly name its writer, which does
-            // not lead under it (it hands it back, or holds it, see lock-core's standby).
+            // not lead under it (it hands it back, or holds it, see lock-core's standby). Its
+            // writer logs the failure when the call ends, which may be a whole call later than
+            // the landing (a Redis write waits out WAIT's timeout for a replica after it
+            // landed); a call is bounded by the renew deadline, so the write went out at most
+            // that long before the line.
             for at in unconfirmed_term_writes(&demo.stderr()) {
-                history.late_delivery(demo.name(), at);
+                history.unconfirmed_write(demo.name(), at, self.renew_deadline);
             }
         }
         history
