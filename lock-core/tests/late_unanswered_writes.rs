@@ -84,9 +84,14 @@ impl Lock for LateNews {
     }
 }
 
+/// The write is found after the cut, at the first poll past it: 12 s to 16.4 s after it was
+/// sent (a poll waits up to 2.2 retry periods). A lease of 20 s keeps it within the lease the
+/// candidate keeps its lost writes for; with the default 15 s, a poll late in its jitter found
+/// a write the candidate no longer kept, which it rightly holds for its lease instead (see
+/// `writes_landing_after_the_read.rs`), and the test failed one run in ten.
 #[tokio::test(start_paused = true)]
 async fn a_takeover_found_in_place_after_its_deadline_is_released_and_taken_again_at_once() {
-    late_takeover_is_released_and_taken_again(false, LEASE).await;
+    late_takeover_is_released_and_taken_again(false, Duration::from_secs(20)).await;
 }
 
 /// The hint of the landed write arrives while the store cannot be read: it must not stand in
@@ -129,10 +134,11 @@ async fn late_takeover_is_released_and_taken_again(hints: bool, lease: Duration)
         "led {:?} after the start, on a write found after its deadline",
         led_at - started
     );
-    // Released and taken again at the next look (a poll waits up to 2.2 retry periods: the
-    // jitter), not a lease later.
+    // Released at the first read after the cut (a poll waits up to 2.2 retry periods: the
+    // jitter), and taken again once the candidate has left the lock to the others for the
+    // retry period after its hand-back: not a lease later.
     assert!(
-        led_at < started + LEASE + cut + RETRY * 3,
+        led_at < started + LEASE + cut + RETRY * 4,
         "led {:?} after the start: the late write was held for a lease",
         led_at - started
     );
