@@ -44,13 +44,16 @@ async fn a_renew_that_lands_after_the_term_ended_is_released_by_its_writer() {
     .expect("a's term ended at its renew deadline");
     assert!(!term.is_leader());
 
-    // One of a's renews, held up in the network, lands now: a's record with a fresh lease. The
-    // network heals at the same moment.
+    // One of a's renews, held up in the network, lands now: a's record with a fresh lease (the
+    // last renew a sent, as it sent it). The network heals at the same moment.
     sleep(Duration::from_secs(1)).await;
     let stored = inner.get().await.unwrap().expect("a's record");
     assert_eq!(stored.record.holder_identity, "a");
-    let mut renewed = stored.record.clone();
-    renewed.renew_time = Some(chrono::Utc::now());
+    let renewed = faults.last_update_sent().expect("a sent renews");
+    assert_ne!(
+        renewed.renew_time, stored.record.renew_time,
+        "a renew that did not land"
+    );
     inner.update(&renewed, &stored.version).await.unwrap();
     let landed_at = Instant::now();
     faults.set_unavailable(false);

@@ -293,6 +293,28 @@ impl Sim {
                 self.lock.delete();
                 "delete the record".to_owned()
             }
+            8 | 9
+                if current
+                    .as_ref()
+                    .is_some_and(|seen| !seen.record.holder_identity.is_empty())
+                    && rng.random_bool(0.3) =>
+            {
+                // A client-go elector given the holder's identity adopts its record and renews
+                // it, keeping acquireTime and leaderTransitions (the term's mark).
+                let seen = current.expect("checked above");
+                let micros = rng.random_range(1..1_000_000);
+                let renewal = LeaderElectionRecord {
+                    renew_time: chrono::DateTime::from_timestamp(1_700_000_100, micros * 1_000),
+                    ..seen.record.clone()
+                };
+                if self.lock.update(&renewal, &seen.version).await.is_ok() {
+                    self.outside_writes.push(Instant::now());
+                }
+                format!(
+                    "outside renewal keeping the mark of {}",
+                    seen.record.holder_identity
+                )
+            }
             8 | 9 => {
                 let Some(seen) = current else {
                     return;

@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::TermMark;
 use super::readiness::Readiness;
+use super::term_writes::TermWrites;
 use super::{to_micros, whole_seconds, Hints, LeaderElector};
 use crate::leadership::Stamp;
 use crate::{
@@ -69,23 +70,25 @@ const MIN_RENEW_RETRY: Duration = Duration::from_millis(50);
 const RELEASE_BACKOFF: Duration = Duration::from_millis(200);
 
 impl LeaderElector {
-    /// Leads until the term ends; `written` is the record and version this candidate wrote last.
+    /// Leads until the term ends; `written` is the record and version this candidate wrote last,
+    /// `own` the term's mark and the `renewTime`s it sends (kept by the caller: the stand-by
+    /// after the term needs them).
     pub(super) async fn lead(
         &self,
         term: Leadership,
         mut written: Versioned,
+        own: &mut TermWrites,
         hints: &mut Hints,
         readiness: &mut Readiness,
         cancel: &CancellationToken,
     ) -> Ended {
         self.shared.started(&term);
-        let mark = TermMark::of(&written.record);
         // An adopted write (its reply was lost) may carry a handover request that landed on it
         // before the read that adopted it: renewing over it on the fast path would keep the
         // request in the record and never act on it.
         if let Some(to) = self.handover_asked(&written) {
             return self
-                .make_way(&term, &mark, StopReason::HandedOver { to })
+                .make_way(&term, own, StopReason::HandedOver { to })
                 .await;
         }
         // After a failed renew: when to try again (every retry period, within the deadline).
@@ -105,13 +108,13 @@ impl LeaderElector {
             let next_renew = retry_at.unwrap_or(term.renewed_at() + period);
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
+                _ = cancel.cancelled() => return self.step_down(&term, own).await,
                 _ = sleep_until(term.valid_until()) => {
                     return self.lose(&term, StopReason::RenewDeadlineExceeded);
                 }
                 _ = sleep_until(next_renew) => {}
                 _ = readiness.hand_over_due() => {
-                    return self.make_way(&term, &mark, StopReason::Unready).await;
+                    return self.make_way(&term, own, StopReason::Unready).await;
                 }
                 hint = hints.next() => {
                     if !self.hint_may_end_term(&hint, &written) {
@@ -122,13 +125,13 @@ impl LeaderElector {
                     // milliseconds of the change. A hint alone never ends it: it may be forged.
                     let check = tokio::select! {
                         biased;
-                        _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
-                        check = self.check_record(&term, &mark, &mut written) => check,
+                        _ = cancel.cancelled() => return self.step_down(&term, own).await,
+                        check = self.check_record(&term, own, &mut written) => check,
                     };
                     match check {
                         Check::Superseded(by) => return self.superseded(&term, by),
                         Check::HandOver(to) => {
-                            return self.make_way(&term, &mark, StopReason::HandedOver { to }).await;
+                            return self.make_way(&term, own, StopReason::HandedOver { to }).await;
                         }
                         Check::Ours | Check::Unknown => continue,
                     }
@@ -141,15 +144,15 @@ impl LeaderElector {
             }
             let renewal = tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return self.step_down(&term, &mark).await,
-                renewal = self.renew_and_report(&term, &mark, &mut written) => renewal,
+                _ = cancel.cancelled() => return self.step_down(&term, own).await,
+                renewal = self.renew_and_report(&term, own, &mut written) => renewal,
             };
             match renewal {
                 Renewal::Renewed => retry_at = None,
                 Renewal::Superseded(by) => return self.superseded(&term, by),
                 Renewal::HandOver(to) => {
                     return self
-                        .make_way(&term, &mark, StopReason::HandedOver { to })
+                        .make_way(&term, own, StopReason::HandedOver { to })
                         .await;
                 }
                 Renewal::Failed(err) => {
@@ -184,11 +187,24 @@ impl LeaderElector {
         }
     }
 
-    /// True when `fresh` is this term's record (its mark) with a lease at least this
-    /// candidate's: someone who rewrote it with a shorter lease let standbys take over sooner
-    /// than this term's renew deadline allows for, so the term must end.
-    fn still_ours(&self, fresh: &Versioned, mark: &TermMark) -> bool {
-        self.holds(fresh, mark)
+    /// True when `fresh` is this term's record (its mark, and a `renewTime` this term sent)
+    /// with a lease at least this candidate's: someone who rewrote it with a shorter lease let
+    /// standbys take over sooner than this term's renew deadline allows for, so the term must
+    /// end. A record with the mark and a `renewTime` this term never sent was renewed by
+    /// another process with this identity (a client-go elector adopts any record naming it):
+    /// that process leads, and this term must end rather than renew over it.
+    fn still_ours(&self, fresh: &Versioned, own: &TermWrites) -> bool {
+        if own.renewed_by_another(&fresh.record, &self.config.identity) {
+            tracing::error!(
+                identity = %self.config.identity,
+                fencing_token = own.mark.token,
+                "another process renewed this term's record under this identity (a client-go \
+                 elector given the same identity?): this term ends and leaves the lock to it; \
+                 give every process its own identity"
+            );
+            return false;
+        }
+        own.wrote(&fresh.record, &self.config.identity)
             && fresh.record.lease_duration_seconds >= self.config.lease_duration_seconds()
     }
 
@@ -196,11 +212,11 @@ impl LeaderElector {
     async fn check_record(
         &self,
         term: &Leadership,
-        mark: &TermMark,
+        own: &TermWrites,
         written: &mut Versioned,
     ) -> Check {
         match self.bounded(term.valid_until(), self.lock.get()).await {
-            Ok(Some(fresh)) if self.still_ours(&fresh, mark) => {
+            Ok(Some(fresh)) if self.still_ours(&fresh, own) => {
                 if let Some(to) = self.handover_asked(&fresh) {
                     return Check::HandOver(to);
                 }
@@ -235,12 +251,12 @@ impl LeaderElector {
     async fn renew_and_report(
         &self,
         term: &Leadership,
-        mark: &TermMark,
+        own: &mut TermWrites,
         written: &mut Versioned,
     ) -> Renewal {
         let started = Instant::now();
         let mut slow_path = false;
-        let renewal = self.renew(term, mark, written, &mut slow_path).await;
+        let renewal = self.renew(term, own, written, &mut slow_path).await;
         let outcome = match &renewal {
             Renewal::Renewed => RenewOutcome::Renewed { slow_path },
             Renewal::Superseded(by) => RenewOutcome::Superseded {
@@ -265,15 +281,19 @@ impl LeaderElector {
     async fn renew(
         &self,
         term: &Leadership,
-        mark: &TermMark,
+        own: &mut TermWrites,
         written: &mut Versioned,
         slow_path: &mut bool,
     ) -> Renewal {
         let deadline = term.valid_until();
         let mut record = written.record.clone();
         record.lease_duration_seconds = self.config.lease_duration_seconds();
-        record.renew_time = Some(to_micros(chrono::Utc::now()));
+        let renew_time = to_micros(chrono::Utc::now());
+        record.renew_time = Some(renew_time);
         for attempt in 0..2 {
+            // Remembered before it is sent: it may land although no answer comes back, and a
+            // later read that shows it must find it this term's, not a twin's.
+            own.sending(renew_time);
             let sent = Stamp::now();
             let result = self
                 .bounded(deadline, self.lock.update(&record, &written.version))
@@ -302,7 +322,7 @@ impl LeaderElector {
                 Err(LockError::Conflict { .. }) if attempt == 0 => {
                     *slow_path = true;
                     match self.bounded(deadline, self.lock.get()).await {
-                        Ok(Some(fresh)) if self.still_ours(&fresh, mark) => {
+                        Ok(Some(fresh)) if self.still_ours(&fresh, own) => {
                             if let Some(to) = self.handover_asked(&fresh) {
                                 return Renewal::HandOver(to);
                             }
@@ -341,10 +361,10 @@ impl LeaderElector {
     /// releases the lock, whatever `release_on_cancel` says, so that another candidate takes
     /// over at once: a handover's named candidate first (the release keeps it as the preferred
     /// holder). The term ends before the release is written, as on cancellation.
-    async fn make_way(&self, term: &Leadership, mark: &TermMark, reason: StopReason) -> Ended {
+    async fn make_way(&self, term: &Leadership, own: &TermWrites, reason: StopReason) -> Ended {
         tracing::info!(fencing_token = term.fencing_token(), %reason, "stopped leading");
         self.shared.stopped(term, reason.clone());
-        if self.release_if_ours(mark).await {
+        if self.release_own(own).await {
             self.shared.released(term.fencing_token());
         }
         Ended::Lost(reason)
@@ -358,30 +378,36 @@ impl LeaderElector {
 
     /// Ends the term on cancellation, then releases the lock if so configured. The term ends
     /// before the release is written, so nobody can see two leaders at once.
-    async fn step_down(&self, term: &Leadership, mark: &TermMark) -> Ended {
+    async fn step_down(&self, term: &Leadership, own: &TermWrites) -> Ended {
         tracing::info!(
             fencing_token = term.fencing_token(),
             "stopped leading: cancelled"
         );
         self.shared.stopped(term, StopReason::Cancelled);
-        let released = self.config.release_on_cancel && self.release_if_ours(mark).await;
+        let released = self.config.release_on_cancel && self.release_own(own).await;
         if released {
             self.shared.released(term.fencing_token());
         }
         Ended::Cancelled { released }
     }
 
-    /// Hands the lock over if the record is still exactly the term marked `mark` (holder this
-    /// candidate, `leaderTransitions` its token, acquireTime its mark, so never a twin's term):
-    /// re-reads, and only then writes holder "" with a 1 s lease. Gives up after the renew
-    /// deadline. Returns whether it released.
-    pub(super) async fn release_if_ours(&self, mark: &TermMark) -> bool {
-        self.release_marked(mark, &|_| true, &mut Vec::new())
-            .await
-            .unwrap_or(false)
+    /// Hands the lock over if the record is still exactly one this term wrote (holder this
+    /// candidate, `leaderTransitions` its token, acquireTime its mark, a `renewTime` it sent;
+    /// so never a twin's term, nor a twin's renewal of this one): re-reads, and only then
+    /// writes holder "" with a 1 s lease. Gives up after the renew deadline. Returns whether
+    /// it released.
+    pub(super) async fn release_own(&self, own: &TermWrites) -> bool {
+        let identity = self.config.identity.as_str();
+        self.release_marked(
+            &own.mark,
+            &|fresh| own.wrote(&fresh.record, identity),
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap_or(false)
     }
 
-    /// Like [`release_if_ours`](Self::release_if_ours), releasing a record with the mark only
+    /// Like [`release_own`](Self::release_own), releasing a record with the mark only
     /// if `only` accepts it too: a record renewed by another process keeping the mark (a
     /// client-go elector with the same identity adopts any record naming it) is that process'
     /// running term. The error is the last attempt's, when it gave up. `sent` collects the

@@ -11,6 +11,7 @@ mod readiness;
 mod scoped;
 pub(crate) mod shared;
 mod standby;
+mod term_writes;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub use scoped::{WorkReturned, RESTART_BACKOFF};
 use shared::Shared;
 use standby::StandbyEnd;
 pub(crate) use standby::CONFIRM_INTERVAL;
+use term_writes::TermWrites;
 
 /// Runs one candidate's side of an election over any [`Lock`].
 ///
@@ -232,11 +234,12 @@ impl LeaderElector {
                     return RunOutcome::GaveUp(gave_up);
                 }
             };
-            ended = Some(TermMark::of(&written.record));
-            match self
-                .lead(term, written, &mut hints, &mut readiness, &cancel)
-                .await
-            {
+            let mut own = TermWrites::of(&written.record, self.config.lease_duration);
+            let end = self
+                .lead(term, written, &mut own, &mut hints, &mut readiness, &cancel)
+                .await;
+            ended = Some(own);
+            match end {
                 leading::Ended::Cancelled { released } => {
                     return RunOutcome::Cancelled { released }
                 }

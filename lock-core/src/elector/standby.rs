@@ -10,6 +10,7 @@ use super::give_up::{GaveUp, PermanentFailures};
 use super::memory::{LostWrite, Memory, TermMark};
 use super::pending::{PendingWrites, Unanswered};
 use super::readiness::Readiness;
+use super::term_writes::TermWrites;
 use super::{Hints, LeaderElector};
 use crate::leadership::Stamp;
 use crate::{Hint, Leadership, LockError, Version, Versioned};
@@ -138,7 +139,7 @@ struct Standby<'m> {
     failures: PermanentFailures,
     /// The term this candidate led before this stand-by, until the first read after it: if
     /// that read finds the term's record in place, it is released.
-    ended: Option<TermMark>,
+    ended: Option<TermWrites>,
     /// After releasing the record of its ended term: this candidate takes nothing before then.
     yield_until: Option<Instant>,
     /// A takeover of this candidate that landed but cannot start a term (see [`Found`]), whose
@@ -238,7 +239,7 @@ impl LeaderElector {
         hints: &mut Hints,
         memory: &mut Memory,
         readiness: &mut Readiness,
-        ended: Option<TermMark>,
+        ended: Option<TermWrites>,
         cancel: &CancellationToken,
     ) -> StandbyEnd {
         let mut standby = Standby {
@@ -590,20 +591,33 @@ impl LeaderElector {
         standby: &mut Standby<'_>,
         current: Option<&Versioned>,
     ) -> Option<Step> {
-        let mark = standby.ended.take()?;
-        if !current.is_some_and(|seen| self.holds(seen, &mark)) {
+        let own = standby.ended.take()?;
+        let identity = self.config.identity.as_str();
+        let current = current?;
+        if own.renewed_by_another(&current.record, identity) {
+            // Another process with this identity renewed the term's record keeping its mark
+            // (a client-go elector adopts any record naming it): its running term, left to it.
+            tracing::error!(
+                identity,
+                fencing_token = own.mark.token,
+                "another process renewed the record of this candidate's ended term under this \
+                 identity: leaving it to that process; give every process its own identity"
+            );
+            return None;
+        }
+        if !own.wrote(&current.record, identity) {
             return None;
         }
         tracing::info!(
-            fencing_token = mark.token,
+            fencing_token = own.mark.token,
             "the record of this candidate's ended term is still in place: releasing it"
         );
-        let released = self.release_if_ours(&mark).await;
+        let released = self.release_own(&own).await;
         if let Some(seen) = standby.observed.as_mut() {
             seen.stale = true;
         }
         if released {
-            self.shared.released(mark.token);
+            self.shared.released(own.mark.token);
             standby.yield_until = Some(Instant::now() + self.config.retry_period);
         }
         Some(Step::Again)

@@ -47,6 +47,8 @@ pub struct FaultControl {
     state: Arc<Mutex<Faults>>,
     counts: Arc<CallCounts>,
     forged: tokio::sync::broadcast::Sender<Hint>,
+    /// The record of the last update asked of the wrapper, whether or not it went through.
+    last_update: Arc<Mutex<Option<LeaderElectionRecord>>>,
 }
 
 impl Default for FaultControl {
@@ -54,6 +56,7 @@ impl Default for FaultControl {
         Self {
             state: Arc::default(),
             counts: Arc::default(),
+            last_update: Arc::default(),
             forged: tokio::sync::broadcast::channel(64).0,
         }
     }
@@ -161,6 +164,15 @@ impl FaultControl {
     /// a backend's change channel could forge one.
     pub fn forge_hint(&self, hint: Hint) {
         let _ = self.forged.send(hint);
+    }
+
+    /// The record of the last update the caller sent, whether it reached the inner lock, failed
+    /// or is held back: what a write held up in the network and landing later would carry.
+    pub fn last_update_sent(&self) -> Option<LeaderElectionRecord> {
+        self.last_update
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Counts of the calls that reached the inner lock.
@@ -309,6 +321,11 @@ impl<L: Lock> Lock for FaultyLock<L> {
         record: &LeaderElectionRecord,
         expected: &Version,
     ) -> LockResult<Version> {
+        *self
+            .control
+            .last_update
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(record.clone());
         self.control.before_call(&self.describe()).await?;
         if self.control.take_conflict() {
             return Err(LockError::Conflict {
