@@ -66,10 +66,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Each of handover, crash and load also runs with hints off (standbys poll, as client-go's
 /// do) and, on k8s, with client-go's own elector (interop/, built with Go).
 ///
-/// The full run uses client-go's default timings (15 s / 10 s / 2 s) and takes about 40
-/// minutes on two cores; it writes BENCHMARKS.md at the workspace root. `--quick` runs
-/// everything with short timings and few samples in about 4 minutes (scripts/test runs it) and
-/// writes target/bench/BENCHMARKS-quick.md.
+/// The full run uses client-go's default timings (15 s / 10 s / 2 s) and takes well over an
+/// hour on two cores (the many-elections and takeover scenarios alone run for about an hour);
+/// it writes BENCHMARKS.md at the workspace root. `--quick` runs everything with short timings
+/// and few samples in about 8 minutes (scripts/test runs it) and writes
+/// target/bench/BENCHMARKS-quick.md.
 ///
 /// The run fails (exit status 1) on two leaders at once, a lost lease, a takeover before the
 /// old leader's renew deadline, or a scenario that does not complete; goals that are missed
@@ -217,8 +218,10 @@ async fn run(cli: Cli) -> BenchResult<()> {
             );
             let report = many::run(&server, elections, duration).await?;
             eprintln!(
-                "bench: many: {} leases lost, {:.3} cores, {} MB peak, renew p99 {:?}",
+                "bench: many: {} leases lost ({} before the window; {:?}), {:.3} cores, {} MB peak, renew p99 {:?}",
                 report.leases_lost,
+                report.lost_before_window,
+                report.lost_by_reason,
                 report.cores,
                 report.peak_rss / (1024 * 1024),
                 report.renew_p99
@@ -310,6 +313,12 @@ async fn run(cli: Cli) -> BenchResult<()> {
         eprintln!("bench: wrote {}", image.display());
     }
     for row in &results.takeover {
+        if let Some(failed) = &row.failed {
+            return Err(BenchError::Timeout(format!(
+                "takeover of {} elections on {}: {failed}",
+                row.elections, row.backend
+            )));
+        }
         if row.leases_lost > 0 {
             return Err(BenchError::Safety(format!(
                 "{} leases lost after the takeover on {}",

@@ -224,6 +224,17 @@ impl Results {
         );
         let goal = (lease + std::time::Duration::from_secs(1)).as_nanos() as i128;
         for row in &self.takeover {
+            if let Some(failed) = &row.failed {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.1} s | - | - | - | - | did not complete ({failed}): {} |",
+                    row.backend,
+                    row.elections,
+                    row.cold_start.as_secs_f64(),
+                    verdict(false)
+                );
+                continue;
+            }
             let Some(summary) = row.summary() else {
                 continue;
             };
@@ -543,9 +554,10 @@ Each started by the benchmark on loopback ports: a \
             }),
             ("leases lost", |many, _| {
                 format!(
-                    "{} (goal 0: {})",
+                    "{} (goal 0: {}){}",
                     many.leases_lost,
-                    verdict(many.leases_lost == 0)
+                    verdict(many.leases_lost == 0),
+                    lost_detail(many)
                 )
             }),
             ("renews", |many, _| {
@@ -597,4 +609,21 @@ Each started by the benchmark on loopback ports: a \
         }
         let _ = writeln!(out);
     }
+}
+
+/// Where and why a many-elections run lost terms: "" when it lost none.
+fn lost_detail(many: &ManyReport) -> String {
+    if many.leases_lost == 0 {
+        return String::new();
+    }
+    let reasons: Vec<String> = many
+        .lost_by_reason
+        .iter()
+        .map(|(reason, count)| format!("{count} {reason}"))
+        .collect();
+    format!(
+        ": {} before the window; {}",
+        many.lost_before_window,
+        reasons.join(", ")
+    )
 }

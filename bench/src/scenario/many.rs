@@ -37,8 +37,16 @@ pub struct ManyReport {
     pub leading_at_start: u64,
     /// How long all were held and measured.
     pub held_for: Duration,
-    /// Terms that ended for any reason other than the final cancellation.
+    /// Terms that ended for any reason other than the final cancellation, from the start
+    /// (the acquiring burst included) to the end.
     pub leases_lost: u64,
+    /// Of those, the terms that ended before the measured window started (while the others
+    /// were still being acquired).
+    #[serde(default)]
+    pub lost_before_window: u64,
+    /// Why the lost terms ended: each [`StopReason`]'s text, with its count.
+    #[serde(default)]
+    pub lost_by_reason: std::collections::BTreeMap<String, u64>,
     /// Renews that succeeded in the measured window.
     pub renews: u64,
     /// Renew attempts that failed in the measured window.
@@ -143,8 +151,8 @@ pub struct ManyArgs {
     /// With --compete: the quick run's timings.
     #[arg(long)]
     quick_timings: bool,
-    /// With --compete: renew every this many milliseconds while hints flow, instead of every
-    /// retry period (`ElectionConfig::with_renew_interval`).
+    /// Renew every this many milliseconds while hints flow, instead of every retry period
+    /// (`ElectionConfig::with_renew_interval`).
     #[arg(long, value_name = "MS")]
     renew_interval_ms: Option<u64>,
 }
@@ -256,6 +264,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     let locks = Locks::connect(&args.url).await?;
     let leading = Arc::new(AtomicU64::new(0));
     let lost = Arc::new(AtomicU64::new(0));
+    let reasons: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
     let started_at: Arc<std::sync::Mutex<Vec<i128>>> = Arc::default();
     let renews = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -272,18 +281,19 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
                 Timings::CLIENT_GO
             };
             // Crash-like at the end, as client-go's candidates of the same scenario stop.
-            let config = timings
+            timings
                 .config(&args.identity, true)
-                .with_release_on_cancel(false);
-            match args.renew_interval_ms {
-                Some(ms) => config.with_renew_interval(Duration::from_millis(ms)),
-                None => config,
-            }
+                .with_release_on_cancel(false)
         } else {
             ElectionConfig::new(args.identity.as_str())
         };
+        let config = match args.renew_interval_ms {
+            Some(ms) => config.with_renew_interval(Duration::from_millis(ms)),
+            None => config,
+        };
         let elector = LeaderElector::new(lock, config)?;
         let (leading, lost, started_at) = (leading.clone(), lost.clone(), started_at.clone());
+        let reasons = reasons.clone();
         // Only this election's first term is timed: a term lost and won again is counted
         // among the leases lost, not as a second takeover.
         let first_term = std::sync::atomic::AtomicBool::new(true);
@@ -302,6 +312,16 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
                 leading.fetch_sub(1, Ordering::Relaxed);
                 if *reason != StopReason::Cancelled {
                     lost.fetch_add(1, Ordering::Relaxed);
+                    // Superseded names a holder: counted by kind, not by name.
+                    let kind = match reason {
+                        StopReason::Superseded { .. } => "superseded".to_owned(),
+                        other => other.to_string(),
+                    };
+                    *reasons
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(kind)
+                        .or_default() += 1;
                 }
             }
             _ => {}
@@ -335,6 +355,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     }
     let acquired_in = started.elapsed();
     let leading_at_start = leading.load(Ordering::Relaxed);
+    let lost_before_window = lost.load(Ordering::Relaxed);
     renews.store(0, Ordering::Relaxed);
     failed.store(0, Ordering::Relaxed);
     latencies.reset();
@@ -352,6 +373,8 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         leading_at_start,
         held_for,
         leases_lost: lost.load(Ordering::Relaxed),
+        lost_before_window,
+        lost_by_reason: std::mem::take(&mut *reasons.lock().unwrap_or_else(|p| p.into_inner())),
         renews: renews.load(Ordering::Relaxed),
         failed_renews: failed.load(Ordering::Relaxed),
         renew_p50: latencies.percentile(50),
@@ -463,6 +486,8 @@ async fn compete(
         leading_at_start: 0,
         held_for,
         leases_lost: lost.load(Ordering::Relaxed),
+        lost_before_window: 0,
+        lost_by_reason: Default::default(),
         renews: 0,
         failed_renews: 0,
         renew_p50: Duration::ZERO,

@@ -32,6 +32,10 @@ pub struct TakeoverRow {
     pub takeovers: Vec<i128>,
     /// Terms of the standby that ended before it was stopped.
     pub leases_lost: u64,
+    /// Why the scenario did not complete (a process not leading every election in time), if it
+    /// did not: the report shows it as the row's verdict instead of losing the whole run.
+    #[serde(default)]
+    pub failed: Option<String>,
 }
 
 impl TakeoverRow {
@@ -49,15 +53,36 @@ pub async fn run(
 ) -> BenchResult<TakeoverRow> {
     let url = &server.target.url;
     let started = Instant::now();
+    let failed = |what: &str, err: BenchError| TakeoverRow {
+        backend: server.backend.name().to_owned(),
+        elections,
+        cold_start: started.elapsed(),
+        takeovers: Vec::new(),
+        leases_lost: 0,
+        failed: Some(format!("{what}: {err}")),
+    };
     let mut first = Competitor::start(url, "takeover", elections, "first", plan.quick, None)?;
-    first.all_leading(WITHIN).await?;
+    match first.all_leading(WITHIN).await {
+        Ok(()) => {}
+        Err(err @ BenchError::Timeout(_)) => return Ok(failed("cold start", err)),
+        Err(err) => return Err(err),
+    }
     let cold_start = started.elapsed();
     let mut second = Competitor::start(url, "takeover", elections, "second", plan.quick, None)?;
     // Long enough for the standby to have read every election and to follow the renews.
     tokio::time::sleep(plan.timings.lease).await;
     let killed_at = now_nanos();
     first.kill()?;
-    second.all_leading(WITHIN).await?;
+    match second.all_leading(WITHIN).await {
+        Ok(()) => {}
+        Err(err @ BenchError::Timeout(_)) => {
+            return Ok(TakeoverRow {
+                cold_start,
+                ..failed("takeover", err)
+            })
+        }
+        Err(err) => return Err(err),
+    }
     let report = second.finish().await?;
     if report.started_at.len() != elections {
         return Err(BenchError::Setup(format!(
@@ -72,5 +97,6 @@ pub async fn run(
         cold_start,
         takeovers,
         leases_lost: report.leases_lost,
+        failed: None,
     })
 }
