@@ -224,35 +224,27 @@ impl Results {
         );
         let goal = (lease + std::time::Duration::from_secs(1)).as_nanos() as i128;
         for row in &self.takeover {
-            if let Some(failed) = &row.failed {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {:.1} s | - | - | - | - | did not complete ({failed}): {} |",
-                    row.backend,
-                    row.elections,
-                    row.cold_start.as_secs_f64(),
-                    verdict(false)
-                );
-                continue;
-            }
-            let Some(summary) = row.summary() else {
-                continue;
+            let goal_ms = format!("< {} ms", goal / 1_000_000);
+            // A row that did not complete keeps its place, with its reason as the verdict.
+            let (times, judged) = match (&row.failed, row.summary()) {
+                (Some(failed), _) => (
+                    "- | - | - | -".to_owned(),
+                    format!("{goal_ms}: did not complete ({failed}): {}", verdict(false)),
+                ),
+                (None, Some(summary)) => (
+                    [summary.min, summary.p50, summary.p99, summary.max]
+                        .map(ms)
+                        .join(" | "),
+                    goal_text(plan.quick, goal_ms, summary.p99 < goal),
+                ),
+                (None, None) => continue,
             };
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.1} s | {} | {} | {} | {} | {} |",
+                "| {} | {} | {:.1} s | {times} | {judged} |",
                 row.backend,
                 row.elections,
                 row.cold_start.as_secs_f64(),
-                ms(summary.min),
-                ms(summary.p50),
-                ms(summary.p99),
-                ms(summary.max),
-                goal_text(
-                    plan.quick,
-                    format!("< {} ms", goal / 1_000_000),
-                    summary.p99 < goal
-                )
             );
         }
         let _ = writeln!(out);

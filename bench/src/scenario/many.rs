@@ -4,6 +4,7 @@
 //! connection and one watch, on Kubernetes one client and one watch of the namespace's Leases).
 //! It runs in a child process (`bench many`) so that its CPU time and peak memory are its own.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -46,7 +47,7 @@ pub struct ManyReport {
     pub lost_before_window: u64,
     /// Why the lost terms ended: each [`StopReason`]'s text, with its count.
     #[serde(default)]
-    pub lost_by_reason: std::collections::BTreeMap<String, u64>,
+    pub lost_by_reason: BTreeMap<String, u64>,
     /// Renews that succeeded in the measured window.
     pub renews: u64,
     /// Renew attempts that failed in the measured window.
@@ -122,6 +123,37 @@ impl Histogram {
             }
         }
         Duration::ZERO
+    }
+}
+
+/// Terms that ended for any reason but the final cancellation, counted by why.
+#[derive(Default)]
+struct Losses(std::sync::Mutex<BTreeMap<String, u64>>);
+
+impl Losses {
+    /// Counts a term that ended for `reason`, unless it was cancelled (the run's end).
+    fn record(&self, reason: &StopReason) {
+        let kind = match reason {
+            StopReason::Cancelled => return,
+            // It names a holder: counted by kind, not by name.
+            StopReason::Superseded { .. } => "superseded".to_owned(),
+            other => other.to_string(),
+        };
+        *self.reasons().entry(kind).or_default() += 1;
+    }
+
+    /// How many terms were lost so far.
+    fn count(&self) -> u64 {
+        self.reasons().values().sum()
+    }
+
+    /// How many were lost so far for each reason.
+    fn by_reason(&self) -> BTreeMap<String, u64> {
+        self.reasons().clone()
+    }
+
+    fn reasons(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -263,8 +295,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         .to_owned();
     let locks = Locks::connect(&args.url).await?;
     let leading = Arc::new(AtomicU64::new(0));
-    let lost = Arc::new(AtomicU64::new(0));
-    let reasons: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> = Arc::default();
+    let lost = Arc::new(Losses::default());
     let started_at: Arc<std::sync::Mutex<Vec<i128>>> = Arc::default();
     let renews = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -293,7 +324,6 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         };
         let elector = LeaderElector::new(lock, config)?;
         let (leading, lost, started_at) = (leading.clone(), lost.clone(), started_at.clone());
-        let reasons = reasons.clone();
         // Only this election's first term is timed: a term lost and won again is counted
         // among the leases lost, not as a second takeover.
         let first_term = std::sync::atomic::AtomicBool::new(true);
@@ -310,19 +340,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
             ElectionEvent::StoppedLeading { reason, .. } => {
                 // Leaders now, not terms ever started: "all leading" means all at once.
                 leading.fetch_sub(1, Ordering::Relaxed);
-                if *reason != StopReason::Cancelled {
-                    lost.fetch_add(1, Ordering::Relaxed);
-                    // Superseded names a holder: counted by kind, not by name.
-                    let kind = match reason {
-                        StopReason::Superseded { .. } => "superseded".to_owned(),
-                        other => other.to_string(),
-                    };
-                    *reasons
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .entry(kind)
-                        .or_default() += 1;
-                }
+                lost.record(reason);
             }
             _ => {}
         });
@@ -355,7 +373,7 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
     }
     let acquired_in = started.elapsed();
     let leading_at_start = leading.load(Ordering::Relaxed);
-    let lost_before_window = lost.load(Ordering::Relaxed);
+    let lost_before_window = lost.count();
     renews.store(0, Ordering::Relaxed);
     failed.store(0, Ordering::Relaxed);
     latencies.reset();
@@ -372,9 +390,9 @@ pub async fn run_child(args: ManyArgs) -> BenchResult<()> {
         acquired_in,
         leading_at_start,
         held_for,
-        leases_lost: lost.load(Ordering::Relaxed),
+        leases_lost: lost.count(),
         lost_before_window,
-        lost_by_reason: std::mem::take(&mut *reasons.lock().unwrap_or_else(|p| p.into_inner())),
+        lost_by_reason: lost.by_reason(),
         renews: renews.load(Ordering::Relaxed),
         failed_renews: failed.load(Ordering::Relaxed),
         renew_p50: latencies.percentile(50),
@@ -460,7 +478,7 @@ async fn compete(
     args: ManyArgs,
     tasks: Vec<tokio::task::JoinHandle<lock_core::RunOutcome>>,
     cancel: CancellationToken,
-    lost: Arc<AtomicU64>,
+    lost: Arc<Losses>,
     started_at: Arc<std::sync::Mutex<Vec<i128>>>,
     started: Instant,
 ) -> BenchResult<()> {
@@ -485,9 +503,9 @@ async fn compete(
         acquired_in: Duration::ZERO,
         leading_at_start: 0,
         held_for,
-        leases_lost: lost.load(Ordering::Relaxed),
+        leases_lost: lost.count(),
         lost_before_window: 0,
-        lost_by_reason: Default::default(),
+        lost_by_reason: lost.by_reason(),
         renews: 0,
         failed_renews: 0,
         renew_p50: Duration::ZERO,
@@ -508,6 +526,23 @@ async fn compete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn losses_count_every_end_but_the_cancellation_by_kind() {
+        let losses = Losses::default();
+        losses.record(&StopReason::Cancelled);
+        assert_eq!(losses.count(), 0);
+        for holder in ["a", "b"] {
+            losses.record(&StopReason::Superseded {
+                holder: Some(holder.to_owned()),
+            });
+        }
+        losses.record(&StopReason::RenewDeadlineExceeded);
+        assert_eq!(losses.count(), 3);
+        let by_reason = losses.by_reason();
+        assert_eq!(by_reason["superseded"], 2);
+        assert_eq!(by_reason[&StopReason::RenewDeadlineExceeded.to_string()], 1);
+    }
 
     #[test]
     fn the_histogram_reports_bucket_edges() {

@@ -62,10 +62,8 @@ pub async fn run(
         failed: Some(format!("{what}: {err}")),
     };
     let mut first = Competitor::start(url, "takeover", elections, "first", plan.quick, None)?;
-    match first.all_leading(WITHIN).await {
-        Ok(()) => {}
-        Err(err @ BenchError::Timeout(_)) => return Ok(failed("cold start", err)),
-        Err(err) => return Err(err),
+    if let Some(err) = timed_out(first.all_leading(WITHIN).await)? {
+        return Ok(failed("cold start", err));
     }
     let cold_start = started.elapsed();
     let mut second = Competitor::start(url, "takeover", elections, "second", plan.quick, None)?;
@@ -73,15 +71,11 @@ pub async fn run(
     tokio::time::sleep(plan.timings.lease).await;
     let killed_at = now_nanos();
     first.kill()?;
-    match second.all_leading(WITHIN).await {
-        Ok(()) => {}
-        Err(err @ BenchError::Timeout(_)) => {
-            return Ok(TakeoverRow {
-                cold_start,
-                ..failed("takeover", err)
-            })
-        }
-        Err(err) => return Err(err),
+    if let Some(err) = timed_out(second.all_leading(WITHIN).await)? {
+        return Ok(TakeoverRow {
+            cold_start,
+            ..failed("takeover", err)
+        });
     }
     let report = second.finish().await?;
     if report.started_at.len() != elections {
@@ -99,4 +93,13 @@ pub async fn run(
         leases_lost: report.leases_lost,
         failed: None,
     })
+}
+
+/// A wait that ran out, as a value (the row records it); any other error is the run's.
+fn timed_out(result: BenchResult<()>) -> BenchResult<Option<BenchError>> {
+    match result {
+        Ok(()) => Ok(None),
+        Err(err @ BenchError::Timeout(_)) => Ok(Some(err)),
+        Err(err) => Err(err),
+    }
 }
